@@ -1,0 +1,2 @@
+def test_v21_database_is_at_head(db):
+    assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0005"

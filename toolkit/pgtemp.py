@@ -1,0 +1,179 @@
+"""A throwaway PostgreSQL server, for tests, `waha-db verify` and `waha-db bench`.
+
+Built on testing.postgresql, extended to:
+- find the server binaries on PATH, in /usr/lib/postgresql/*/bin, or where
+  WAHA_DB_PG_BIN points, with one clear error when there are none;
+- run as root: initdb and postgres refuse to, so they run as an unprivileged OS
+  user (WAHA_DB_PG_USER, default `postgres`, else `nobody`) that owns the data
+  directory; a normal user runs them as itself;
+- be fast: fsync off, and databases cloned from templates (`CREATE DATABASE ...
+  TEMPLATE`) instead of migrated anew.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import sqlalchemy as sa
+import testing.postgresql
+from sqlalchemy.engine import URL
+
+from toolkit.database import create_engine
+
+INSTALL_HINT = (
+    "PostgreSQL server binaries (initdb, postgres) were not found on PATH, in "
+    "/usr/lib/postgresql/*/bin, or in WAHA_DB_PG_BIN. Install them: "
+    "`apt-get install postgresql` (Debian/Ubuntu), `brew install postgresql@16` (macOS), "
+    "or point WAHA_DB_PG_BIN at the directory that holds initdb and postgres."
+)
+
+
+class PostgresNotFound(RuntimeError):
+    """No PostgreSQL server binaries on this machine."""
+
+
+def find_server_binaries() -> Path:
+    """The directory holding initdb and postgres."""
+    candidates = []
+    if os.environ.get("WAHA_DB_PG_BIN"):
+        candidates.append(Path(os.environ["WAHA_DB_PG_BIN"]))
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(os.path.realpath(on_path)).parent)
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for directory in candidates:
+        if (directory / "initdb").is_file() and (directory / "postgres").is_file():
+            return directory
+    raise PostgresNotFound(INSTALL_HINT)
+
+
+def unprivileged_account() -> pwd.struct_passwd | None:
+    """The OS account that runs the server when we are root; None when we are not."""
+    if os.geteuid() != 0:
+        return None
+    for name in (os.environ.get("WAHA_DB_PG_USER"), "postgres", "nobody"):
+        if not name:
+            continue
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise RuntimeError("running as root, and no unprivileged account (postgres, nobody) exists to run PostgreSQL")
+
+
+class _Postgresql(testing.postgresql.Postgresql):
+    """testing.postgresql's server, started as an unprivileged account when we are root."""
+
+    account: pwd.struct_passwd | None = None
+
+    def _as_account(self) -> dict:
+        if self.account is None:
+            return {}
+        return {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+
+    def _chown_base_dir(self) -> None:
+        if self.account is None:
+            return
+        for root, dirs, files in os.walk(self.base_dir):
+            for name in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
+                os.chown(name, self.account.pw_uid, self.account.pw_gid)
+
+    def initialize_database(self) -> None:
+        self._chown_base_dir()
+        data = os.path.join(self.base_dir, "data")
+        if os.path.exists(os.path.join(data, "PG_VERSION")):
+            return
+        args = [self.initdb, "-D", data, "--lc-messages=C", *self.settings["initdb_args"].split()]
+        done = subprocess.run(args, capture_output=True, text=True, **self._as_account())
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed: {done.stderr.strip()}")
+
+    def start(self) -> None:
+        if self.child_process:
+            return
+        self.prestart()
+        log_path = os.path.join(self.base_dir, f"{self.name}.log")
+        with open(log_path, "wt") as log:
+            self.child_process = subprocess.Popen(
+                self.get_server_commandline(), stdout=log, stderr=log, **self._as_account()
+            )
+        try:
+            self.wait_booting()
+            self.poststart()
+        except Exception:
+            self.stop()
+            raise
+
+
+class ThrowawayPostgres:
+    """One PostgreSQL server in a temporary directory, removed on `stop()`.
+
+    Use as a context manager. `url(database)` gives a URL on 127.0.0.1 for the
+    superuser `postgres` (trust authentication, no password).
+    """
+
+    def __init__(self) -> None:
+        self._server: _Postgresql | None = None
+        self._names = itertools.count(1)
+
+    def start(self) -> "ThrowawayPostgres":
+        binaries = find_server_binaries()
+        _Postgresql.account = unprivileged_account()
+        self._server = _Postgresql(
+            initdb=str(binaries / "initdb"),
+            postgres=str(binaries / "postgres"),
+            initdb_args="-U postgres -A trust -E UTF8 --locale=C --no-sync",
+            postgres_args=(
+                "-h 127.0.0.1 -F -c logging_collector=off -c full_page_writes=off "
+                "-c synchronous_commit=off -c max_connections=200 -c shared_buffers=128MB"
+            ),
+        )
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> "ThrowawayPostgres":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._server.settings["port"]
+
+    @property
+    def bin_dir(self) -> Path:
+        return Path(self._server.postgres).parent
+
+    def url(self, database: str = "postgres") -> URL:
+        return URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=self.port, database=database)
+
+    def execute_autocommit(self, *statements: str, database: str = "postgres") -> None:
+        """Statements that cannot run in a transaction (CREATE/DROP DATABASE)."""
+        engine = create_engine(self.url(database))
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                for statement in statements:
+                    connection.exec_driver_sql(statement)
+        finally:
+            engine.dispose()
+
+    def create_database(self, name: str | None = None, template: str | None = None) -> str:
+        """A new database, empty or cloned from `template` (which must have no connections)."""
+        name = name or f"waha_{next(self._names)}"
+        clause = f" TEMPLATE {template}" if template else ""
+        self.execute_autocommit(f'CREATE DATABASE "{name}"{clause}')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.execute_autocommit(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
