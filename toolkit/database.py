@@ -75,3 +75,52 @@ def create_engine(database_url: str | URL) -> sa.Engine:
     """An engine for one-shot work: no pool, psycopg 3, connect timeout of 10 s."""
     url = parse_url(database_url) if isinstance(database_url, str) else database_url
     return sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
+
+
+class ConnectionFailure(RuntimeError):
+    """The database could not be reached or refused us; the message is one line, password masked."""
+
+
+def connection_target(url: URL | str) -> str:
+    """`host:port, database NAME` of a URL, for messages (never the password)."""
+    if isinstance(url, str):
+        url = parse_url(url)
+    host = url.host or os.environ.get("PGHOST") or "the local socket"
+    port = url.port or os.environ.get("PGPORT") or 5432
+    database = url.database or os.environ.get("PGDATABASE") or url.username or "(default)"
+    return f"{host}:{port}, database {database}"
+
+
+def describe_connection_failure(url: URL | str, error: BaseException) -> str:
+    """One line: where we tried to connect and the server's (or the resolver's) reason, password masked.
+
+    psycopg's message spans lines (`connection to server at ... failed: reason` then a
+    tab-indented hint); the reason is the part after the last `failed:` of its first line.
+    """
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip()
+    first, _, rest = text.partition("\n")
+    reason = first.rsplit("failed:", 1)[-1].strip() or first
+    hint = rest.strip().splitlines()[0].strip() if rest.strip() else ""
+    password = url.password if isinstance(url, URL) else None
+    message = f"cannot connect to PostgreSQL at {connection_target(url)}: {reason}"
+    if hint:
+        message += f" ({hint.rstrip('?.')}?)" if hint.endswith("?") else f" ({hint})"
+    return mask_password(message, str(password) if password else None)
+
+
+def connect_engine(database_url: str | URL) -> sa.Engine:
+    """An engine whose first connection has succeeded; `ConnectionFailure` (one line) when it cannot.
+
+    Commands call this before any work so that an unreachable server, a wrong password
+    or an unknown host is reported once, plainly, instead of as a driver traceback.
+    """
+    url = parse_url(database_url) if isinstance(database_url, str) else database_url
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        raise ConnectionFailure(describe_connection_failure(url, error)) from None
+    return engine

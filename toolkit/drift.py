@@ -1,0 +1,281 @@
+"""Catalog snapshots, and drift of a managed database from the schema at head.
+
+A snapshot is a plain, JSON-able description of what the catalog holds: relations,
+columns in order, constraints, indexes, triggers, functions, row-security policies,
+grants, comments; each rendered by PostgreSQL itself (`pg_get_constraintdef`,
+`pg_get_indexdef`, `pg_get_functiondef`...), so two databases with the same schema
+give equal snapshots whatever SQL built them. `verify` compares snapshots (online vs
+offline SQL vs `sql/schema.sql`, before and after a downgrade to base).
+
+Drift: the WAHA part of a snapshot is compared with `toolkit/head_catalog.json`, the
+same snapshot taken of a database migrated to head (regenerate it with
+`python -m toolkit.drift --write`; `waha-db verify` fails when it is stale). Comparing
+with a recorded snapshot means `status` needs nothing but read access to the
+database it inspects: no scratch database on a production server.
+
+Left out of the drift comparison because they legitimately differ between fresh
+plain PostgreSQL, Supabase and upgraded legacy databases: foreign keys to Supabase's
+`auth.users`, grants held by the tables' owner, and comments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+HEAD_CATALOG = Path(__file__).with_name("head_catalog.json")
+
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+LEGACY_TABLES = ("waha_config",)
+SECTIONS = ("schemas", "relations", "columns", "constraints", "indexes", "triggers", "functions", "policies", "row_security", "grants", "comments")
+
+_SCHEMA_FILTER = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
+"""
+
+_QUERIES = {
+    "schemas": f"""
+        SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner) = current_user
+        FROM pg_catalog.pg_namespace n WHERE {_SCHEMA_FILTER}
+    """,
+    "relations": f"""
+        SELECT n.nspname || '.' || c.relname,
+               CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' WHEN 'v' THEN 'view'
+                    WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                    ELSE c.relkind::text END
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {_SCHEMA_FILTER}
+    """,
+    "columns": f"""
+        SELECT n.nspname || '.' || c.relname, a.attnum,
+               pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+               || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+               || COALESCE(' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped AND {_SCHEMA_FILTER}
+    """,
+    "constraints": f"""
+        SELECT n.nspname || '.' || c.relname || '.' || k.conname, pg_catalog.pg_get_constraintdef(k.oid)
+        FROM pg_catalog.pg_constraint k
+        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE {_SCHEMA_FILTER}
+    """,
+    "indexes": f"""
+        SELECT n.nspname || '.' || t.relname || '.' || c.relname, pg_catalog.pg_get_indexdef(c.oid)
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+        JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE {_SCHEMA_FILTER}
+    """,
+    "triggers": f"""
+        SELECT n.nspname || '.' || c.relname || '.' || t.tgname, pg_catalog.pg_get_triggerdef(t.oid)
+        FROM pg_catalog.pg_trigger t
+        JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE NOT t.tgisinternal AND {_SCHEMA_FILTER}
+    """,
+    "functions": f"""
+        SELECT n.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
+               pg_catalog.pg_get_functiondef(p.oid)
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.prokind IN ('f', 'p') AND {_SCHEMA_FILTER}
+    """,
+    "policies": """
+        SELECT p.schemaname || '.' || p.tablename || '.' || p.policyname,
+               p.permissive || ' FOR ' || p.cmd || ' TO ' || pg_catalog.array_to_string(p.roles, ', ')
+               || COALESCE(' USING (' || p.qual || ')', '') || COALESCE(' WITH CHECK (' || p.with_check || ')', '')
+        FROM pg_catalog.pg_policies p
+    """,
+    "row_security": f"""
+        SELECT n.nspname || '.' || c.relname,
+               CASE WHEN c.relforcerowsecurity THEN 'forced' WHEN c.relrowsecurity THEN 'on' ELSE 'off' END
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND {_SCHEMA_FILTER}
+    """,
+    "grants": f"""
+        SELECT object, grantee, pg_catalog.string_agg(privilege, ', ' ORDER BY privilege)
+        FROM (
+            SELECT n.nspname || '.' || c.relname AS object,
+                   CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END AS grantee,
+                   acl.privilege_type AS privilege
+            FROM pg_catalog.pg_class c
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS acl
+            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND acl.grantee <> c.relowner AND {_SCHEMA_FILTER}
+            UNION ALL
+            SELECT n.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
+                   CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END,
+                   acl.privilege_type
+            FROM pg_catalog.pg_proc p
+            JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS acl
+            WHERE acl.grantee <> p.proowner AND {_SCHEMA_FILTER}
+        ) AS granted
+        GROUP BY object, grantee
+    """,
+    "comments": f"""
+        SELECT n.nspname || '.' || c.relname || COALESCE('.' || a.attname, ''), d.description
+        FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.objoid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+        WHERE {_SCHEMA_FILTER}
+        UNION ALL
+        SELECT n.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')', d.description
+        FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_proc p ON d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.objoid
+        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE {_SCHEMA_FILTER}
+    """,
+}
+
+
+def catalog_snapshot(connection: sa.Connection) -> dict:
+    """Everything outside PostgreSQL's own schemas, as PostgreSQL renders it (see module doc)."""
+    snapshot: dict = {}
+    for section, query in _QUERIES.items():
+        rows = connection.exec_driver_sql(query.replace("%", "%%")).all()
+        if section == "columns":
+            tables: dict[str, list] = {}
+            for table, number, column in sorted(rows):
+                tables.setdefault(table, []).append(column)
+            snapshot[section] = tables
+        elif section == "schemas":
+            snapshot[section] = sorted(name for name, _ in rows)
+        elif section == "grants":
+            grants: dict[str, list] = {}
+            for obj, grantee, privileges in sorted(rows):
+                grants.setdefault(obj, []).append(f"{grantee}: {privileges}")
+            snapshot[section] = grants
+        else:
+            snapshot[section] = {name: value for name, value in sorted(rows)}
+    return snapshot
+
+
+def _is_waha(name: str) -> bool:
+    """Whether a snapshot key names a WAHA object: a `waha_*` table of public (the legacy
+    waha_config aside) or something on one, or a function of public with `waha` in its name."""
+    if not name.startswith("public."):
+        return False
+    rest = name[len("public."):]
+    if "(" in rest.split(".")[0]:
+        return "waha" in rest.split("(")[0]
+    table = rest.split(".")[0]
+    return table.startswith("waha_") and table not in LEGACY_TABLES
+
+
+def waha_objects(snapshot: dict) -> dict:
+    """The WAHA part of a snapshot, minus what legitimately varies between databases (module doc)."""
+    waha: dict = {}
+    for section in SECTIONS:
+        if section in ("schemas", "comments"):
+            continue
+        items = snapshot.get(section, {})
+        kept = {name: value for name, value in items.items() if _is_waha(name)}
+        if section == "constraints":
+            kept = {name: value for name, value in kept.items() if "REFERENCES auth." not in value}
+        waha[section] = kept
+    return waha
+
+
+def _describe(section: str, name: str) -> str:
+    singular = {
+        "relations": "relation", "columns": "table", "constraints": "constraint", "indexes": "index",
+        "triggers": "trigger", "functions": "function", "policies": "policy", "row_security": "row security of",
+        "grants": "grants on", "comments": "comment on",
+    }.get(section, section)
+    return f"{singular} {name}"
+
+
+def diff_snapshots(expected: dict, actual: dict, *, expected_label: str = "expected", actual_label: str = "found") -> list[str]:
+    """What differs between two snapshots, one readable line per difference; empty when equal."""
+    differences: list[str] = []
+    for section in SECTIONS:
+        if section not in expected and section not in actual:
+            continue
+        want, have = expected.get(section, {}), actual.get(section, {})
+        if section == "schemas":
+            for name in sorted(set(want) - set(have)):
+                differences.append(f"missing schema {name}")
+            for name in sorted(set(have) - set(want)):
+                differences.append(f"unexpected schema {name}")
+            continue
+        for name in sorted(set(want) | set(have)):
+            if name not in have:
+                differences.append(f"missing {_describe(section, name)}")
+            elif name not in want:
+                differences.append(f"unexpected {_describe(section, name)}: {_short(have[name])}")
+            elif section == "columns" and want[name] != have[name]:
+                differences += _column_differences(name, want[name], have[name], expected_label, actual_label)
+            elif want[name] != have[name]:
+                differences.append(
+                    f"changed {_describe(section, name)}: {expected_label} {_short(want[name])}, {actual_label} {_short(have[name])}"
+                )
+    return differences
+
+
+def _column_differences(table: str, want: list[str], have: list[str], expected_label: str, actual_label: str) -> list[str]:
+    def by_name(columns):
+        return {column.split(" ", 1)[0]: column for column in columns}
+
+    wanted, found = by_name(want), by_name(have)
+    lines = [f"missing column {table}.{name} ({wanted[name]})" for name in wanted if name not in found]
+    lines += [f"unexpected column {table}.{name} ({found[name]})" for name in found if name not in wanted]
+    lines += [
+        f"changed column {table}.{name}: {expected_label} {wanted[name]!r}, {actual_label} {found[name]!r}"
+        for name in wanted if name in found and wanted[name] != found[name]
+    ]
+    if not lines and list(wanted) != list(found):
+        lines.append(f"column order of {table}: {expected_label} {', '.join(wanted)}; {actual_label} {', '.join(found)}")
+    return lines
+
+
+def _short(value, limit: int = 160) -> str:
+    text = " ".join(str(value).split()) if not isinstance(value, list) else "; ".join(value)
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def load_head_catalog() -> dict:
+    return json.loads(HEAD_CATALOG.read_text())
+
+
+def detect_drift(connection: sa.Connection) -> list[str]:
+    """How the WAHA objects of this database differ from the schema at head; empty when they do not."""
+    return diff_snapshots(load_head_catalog(), waha_objects(catalog_snapshot(connection)), expected_label="head has", actual_label="database has")
+
+
+def render_head_catalog(connection: sa.Connection) -> str:
+    """The text of head_catalog.json, from a database just migrated to head."""
+    return json.dumps(waha_objects(catalog_snapshot(connection)), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def build_head_catalog() -> str:
+    """head_catalog.json as the migrations make it today, built on a throwaway PostgreSQL."""
+    from toolkit import migrate
+    from toolkit.database import create_engine
+    from toolkit.pgtemp import ThrowawayPostgres
+
+    with ThrowawayPostgres() as server:
+        engine = create_engine(server.url(server.create_database()))
+        try:
+            migrate.upgrade(engine)
+            with engine.connect() as connection:
+                return render_head_catalog(connection)
+        finally:
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m toolkit.drift --write   (regenerates toolkit/head_catalog.json from the migrations)")
+    HEAD_CATALOG.write_text(build_head_catalog())
+    print(f"wrote {HEAD_CATALOG}")

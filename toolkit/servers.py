@@ -1,0 +1,299 @@
+"""Administration of WAHA servers, and the seed's "Meus Servidores WAHA" screen.
+
+These are admin tools: they run as the database role of the URL (the owner or
+service_role, which row security does not restrict) and name the user explicitly.
+Rules are left to the database (its CHECK and UNIQUE constraints are the single
+source of truth); a refusal comes back as `ServerRuleError` in plain words, mapped
+from the constraint's name, instead of a raw SQL error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from fractions import Fraction
+
+import psycopg.errors
+import sqlalchemy as sa
+
+# Option name of the CLI -> column of waha_servers.
+COLUMNS = {
+    "name": "nome",
+    "url": "api_url",
+    "api_key": "api_key",
+    "description": "descricao",
+    "active": "ativo",
+    "webhook_url": "webhook_url",
+    "webhook_secret": "webhook_secret",
+    "timeout": "timeout",
+    "retries": "retry_attempts",
+    "rate_limit": "rate_limit",
+    "priority": "prioridade",
+    "max_sessions": "max_sessions",
+}
+
+# The database's rules, by constraint name, in the words of the form and the CLI.
+RULES = {
+    "waha_servers_nome_not_blank_check": "name must not be blank",
+    "waha_servers_api_url_http_check": "URL must be an http:// or https:// URL with a host, e.g. https://waha1.example.com",
+    "waha_servers_webhook_url_http_check": "webhook URL must be an http:// or https:// URL with a host, e.g. https://app.example.com/webhook",
+    "waha_servers_timeout_positive_check": "timeout must be greater than 0 seconds",
+    "waha_servers_retry_attempts_not_negative_check": "retries must be 0 or more",
+    "waha_servers_rate_limit_positive_check": "rate limit must be greater than 0 requests per minute",
+    "waha_servers_prioridade_range_check": "priority must be between 0 and 10",
+    "waha_servers_max_sessions_positive_check": "max sessions must be greater than 0",
+    "waha_servers_sessions_ativas_not_negative_check": "active sessions cannot be negative",
+    "waha_servers_user_id_api_url_key": "this user already has a server with that URL",
+    "waha_servers_user_id_fkey": "the user is not in auth.users",
+    "waha_sessions_waha_server_id_user_id_fkey": "the server still has sessions (or its owner cannot change while it has sessions)",
+}
+LENGTHS = {"nome": "name must be at most 255 characters"}
+
+
+class ServerError(Exception):
+    """A server command could not be done; the message says why in plain words."""
+
+
+class ServerRuleError(ServerError):
+    """The database refused a value: the message is the rule, not the SQL error."""
+
+
+class ServerNotFound(ServerError):
+    pass
+
+
+@dataclass
+class Server:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    nome: str
+    api_url: str
+    api_key: str | None
+    descricao: str | None
+    ativo: bool
+    webhook_url: str | None
+    webhook_secret: str | None
+    timeout: int
+    retry_attempts: int
+    rate_limit: int
+    prioridade: int
+    max_sessions: int
+    sessions_ativas: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def load(self) -> Fraction:
+        return Fraction(self.sessions_ativas, self.max_sessions)
+
+    @property
+    def has_capacity(self) -> bool:
+        return self.sessions_ativas < self.max_sessions
+
+    def as_json(self, *, show_secrets: bool = False) -> dict:
+        data = {key: (str(value) if isinstance(value, (uuid.UUID, datetime)) else value) for key, value in asdict(self).items()}
+        if not show_secrets:
+            for secret in ("api_key", "webhook_secret"):
+                if data[secret] is not None:
+                    data[secret] = "***"
+        return data
+
+
+def _servers(rows) -> list[Server]:
+    return [Server(**row._mapping) for row in rows]
+
+
+def _rule_error(error: sa.exc.DBAPIError) -> ServerError:
+    """The plain-words rule behind a refusal of the database; the raw error when it is not one of ours."""
+    original = error.orig
+    diag = getattr(original, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint in RULES:
+        return ServerRuleError(RULES[constraint])
+    if isinstance(original, psycopg.errors.StringDataRightTruncation):
+        column = getattr(diag, "column_name", None)
+        return ServerRuleError(LENGTHS.get(column, "a value is longer than its column allows (name: 255 characters)"))
+    if isinstance(original, psycopg.errors.NotNullViolation):
+        column = getattr(diag, "column_name", None)
+        option = {v: k for k, v in COLUMNS.items()}.get(column, column)
+        return ServerRuleError(f"{option} is required")
+    primary = getattr(diag, "message_primary", None) or str(original).splitlines()[0]
+    return ServerError(primary)
+
+
+def list_servers(connection: sa.Connection, user_id: uuid.UUID) -> list[Server]:
+    """A user's servers, ordered as the seed's listing query: `ORDER BY prioridade DESC, nome`."""
+    rows = connection.execute(
+        sa.text("SELECT * FROM public.waha_servers WHERE user_id = :user_id ORDER BY prioridade DESC, nome"),
+        {"user_id": user_id},
+    )
+    return _servers(rows)
+
+
+def get_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
+    rows = _servers(connection.execute(sa.text("SELECT * FROM public.waha_servers WHERE id = :id"), {"id": server_id}))
+    if not rows:
+        raise ServerNotFound(f"no WAHA server with id {server_id}: list a user's servers with `waha-db servers list --user UUID`")
+    return rows[0]
+
+
+def add_server(connection: sa.Connection, user_id: uuid.UUID, **values) -> Server:
+    """Insert a server; options left out (None) take the database's defaults."""
+    columns = {"user_id": user_id} | {COLUMNS[key]: value for key, value in values.items() if value is not None}
+    names = ", ".join(columns)
+    placeholders = ", ".join(f":{name}" for name in columns)
+    try:
+        with connection.begin_nested():
+            row = connection.execute(
+                sa.text(f"INSERT INTO public.waha_servers ({names}) VALUES ({placeholders}) RETURNING *"), columns
+            ).one()
+    except sa.exc.DBAPIError as error:
+        raise _rule_error(error) from None
+    return Server(**row._mapping)
+
+
+def update_server(connection: sa.Connection, server_id: uuid.UUID, **values) -> Server:
+    """Change the given fields (None leaves a field as it is)."""
+    changes = {COLUMNS[key]: value for key, value in values.items() if value is not None}
+    if not changes:
+        return get_server(connection, server_id)
+    assignments = ", ".join(f"{name} = :{name}" for name in changes)
+    try:
+        with connection.begin_nested():
+            row = connection.execute(
+                sa.text(f"UPDATE public.waha_servers SET {assignments} WHERE id = :server_id RETURNING *"),
+                changes | {"server_id": server_id},
+            ).one_or_none()
+    except sa.exc.DBAPIError as error:
+        raise _rule_error(error) from None
+    if row is None:
+        get_server(connection, server_id)  # raises ServerNotFound
+    return Server(**row._mapping)
+
+
+def set_active(connection: sa.Connection, server_id: uuid.UUID, active: bool) -> Server:
+    return update_server(connection, server_id, active=active)
+
+
+def session_count(connection: sa.Connection, server_id: uuid.UUID) -> int:
+    return connection.execute(
+        sa.text("SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = :id"), {"id": server_id}
+    ).scalar_one()
+
+
+def remove_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
+    """Delete a server that has no sessions; a server with sessions is refused with their count.
+
+    The count is taken under a lock on the server's row, and the database's foreign key
+    refuses the delete anyway should a session arrive in between.
+    """
+    server = _servers(
+        connection.execute(sa.text("SELECT * FROM public.waha_servers WHERE id = :id FOR UPDATE"), {"id": server_id})
+    )
+    if not server:
+        get_server(connection, server_id)
+    sessions = session_count(connection, server_id)
+    if sessions:
+        raise ServerError(
+            f"server {server[0].nome!r} ({server_id}) still has {sessions} session{'s' if sessions != 1 else ''}: "
+            "move or delete them first (DELETE FROM public.waha_sessions WHERE waha_server_id = ...), "
+            f"or disable the server instead with `waha-db servers disable {server_id}`"
+        )
+    try:
+        with connection.begin_nested():
+            connection.execute(sa.text("DELETE FROM public.waha_servers WHERE id = :id"), {"id": server_id})
+    except sa.exc.DBAPIError as error:
+        raise _rule_error(error) from None
+    return server[0]
+
+
+@dataclass
+class Pick:
+    """The server get_available_waha_server chose, and why."""
+
+    server: Server | None
+    reasons: list[str] = field(default_factory=list)
+    not_candidates: list[str] = field(default_factory=list)
+
+
+def best_server(connection: sa.Connection, user_id: uuid.UUID, excluded: list[uuid.UUID] = ()) -> Pick:
+    """The database's pick (get_available_waha_server), explained from the user's servers."""
+    chosen = _servers(
+        connection.execute(
+            sa.text("SELECT * FROM public.get_available_waha_server(:user_id, CAST(:excluded AS uuid[]))"),
+            {"user_id": user_id, "excluded": list(excluded)},
+        )
+    )
+    return explain_pick(chosen[0] if chosen else None, list_servers(connection, user_id), list(excluded))
+
+
+def _percent(server: Server) -> str:
+    return f"{server.sessions_ativas}/{server.max_sessions} ({float(server.load):.0%})"
+
+
+def explain_pick(pick: Server | None, servers: list[Server], excluded: list[uuid.UUID]) -> Pick:
+    """Why `pick` won among `servers` by the selection rules (priority, then load, then free slots, then age).
+
+    Pure: the pick itself is the database's; this only puts its reasons into words.
+    """
+    not_candidates = []
+    candidates = []
+    for server in servers:
+        if server.id in excluded:
+            not_candidates.append(f"{server.nome}: excluded")
+        elif not server.ativo:
+            not_candidates.append(f"{server.nome}: disabled")
+        elif not server.has_capacity:
+            not_candidates.append(f"{server.nome}: full, {server.sessions_ativas}/{server.max_sessions} sessions")
+        else:
+            candidates.append(server)
+    if pick is None:
+        return Pick(None, [], not_candidates)
+    rivals = [server for server in candidates if server.id != pick.id]
+    reasons = [f"priority {pick.prioridade}, load {_percent(pick)}"]
+    if not rivals:
+        reasons.append("the only active server with free capacity")
+    for rival in sorted(rivals, key=lambda s: (-s.prioridade, s.load, s.sessions_ativas - s.max_sessions, s.created_at)):
+        if pick.prioridade != rival.prioridade:
+            why = f"higher priority than {rival.nome} ({pick.prioridade} > {rival.prioridade})"
+        elif pick.load != rival.load:
+            why = f"same priority as {rival.nome}, lower load ({_percent(pick)} < {_percent(rival)})"
+        elif pick.max_sessions - pick.sessions_ativas != rival.max_sessions - rival.sessions_ativas:
+            why = f"same priority and load as {rival.nome}, more free slots"
+        else:
+            why = f"same priority, load and free slots as {rival.nome}, added earlier"
+        reasons.append(why)
+    return Pick(pick, reasons, not_candidates)
+
+
+GREEN, RED = "\N{LARGE GREEN CIRCLE}", "\N{LARGE RED CIRCLE}"
+
+
+def render_server_list(servers: list[Server], *, width: int = 56) -> str:
+    """The seed's "Meus Servidores WAHA" screen, as text.
+
+    One block per server: a green (active) or red (disabled) mark and the name, the URL,
+    then `Sessões: 15/50  |  Prioridade: 10` or `Desativado  |  Prioridade: 0`.
+    """
+    title = "Meus Servidores WAHA"
+    rule = "─" * width
+    lines = [f"┌{rule}┐", f"│ {title:<{width - 1}}│", f"├{rule}┤"]
+    if not servers:
+        lines.append(f"│ {'(nenhum servidor)':<{width - 1}}│")
+    for index, server in enumerate(servers):
+        mark = GREEN if server.ativo else RED
+        state = f"Sessões: {server.sessions_ativas}/{server.max_sessions}" if server.ativo else "Desativado"
+        details = f"{state:<15} |  Prioridade: {server.prioridade}"
+        # The round marks are two columns wide in a terminal.
+        lines.append(f"│ {mark} {_fit(server.nome, width - 5):<{width - 5}}│")
+        lines.append(f"│    {_fit(server.api_url, width - 4):<{width - 4}}│")
+        lines.append(f"│    {details:<{width - 4}}│")
+        if index < len(servers) - 1:
+            lines.append(f"├{rule}┤")
+    lines.append(f"└{rule}┘")
+    return "\n".join(lines)
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
