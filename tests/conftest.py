@@ -140,3 +140,27 @@ def new_user(db):
         return user_id
 
     return make
+
+
+@pytest.fixture(scope="module", params=["head", "supabase_head", "legacy_head"])
+def v21_module_url(request, cluster) -> sa.URL:
+    """A V2.1 database of each kind, shared by the tests of one module; pair it with `v21_tx`."""
+    name = cluster.clone(request.param)
+    yield cluster.url(name)
+    cluster.server.drop_database(name)
+
+
+@pytest.fixture
+def v21_tx(v21_module_url):
+    """A psycopg connection in a transaction rolled back after the test.
+
+    A clean V2.1 database of each kind for the price of a BEGIN instead of a clone.
+    Wrap a statement that is expected to fail in ``with v21_tx.transaction():`` (a
+    savepoint), so the test's transaction stays usable. A module overrides ``db``
+    with it to run `new_user` and friends inside the transaction.
+    """
+    with psycopg.connect(conninfo(v21_module_url)) as connection:
+        try:
+            yield connection
+        finally:
+            connection.rollback()
