@@ -7,45 +7,72 @@ Where the database comes from, in this order:
   3. the ``DATABASE_URL`` environment variable;
   4. ``sqlalchemy.url`` of the ini file.
 
-``-x`` options: ``owner=UUID`` (who owns the server converted from the legacy
-``waha_config``), ``lock_timeout=SECONDS`` (default 5).
+``-x`` options (or ``config.attributes`` of the same name): ``owner=UUID`` (who owns
+the server converted from the legacy ``waha_config``), ``lock_timeout=SECONDS``
+(default 5).
 
 Every upgrade or downgrade runs in one transaction that first takes an advisory
 lock (two deploys at once serialise), then sets ``lock_timeout`` so a migration
 never queues behind a long transaction and blocks the application. The owner is
 handed to the SQL as the transaction-local setting ``waha.config_owner``, so the
 offline ``--sql`` script makes the same decisions in SQL that the online run makes.
+A database whose V2.1 tables were made by hand (no ``alembic_version``) is refused
+in SQL too, before anything runs, with a pointer to ``waha-db adopt``.
+
+Errors the DBA can act on (a refused conversion, a lock not obtained in time, a
+hand-made schema) are raised as ``toolkit.migrate.MigrationError``, an Alembic
+``CommandError``: the ``alembic`` command prints them as one ``FAILED:`` message.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import re
 
 import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from toolkit.migrate import (
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    MIGRATION_LOCK_KEY,
+    explain_database_error,
+    parse_lock_timeout,
+    parse_owner,
+)
 from toolkit.schema import include_object, metadata
-
-# pg_advisory_xact_lock key shared by every waha-db migration run ("waha" in ASCII).
-MIGRATION_LOCK_KEY = 0x77616861
-DEFAULT_LOCK_TIMEOUT_SECONDS = 5
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 config = context.config
 x_arguments = context.get_x_argument(as_dictionary=True)
+# Server notices (what the conversion did, roles created...) go to Alembic's log,
+# which alembic.ini shows at INFO.
+notices = logging.getLogger("alembic.env")
 
-
-class MigrationSettingError(ValueError):
-    """An ``-x`` option has a value the migrations cannot use."""
+# Refuses a hand-made V2.1 schema (tables present, never managed by Alembic) before
+# any revision runs: 0002 would otherwise die on "relation already exists".
+HAND_MADE_SCHEMA_GUARD = """
+DO $$
+BEGIN
+    IF pg_catalog.to_regclass('public.alembic_version') IS NULL
+       AND (pg_catalog.to_regclass('public.waha_servers') IS NOT NULL
+            OR pg_catalog.to_regclass('public.waha_sessions') IS NOT NULL) THEN
+        RAISE EXCEPTION 'this database holds a hand-made V2.1 schema: public.waha_servers or public.waha_sessions exists, but no Alembic revision was ever recorded (no alembic_version table)'
+            USING ERRCODE = 'WAH05',
+                  DETAIL = 'The migrations would fail on "relation already exists". Nothing was changed.',
+                  HINT = 'Adopt the database: `waha-db adopt` (or toolkit.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
+    END IF;
+END
+$$
+"""
 
 
 def database_url() -> str:
     url = x_arguments.get("database_url") or os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
-        raise MigrationSettingError(
+        from toolkit.migrate import MigrationError
+
+        raise MigrationError(
             "no database given: use `alembic -x database_url=postgresql://USER@HOST/DB upgrade head` "
             "or set DATABASE_URL"
         )
@@ -55,40 +82,34 @@ def database_url() -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def owner() -> str | None:
-    value = x_arguments.get("owner", config.attributes.get("owner"))
-    if value is None or value == "":
-        return None
-    value = str(value).strip()
-    if not _UUID.match(value):
-        raise MigrationSettingError(
-            f"owner {value!r} is not a UUID: give the id of the user (auth.users.id) who owns "
-            "the legacy WAHA server, e.g. -x owner=0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
-        )
-    return value.lower()
-
-
-def lock_timeout_ms() -> int:
-    value = x_arguments.get("lock_timeout", config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_SECONDS))
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1
-    if seconds <= 0:
-        raise MigrationSettingError(f"lock_timeout {value!r} is not a positive number of seconds, e.g. -x lock_timeout=5")
-    return int(seconds * 1000)
+def setting(name: str, default=None):
+    """An -x option, else the same key of config.attributes (set by toolkit.migrate)."""
+    value = x_arguments.get(name)
+    return value if value is not None else config.attributes.get(name, default)
 
 
 def prepare_transaction() -> None:
-    """Serialise concurrent runs, bound lock waits, hand the owner to SQL.
+    """Serialise concurrent runs, bound lock waits, hand the owner to SQL, refuse a hand-made schema.
 
     The advisory lock comes first: lock_timeout would also cut short the wait for it.
     """
+    lock_timeout_ms = parse_lock_timeout(setting("lock_timeout", DEFAULT_LOCK_TIMEOUT_SECONDS))
+    legacy_owner = parse_owner(setting("owner"))
     context.execute(f"SELECT pg_catalog.pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-    context.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms()}")
-    legacy_owner = owner()
+    context.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms}")
     if legacy_owner is not None:
         context.execute(f"SELECT pg_catalog.set_config('waha.config_owner', '{legacy_owner}', true)")
+    if context.get_context().as_sql or _upgrading():
+        context.execute(HAND_MADE_SCHEMA_GUARD)
+
+
+def _upgrading() -> bool:
+    """Whether this run is `alembic upgrade` (Alembic names its step function after the command).
+
+    Only an upgrade is refused on a hand-made schema: `current`, `check` or `history`
+    must still work there.
+    """
+    return getattr(context.get_context().opts.get("fn"), "__name__", "") == "upgrade"
 
 
 def run_migrations_offline() -> None:
@@ -105,17 +126,48 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def failing_revision(applied: list) -> str | None:
+    """The revision that was running when an error struck: the one after the last applied."""
+    if not applied:
+        return None
+    last = applied[-1]
+    if not last.is_upgrade:
+        return last.down_revision_ids[0] if last.down_revision_ids else None
+    children = [script.revision for script in context.script.walk_revisions() if script.down_revision == last.up_revision_id]
+    return children[0] if children else None
+
+
 def run_with_connection(connection: sa.Connection) -> None:
+    applied: list = []  # alembic MigrationInfo of each revision run so far, to name the one that failed
     context.configure(
         connection=connection,
         target_metadata=metadata,
         include_object=include_object,
         compare_type=True,
         transaction_per_migration=False,
+        on_version_apply=lambda *, step, **_: applied.append(step),
     )
-    with context.begin_transaction():
-        prepare_transaction()
-        context.run_migrations()
+    driver_connection = connection.connection.driver_connection
+
+    def log_notice(diagnostic) -> None:
+        notices.info("%s", diagnostic.message_primary)
+
+    driver_connection.add_notice_handler(log_notice)
+    try:
+        with context.begin_transaction():
+            prepare_transaction()
+            context.run_migrations()
+    except sa.exc.DBAPIError as error:
+        explained = explain_database_error(
+            error,
+            revision=failing_revision(applied),
+            lock_timeout_seconds=parse_lock_timeout(setting("lock_timeout", DEFAULT_LOCK_TIMEOUT_SECONDS)) / 1000,
+        )
+        if explained is None:
+            raise
+        raise explained from error
+    finally:
+        driver_connection.remove_notice_handler(log_notice)
 
 
 def run_migrations_online() -> None:

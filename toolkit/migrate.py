@@ -7,12 +7,14 @@ the package, so the toolkit works from any directory and from an installed wheel
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 import migrations
 
@@ -70,3 +72,131 @@ def offline_sql(revision: str = "head", *, start: str | None = None, downgrade_t
     else:
         command.upgrade(config, target, sql=True)
     return buffer.getvalue()
+
+
+# --- settings shared with migrations/env.py ----------------------------------------
+
+# pg_advisory_xact_lock key shared by every waha-db migration run and by adoption ("waha" in ASCII).
+MIGRATION_LOCK_KEY = 0x77616861
+DEFAULT_LOCK_TIMEOUT_SECONDS = 5
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+class MigrationError(CommandError):
+    """A migration stopped for a reason the DBA can act on; the message says what to do.
+
+    An Alembic CommandError, so the `alembic` command prints it as one `FAILED:` line
+    instead of a traceback. Nothing was changed: the whole run is one transaction.
+    """
+
+
+class LegacyConversionRefused(MigrationError):
+    """The legacy waha_config cannot be converted as it stands (no owner, bad owner, bad values)."""
+
+
+class LockTimeout(MigrationError):
+    """A migration could not lock a table in time because another transaction holds it."""
+
+
+class HandMadeSchema(MigrationError):
+    """The database has V2.1 tables made by hand, never managed by Alembic: adopt it first."""
+
+
+def parse_owner(value) -> str | None:
+    """The owner UUID, lower-cased; None when not given; MigrationError when not a UUID."""
+    if value is None or str(value).strip() == "":
+        return None
+    value = str(value).strip()
+    if not _UUID.match(value):
+        raise LegacyConversionRefused(
+            f"the owner {value!r} is not a UUID. Nothing was changed.\n"
+            "Give the id of the user (auth.users.id on Supabase) who will own the legacy WAHA server, "
+            "e.g. `waha-db upgrade --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44` or "
+            "`alembic -x owner=0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 upgrade head`."
+        )
+    return value.lower()
+
+
+def parse_lock_timeout(value) -> int:
+    """lock_timeout in milliseconds, from a number of seconds (`-x lock_timeout=2.5`)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1
+    if not 0 < seconds < 86400:
+        raise MigrationError(
+            f"lock_timeout {value!r} is not a number of seconds between 0 and 86400, e.g. -x lock_timeout=5"
+        )
+    return max(1, int(seconds * 1000))
+
+
+_REFUSALS = {"WAH01": LegacyConversionRefused, "WAH02": LegacyConversionRefused,
+             "WAH03": LegacyConversionRefused, "WAH04": LegacyConversionRefused,
+             "WAH05": HandMadeSchema}
+
+
+def explain_database_error(error: sa.exc.DBAPIError, *, revision: str | None, lock_timeout_seconds: float) -> MigrationError | None:
+    """A MigrationError for the DBA from a database error of a migration run; None when there is none to give.
+
+    The migrations raise their refusals with SQLSTATEs WAH01..WAH05 and a hint; a lock
+    timeout (55P03) becomes a message that names the revision, the wait, and how to
+    find the blocking session.
+    """
+    original = getattr(error, "orig", None)
+    sqlstate = getattr(original, "sqlstate", None)
+    diagnostic = getattr(original, "diag", None)
+    where = f"revision {revision}" if revision else "the first revision of this run"
+    if sqlstate in _REFUSALS and diagnostic is not None:
+        lines = [diagnostic.message_primary or str(original)]
+        if diagnostic.message_detail:
+            lines.append(diagnostic.message_detail)
+        lines.append("Nothing was changed: the upgrade runs in one transaction.")
+        if diagnostic.message_hint:
+            lines.append(diagnostic.message_hint)
+        return _REFUSALS[sqlstate]("\n".join(lines))
+    if sqlstate == "55P03":
+        return LockTimeout(
+            f"{where} could not lock a WAHA table within {lock_timeout_seconds:g} s: another transaction "
+            "holds a lock on it (an open transaction that read or wrote waha_config, waha_servers or waha_sessions). "
+            "Nothing was changed, and the application's traffic was not kept waiting.\n"
+            "Find the blocking sessions: SELECT pid, state, xact_start, left(query, 80) FROM pg_stat_activity "
+            "WHERE xact_start IS NOT NULL ORDER BY xact_start;\n"
+            "Then run the upgrade again when they have finished, or allow a longer wait: "
+            "`waha-db upgrade --lock-timeout 30` / `alembic -x lock_timeout=30 upgrade head`."
+        )
+    return None
+
+
+# --- the full-schema file -----------------------------------------------------------
+
+FULL_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
+FULL_SCHEMA_HEADER = """\
+-- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision {head}.
+--
+-- GENERATED from migrations/versions by `python -m toolkit.migrate` (toolkit.migrate.full_schema_sql);
+-- do not edit: change the migrations and regenerate. A test fails when this file is stale.
+--
+-- Apply:   psql -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/schema.sql
+-- It runs in one transaction and records revision {head} in alembic_version, so
+-- `alembic upgrade head` / `waha-db upgrade` manage the database afterwards.
+-- On a database with the legacy waha_config, set the owner of its server first:
+--   psql -v ON_ERROR_STOP=1 -c "SET waha.config_owner = 'UUID'" -f sql/schema.sql
+-- (better: `waha-db upgrade --owner UUID`, see docs/UPGRADING.md).
+
+"""
+
+
+def full_schema_sql() -> str:
+    """The text of sql/schema.sql: the offline upgrade from nothing to head, under a header."""
+    return FULL_SCHEMA_HEADER.format(head=head_revision()) + offline_sql("head")
+
+
+def write_full_schema(path: Path = FULL_SCHEMA_PATH) -> Path:
+    """Regenerate sql/schema.sql from the migrations."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(full_schema_sql(), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_full_schema()}")
