@@ -1,0 +1,375 @@
+"""public.waha_servers: the spec's columns in the seed's order, and the rules the database enforces.
+
+Every refusal is asserted by SQLSTATE and constraint name, with no row written.
+Runs on each kind of V2.1 database (fresh plain, fresh Supabase, upgraded legacy).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import pytest
+
+from tests.sql.conftest import add_server, add_session, assert_refused, has_auth_users
+
+CHECK_VIOLATION = "23514"
+NOT_NULL_VIOLATION = "23502"
+UNIQUE_VIOLATION = "23505"
+FOREIGN_KEY_VIOLATION = "23503"
+
+# The spec's table, in its order: (column, type as format_type prints it, NOT NULL, default).
+SPEC_COLUMNS = [
+    ("id", "uuid", True, "gen_random_uuid()"),
+    ("user_id", "uuid", True, None),
+    ("nome", "character varying(255)", True, None),
+    ("api_url", "text", True, None),
+    ("api_key", "text", False, None),
+    ("descricao", "text", False, None),
+    ("ativo", "boolean", True, "true"),
+    ("webhook_url", "text", False, None),
+    ("webhook_secret", "text", False, None),
+    ("timeout", "integer", True, "30"),
+    ("retry_attempts", "integer", True, "3"),
+    ("rate_limit", "integer", True, "100"),
+    ("prioridade", "integer", True, "0"),
+    ("max_sessions", "integer", True, "50"),
+    ("sessions_ativas", "integer", True, "0"),
+    ("created_at", "timestamp with time zone", True, "now()"),
+    ("updated_at", "timestamp with time zone", True, "now()"),
+]
+
+COLUMNS_SQL = """
+SELECT attname, pg_catalog.format_type(atttypid, atttypmod), attnotnull,
+       pg_catalog.pg_get_expr(adbin, adrelid)
+FROM pg_catalog.pg_attribute
+LEFT JOIN pg_catalog.pg_attrdef ON adrelid = attrelid AND adnum = attnum
+WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
+ORDER BY attnum
+"""
+
+CONSTRAINTS_SQL = """
+SELECT conname, contype,
+       ARRAY(SELECT a.attname FROM pg_catalog.unnest(conkey) WITH ORDINALITY AS k(number, position)
+             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = conrelid AND a.attnum = k.number
+             ORDER BY k.position)::text[]
+FROM pg_catalog.pg_constraint
+WHERE conrelid = %s::regclass
+"""
+
+
+def columns_of(tx, table: str) -> list[tuple]:
+    return [tuple(row) for row in tx.execute(COLUMNS_SQL, (table,)).fetchall()]
+
+
+def constraints_of(tx, table: str) -> dict[str, tuple[str, list[str]]]:
+    return {name: (kind, columns) for name, kind, columns in tx.execute(CONSTRAINTS_SQL, (table,)).fetchall()}
+
+
+def test_columns_are_the_spec_table_in_order(tx):
+    assert columns_of(tx, "public.waha_servers") == SPEC_COLUMNS
+
+
+def test_keys_and_checks_are_named_constraints(tx):
+    constraints = constraints_of(tx, "public.waha_servers")
+
+    assert constraints["waha_servers_pkey"] == ("p", ["id"])
+    assert constraints["waha_servers_user_id_api_url_key"] == ("u", ["user_id", "api_url"])
+    checks = {name for name, (kind, _) in constraints.items() if kind == "c"}
+    assert checks == {
+        "waha_servers_nome_not_blank_check",
+        "waha_servers_api_url_http_check",
+        "waha_servers_webhook_url_http_check",
+        "waha_servers_timeout_positive_check",
+        "waha_servers_retry_attempts_not_negative_check",
+        "waha_servers_rate_limit_positive_check",
+        "waha_servers_prioridade_range_check",
+        "waha_servers_max_sessions_positive_check",
+        "waha_servers_sessions_ativas_not_negative_check",
+    }
+
+
+def test_user_foreign_key_cascades_only_where_auth_users_exists(tx):
+    user_fk = tx.execute(
+        """
+        SELECT confrelid::regclass::text, confdeltype FROM pg_catalog.pg_constraint
+        WHERE conrelid = 'public.waha_servers'::regclass AND conname = 'waha_servers_user_id_fkey'
+        """
+    ).fetchone()
+
+    if has_auth_users(tx):
+        assert user_fk == ("auth.users", "c")
+    else:
+        assert user_fk is None
+
+
+def test_indexes_of_the_seed_list_exist(tx):
+    leading = dict(
+        tx.execute(
+            """
+            SELECT indexrelid::regclass::text, attname
+            FROM pg_catalog.pg_index
+            JOIN pg_catalog.pg_attribute ON attrelid = indrelid AND attnum = indkey[0]
+            WHERE indrelid = 'public.waha_servers'::regclass
+            """
+        ).fetchall()
+    )
+
+    assert leading["waha_servers_user_id_prioridade_idx"] == "user_id"
+    assert leading["waha_servers_ativo_idx"] == "ativo"
+    assert leading["waha_servers_prioridade_idx"] == "prioridade"
+
+
+def test_defaults_fill_what_the_insert_leaves_out(tx, add_user):
+    user = add_user()
+    server = add_server(tx, user)
+
+    row = tx.execute(
+        """
+        SELECT ativo, timeout, retry_attempts, rate_limit, prioridade, max_sessions, sessions_ativas,
+               created_at = now(), updated_at = now(), id IS NOT NULL
+        FROM public.waha_servers WHERE id = %s
+        """,
+        (server,),
+    ).fetchone()
+
+    assert row == (True, 30, 3, 100, 0, 50, 0, True, True, True)
+
+
+@pytest.mark.parametrize("prioridade", [0, 10])
+def test_priority_at_the_bounds_is_accepted(tx, add_user, prioridade):
+    server = add_server(tx, add_user(), prioridade=prioridade)
+    assert tx.execute("SELECT prioridade FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == prioridade
+
+
+@pytest.mark.parametrize("prioridade", [-1, 11])
+def test_priority_outside_0_to_10_is_refused(tx, add_user, prioridade):
+    user = add_user()
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, nome, api_url, prioridade) VALUES (%s, 'a', 'https://a.example', %s)",
+        (user, prioridade),
+        sqlstate=CHECK_VIOLATION,
+        constraint="waha_servers_prioridade_range_check",
+    )
+
+
+def test_priority_cannot_be_updated_out_of_range(tx, add_user):
+    server = add_server(tx, add_user(), prioridade=5)
+    assert_refused(
+        tx,
+        "UPDATE public.waha_servers SET prioridade = 11 WHERE id = %s",
+        (server,),
+        sqlstate=CHECK_VIOLATION,
+        constraint="waha_servers_prioridade_range_check",
+    )
+    assert tx.execute("SELECT prioridade FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == 5
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "constraint"),
+    [
+        ("max_sessions", 0, "waha_servers_max_sessions_positive_check"),
+        ("max_sessions", -5, "waha_servers_max_sessions_positive_check"),
+        ("sessions_ativas", -1, "waha_servers_sessions_ativas_not_negative_check"),
+        ("timeout", 0, "waha_servers_timeout_positive_check"),
+        ("retry_attempts", -1, "waha_servers_retry_attempts_not_negative_check"),
+        ("rate_limit", 0, "waha_servers_rate_limit_positive_check"),
+    ],
+)
+def test_counters_and_capacities_out_of_range_are_refused(tx, add_user, column, value, constraint):
+    user = add_user()
+    assert_refused(
+        tx,
+        f"INSERT INTO public.waha_servers (user_id, nome, api_url, {column}) VALUES (%s, 'a', 'https://a.example', %s)",
+        (user, value),
+        sqlstate=CHECK_VIOLATION,
+        constraint=constraint,
+    )
+
+
+def test_session_counter_cannot_be_decremented_below_zero(tx, add_user):
+    server = add_server(tx, add_user())
+    assert_refused(
+        tx,
+        "UPDATE public.waha_servers SET sessions_ativas = sessions_ativas - 1 WHERE id = %s",
+        (server,),
+        sqlstate=CHECK_VIOLATION,
+        constraint="waha_servers_sessions_ativas_not_negative_check",
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://waha.example", "waha.example", "javascript:alert(1)", "http://", "https:///path", " https://waha.example", "", "file:///etc/passwd"],
+)
+def test_api_url_that_is_not_http_is_refused(tx, add_user, url):
+    user = add_user()
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'a', %s)",
+        (user, url),
+        sqlstate=CHECK_VIOLATION,
+        constraint="waha_servers_api_url_http_check",
+    )
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:3000", "https://waha1.seudominio.com", "HTTPS://WAHA.EXAMPLE/api"])
+def test_http_and_https_api_urls_are_accepted(tx, add_user, url):
+    server = add_server(tx, add_user(), api_url=url)
+    assert tx.execute("SELECT api_url FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == url
+
+
+def test_api_url_is_required(tx, add_user):
+    user = add_user()
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, nome) VALUES (%s, 'a')",
+        (user,),
+        sqlstate=NOT_NULL_VIOLATION,
+    )
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example", "hooks.example/waha", "mailto:ops@example.com"])
+def test_webhook_url_that_is_not_http_is_refused(tx, add_user, url):
+    user = add_user()
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, nome, api_url, webhook_url) VALUES (%s, 'a', 'https://a.example', %s)",
+        (user, url),
+        sqlstate=CHECK_VIOLATION,
+        constraint="waha_servers_webhook_url_http_check",
+    )
+
+
+def test_webhook_url_may_be_null_or_http(tx, add_user):
+    user = add_user()
+    add_server(tx, user, "sem-webhook", webhook_url=None)
+    add_server(tx, user, "com-webhook", webhook_url="https://app.example/api/webhook")
+    assert tx.execute("SELECT count(*) FROM public.waha_servers WHERE user_id = %s", (user,)).fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("nome", ["", " ", "   ", "\t\n"])
+def test_blank_name_is_refused(tx, add_user, nome):
+    user = add_user()
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, %s, 'https://a.example')",
+        (user, nome),
+        sqlstate=CHECK_VIOLATION,
+        constraint="waha_servers_nome_not_blank_check",
+    )
+
+
+def test_name_is_required(tx, add_user):
+    user = add_user()
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, api_url) VALUES (%s, 'https://a.example')",
+        (user,),
+        sqlstate=NOT_NULL_VIOLATION,
+    )
+
+
+def test_same_url_twice_for_one_user_is_refused(tx, add_user):
+    user = add_user()
+    add_server(tx, user, "primeiro", api_url="https://waha.example")
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'segundo', 'https://waha.example')",
+        (user,),
+        sqlstate=UNIQUE_VIOLATION,
+        constraint="waha_servers_user_id_api_url_key",
+    )
+
+
+def test_same_url_for_two_users_is_allowed(tx, add_user):
+    add_server(tx, add_user(), api_url="https://shared.waha.example")
+    add_server(tx, add_user(), api_url="https://shared.waha.example")
+    count = tx.execute("SELECT count(*) FROM public.waha_servers WHERE api_url = 'https://shared.waha.example'").fetchone()[0]
+    assert count == 2
+
+
+def test_updated_at_is_set_by_the_database_even_when_the_update_sets_it(tx, add_user):
+    past = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
+    server = add_server(tx, add_user(), created_at=past, updated_at=past)
+
+    tx.execute("UPDATE public.waha_servers SET nome = 'renomeado', updated_at = %s WHERE id = %s", (past, server))
+
+    created_at, updated_at, now = tx.execute(
+        "SELECT created_at, updated_at, now() FROM public.waha_servers WHERE id = %s", (server,)
+    ).fetchone()
+    assert (created_at, updated_at) == (past, now)
+
+
+def test_deleting_a_server_without_sessions_is_allowed(tx, add_user):
+    server = add_server(tx, add_user())
+    assert tx.execute("DELETE FROM public.waha_servers WHERE id = %s", (server,)).rowcount == 1
+
+
+def test_deleting_a_server_that_still_has_sessions_is_refused(tx, add_user):
+    user = add_user()
+    server = add_server(tx, user)
+    add_session(tx, user, server)
+    assert_refused(
+        tx,
+        "DELETE FROM public.waha_servers WHERE id = %s",
+        (server,),
+        sqlstate=FOREIGN_KEY_VIOLATION,
+        constraint="waha_sessions_waha_server_id_user_id_fkey",
+    )
+
+
+def test_changing_the_owner_of_a_server_with_sessions_is_refused(tx, add_user):
+    owner, stranger = add_user(), add_user()
+    server = add_server(tx, owner)
+    add_session(tx, owner, server)
+    assert_refused(
+        tx,
+        "UPDATE public.waha_servers SET user_id = %s WHERE id = %s",
+        (stranger, server),
+        sqlstate=FOREIGN_KEY_VIOLATION,
+        constraint="waha_sessions_waha_server_id_user_id_fkey",
+    )
+    assert tx.execute("SELECT user_id FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == owner
+
+
+def test_changing_the_owner_of_a_server_without_sessions_is_allowed(tx, add_user):
+    owner, new_owner = add_user(), add_user()
+    server = add_server(tx, owner)
+    tx.execute("UPDATE public.waha_servers SET user_id = %s WHERE id = %s", (new_owner, server))
+    assert tx.execute("SELECT user_id FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == new_owner
+
+
+@pytest.mark.parametrize("tx", ["supabase_head"], indirect=True)
+def test_deleting_the_auth_user_removes_their_servers_and_sessions(tx, add_user):
+    user, other = add_user(), add_user()
+    server = add_server(tx, user)
+    add_session(tx, user, server, "loja-01")
+    add_session(tx, user, server, "loja-02")
+    kept_server = add_server(tx, other)
+    add_session(tx, other, kept_server)
+
+    tx.execute("DELETE FROM auth.users WHERE id = %s", (user,))
+
+    left = tx.execute(
+        """
+        SELECT (SELECT count(*) FROM public.waha_servers WHERE user_id = %(user)s),
+               (SELECT count(*) FROM public.waha_sessions WHERE user_id = %(user)s),
+               (SELECT count(*) FROM public.waha_servers WHERE user_id = %(other)s),
+               (SELECT count(*) FROM public.waha_sessions WHERE user_id = %(other)s)
+        """,
+        {"user": user, "other": other},
+    ).fetchone()
+    assert left == (0, 0, 1, 1)
+
+
+@pytest.mark.parametrize("tx", ["supabase_head"], indirect=True)
+def test_server_of_a_user_missing_from_auth_users_is_refused(tx):
+    assert_refused(
+        tx,
+        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'a', 'https://a.example')",
+        (uuid.uuid4(),),
+        sqlstate=FOREIGN_KEY_VIOLATION,
+        constraint="waha_servers_user_id_fkey",
+    )
