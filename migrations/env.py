@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+from logging.config import fileConfig
 
 import sqlalchemy as sa
 from alembic import context
@@ -44,6 +45,9 @@ from toolkit.migrate import (
 from toolkit.schema import include_object, metadata
 
 config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    # The `alembic` command: its ini's loggers show "Running upgrade ..." and our notices.
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 x_arguments = context.get_x_argument(as_dictionary=True)
 # Server notices (what the conversion did, roles created...) go to Alembic's log,
 # which alembic.ini shows at INFO.
