@@ -286,7 +286,7 @@ def render_server_list(servers: list[Server], *, width: int = 56) -> str:
         state = f"Sessões: {server.sessions_ativas}/{server.max_sessions}" if server.ativo else "Desativado"
         details = f"{state:<15} |  Prioridade: {server.prioridade}"
         # The round marks are two columns wide in a terminal.
-        lines.append(f"│ {mark} {_fit(server.nome, width - 5):<{width - 5}}│")
+        lines.append(f"│ {mark} {_fit(server.nome, width - 4):<{width - 4}}│")
         lines.append(f"│    {_fit(server.api_url, width - 4):<{width - 4}}│")
         lines.append(f"│    {details:<{width - 4}}│")
         if index < len(servers) - 1:

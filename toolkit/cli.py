@@ -1,0 +1,716 @@
+"""`waha-db`: the command line of the toolkit, for DBAs and CI.
+
+A thin layer: each command parses its options, calls one library function of
+toolkit/, and prints the result. Library errors become `click.ClickException` here,
+at the edge, and only here (see `library_errors`): the user sees one message, exit
+status 1, never a traceback and never a password.
+
+To add a command: write the library function first, then a function here decorated
+with `@main.command()` (or `@servers.command()` for a subcommand of `servers`) and
+`@library_errors`, whose docstring is its --help text and ends with an `Example:` block.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+
+from toolkit import database, drift, migrate, plan as plans, servers as server_admin, verify as verification
+from toolkit.pgtemp import PostgresNotFound
+
+EXAMPLE_OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
+
+# Errors of the library that carry a message written for the user.
+USER_ERRORS = (
+    database.DatabaseUrlError,
+    database.ConnectionFailure,
+    server_admin.ServerError,
+    verification.VerifyRefused,
+    migrate.MigrationError,
+    PostgresNotFound,
+)
+
+
+class Refused(click.ClickException):
+    """The command will not do what was asked (no confirmation, a problem in the plan)."""
+
+
+def library_errors(command):
+    """Turn the library's errors into one-line ClickExceptions (exit 1), passwords masked."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except USER_ERRORS as error:
+            raise click.ClickException(database.mask_password(str(error))) from None
+        except sa.exc.OperationalError as error:
+            url = click.get_current_context().obj.get("url")
+            if url is not None and _is_connection_failure(error):
+                raise click.ClickException(database.describe_connection_failure(url, error)) from None
+            raise click.ClickException(_database_error(error)) from None
+        except sa.exc.DBAPIError as error:
+            raise click.ClickException(_database_error(error)) from None
+
+    return wrapper
+
+
+def _is_connection_failure(error: sa.exc.OperationalError) -> bool:
+    return error.connection_invalidated or "connection" in str(error.orig).split(":")[0].lower() or "resolve" in str(error.orig)
+
+
+def _database_error(error: sa.exc.DBAPIError) -> str:
+    diagnostic = getattr(error.orig, "diag", None)
+    lines = [f"the database refused: {getattr(diagnostic, 'message_primary', None) or str(error.orig).splitlines()[0]}"]
+    for label, text in (("detail", getattr(diagnostic, "message_detail", None)), ("hint", getattr(diagnostic, "message_hint", None))):
+        if text:
+            lines.append(f"{label}: {text}")
+    return database.mask_password("\n".join(lines))
+
+
+# --- the top-level group -------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    metavar="URL",
+    help="postgresql://USER:PASSWORD@HOST:PORT/DBNAME (postgres:// and postgresql+psycopg:// too); "
+    "default: $DATABASE_URL.",
+)
+@click.version_option(package_name="waha-db")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """Take a PostgreSQL or Supabase database to the WAHA multi-server schema V2.1, and keep it there.
+
+    The database comes from --database-url or DATABASE_URL; a password in it is never
+    printed. Exit status: 0 on success, 1 on any failure (a refusal, a failed check, a
+    database error, a server that cannot be reached), 2 on a usage error.
+
+    \b
+    Example:
+      waha-db verify                                   # CI: every check, on a throwaway PostgreSQL
+      export DATABASE_URL=postgresql://postgres@127.0.0.1:5432/app
+      waha-db status
+      waha-db upgrade --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["database_url"] = database_url
+
+
+def _url(ctx: click.Context) -> sa.URL:
+    url = database.parse_url(database.resolve_url(ctx.obj.get("database_url")))
+    ctx.obj["url"] = url
+    return url
+
+
+@contextmanager
+def _engine(ctx: click.Context):
+    """An engine on the command's database whose connection has been proven (one clear line otherwise)."""
+    engine = database.connect_engine(_url(ctx))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _can_ask() -> bool:
+    """Whether a person can answer a confirmation: stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
+def _confirm(question: str, yes: bool, action: str) -> None:
+    if yes:
+        return
+    if not _can_ask():
+        raise Refused(f"not confirmed: there is no terminal to ask on, so nothing was done; pass --yes to {action} without asking")
+    if not click.confirm(question, default=False):
+        raise Refused("not confirmed: nothing was done")
+
+
+@contextmanager
+def _server_notices():
+    """Show what the migrations report as they run (roles created, legacy row converted...)."""
+    logger = logging.getLogger("alembic.env")
+    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler.setFormatter(logging.Formatter("  notice: %(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def _print_steps(plan: plans.Plan) -> None:
+    for step in plan.steps:
+        click.echo(f"  {step.revision}  {step.title}")
+
+
+# --- migrations ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("revision", default="head")
+@click.option("--owner", metavar="UUID", help="The user who will own the WAHA server converted from the legacy waha_config.")
+@click.option("--sql", "offline", is_flag=True, help="Print the SQL script instead of running it (no database needed).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
+              show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.")
+@click.pass_context
+@library_errors
+def upgrade(ctx, revision, owner, offline, yes, lock_timeout):
+    """Upgrade the database to REVISION (default: head), after showing the plan.
+
+    The plan: the current revision, the revisions to apply, and whether the legacy
+    singleton waha_config will be converted into a server, and for which user
+    (--owner). It asks for confirmation; without a terminal it refuses unless --yes.
+    The whole upgrade is one transaction: a failure leaves the database as it was.
+
+    --sql prints the script instead (nothing is run; no database needed); an owner
+    given with --owner is written into it, otherwise set it in psql first with
+    SET waha.config_owner = 'UUID'.
+
+    \b
+    Example:
+      waha-db upgrade                                   # to head, asks first
+      waha-db upgrade --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --yes
+      waha-db upgrade --sql --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 > upgrade.sql
+    """
+    if offline:
+        click.echo(migrate.offline_sql(revision, owner=migrate.parse_owner(owner)), nl=False)
+        return
+    with _engine(ctx) as engine:
+        with engine.connect() as connection:
+            plan = plans.plan_upgrade(connection, revision, owner)
+        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
+        click.echo(f"current revision: {plan.current or 'none (no alembic_version)'}")
+        if plan.problems:
+            raise Refused("cannot upgrade: " + "; ".join(plan.problems) + ". Nothing was changed.")
+        if plan.nothing_to_do:
+            click.echo(f"nothing to do: the database is at {plan.current}")
+            return
+        click.echo(f"revisions to apply ({len(plan.steps)}):")
+        _print_steps(plan)
+        if plan.legacy:
+            click.echo(
+                f"legacy waha_config: {len(plan.legacy.api_urls)} server(s) ({', '.join(plan.legacy.api_urls)}) will become "
+                f"'Servidor Padrão' of user {plan.legacy.owner}, priority 10, 50 sessions"
+            )
+        elif any(step.revision == plans.CONVERSION_REVISION for step in plan.steps):
+            click.echo("legacy waha_config: no server to convert")
+        _confirm(f"Upgrade to {plan.target}?", yes, "upgrade")
+        started = time.perf_counter()
+        with _server_notices():
+            migrate.upgrade(engine, revision, owner=owner, lock_timeout=lock_timeout)
+        click.echo(f"upgraded to {plan.target} in {time.perf_counter() - started:.2f}s")
+
+
+@main.command()
+@click.argument("revision")
+@click.option("--sql", "offline", is_flag=True, help="Print the SQL script instead of running it (needs no database).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
+              show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.")
+@click.pass_context
+@library_errors
+def downgrade(ctx, revision, offline, yes, lock_timeout):
+    """Downgrade the database to REVISION ("base": remove everything), after saying what data it removes.
+
+    The plan names the revisions undone and the data lost with row counts (e.g.
+    "drops waha_sessions (12 rows) and waha_servers (3 rows)"). It asks for
+    confirmation; without a terminal it refuses unless --yes. One transaction.
+
+    --sql prints the script from head down to REVISION (no database needed).
+
+    \b
+    Example:
+      waha-db downgrade 0004
+      waha-db downgrade base --yes
+      waha-db downgrade 0004 --sql > downgrade.sql
+    """
+    if offline:
+        click.echo(migrate.offline_sql(revision, start=migrate.head_revision(), downgrade_to=True), nl=False)
+        return
+    with _engine(ctx) as engine:
+        with engine.connect() as connection:
+            plan = plans.plan_downgrade(connection, revision)
+        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
+        click.echo(f"current revision: {plan.current or 'none (no alembic_version)'}")
+        if plan.problems:
+            raise Refused("cannot downgrade: " + "; ".join(plan.problems))
+        if plan.nothing_to_do:
+            click.echo(f"nothing to do: the database is at {plan.current}")
+            return
+        click.echo(f"revisions to undo ({len(plan.steps)}):")
+        _print_steps(plan)
+        click.echo("data removed:")
+        for line in plan.removes:
+            click.echo(f"  {line}")
+        _confirm(f"Downgrade to {plan.target or 'base'}?", yes, "downgrade")
+        started = time.perf_counter()
+        with _server_notices():
+            migrate.downgrade(engine, revision, lock_timeout=lock_timeout)
+        click.echo(f"downgraded to {plan.target or 'base'} in {time.perf_counter() - started:.2f}s")
+
+
+@main.command()
+@click.pass_context
+@library_errors
+def history(ctx):
+    """The revisions, oldest first, one line each; the database's current one is marked when a database is given.
+
+    \b
+    Example:
+      waha-db history
+      waha-db --database-url postgresql://postgres@127.0.0.1/app history
+    """
+    current = None
+    if ctx.obj.get("database_url") is not None:
+        with _engine(ctx) as engine, engine.connect() as connection:
+            current = plans.current_revision(connection)
+    script = migrate.script_directory()
+    head = migrate.head_revision()
+    for revision in reversed(list(script.walk_revisions())):
+        marks = [mark for mark, on in (("current", revision.revision == current), ("head", revision.revision == head)) if on]
+        title = (revision.doc or "").strip().splitlines()[0].rstrip(".")
+        click.echo(f"{'*' if revision.revision == current else ' '} {revision.revision}  {title}" + (f"  ({', '.join(marks)})" if marks else ""))
+    if ctx.obj.get("database_url") is not None and current is None:
+        click.echo("(no revision recorded in this database)")
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"Where to write it (default: {migrate.FULL_SCHEMA_PATH.relative_to(migrate.FULL_SCHEMA_PATH.parent.parent)}); '-' for stdout.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the file differs from what the migrations generate.")
+@library_errors
+def sql(output, check):
+    """Write the full V2.1 schema for fresh installs, generated from the migrations.
+
+    Apply it with psql -v ON_ERROR_STOP=1 -f sql/schema.sql; it records the head
+    revision, so `waha-db upgrade` manages that database afterwards.
+
+    \b
+    Example:
+      waha-db sql                       # regenerate sql/schema.sql
+      waha-db sql --check               # CI: fail when sql/schema.sql is stale
+      waha-db sql -o - | psql -v ON_ERROR_STOP=1 -d app
+    """
+    path = output or migrate.FULL_SCHEMA_PATH
+    text = migrate.full_schema_sql()
+    if check:
+        if str(path) == "-":
+            raise click.UsageError("--check needs a file, not '-'")
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            raise click.ClickException(f"{path} is stale (or missing): regenerate it with `waha-db sql`")
+        click.echo(f"{path} is up to date (revision {migrate.head_revision()})")
+        return
+    if str(path) == "-":
+        click.echo(text, nl=False)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {path} (revision {migrate.head_revision()})")
+
+
+# --- state of a database ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@click.option("--check", is_flag=True, help="Exit 1 unless the database is at head with no drift (for deploy scripts).")
+@click.pass_context
+@library_errors
+def status(ctx, as_json, check):
+    """What state the database is in, and what to do next.
+
+    empty; legacy V1 (with or without a server to convert); V2.1 made by hand
+    (adoptable or not, and why); managed at revision X with N revisions pending; at
+    head; or drifted from head, with what differs (a missing index, a changed
+    column, a missing policy...).
+
+    \b
+    Example:
+      waha-db status
+      waha-db status --check && echo "at head, no drift"
+      waha-db status --json | jq .state
+    """
+    with _engine(ctx) as engine, engine.connect() as connection:
+        report = database_status(connection)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
+        click.echo(f"state: {report['summary']}")
+        for line in report["details"]:
+            click.echo(f"  {line}")
+        if report["next"]:
+            click.echo(f"next: {report['next']}")
+    if check and not report["at_head"]:
+        raise click.ClickException(f"not at head without drift: {report['summary']}")
+
+
+def database_status(connection: sa.Connection) -> dict:
+    """The state of a database: the state library's classification where it exists, plus drift (adapter)."""
+    head = migrate.head_revision()
+    current = plans.current_revision(connection)
+    classify = _state_classifier()
+    if classify is not None:
+        report = classify(connection)
+    else:
+        report = _basic_state(connection, current, head)
+    report.setdefault("current", current)
+    report.setdefault("head", head)
+    report["drift"] = drift.detect_drift(connection) if current is not None else []
+    report["at_head"] = current == head and not report["drift"]
+    if current == head and report["drift"]:
+        report["state"] = "drifted"
+        report["summary"] = f"at head ({head}) but drifted: {len(report['drift'])} differences"
+        report["details"] = report["drift"]
+        report["next"] = "find who changed the WAHA objects by hand; `waha-db downgrade` + `upgrade` rebuilds them (data loss!), or fix them to match"
+    return report
+
+
+def _state_classifier():
+    """The state library's classifier (toolkit.state.describe), when it is installed."""
+    try:
+        from toolkit import state
+    except ImportError:
+        return None
+    return getattr(state, "describe", None)
+
+
+def _basic_state(connection: sa.Connection, current: str | None, head: str) -> dict:
+    def exists(name: str) -> bool:
+        return connection.exec_driver_sql(f"SELECT pg_catalog.to_regclass('{name}') IS NOT NULL").scalar()
+
+    if current is not None:
+        pending = [step.revision for step in plans.plan_upgrade(connection).steps]
+        if not pending:
+            return {"state": "head", "summary": f"managed, at head ({head})", "details": [], "next": ""}
+        return {"state": "managed", "summary": f"managed at revision {current}, {len(pending)} pending ({', '.join(pending)})",
+                "details": [], "pending": pending, "next": "waha-db upgrade"}
+    if exists("public.waha_servers") or exists("public.waha_sessions"):
+        return {"state": "hand_made", "summary": "V2.1 tables made by hand, not managed by Alembic", "details": [], "next": "waha-db adopt"}
+    if exists("public.waha_config"):
+        urls = plans.legacy_api_urls(connection)
+        what = f"with {len(urls)} server(s) to convert: {', '.join(urls)}" if urls else "with no server to convert"
+        return {"state": "legacy", "summary": f"legacy V1 (waha_config) {what}", "details": [],
+                "next": "waha-db upgrade --owner UUID" if urls else "waha-db upgrade"}
+    return {"state": "empty", "summary": "empty: no WAHA objects, no revision", "details": [], "next": "waha-db upgrade"}
+
+
+@main.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.pass_context
+@library_errors
+def adopt(ctx, yes):
+    """Bring a V2.1 database made by hand (from the seed's SQL, no Alembic) under management.
+
+    Checks its tables column by column against V2.1. Where they are compatible it adds
+    what is missing (constraints, indexes, triggers, function, grants, row security)
+    without losing a row, and records the head revision; where not, it lists every
+    problem and changes nothing.
+
+    \b
+    Example:
+      waha-db adopt            # shows the plan, asks
+      waha-db adopt --yes
+    """
+    adoption = _adoption_library()
+    with _engine(ctx) as engine:
+        with engine.connect() as connection:
+            plan = adoption.plan_adoption(connection)
+        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
+        problems = _attribute(plan, "problems") or []
+        if problems:
+            click.echo("cannot adopt:")
+            for problem in problems:
+                click.echo(f"  - {problem}")
+            raise Refused(f"{len(problems)} problem(s) block the adoption; nothing was changed")
+        for line in _attribute(plan, "actions") or _attribute(plan, "changes") or []:
+            click.echo(f"  + {line}")
+        _confirm("Adopt this database?", yes, "adopt")
+        with _server_notices(), engine.connect() as connection:
+            adoption.adopt(connection)
+            if connection.in_transaction():
+                connection.commit()
+        click.echo(f"adopted: the database is managed, at {migrate.head_revision()}")
+
+
+def _adoption_library():
+    try:
+        from toolkit import adopt as adoption
+    except ImportError:
+        raise click.ClickException("adoption is not available in this build (toolkit.adopt is missing)") from None
+    return adoption
+
+
+def _attribute(obj, name):
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+# --- CI -------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of one line per check.")
+@click.option("--junit-xml", type=click.Path(dir_okay=False, writable=True, path_type=Path), metavar="FILE",
+              help="Also write the report as JUnit XML (for CI test reports).")
+@click.pass_context
+@library_errors
+def verify(ctx, as_json, junit_xml):
+    """Check that the migrations are sound: the CI command.
+
+    Without a database URL it starts a throwaway PostgreSQL and checks on two fresh
+    databases, plain and Supabase-like. With one it refuses a database that is not
+    empty, runs there, and leaves it empty. Checks: one head; upgrade to head;
+    metadata equals the migrated database; no drift from the recorded head catalog;
+    security rules; the seed's examples and the selection rules; every revision
+    up/down/up; downgrade to base; offline SQL equals online; sql/schema.sql fresh;
+    the legacy conversion and back. One line per check; exit 1 if any fails.
+
+    \b
+    Example:
+      waha-db verify
+      waha-db verify --junit-xml verify.xml
+      waha-db --database-url postgresql://postgres@127.0.0.1:5432/waha_ci verify
+    """
+    url = ctx.obj.get("database_url")
+    if url is not None:
+        ctx.obj["url"] = database.parse_url(url)
+
+    def progress(check: verification.CheckResult) -> None:
+        if as_json:
+            return
+        click.echo(f"{'PASS' if check.passed else 'FAIL'}  {check.name}{f' ({check.summary})' if check.passed and check.summary else ''}  {check.seconds:.2f}s")
+        if not check.passed:
+            click.echo(f"      {check.summary}")
+        for line in check.details:
+            click.echo(f"      - {line}")
+
+    if not as_json:
+        click.echo("waha-db verify: " + ("a throwaway PostgreSQL" if url is None else database.display_url(ctx.obj["url"])))
+    report = verification.verify(url, progress=progress)
+    if junit_xml:
+        junit_xml.write_text(report.junit_xml(), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        failed = sum(not check.passed for check in report.checks)
+        click.echo(f"{len(report.checks)} checks on {report.target}: {len(report.checks) - failed} passed, {failed} failed in {report.seconds:.1f}s")
+    if not report.passed:
+        sys.exit(1)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+@main.group()
+def servers():
+    """Manage the WAHA servers of a user, as the admin (the role of the database URL).
+
+    These commands act as the role of the URL (the database owner or service_role,
+    which row security does not restrict), so each names the user explicitly.
+
+    \b
+    Example:
+      waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+    """
+
+
+USER = click.option("--user", "user_id", type=click.UUID, required=True, metavar="UUID", help="The user (auth.users.id) whose servers these are.")
+
+
+def server_fields(command):
+    """The options of `servers add` and `servers update` (update leaves out what is not given)."""
+    options = [
+        click.option("--name", help="Friendly name, e.g. 'Servidor Principal'."),
+        click.option("--url", help="The WAHA server's http(s) URL."),
+        click.option("--api-key", help="WAHA's API key."),
+        click.option("--description", help="Free text."),
+        click.option("--priority", type=int, help="0 to 10; higher is preferred."),
+        click.option("--max-sessions", type=int, help="Sessions this server may hold (> 0)."),
+        click.option("--active/--inactive", default=None, help="Whether new sessions may go to it."),
+        click.option("--webhook-url", help="http(s) URL WAHA calls back."),
+        click.option("--webhook-secret", help="Secret of the webhook."),
+        click.option("--timeout", type=int, help="Request timeout in seconds (> 0)."),
+        click.option("--retries", type=int, help="Retry attempts (>= 0)."),
+        click.option("--rate-limit", type=int, help="Requests per minute (> 0)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@contextmanager
+def _transaction(ctx):
+    with _engine(ctx) as engine, engine.begin() as connection:
+        yield connection
+
+
+def _server_line(server: server_admin.Server) -> str:
+    state = f"active, {server.sessions_ativas}/{server.max_sessions} sessions" if server.ativo else "disabled"
+    return f"{server.nome} ({server.api_url}), priority {server.prioridade}, {state}; id {server.id}"
+
+
+@servers.command("list")
+@USER
+@click.option("--json", "as_json", is_flag=True, help="Print the servers as JSON (secrets masked).")
+@click.pass_context
+@library_errors
+def servers_list(ctx, user_id, as_json):
+    """The user's servers as the seed's "Meus Servidores WAHA" screen, best priority first.
+
+    Green mark: active; red: disabled. Ordered as the seed's listing query
+    (ORDER BY prioridade DESC, nome).
+
+    \b
+    Example:
+      waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+    """
+    with _transaction(ctx) as connection:
+        found = server_admin.list_servers(connection, user_id)
+    if as_json:
+        click.echo(json.dumps([server.as_json() for server in found], indent=2, ensure_ascii=False))
+    else:
+        click.echo(server_admin.render_server_list(found))
+
+
+@servers.command("add")
+@USER
+@server_fields
+@click.pass_context
+@library_errors
+def servers_add(ctx, user_id, **values):
+    """Add a server for the user; options not given take the database's defaults.
+
+    --name and --url are required. Bad values get the database's rule in plain words.
+
+    \b
+    Example:
+      waha-db servers add --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 \\
+          --name 'Servidor Principal' --url https://waha1.example.com \\
+          --api-key sua-api-key --priority 10 --max-sessions 50
+    """
+    missing = [f"--{name}" for name in ("name", "url") if values[name] is None]
+    if missing:
+        raise click.UsageError(f"missing {' and '.join(missing)}")
+    with _transaction(ctx) as connection:
+        server = server_admin.add_server(connection, user_id, **values)
+    click.echo(f"added {_server_line(server)}")
+
+
+@servers.command("update")
+@click.argument("server_id", type=click.UUID, metavar="ID")
+@server_fields
+@click.pass_context
+@library_errors
+def servers_update(ctx, server_id, **values):
+    """Change the given fields of server ID; the others stay as they are.
+
+    \b
+    Example:
+      waha-db servers update 3f0c... --priority 8 --max-sessions 80
+    """
+    with _transaction(ctx) as connection:
+        server = server_admin.update_server(connection, server_id, **values)
+    click.echo(f"updated {_server_line(server)}")
+
+
+@servers.command("enable")
+@click.argument("server_id", type=click.UUID, metavar="ID")
+@click.pass_context
+@library_errors
+def servers_enable(ctx, server_id):
+    """Let new sessions go to server ID again.
+
+    \b
+    Example:
+      waha-db servers enable 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
+    """
+    with _transaction(ctx) as connection:
+        server = server_admin.set_active(connection, server_id, True)
+    click.echo(f"enabled {_server_line(server)}")
+
+
+@servers.command("disable")
+@click.argument("server_id", type=click.UUID, metavar="ID")
+@click.pass_context
+@library_errors
+def servers_disable(ctx, server_id):
+    """Send no new sessions to server ID (its current sessions stay).
+
+    \b
+    Example:
+      waha-db servers disable 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
+    """
+    with _transaction(ctx) as connection:
+        server = server_admin.set_active(connection, server_id, False)
+    click.echo(f"disabled {_server_line(server)}")
+
+
+@servers.command("remove")
+@click.argument("server_id", type=click.UUID, metavar="ID")
+@click.pass_context
+@library_errors
+def servers_remove(ctx, server_id):
+    """Delete server ID; refused, with the count, while it still has sessions.
+
+    \b
+    Example:
+      waha-db servers remove 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
+    """
+    with _transaction(ctx) as connection:
+        server = server_admin.remove_server(connection, server_id)
+    click.echo(f"removed {server.nome} ({server.api_url}); id {server.id}")
+
+
+@servers.command("best")
+@USER
+@click.option("--exclude", "excluded", type=click.UUID, multiple=True, metavar="ID", help="A server to leave out (the app's fallback after a failure); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pick and the reasons as JSON.")
+@click.pass_context
+@library_errors
+def servers_best(ctx, user_id, excluded, as_json):
+    """The server get_available_waha_server picks for the user's next session, and why.
+
+    Exit 1 when no server has free capacity.
+
+    \b
+    Example:
+      waha-db servers best --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+      waha-db servers best --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --exclude 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
+    """
+    with _transaction(ctx) as connection:
+        pick = server_admin.best_server(connection, user_id, list(excluded))
+    if as_json:
+        click.echo(json.dumps({
+            "server": pick.server.as_json() if pick.server else None,
+            "reasons": pick.reasons,
+            "not_candidates": pick.not_candidates,
+        }, indent=2, ensure_ascii=False))
+    elif pick.server:
+        click.echo(f"best: {_server_line(pick.server)}")
+        for reason in pick.reasons:
+            click.echo(f"  - {reason}")
+    if pick.server is None:
+        reasons = f" ({'; '.join(pick.not_candidates)})" if pick.not_candidates else " (the user has no servers)"
+        raise click.ClickException(f"no server of user {user_id} has free capacity{reasons}")
+    if not as_json:
+        for line in pick.not_candidates:
+            click.echo(f"  not a candidate: {line}")
