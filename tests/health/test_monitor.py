@@ -1,0 +1,152 @@
+"""The monitor: state changes, one server's failure, a database that restarts, a clean stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tests.health.fake_waha import free_port
+from toolkit import health, migrate
+from toolkit.database import create_engine
+from toolkit.pgtemp import ThrowawayPostgres
+
+USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
+
+
+def add_server(engine, name, url, *, ativo=True):
+    with engine.begin() as connection:
+        return connection.execute(
+            sa.text(
+                "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts, ativo)"
+                " VALUES (:user, :name, :url, 1, 0, :ativo) RETURNING id"
+            ),
+            {"user": USER, "name": name, "url": url, "ativo": ativo},
+        ).scalar()
+
+
+def failures(engine, server_id):
+    with engine.connect() as connection:
+        return connection.execute(
+            sa.text("SELECT consecutive_failures FROM public.waha_server_health WHERE server_id = :id"), {"id": server_id}
+        ).scalar()
+
+
+def wait_for(condition, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class RunningMonitor:
+    """health.monitor in a thread, its lines collected."""
+
+    def __init__(self, engine, **options) -> None:
+        self.lines: list[str] = []
+        self.stop = threading.Event()
+        self.stats = None
+        self.error = None
+        options.setdefault("interval", 0.05)
+        options.setdefault("backoff", 0)
+
+        def run():
+            try:
+                self.stats = health.monitor(engine, stop=self.stop, emit=self.lines.append, **options)
+            except BaseException as exc:  # surfaced by finish()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="monitor-under-test")
+        self.thread.start()
+
+    def lines_with(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+    def finish(self, within: float = 3.0) -> health.MonitorStats:
+        self.stop.set()
+        self.thread.join(within)
+        assert not self.thread.is_alive(), f"the monitor did not stop within {within} s"
+        if self.error is not None:
+            raise self.error
+        return self.stats
+
+
+@pytest.fixture
+def engine(fresh_database):
+    engine = create_engine(fresh_database("head"))
+    yield engine
+    engine.dispose()
+
+
+def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
+    principal = fake_waha("healthy")
+    backup = fake_waha("healthy")
+    principal_id = add_server(engine, "Principal", principal.url)
+    backup_id = add_server(engine, "Backup", backup.url)
+    add_server(engine, "Teste", "http://127.0.0.1:9/never-probed", ativo=False)
+    monitor = RunningMonitor(engine)
+    wait_for(lambda: failures(engine, principal_id) == 0, what="the first successful check")
+
+    principal.mode = "error_500"
+    wait_for(lambda: monitor.lines_with("healthy -> failing"), what="healthy -> failing")
+    wait_for(lambda: (failures(engine, principal_id) or 0) >= 3, what="more failed checks")
+    principal.mode = "healthy"
+    wait_for(lambda: monitor.lines_with("failing -> healthy"), what="failing -> healthy")
+    stats = monitor.finish()
+
+    assert len(monitor.lines) == 2, monitor.lines
+    down, up = monitor.lines
+    assert f"Principal ({principal_id}) {principal.url}: healthy -> failing: server error (HTTP 500); failing (1 in a row), cooling down 30 s" in down
+    assert f"Principal ({principal_id}) {principal.url}: failing -> healthy: reachable, " in up
+    assert failures(engine, backup_id) == 0 and len(backup.requests) >= 4
+    assert stats.state_changes == 2 and stats.cycles >= 4
+
+
+def test_monitor_once_runs_one_cycle_and_returns(engine, fake_waha):
+    server_id = add_server(engine, "Principal", fake_waha("close").url)
+
+    stats = health.monitor(engine, once=True, emit=lambda line: None, backoff=0)
+
+    assert (stats.cycles, stats.probes, stats.state_changes) == (1, 1, 1)
+    assert failures(engine, server_id) == 1
+
+
+def test_monitor_once_says_when_the_database_cannot_be_reached():
+    nothing_there = sa.URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=free_port(), database="app")
+    engine = create_engine(nothing_there)
+
+    with pytest.raises(health.MonitorError, match="the database cannot be reached"):
+        health.monitor(engine, once=True, emit=lambda line: None)
+
+
+def test_monitor_survives_a_database_restart(fake_waha):
+    """A separate server, so the restart disturbs no other test."""
+    fake = fake_waha("healthy")
+    with ThrowawayPostgres() as postgres:
+        database = postgres.create_database("monitored")
+        engine = create_engine(postgres.url(database))
+        migrate.upgrade(engine, "head")
+        server_id = add_server(engine, "Principal", fake.url)
+        monitor = RunningMonitor(engine, reconnect_delay=0.05, max_reconnect_delay=0.2)
+        wait_for(lambda: failures(engine, server_id) == 0, what="the first successful check")
+
+        # Fast shutdown (SIGINT) closes the monitor's connection; the data directory stays.
+        postgres._server.terminate()
+        wait_for(lambda: monitor.lines_with("database connection lost"), what="the lost connection to be noticed")
+        fake.mode = "error_500"
+        postgres._server.start()
+
+        wait_for(lambda: monitor.lines_with("database connection restored"), what="the reconnection")
+        wait_for(lambda: monitor.lines_with("healthy -> failing"), what="checks recorded after the restart")
+        stats = monitor.finish()
+        engine.dispose()
+
+    assert stats.reconnects == 1
+    assert len(monitor.lines_with("database connection lost")) == 1, monitor.lines
+    lost = monitor.lines_with("database connection lost")[0]
+    assert "reconnecting" in lost
