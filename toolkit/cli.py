@@ -140,12 +140,16 @@ def _confirm(question: str, yes: bool, action: str) -> None:
         raise Refused("not confirmed: nothing was done")
 
 
+class _EchoHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"  notice: {database.mask_password(record.getMessage())}", err=True)
+
+
 @contextmanager
 def _server_notices():
     """Show what the migrations report as they run (roles created, legacy row converted...)."""
     logger = logging.getLogger("alembic.env")
-    handler = logging.StreamHandler(click.get_text_stream("stderr"))
-    handler.setFormatter(logging.Formatter("  notice: %(message)s"))
+    handler = _EchoHandler()
     previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -714,3 +718,114 @@ def servers_best(ctx, user_id, excluded, as_json):
     if not as_json:
         for line in pick.not_candidates:
             click.echo(f"  not a candidate: {line}")
+
+
+# --- server health: `servers test` and `monitor` (toolkit/health.py) ---------------------------
+# Kept as one block at the end of the file: the health commands are thin wrappers over
+# toolkit.health, which also owns their error type.
+
+from toolkit import health as server_health  # noqa: E402
+
+
+def _health_errors(command):
+    """health.HealthError / MonitorError are messages for the user: one line, exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (server_health.HealthError, server_health.MonitorError) as error:
+            raise click.ClickException(database.mask_password(str(error))) from None
+
+    return wrapper
+
+
+@servers.command("test")
+@click.argument("server_id", type=click.UUID, required=False, metavar="[ID]")
+@click.option("--user", "user_id", type=click.UUID, metavar="UUID", help="Test every active server of this user instead of one ID.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON (never the API key).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
+@click.pass_context
+@library_errors
+@_health_errors
+def servers_test(ctx, server_id, user_id, as_json, concurrency):
+    """The form's [Testar Conexão]: GET {api_url}/api/server/version, and record the outcome.
+
+    Sends X-Api-Key when the server has an api_key, waits at most the server's
+    timeout per attempt, retries retry_attempts times with backoff. Prints
+    reachable + latency + the WAHA version, or the reason in plain words (name does
+    not resolve, connection refused, timed out, TLS error, API key rejected, not a
+    WAHA server, server error). The outcome goes through report_waha_server_success /
+    report_waha_server_failure, so a failing server cools down and
+    get_available_waha_server offers the others first. Redirects are not followed
+    and proxy variables are ignored: no request goes anywhere but the server's URL.
+    Exit 1 when any server is unreachable.
+
+    \b
+    Example:
+      waha-db servers test 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
+      waha-db servers test --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --json
+    """
+    if (server_id is None) == (user_id is None):
+        raise click.UsageError("give either a server ID or --user UUID (all of that user's active servers)")
+    with _engine(ctx) as engine, server_health.autocommit_connection(engine) as connection:
+        targets = server_health.load_servers(
+            connection, server_ids=[server_id] if server_id else (), user_id=user_id
+        )
+        checked = server_health.test_servers(connection, targets, concurrency=concurrency)
+    if as_json:
+        click.echo(json.dumps([server_health.checked_as_json(item) for item in checked], indent=2, ensure_ascii=False))
+    else:
+        if not checked:
+            click.echo(f"user {user_id} has no active servers")
+        for item in checked:
+            url = server_health.display_api_url(item.server.api_url)
+            click.echo(f"{item.server.nome} ({url}): {server_health.describe_probe(item.probe)}")
+            if item.record_error:
+                click.echo(f"  not recorded: {item.record_error}")
+            else:
+                click.echo(f"  recorded: {server_health.describe_health(item.health)}")
+    unreachable = [item.server.nome for item in checked if not item.probe.reachable]
+    if unreachable:
+        raise click.ClickException(f"{len(unreachable)} of {len(checked)} servers unreachable: {', '.join(unreachable)}")
+
+
+@main.command()
+@click.option("--interval", type=click.FloatRange(min=1), default=60, show_default=True, metavar="SECONDS",
+              help="Seconds from the start of one round of checks to the next.")
+@click.option("--once", is_flag=True, help="One round of checks, then exit (for cron).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
+@click.pass_context
+@library_errors
+@_health_errors
+def monitor(ctx, interval, once, concurrency):
+    """Check every active server of every user on a schedule, and record the outcomes.
+
+    Runs as the role of the database URL, which must see every server (the owner or
+    service_role). Prints one line per state change (healthy -> failing, failing ->
+    healthy) and when the database connection is lost or back; it reconnects with
+    backoff and never stops because one server fails. SIGTERM or Ctrl-C stops it
+    after the checks in flight (at most one timeout). With --once, exit 1 when the
+    database cannot be reached.
+
+    \b
+    Example:
+      waha-db monitor --interval 30
+      waha-db monitor --once
+    """
+    stop = threading.Event()
+    restore = server_health.stop_on_signals(stop)
+    try:
+        with _engine(ctx) as engine:
+            click.echo(
+                f"monitoring the active WAHA servers of every user at {database.connection_target(ctx.obj['url'])}"
+                + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops"),
+                err=True,
+            )
+            stats = server_health.monitor(engine, interval=interval, once=once, concurrency=concurrency, stop=stop, emit=click.echo)
+    finally:
+        restore()
+    click.echo(
+        f"stopped after {stats.cycles} round(s), {stats.probes} check(s), {stats.state_changes} state change(s)",
+        err=True,
+    )

@@ -37,8 +37,9 @@ def parse_url(database_url: str) -> URL:
     try:
         url = make_url(database_url)
     except Exception:
+        # Not echoed: in text that is not a URL there is no telling which part is a password.
         raise DatabaseUrlError(
-            f"not a database URL: {mask_password(database_url)!r}; "
+            "the database URL is not a URL (not shown, as it may hold a password); "
             "expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         ) from None
     if url.drivername not in ACCEPTED_SCHEMES:
@@ -101,6 +102,7 @@ def describe_connection_failure(url: URL | str, error: BaseException) -> str:
     text = str(original).strip()
     first, _, rest = text.partition("\n")
     reason = first.rsplit("failed:", 1)[-1].strip() or first
+    reason = re.sub(r"^(FATAL|ERROR):\s+", "", reason)
     hint = rest.strip().splitlines()[0].strip() if rest.strip() else ""
     password = url.password if isinstance(url, URL) else None
     message = f"cannot connect to PostgreSQL at {connection_target(url)}: {reason}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 
 from toolkit import migrate
 
@@ -112,11 +113,23 @@ def _owner_problem(connection: sa.Connection, owner: str | None, urls: list[str]
     return None
 
 
+def _revision(script: ScriptDirectory, name: str) -> str:
+    """The revision id `name` stands for ("head", "0003"...); an error that lists the known ones."""
+    try:
+        found = script.get_revision(name)
+    except RevisionError:
+        found = None
+    if found is None:
+        known = ", ".join(rev.revision for rev in reversed(list(script.walk_revisions())))
+        raise migrate.MigrationError(f"no revision {name!r}: the revisions are {known} (or head, base)")
+    return found.revision
+
+
 def plan_upgrade(connection: sa.Connection, target: str = "head", owner: str | None = None) -> Plan:
     """The revisions an upgrade to `target` applies, and whether (and for whom) it converts the legacy singleton."""
     script = migrate.script_directory()
     current = current_revision(connection)
-    target_revision = script.get_revision(target).revision
+    target_revision = _revision(script, target)
     steps = list(reversed(_steps(script, target_revision, current)))
     plan = Plan("upgrade", current, target_revision, steps)
     if current is None and (_table_exists(connection, "public.waha_servers") or _table_exists(connection, "public.waha_sessions")):
@@ -139,15 +152,15 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
     """The revisions a downgrade to `target` undoes, and what data that removes, with row counts."""
     script = migrate.script_directory()
     current = current_revision(connection)
-    target_revision = None if target == "base" else script.get_revision(target).revision
-    steps = _steps(script, current, target_revision)
-    plan = Plan("downgrade", current, target_revision, steps)
+    target_revision = None if target == "base" else _revision(script, target)
+    plan = Plan("downgrade", current, target_revision, [])
     if current is None:
         plan.problems.append("no revision is recorded in this database (no alembic_version): there is nothing to downgrade")
         return plan
     if target_revision is not None and target_revision not in [rev.revision for rev in script.iterate_revisions(current, "base")]:
         plan.problems.append(f"revision {target_revision} is above the current revision {current}: use `waha-db upgrade {target_revision}`")
         return plan
+    plan.steps = steps = _steps(script, current, target_revision)
     for step in steps:
         dropped = [table for table in TABLES_CREATED.get(step.revision, ()) if _table_exists(connection, f"public.{table}")]
         if dropped:

@@ -1,0 +1,132 @@
+"""`waha-db upgrade`: the plan, the confirmation, the owner of the legacy server, --sql, --lock-timeout."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from tests.cli.conftest import sql
+from tests.conftest import LEGACY_OWNER, conninfo
+from toolkit import migrate
+
+HEAD = migrate.head_revision()
+
+
+def revision_of(url) -> str | None:
+    if not sql(url, "SELECT to_regclass('public.alembic_version') IS NOT NULL")[0][0]:
+        return None
+    rows = sql(url, "SELECT version_num FROM public.alembic_version")
+    return rows[0][0] if rows else None
+
+
+def test_upgrade_with_yes_takes_an_empty_database_to_head(waha_db, fresh_database):
+    url = fresh_database("empty")
+    result = waha_db(url, "upgrade", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "current revision: none" in result.output
+    assert "  0001  Legacy V1 state" in result.output and f"  {HEAD}  " in result.output
+    assert f"upgraded to {HEAD}" in result.output
+    assert revision_of(url) == HEAD
+
+
+def test_upgrade_refuses_without_a_terminal_and_without_yes(waha_db, fresh_database):
+    url = fresh_database("empty")
+    result = waha_db(url, "upgrade")
+    assert result.exit_code == 1
+    assert "revisions to apply" in result.output  # the plan is shown first
+    assert "no terminal to ask on" in result.output and "--yes" in result.output
+    assert revision_of(url) is None
+
+
+def test_upgrade_asks_at_a_terminal_and_runs_when_confirmed(waha_db, fresh_database, terminal):
+    url = fresh_database("empty")
+    result = waha_db(url, "upgrade", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert f"Upgrade to {HEAD}? [y/N]" in result.output
+    assert revision_of(url) == HEAD
+
+
+def test_upgrade_answered_no_changes_nothing(waha_db, fresh_database, terminal):
+    url = fresh_database("empty")
+    result = waha_db(url, "upgrade", input="n\n")
+    assert result.exit_code == 1
+    assert "not confirmed: nothing was done" in result.output
+    assert revision_of(url) is None
+
+
+def test_upgrade_at_head_has_nothing_to_do(waha_db, fresh_database):
+    result = waha_db(fresh_database("head"), "upgrade")
+    assert result.exit_code == 0
+    assert f"nothing to do: the database is at {HEAD}" in result.output
+
+
+def test_upgrade_refuses_a_legacy_row_without_owner(waha_db, legacy_url):
+    result = waha_db(legacy_url, "upgrade", "--yes")
+    assert result.exit_code == 1
+    assert "public.waha_config holds 1 WAHA server to convert (https://waha.legacy.example)" in result.output
+    assert "pass --owner UUID" in result.output
+    assert revision_of(legacy_url) is None
+    assert sql(legacy_url, "SELECT api_url FROM public.waha_config") == [("https://waha.legacy.example",)]
+
+
+def test_upgrade_refuses_a_malformed_owner(waha_db, legacy_url):
+    result = waha_db(legacy_url, "upgrade", "--yes", "--owner", "bob")
+    assert result.exit_code == 1
+    assert "--owner 'bob' is not a UUID" in result.output
+    assert revision_of(legacy_url) is None
+
+
+def test_upgrade_plan_names_the_owner_and_converts(waha_db, legacy_url):
+    result = waha_db(legacy_url, "upgrade", "--yes", "--owner", LEGACY_OWNER)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"legacy waha_config: 1 server(s) (https://waha.legacy.example) will become 'Servidor Padrão' of user {LEGACY_OWNER}"
+        in result.output
+    )
+    assert sql(legacy_url, "SELECT user_id::text, nome, prioridade FROM public.waha_servers") == [(LEGACY_OWNER, "Servidor Padrão", 10)]
+    # The rest of the app is untouched.
+    assert sql(legacy_url, "SELECT name FROM public.campaigns ORDER BY id") == [("Black Friday",), ("Natal",)]
+
+
+def test_upgrade_refuses_a_hand_made_schema_and_points_to_adopt(waha_db, fresh_database):
+    url = fresh_database("empty")
+    sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
+    result = waha_db(url, "upgrade", "--yes")
+    assert result.exit_code == 1
+    assert "waha-db adopt" in result.output
+
+
+def test_upgrade_to_a_revision_stops_there(waha_db, fresh_database):
+    url = fresh_database("empty")
+    result = waha_db(url, "upgrade", "0003", "--yes")
+    assert result.exit_code == 0, result.output
+    assert revision_of(url) == "0003"
+    assert "0004" not in result.output
+
+
+def test_upgrade_sql_needs_no_database_and_writes_the_owner(waha_db):
+    result = waha_db(None, "upgrade", "--sql", "--owner", LEGACY_OWNER.upper())
+    assert result.exit_code == 0, result.output
+    assert "CREATE TABLE public.waha_servers" in result.output
+    assert f"set_config('waha.config_owner', '{LEGACY_OWNER}', true)" in result.output
+    assert result.output.rstrip().endswith("COMMIT;")
+
+
+def test_upgrade_sql_refuses_a_malformed_owner(waha_db):
+    result = waha_db(None, "upgrade", "--sql", "--owner", "bob")
+    assert result.exit_code == 1
+    assert "is not a UUID" in result.output
+
+
+def test_upgrade_gives_up_on_a_held_lock_after_lock_timeout(waha_db, legacy_url, cluster):
+    cluster.migrate(legacy_url.database, "0004")
+    # A long transaction of the application that read waha_config and is still open.
+    with psycopg.connect(conninfo(legacy_url)) as app:
+        app.execute("SELECT * FROM public.waha_config")
+        result = waha_db(legacy_url, "upgrade", "--yes", "--owner", LEGACY_OWNER, "--lock-timeout", "0.3")
+        app.rollback()
+    assert result.exit_code == 1
+    assert "could not lock" in result.output and "0.3 s" in result.output
+    assert revision_of(legacy_url) == "0004"
