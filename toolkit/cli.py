@@ -724,6 +724,8 @@ def servers_best(ctx, user_id, excluded, as_json):
 # Kept as one block at the end of the file: the health commands are thin wrappers over
 # toolkit.health, which also owns their error type.
 
+import threading  # noqa: E402
+
 from toolkit import health as server_health  # noqa: E402
 
 
