@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 
 from toolkit import migrate
 
@@ -117,7 +118,7 @@ def _revision(script: ScriptDirectory, name: str) -> str:
     """The revision id `name` stands for ("head", "0003"...); an error that lists the known ones."""
     try:
         found = script.get_revision(name)
-    except RevisionError:
+    except (RevisionError, CommandError):
         found = None
     if found is None:
         known = ", ".join(rev.revision for rev in reversed(list(script.walk_revisions())))
