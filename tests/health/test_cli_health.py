@@ -1,0 +1,161 @@
+"""`waha-db servers test` and `waha-db monitor` against fake WAHA servers and a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import conninfo
+from tests.health.fake_waha import free_port
+from toolkit import cli
+
+USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
+
+
+@pytest.fixture(autouse=True)
+def no_database_url_in_environment(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+@pytest.fixture
+def url(fresh_database):
+    return fresh_database("head")
+
+
+def run(url, *args):
+    full = ["--database-url", url.render_as_string(hide_password=False), *args]
+    return CliRunner().invoke(cli.main, full, catch_exceptions=False)
+
+
+def add_server(url, name, api_url, *, prioridade=0, api_key=None, max_sessions=50):
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
+        return connection.execute(
+            """
+            INSERT INTO public.waha_servers (user_id, nome, api_url, api_key, prioridade, max_sessions, timeout, retry_attempts)
+            VALUES (%s, %s, %s, %s, %s, %s, 1, 0) RETURNING id
+            """,
+            (USER, name, api_url, api_key, prioridade, max_sessions),
+        ).fetchone()[0]
+
+
+def test_servers_test_shows_reachable_latency_and_version(url, fake_waha):
+    server_id = add_server(url, "Principal", fake_waha("needs_key", api_key="key1").url, api_key="key1")
+
+    result = run(url, "servers", "test", str(server_id))
+
+    assert result.exit_code == 0, result.output
+    first, second = result.output.splitlines()
+    assert first.startswith("Principal (http://127.0.0.1:") and "): reachable, " in first
+    assert first.endswith("ms, WAHA 2024.10.1 (WEBJS, CORE)")
+    assert second == "  recorded: healthy"
+    assert "key1" not in result.output
+
+
+def test_servers_test_for_a_user_reports_the_failure_and_exits_1(url, fake_waha):
+    add_server(url, "Principal", f"http://127.0.0.1:{free_port()}", prioridade=10)
+    add_server(url, "Backup", fake_waha("healthy").url, prioridade=5)
+
+    result = run(url, "servers", "test", "--user", USER)
+
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].endswith("): unreachable: connection refused")
+    assert lines[1].startswith("  recorded: failing (1 in a row), cooling down 30 s, until ")
+    assert lines[2].startswith("Backup (") and "reachable" in lines[2]
+    assert lines[-1] == "Error: 1 of 2 servers unreachable: Principal"
+
+
+def test_servers_test_json_has_the_outcome_and_the_health(url, fake_waha):
+    server_id = add_server(url, "Principal", fake_waha("error_500").url, api_key="never-printed")
+
+    result = run(url, "servers", "test", str(server_id), "--json")
+
+    assert result.exit_code == 1
+    document = result.output[: result.output.rindex("]") + 1]
+    [entry] = json.loads(document)
+    assert entry["server_id"] == str(server_id)
+    assert (entry["reachable"], entry["error"], entry["attempts"]) == (False, "server error (HTTP 500)", 1)
+    assert entry["health"]["consecutive_failures"] == 1
+    assert entry["health"]["cooldown_until"] is not None
+    assert "never-printed" not in result.output
+
+
+def test_servers_test_needs_an_id_or_a_user(url):
+    result = run(url, "servers", "test")
+
+    assert result.exit_code == 2
+    assert "give either a server ID or --user UUID" in result.output
+
+
+def test_servers_test_of_an_unknown_id_says_so(url):
+    missing = uuid.uuid4()
+
+    result = run(url, "servers", "test", str(missing))
+
+    assert result.exit_code == 1
+    assert f"Error: no WAHA server with id {missing}" in result.output
+
+
+def test_servers_best_moves_to_backup_and_back(url, fake_waha):
+    principal = fake_waha("healthy")
+    principal_id = add_server(url, "Principal", principal.url, prioridade=10, max_sessions=100)
+    add_server(url, "Backup", fake_waha("healthy").url, prioridade=5)
+
+    principal.mode = "close"
+    assert run(url, "servers", "test", str(principal_id)).exit_code == 1
+    assert run(url, "servers", "best", "--user", USER).output.startswith("best: Backup ")
+
+    principal.mode = "healthy"
+    assert run(url, "servers", "test", str(principal_id)).exit_code == 0
+    assert run(url, "servers", "best", "--user", USER).output.startswith("best: Principal ")
+
+
+def test_monitor_once_prints_the_state_change(url, fake_waha):
+    server_id = add_server(url, "Principal", fake_waha("not_json").url)
+
+    result = run(url, "monitor", "--once")
+
+    assert result.exit_code == 0, result.output
+    assert f"Principal ({server_id}) " in result.output
+    assert "healthy -> failing: not a WAHA server: the answer is not JSON; failing (1 in a row)" in result.output
+
+
+def wait_for_first_check(url, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(conninfo(url), autocommit=True) as connection:
+            if connection.execute("SELECT count(*) FROM public.waha_server_health").fetchone()[0]:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the monitor recorded no check")
+
+
+def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
+    add_server(url, "Principal", fake_waha("healthy").url)
+    environment = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from toolkit.cli import main; main()", "monitor", "--interval", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+    )
+    try:
+        started = process.stderr.readline()
+        assert started.startswith("monitoring the active WAHA servers of every user at 127.0.0.1:"), started
+        wait_for_first_check(url)
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, rest
+    assert rest.startswith("stopped after 1 round(s), 1 check(s), 0 state change(s)"), rest
