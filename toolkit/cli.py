@@ -96,8 +96,14 @@ def main(ctx: click.Context, database_url: str | None) -> None:
     """Take a PostgreSQL or Supabase database to the WAHA multi-server schema V2.1, and keep it there.
 
     The database comes from --database-url or DATABASE_URL; a password in it is never
-    printed. Exit status: 0 on success, 1 on any failure (a refusal, a failed check, a
-    database error, a server that cannot be reached), 2 on a usage error.
+    printed.
+
+    \b
+    Exit status:
+      0  success
+      1  any failure: a refusal, a failed check, a database error, a server that
+         cannot be reached (one line on stderr says which)
+      2  a usage error (unknown option, bad value)
 
     \b
     Example:

@@ -1,0 +1,45 @@
+"""`waha-db history` and `waha-db sql`."""
+
+from __future__ import annotations
+
+from toolkit import migrate
+
+HEAD = migrate.head_revision()
+
+
+def test_history_lists_every_revision_oldest_first_with_head_marked(waha_db):
+    result = waha_db(None, "history")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("  0001  Legacy V1 state")
+    assert lines[-1].startswith(f"  {HEAD}  ") and lines[-1].endswith("(head)")
+
+
+def test_history_marks_the_current_revision(waha_db, fresh_database, cluster):
+    url = fresh_database("empty")
+    cluster.migrate(url.database, "0003")
+    lines = waha_db(url, "history").output.splitlines()
+    assert [line for line in lines if line.startswith("*")] == [next(line for line in lines if " 0003 " in line)]
+    assert lines[2].endswith("(current)")
+
+
+def test_sql_writes_the_generated_schema(waha_db, tmp_path):
+    target = tmp_path / "schema.sql"
+    result = waha_db(None, "sql", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert target.read_text() == migrate.full_schema_sql()
+    assert waha_db(None, "sql", "--output", str(target), "--check").exit_code == 0
+
+
+def test_sql_check_fails_on_a_stale_file(waha_db, tmp_path):
+    target = tmp_path / "schema.sql"
+    target.write_text(migrate.full_schema_sql().replace("waha_servers_ativo_idx", "old_index_name"))
+    result = waha_db(None, "sql", "--output", str(target), "--check")
+    assert result.exit_code == 1
+    assert "is stale" in result.output and "waha-db sql" in result.output
+
+
+def test_sql_to_stdout(waha_db):
+    result = waha_db(None, "sql", "--output", "-")
+    assert result.exit_code == 0
+    assert result.output == migrate.full_schema_sql()

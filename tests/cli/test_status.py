@@ -1,0 +1,69 @@
+"""`waha-db status`: the state of a database, drift from head, and --check for deploy scripts."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.conftest import sql
+from toolkit import migrate
+
+HEAD = migrate.head_revision()
+
+
+def test_empty_database(waha_db, fresh_database):
+    result = waha_db(fresh_database("empty"), "status")
+    assert result.exit_code == 0, result.output
+    assert "state: empty" in result.output
+    assert "next: waha-db upgrade" in result.output
+
+
+def test_check_fails_unless_at_head(waha_db, fresh_database):
+    result = waha_db(fresh_database("empty"), "status", "--check")
+    assert result.exit_code == 1
+    assert "not at head" in result.output
+
+
+def test_head_without_drift_passes_check(waha_db, fresh_database):
+    for kind in ("head", "supabase_head", "legacy_head"):
+        result = waha_db(fresh_database(kind), "status", "--check")
+        assert result.exit_code == 0, (kind, result.output)
+        assert f"at head ({HEAD})" in result.output
+
+
+def test_legacy_database_names_the_server_to_convert(waha_db, legacy_url):
+    result = waha_db(legacy_url, "status")
+    assert result.exit_code == 0, result.output
+    assert "legacy" in result.output and "https://waha.legacy.example" in result.output
+    assert "--owner" in result.output
+
+
+def test_managed_database_with_pending_revisions(waha_db, fresh_database, cluster):
+    url = fresh_database("empty")
+    cluster.migrate(url.database, "0003")
+    result = waha_db(url, "status", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["current"] == "0003" and report["at_head"] is False
+    assert "0004" in result.output and "pending" in report["summary"]
+
+
+def test_drift_names_what_differs_and_fails_check(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    sql(url, "DROP POLICY waha_sessions_delete_own ON public.waha_sessions")
+    sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
+    result = waha_db(url, "status", "--check")
+    assert result.exit_code == 1
+    assert "drifted" in result.output
+    assert "missing index public.waha_servers.waha_servers_ativo_idx" in result.output
+    assert "missing policy public.waha_sessions.waha_sessions_delete_own" in result.output
+    assert "changed column public.waha_servers.timeout" in result.output and "DEFAULT 60" in result.output
+
+
+def test_hand_made_schema_points_to_adopt(waha_db, fresh_database):
+    url = fresh_database("empty")
+    sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
+    result = waha_db(url, "status", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert "adopt" in report["next"]
