@@ -1,0 +1,801 @@
+-- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0007.
+--
+-- GENERATED from migrations/versions by `python -m toolkit.migrate` (toolkit.migrate.full_schema_sql);
+-- do not edit: change the migrations and regenerate. A test fails when this file is stale.
+--
+-- Apply:   psql -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/schema.sql
+-- It runs in one transaction and records revision 0007 in alembic_version, so
+-- `alembic upgrade head` / `waha-db upgrade` manage the database afterwards.
+-- On a database with the legacy waha_config, set the owner of its server first:
+--   psql -v ON_ERROR_STOP=1 -c "SET waha.config_owner = 'UUID'" -f sql/schema.sql
+-- (better: `waha-db upgrade --owner UUID`, see docs/UPGRADING.md).
+
+BEGIN;
+
+SELECT pg_catalog.pg_advisory_xact_lock(2002872417);
+
+SET LOCAL lock_timeout = 5000;
+
+DO $$
+BEGIN
+    IF pg_catalog.to_regclass('public.alembic_version') IS NULL
+       AND (pg_catalog.to_regclass('public.waha_servers') IS NOT NULL
+            OR pg_catalog.to_regclass('public.waha_sessions') IS NOT NULL) THEN
+        RAISE EXCEPTION 'this database holds a hand-made V2.1 schema: public.waha_servers or public.waha_sessions exists, but no Alembic revision was ever recorded (no alembic_version table)'
+            USING ERRCODE = 'WAH05',
+                  DETAIL = 'The migrations would fail on "relation already exists". Nothing was changed.',
+                  HINT = 'Adopt the database: `waha-db adopt` (or toolkit.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
+    END IF;
+END
+$$;
+
+CREATE TABLE alembic_version (
+    version_num VARCHAR(32) NOT NULL, 
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+
+-- Running upgrade  -> 0001
+
+DO $$
+        BEGIN
+            IF pg_catalog.to_regclass('public.waha_config') IS NULL THEN
+                CREATE TABLE public.waha_config (
+                    id integer PRIMARY KEY CHECK (id = 1),
+                    api_url text,
+                    api_key text,
+                    webhook_url text,
+                    webhook_secret text,
+                    timeout integer,
+                    retry_attempts integer,
+                    rate_limit integer,
+                    created_at timestamptz DEFAULT pg_catalog.now(),
+                    updated_at timestamptz DEFAULT pg_catalog.now()
+                );
+                COMMENT ON TABLE public.waha_config IS 'waha-db 0001 - legacy WAHA configuration (V1 singleton)';
+                REVOKE ALL ON TABLE public.waha_config FROM PUBLIC;
+            END IF;
+        END
+        $$;
+
+INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
+
+-- Running upgrade 0001 -> 0002
+
+CREATE TABLE public.waha_servers (
+            id uuid NOT NULL DEFAULT gen_random_uuid(),
+            user_id uuid NOT NULL,
+            nome varchar(255) NOT NULL,
+            api_url text NOT NULL,
+            api_key text,
+            descricao text,
+            ativo boolean NOT NULL DEFAULT true,
+            webhook_url text,
+            webhook_secret text,
+            timeout integer NOT NULL DEFAULT 30,
+            retry_attempts integer NOT NULL DEFAULT 3,
+            rate_limit integer NOT NULL DEFAULT 100,
+            prioridade integer NOT NULL DEFAULT 0,
+            max_sessions integer NOT NULL DEFAULT 50,
+            sessions_ativas integer NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT waha_servers_pkey PRIMARY KEY (id),
+            CONSTRAINT waha_servers_user_id_api_url_key UNIQUE (user_id, api_url),
+            CONSTRAINT waha_servers_id_user_id_key UNIQUE (id, user_id),
+            CONSTRAINT waha_servers_nome_not_blank_check CHECK (nome ~ '\S'),
+            CONSTRAINT waha_servers_api_url_http_check CHECK (api_url ~* '^https?://[^\s/?#@]+'),
+            CONSTRAINT waha_servers_webhook_url_http_check CHECK (webhook_url ~* '^https?://[^\s/?#@]+'),
+            CONSTRAINT waha_servers_timeout_positive_check CHECK (timeout > 0),
+            CONSTRAINT waha_servers_retry_attempts_not_negative_check CHECK (retry_attempts >= 0),
+            CONSTRAINT waha_servers_rate_limit_positive_check CHECK (rate_limit > 0),
+            CONSTRAINT waha_servers_prioridade_range_check CHECK (prioridade BETWEEN 0 AND 10),
+            CONSTRAINT waha_servers_max_sessions_positive_check CHECK (max_sessions > 0),
+            CONSTRAINT waha_servers_sessions_ativas_not_negative_check CHECK (sessions_ativas >= 0)
+        );
+        COMMENT ON TABLE public.waha_servers IS 'WAHA servers of each user (V2.1). get_available_waha_server picks among them.';
+        COMMENT ON COLUMN public.waha_servers.prioridade IS 'Higher wins, 0..10.';
+        COMMENT ON COLUMN public.waha_servers.sessions_ativas IS 'Sessions occupying capacity on this server.';
+
+        -- The seed's index list (user_id, ativo, prioridade); the first one also
+        -- serves get_available_waha_server: the active servers of one user, best
+        -- priority first. sessions_ativas is kept out of every index so that the
+        -- frequent counter updates stay HOT.
+        CREATE INDEX waha_servers_user_id_prioridade_idx
+            ON public.waha_servers (user_id, prioridade DESC) WHERE ativo;
+        CREATE INDEX waha_servers_ativo_idx ON public.waha_servers (ativo);
+        CREATE INDEX waha_servers_prioridade_idx ON public.waha_servers (prioridade DESC);
+
+        CREATE TABLE public.waha_sessions (
+            id uuid NOT NULL DEFAULT gen_random_uuid(),
+            user_id uuid NOT NULL,
+            waha_server_id uuid NOT NULL,
+            session_name varchar(255) NOT NULL,
+            status varchar(50) NOT NULL DEFAULT 'STOPPED',
+            phone_number varchar(20),
+            profile_name varchar(255),
+            qr_code text,
+            last_connected_at timestamptz,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT waha_sessions_pkey PRIMARY KEY (id),
+            CONSTRAINT waha_sessions_waha_server_id_session_name_key UNIQUE (waha_server_id, session_name),
+            CONSTRAINT waha_sessions_session_name_waha_rule_check CHECK (session_name ~ '^[A-Za-z0-9_-]{1,54}$'),
+            CONSTRAINT waha_sessions_waha_server_id_user_id_fkey
+                FOREIGN KEY (waha_server_id, user_id)
+                REFERENCES public.waha_servers (id, user_id)
+        );
+        COMMENT ON TABLE public.waha_sessions IS 'WhatsApp sessions on each WAHA server (V2.1).';
+        COMMENT ON COLUMN public.waha_sessions.status IS 'WAHA status, free text; STOPPED, FAILED and DISCONNECTED (any case) occupy no capacity.';
+
+        CREATE INDEX waha_sessions_user_id_idx ON public.waha_sessions (user_id);
+        CREATE INDEX waha_sessions_waha_server_id_user_id_idx ON public.waha_sessions (waha_server_id, user_id);
+        CREATE INDEX waha_sessions_status_idx ON public.waha_sessions (status);
+        CREATE INDEX waha_sessions_session_name_idx ON public.waha_sessions (session_name);
+
+        -- updated_at is the time of the last change, whatever the UPDATE said.
+        CREATE FUNCTION public.waha_set_updated_at()
+            RETURNS trigger
+            LANGUAGE plpgsql
+            VOLATILE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        BEGIN
+            NEW.updated_at := pg_catalog.now();
+            RETURN NEW;
+        END
+        $$;
+        REVOKE ALL ON FUNCTION public.waha_set_updated_at() FROM PUBLIC;
+
+        CREATE TRIGGER waha_servers_set_updated_at
+            BEFORE UPDATE ON public.waha_servers
+            FOR EACH ROW EXECUTE FUNCTION public.waha_set_updated_at();
+        CREATE TRIGGER waha_sessions_set_updated_at
+            BEFORE UPDATE ON public.waha_sessions
+            FOR EACH ROW EXECUTE FUNCTION public.waha_set_updated_at();
+
+        -- Nobody but the owner may touch the tables until 0004 grants exactly what the
+        -- spec wants: Supabase's default privileges give anon, authenticated and
+        -- service_role everything on new objects in public. Revoking here, not only
+        -- in 0004, also makes the privileges at this revision the same whether the
+        -- roles exist or not, so 0004's downgrade can return to them exactly.
+        REVOKE ALL ON TABLE public.waha_servers, public.waha_sessions FROM PUBLIC;
+        DO $$
+        DECLARE
+            supabase_role text;
+        BEGIN
+            FOR supabase_role IN
+                SELECT rolname FROM pg_catalog.pg_roles
+                WHERE rolname IN ('anon', 'authenticated', 'service_role')
+                ORDER BY rolname
+            LOOP
+                EXECUTE pg_catalog.format(
+                    'REVOKE ALL ON TABLE public.waha_servers, public.waha_sessions FROM %I', supabase_role
+                );
+                EXECUTE pg_catalog.format(
+                    'REVOKE ALL ON FUNCTION public.waha_set_updated_at() FROM %I', supabase_role
+                );
+            END LOOP;
+        END
+        $$;
+
+        -- Supabase: a user's servers and sessions go with the user.
+        DO $$
+        BEGIN
+            IF pg_catalog.to_regclass('auth.users') IS NOT NULL THEN
+                ALTER TABLE public.waha_servers
+                    ADD CONSTRAINT waha_servers_user_id_fkey
+                    FOREIGN KEY (user_id) REFERENCES auth.users (id) ON DELETE CASCADE;
+                ALTER TABLE public.waha_sessions
+                    ADD CONSTRAINT waha_sessions_user_id_fkey
+                    FOREIGN KEY (user_id) REFERENCES auth.users (id) ON DELETE CASCADE;
+            ELSE
+                RAISE NOTICE 'auth.users does not exist: waha_servers.user_id and waha_sessions.user_id reference no users table';
+            END IF;
+        END
+        $$;;
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
+-- Running upgrade 0002 -> 0003
+
+CREATE FUNCTION public.get_available_waha_server(
+            user_uuid uuid,
+            excluded_server_ids uuid[] DEFAULT '{}'
+        )
+            RETURNS SETOF public.waha_servers
+            LANGUAGE plpgsql
+            STABLE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        BEGIN
+            RETURN QUERY
+            SELECT server.*
+            FROM public.waha_servers AS server
+            WHERE server.user_id = user_uuid
+              AND server.ativo
+              AND server.sessions_ativas < server.max_sessions
+              AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
+            ORDER BY server.prioridade DESC,
+                     server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+                     server.max_sessions - server.sessions_ativas DESC,
+                     server.created_at ASC,
+                     server.id ASC
+            LIMIT 1;
+        END
+        $$;
+        COMMENT ON FUNCTION public.get_available_waha_server(uuid, uuid[]) IS
+            'The best WAHA server of a user for a new session: highest prioridade, then lowest load, among active servers with free capacity and not excluded. Zero rows when none qualifies.';
+
+        -- Executable by nobody until 0004 grants it (PUBLIC and Supabase's default
+        -- privileges would allow everyone); see 0002.
+        REVOKE ALL ON FUNCTION public.get_available_waha_server(uuid, uuid[]) FROM PUBLIC;
+        DO $$
+        DECLARE
+            supabase_role text;
+        BEGIN
+            FOR supabase_role IN
+                SELECT rolname FROM pg_catalog.pg_roles
+                WHERE rolname IN ('anon', 'authenticated', 'service_role')
+                ORDER BY rolname
+            LOOP
+                EXECUTE pg_catalog.format(
+                    'REVOKE ALL ON FUNCTION public.get_available_waha_server(uuid, uuid[]) FROM %I', supabase_role
+                );
+            END LOOP;
+        END
+        $$;;
+
+UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
+
+-- Running upgrade 0003 -> 0004
+
+DO $$
+        DECLARE
+            missing text[];
+            me pg_catalog.pg_roles%ROWTYPE;
+        BEGIN
+            SELECT pg_catalog.array_agg(wanted ORDER BY wanted) INTO missing
+            FROM pg_catalog.unnest(ARRAY['authenticated', 'service_role']) AS wanted
+            WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = wanted);
+            IF missing IS NULL THEN
+                RETURN;
+            END IF;
+            SELECT * INTO me FROM pg_catalog.pg_roles WHERE rolname = current_user;
+            IF NOT (me.rolsuper OR (me.rolcreaterole AND NOT 'service_role' = ANY (missing))) THEN
+                RAISE EXCEPTION 'the roles % are missing and % may not create them',
+                    pg_catalog.array_to_string(missing, ', '), current_user
+                    USING ERRCODE = '42501',
+                          HINT = 'Create them as a superuser, then run the upgrade again: '
+                                 'CREATE ROLE authenticated NOLOGIN; CREATE ROLE service_role NOLOGIN BYPASSRLS;';
+            END IF;
+            IF 'authenticated' = ANY (missing) THEN
+                CREATE ROLE authenticated NOLOGIN;
+                RAISE NOTICE 'created role authenticated (NOLOGIN): the role of signed-in users, as on Supabase';
+            END IF;
+            IF 'service_role' = ANY (missing) THEN
+                CREATE ROLE service_role NOLOGIN BYPASSRLS;
+                RAISE NOTICE 'created role service_role (NOLOGIN BYPASSRLS): the trusted back-end role, as on Supabase';
+            END IF;
+        END
+        $$;
+
+        CREATE FUNCTION public.waha_request_user_id()
+            RETURNS uuid
+            LANGUAGE sql
+            STABLE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+            SELECT COALESCE(
+                NULLIF(pg_catalog.current_setting('request.jwt.claim.sub', true), ''),
+                NULLIF(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'
+            )::uuid
+        $$;
+        COMMENT ON FUNCTION public.waha_request_user_id() IS
+            'The id of the requesting user, as Supabase''s auth.uid() reads it from the request''s JWT claims; NULL when there is none.';;
+
+ALTER TABLE public.waha_servers ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY waha_servers_select_own ON public.waha_servers
+                FOR SELECT TO authenticated
+                USING (user_id = (SELECT public.waha_request_user_id()));
+            CREATE POLICY waha_servers_insert_own ON public.waha_servers
+                FOR INSERT TO authenticated
+                WITH CHECK (user_id = (SELECT public.waha_request_user_id()));
+            CREATE POLICY waha_servers_update_own ON public.waha_servers
+                FOR UPDATE TO authenticated
+                USING (user_id = (SELECT public.waha_request_user_id()))
+                WITH CHECK (user_id = (SELECT public.waha_request_user_id()));
+            CREATE POLICY waha_servers_delete_own ON public.waha_servers
+                FOR DELETE TO authenticated
+                USING (user_id = (SELECT public.waha_request_user_id()));
+
+            REVOKE ALL ON TABLE public.waha_servers FROM PUBLIC, authenticated, service_role;
+            GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE public.waha_servers TO authenticated;
+            GRANT ALL ON TABLE public.waha_servers TO service_role;;
+
+ALTER TABLE public.waha_sessions ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY waha_sessions_select_own ON public.waha_sessions
+                FOR SELECT TO authenticated
+                USING (user_id = (SELECT public.waha_request_user_id()));
+            CREATE POLICY waha_sessions_insert_own ON public.waha_sessions
+                FOR INSERT TO authenticated
+                WITH CHECK (user_id = (SELECT public.waha_request_user_id()));
+            CREATE POLICY waha_sessions_update_own ON public.waha_sessions
+                FOR UPDATE TO authenticated
+                USING (user_id = (SELECT public.waha_request_user_id()))
+                WITH CHECK (user_id = (SELECT public.waha_request_user_id()));
+            CREATE POLICY waha_sessions_delete_own ON public.waha_sessions
+                FOR DELETE TO authenticated
+                USING (user_id = (SELECT public.waha_request_user_id()));
+
+            REVOKE ALL ON TABLE public.waha_sessions FROM PUBLIC, authenticated, service_role;
+            GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE public.waha_sessions TO authenticated;
+            GRANT ALL ON TABLE public.waha_sessions TO service_role;;
+
+REVOKE ALL ON FUNCTION public.get_available_waha_server(uuid, uuid[]) FROM PUBLIC, authenticated, service_role;
+        REVOKE ALL ON FUNCTION public.waha_request_user_id() FROM PUBLIC, authenticated, service_role;
+        GRANT EXECUTE ON FUNCTION public.get_available_waha_server(uuid, uuid[]) TO authenticated, service_role;
+        GRANT EXECUTE ON FUNCTION public.waha_request_user_id() TO authenticated, service_role;
+
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
+                REVOKE ALL ON TABLE public.waha_servers, public.waha_sessions FROM anon;
+                REVOKE ALL ON FUNCTION public.get_available_waha_server(uuid, uuid[]) FROM anon;
+                REVOKE ALL ON FUNCTION public.waha_request_user_id() FROM anon;
+                REVOKE ALL ON FUNCTION public.waha_set_updated_at() FROM anon;
+            END IF;
+        END
+        $$;
+        REVOKE ALL ON FUNCTION public.waha_set_updated_at() FROM authenticated, service_role;;
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
+
+-- Running upgrade 0004 -> 0005
+
+DO $$
+DECLARE
+    legacy_table constant regclass := pg_catalog.to_regclass('public.waha_config');
+    owner_setting constant text := NULLIF(pg_catalog.btrim(pg_catalog.current_setting('waha.config_owner', true)), '');
+    legacy_columns text[];
+    legacy_query text;
+    legacy record;
+    owner_id uuid;
+    owner_known boolean;
+    problems text[] := '{}';
+    convertible integer := 0;
+    converted integer := 0;
+    inserted integer;
+    server_id uuid;
+    column_name text;
+    column_value text;
+BEGIN
+    IF legacy_table IS NULL THEN
+        RAISE NOTICE 'no legacy waha_config table: nothing to convert';
+        RETURN;
+    END IF;
+
+    SELECT pg_catalog.array_agg(attribute.attname::text) INTO legacy_columns
+    FROM pg_catalog.pg_attribute AS attribute
+    WHERE attribute.attrelid = legacy_table AND attribute.attnum > 0 AND NOT attribute.attisdropped;
+
+    -- The legacy rows as text, read through whichever columns this variant has.
+    legacy_query := pg_catalog.format(
+        'SELECT %s AS legacy_id, %s AS api_url, %s AS api_key, %s AS webhook_url, %s AS webhook_secret, '
+        '%s AS timeout, %s AS retry_attempts, %s AS rate_limit FROM public.waha_config ORDER BY 1',
+        CASE WHEN 'id' = ANY (legacy_columns) THEN 'id::text' ELSE 'pg_catalog.row_number() OVER (ORDER BY ctid)::text' END,
+        CASE WHEN 'api_url' = ANY (legacy_columns) THEN 'NULLIF(pg_catalog.btrim(api_url::text), '''')' ELSE 'NULL::text' END,
+        CASE WHEN 'api_key' = ANY (legacy_columns) THEN 'api_key::text' ELSE 'NULL::text' END,
+        CASE WHEN 'webhook_url' = ANY (legacy_columns) THEN 'NULLIF(pg_catalog.btrim(webhook_url::text), '''')' ELSE 'NULL::text' END,
+        CASE WHEN 'webhook_secret' = ANY (legacy_columns) THEN 'webhook_secret::text' ELSE 'NULL::text' END,
+        CASE WHEN 'timeout' = ANY (legacy_columns) THEN 'NULLIF(pg_catalog.btrim(timeout::text), '''')' ELSE 'NULL::text' END,
+        CASE WHEN 'retry_attempts' = ANY (legacy_columns) THEN 'NULLIF(pg_catalog.btrim(retry_attempts::text), '''')' ELSE 'NULL::text' END,
+        CASE WHEN 'rate_limit' = ANY (legacy_columns) THEN 'NULLIF(pg_catalog.btrim(rate_limit::text), '''')' ELSE 'NULL::text' END
+    );
+
+    -- First pass: count what is convertible and list every value V2.1 would refuse.
+    FOR legacy IN EXECUTE legacy_query LOOP
+        CONTINUE WHEN legacy.api_url IS NULL;
+        convertible := convertible + 1;
+        IF legacy.api_url !~* '^https?://[^\s/?#@]+' THEN
+            problems := problems || pg_catalog.format('waha_config id=%s: api_url %L is not an http:// or https:// URL', legacy.legacy_id, legacy.api_url);
+        END IF;
+        IF legacy.webhook_url !~* '^https?://[^\s/?#@]+' THEN
+            problems := problems || pg_catalog.format('waha_config id=%s: webhook_url %L is not an http:// or https:// URL (set it to NULL if there is no webhook)', legacy.legacy_id, legacy.webhook_url);
+        END IF;
+        FOREACH column_name IN ARRAY ARRAY['timeout', 'retry_attempts', 'rate_limit'] LOOP
+            column_value := CASE column_name WHEN 'timeout' THEN legacy.timeout
+                                             WHEN 'retry_attempts' THEN legacy.retry_attempts
+                                             ELSE legacy.rate_limit END;
+            CONTINUE WHEN column_value IS NULL;
+            IF column_value !~ '^[+-]?[0-9]{1,10}$' OR column_value::numeric NOT BETWEEN -2147483648 AND 2147483647 THEN
+                problems := problems || pg_catalog.format('waha_config id=%s: %s %L is not a whole number', legacy.legacy_id, column_name, column_value);
+            ELSIF column_name = 'retry_attempts' AND column_value::integer < 0 THEN
+                problems := problems || pg_catalog.format('waha_config id=%s: retry_attempts %s is negative (V2.1 wants >= 0)', legacy.legacy_id, column_value);
+            ELSIF column_name <> 'retry_attempts' AND column_value::integer <= 0 THEN
+                problems := problems || pg_catalog.format('waha_config id=%s: %s %s is not positive (V2.1 wants > 0)', legacy.legacy_id, column_name, column_value);
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    IF convertible = 0 THEN
+        RAISE NOTICE 'waha_config holds no row with an api_url: nothing to convert';
+    ELSE
+        IF owner_setting IS NULL THEN
+            RAISE EXCEPTION 'waha_config holds a WAHA server to convert, but no owner was given'
+                USING ERRCODE = 'WAH01',
+                      DETAIL = 'The V2.1 schema gives every WAHA server an owner (waha_servers.user_id); the legacy singleton had none.',
+                      HINT = 'Give the id of the user who will own it, then run the upgrade again: '
+                             '`waha-db upgrade --owner UUID`, `alembic -x owner=UUID upgrade head`, '
+                             'or, for an offline script, `SET waha.config_owner = ''UUID'';` in psql before running it.';
+        END IF;
+        IF owner_setting !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+            RAISE EXCEPTION 'the owner of the legacy WAHA server, %, is not a UUID', pg_catalog.quote_literal(owner_setting)
+                USING ERRCODE = 'WAH02',
+                      HINT = 'Give the id of a user (auth.users.id on Supabase), e.g. SET waha.config_owner = ''0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44'';';
+        END IF;
+        owner_id := owner_setting::uuid;
+        IF pg_catalog.to_regclass('auth.users') IS NOT NULL THEN
+            EXECUTE 'SELECT EXISTS (SELECT FROM auth.users WHERE id = $1)' INTO owner_known USING owner_id;
+            IF NOT owner_known THEN
+                RAISE EXCEPTION 'the owner of the legacy WAHA server, %, is not a user in auth.users', owner_id
+                    USING ERRCODE = 'WAH02',
+                          HINT = 'Give the id of an existing user: SELECT id, email FROM auth.users;';
+            END IF;
+        END IF;
+        IF pg_catalog.cardinality(problems) > 0 THEN
+            RAISE EXCEPTION 'waha_config holds values the V2.1 schema refuses:%', E'\n  - ' || pg_catalog.array_to_string(problems, E'\n  - ')
+                USING ERRCODE = 'WAH03',
+                      HINT = 'Correct them in public.waha_config (e.g. UPDATE public.waha_config SET api_url = ''https://waha.example.com'' WHERE id = 1;), '
+                             'or clear api_url to leave the row unconverted, then run the upgrade again.';
+        END IF;
+
+        -- Second pass: insert, then verify that each row is in waha_servers.
+        FOR legacy IN EXECUTE legacy_query LOOP
+            CONTINUE WHEN legacy.api_url IS NULL;
+            server_id := pg_catalog.md5('waha-db legacy waha_config ' || legacy.legacy_id)::uuid;
+            INSERT INTO public.waha_servers (
+                id, user_id, nome, api_url, api_key, webhook_url, webhook_secret,
+                timeout, retry_attempts, rate_limit, prioridade, max_sessions
+            ) VALUES (
+                server_id, owner_id, 'Servidor Padrão', legacy.api_url, legacy.api_key,
+                legacy.webhook_url, legacy.webhook_secret,
+                COALESCE(legacy.timeout::integer, 30),
+                COALESCE(legacy.retry_attempts::integer, 3),
+                COALESCE(legacy.rate_limit::integer, 100),
+                10, 50
+            )
+            ON CONFLICT DO NOTHING;
+            GET DIAGNOSTICS inserted = ROW_COUNT;
+            converted := converted + inserted;
+            IF NOT EXISTS (
+                SELECT FROM public.waha_servers AS server
+                WHERE server.id = server_id OR (server.user_id = owner_id AND server.api_url = legacy.api_url)
+            ) THEN
+                RAISE EXCEPTION 'waha_config row id=% (%) is not in waha_servers after the conversion', legacy.legacy_id, legacy.api_url
+                    USING ERRCODE = 'WAH04',
+                          HINT = pg_catalog.format('Look for a conflicting server: SELECT id, user_id, api_url FROM public.waha_servers WHERE id = %L OR api_url = %L;', server_id, legacy.api_url);
+            END IF;
+            RAISE NOTICE 'waha_config row id=% (%) is WAHA server "Servidor Padrão" of user % (%)',
+                legacy.legacy_id, legacy.api_url, owner_id,
+                CASE WHEN inserted = 1 THEN 'converted now' ELSE 'already there, kept as it is' END;
+        END LOOP;
+    END IF;
+
+    IF pg_catalog.obj_description(legacy_table, 'pg_class') IS NOT DISTINCT FROM 'waha-db 0001 - legacy WAHA configuration (V1 singleton)'
+       AND NOT EXISTS (SELECT FROM public.waha_config) THEN
+        DROP TABLE public.waha_config;
+    ELSE
+        CREATE SCHEMA IF NOT EXISTS waha_legacy;
+        COMMENT ON SCHEMA waha_legacy IS 'waha-db - the legacy waha_config, kept as it was for a downgrade below 0005';
+        REVOKE ALL ON SCHEMA waha_legacy FROM PUBLIC;
+        ALTER TABLE public.waha_config SET SCHEMA waha_legacy;
+        ALTER TABLE waha_legacy.waha_config RENAME TO waha_config_v1;
+        RAISE NOTICE 'public.waha_config moved to waha_legacy.waha_config_v1 with all its columns and rows; a downgrade below 0005 puts it back';
+    END IF;
+END
+$$;
+
+UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004';
+
+-- Running upgrade 0005 -> 0006
+
+CREATE FUNCTION public.allocate_waha_session(
+            user_uuid uuid,
+            session_name text,
+            excluded_server_ids uuid[] DEFAULT '{}'
+        )
+            RETURNS public.waha_sessions
+            LANGUAGE plpgsql
+            VOLATILE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        DECLARE
+            candidate uuid;
+            taken uuid;
+            created public.waha_sessions;
+            active_servers integer;
+        BEGIN
+            LOOP
+                SELECT best.id INTO candidate
+                FROM public.get_available_waha_server(user_uuid, excluded_server_ids) AS best;
+                IF candidate IS NULL THEN
+                    SELECT pg_catalog.count(*) INTO active_servers
+                    FROM public.waha_servers AS server
+                    WHERE server.user_id = user_uuid AND server.ativo;
+                    RAISE EXCEPTION 'no WAHA server of user % has a free session slot', user_uuid
+                        USING ERRCODE = 'WAH10',
+                              DETAIL = pg_catalog.format(
+                                  '%s active server(s) visible to the caller, %s excluded by the caller; each is full (sessions_ativas >= max_sessions) or excluded.',
+                                  active_servers, pg_catalog.cardinality(excluded_server_ids)),
+                              HINT = 'Release sessions that ended (release_waha_session), raise max_sessions, '
+                                     'activate or add a server; if counters drifted, run `waha-db sessions reconcile`.';
+                END IF;
+
+                UPDATE public.waha_servers AS server
+                SET sessions_ativas = server.sessions_ativas + 1
+                WHERE server.id = candidate
+                  AND server.user_id = user_uuid
+                  AND server.ativo
+                  AND server.sessions_ativas < server.max_sessions
+                RETURNING server.id INTO taken;
+                EXIT WHEN taken IS NOT NULL;
+                -- The slot went to a concurrent call (or the server was deactivated)
+                -- between the choice and the update: choose again.
+                candidate := NULL;
+            END LOOP;
+
+            INSERT INTO public.waha_sessions AS new_session (user_id, waha_server_id, session_name, status)
+            VALUES (user_uuid, taken, allocate_waha_session.session_name, 'STARTING')
+            ON CONFLICT ON CONSTRAINT waha_sessions_waha_server_id_session_name_key DO NOTHING
+            RETURNING new_session.* INTO created;
+            IF created.id IS NULL THEN
+                RAISE EXCEPTION 'session % already exists on WAHA server % of user %',
+                        allocate_waha_session.session_name, taken, user_uuid
+                    USING ERRCODE = 'unique_violation',
+                          CONSTRAINT = 'waha_sessions_waha_server_id_session_name_key',
+                          HINT = 'Session names are unique per server: use another name, or release and delete the old session first.';
+            END IF;
+            RETURN created;
+        END
+        $$;
+        COMMENT ON FUNCTION public.allocate_waha_session(uuid, text, uuid[]) IS
+            'Creates a STARTING session on the server get_available_waha_server picks and takes one of its slots, race-free. SQLSTATE WAH10 when no server has a free slot; 23505 when the name exists on that server.';
+
+        CREATE FUNCTION public.release_waha_session(session_id uuid)
+            RETURNS boolean
+            LANGUAGE plpgsql
+            VOLATILE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        DECLARE
+            freed_server uuid;
+        BEGIN
+            UPDATE public.waha_sessions AS session_row
+            SET status = 'STOPPED'
+            WHERE session_row.id = release_waha_session.session_id
+              AND pg_catalog.upper(session_row.status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')
+            RETURNING session_row.waha_server_id INTO freed_server;
+
+            IF freed_server IS NULL THEN
+                IF NOT EXISTS (SELECT FROM public.waha_sessions AS session_row
+                               WHERE session_row.id = release_waha_session.session_id) THEN
+                    RAISE EXCEPTION 'no WAHA session with id %', release_waha_session.session_id
+                        USING ERRCODE = 'WAH11',
+                              HINT = 'The session was deleted, or belongs to another user.';
+                END IF;
+                RETURN false;
+            END IF;
+
+            UPDATE public.waha_servers AS server
+            SET sessions_ativas = GREATEST(server.sessions_ativas - 1, 0)
+            WHERE server.id = freed_server;
+            RETURN true;
+        END
+        $$;
+        COMMENT ON FUNCTION public.release_waha_session(uuid) IS
+            'Marks an occupying session STOPPED and gives its slot back (never below zero); true when this call freed a slot, false when the session occupied none. SQLSTATE WAH11 for an unknown session.';;
+
+REVOKE ALL ON FUNCTION public.allocate_waha_session(uuid, text, uuid[]) FROM PUBLIC, authenticated, service_role;
+        REVOKE ALL ON FUNCTION public.release_waha_session(uuid) FROM PUBLIC, authenticated, service_role;
+        GRANT EXECUTE ON FUNCTION public.allocate_waha_session(uuid, text, uuid[]) TO authenticated, service_role;
+        GRANT EXECUTE ON FUNCTION public.release_waha_session(uuid) TO authenticated, service_role;
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
+                REVOKE ALL ON FUNCTION public.allocate_waha_session(uuid, text, uuid[]) FROM anon;
+                REVOKE ALL ON FUNCTION public.release_waha_session(uuid) FROM anon;
+            END IF;
+        END
+        $$;;
+
+UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
+
+-- Running upgrade 0006 -> 0007
+
+CREATE TABLE public.waha_server_health (
+            server_id uuid NOT NULL,
+            user_id uuid NOT NULL,
+            last_checked_at timestamptz,
+            last_success_at timestamptz,
+            last_failure_at timestamptz,
+            consecutive_failures integer NOT NULL DEFAULT 0,
+            last_error text,
+            cooldown_until timestamptz,
+            CONSTRAINT waha_server_health_pkey PRIMARY KEY (server_id),
+            CONSTRAINT waha_server_health_server_id_user_id_fkey
+                FOREIGN KEY (server_id, user_id)
+                REFERENCES public.waha_servers (id, user_id)
+                ON UPDATE CASCADE ON DELETE CASCADE,
+            CONSTRAINT waha_server_health_consecutive_failures_not_negative_check
+                CHECK (consecutive_failures >= 0),
+            CONSTRAINT waha_server_health_cooldown_only_when_failing_check
+                CHECK (cooldown_until IS NULL OR consecutive_failures > 0)
+        );
+        COMMENT ON TABLE public.waha_server_health IS
+            'Health of each WAHA server, written by report_waha_server_failure / report_waha_server_success. No row: never reported, treated as healthy.';
+        COMMENT ON COLUMN public.waha_server_health.consecutive_failures IS
+            'Failures since the last success; 0 is healthy.';
+        COMMENT ON COLUMN public.waha_server_health.last_error IS
+            'The last failure in plain words (e.g. connection refused, API key rejected); kept after a success, with last_failure_at.';
+        COMMENT ON COLUMN public.waha_server_health.cooldown_until IS
+            'Until then the server is ranked after every healthy server: 30 s doubling per consecutive failure, capped at 10 minutes. NULL when healthy.';
+
+        CREATE INDEX waha_server_health_user_id_server_id_idx
+            ON public.waha_server_health (user_id, server_id);
+
+        ALTER TABLE public.waha_server_health ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY waha_server_health_select_own ON public.waha_server_health
+            FOR SELECT TO authenticated
+            USING (user_id = (SELECT public.waha_request_user_id()));
+        CREATE POLICY waha_server_health_insert_own ON public.waha_server_health
+            FOR INSERT TO authenticated
+            WITH CHECK (user_id = (SELECT public.waha_request_user_id()));
+        CREATE POLICY waha_server_health_update_own ON public.waha_server_health
+            FOR UPDATE TO authenticated
+            USING (user_id = (SELECT public.waha_request_user_id()))
+            WITH CHECK (user_id = (SELECT public.waha_request_user_id()));
+
+        CREATE FUNCTION public.report_waha_server_failure(server_id uuid, reason text)
+            RETURNS public.waha_server_health
+            LANGUAGE plpgsql
+            VOLATILE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        DECLARE
+            owner_id uuid;
+            recorded public.waha_server_health;
+        BEGIN
+            SELECT server.user_id INTO owner_id
+            FROM public.waha_servers AS server
+            WHERE server.id = report_waha_server_failure.server_id;
+            IF owner_id IS NULL THEN
+                RAISE EXCEPTION 'no WAHA server with id %', report_waha_server_failure.server_id
+                    USING ERRCODE = 'WAH20',
+                          HINT = 'The server was deleted, or belongs to another user: report only on your own servers.';
+            END IF;
+
+            INSERT INTO public.waha_server_health AS health
+                (server_id, user_id, last_checked_at, last_failure_at, consecutive_failures, last_error, cooldown_until)
+            VALUES (
+                report_waha_server_failure.server_id,
+                owner_id,
+                pg_catalog.now(),
+                pg_catalog.now(),
+                1,
+                pg_catalog.left(COALESCE(NULLIF(pg_catalog.btrim(reason), ''), 'failure reported without a reason'), 1000),
+                pg_catalog.now() + interval '30 seconds'
+            )
+            ON CONFLICT ON CONSTRAINT waha_server_health_pkey DO UPDATE
+            SET last_checked_at = excluded.last_checked_at,
+                last_failure_at = excluded.last_failure_at,
+                consecutive_failures = health.consecutive_failures + 1,
+                last_error = excluded.last_error,
+                -- 30 s * 2^(failures - 1), capped at 10 minutes; never shortened.
+                cooldown_until = GREATEST(
+                    health.cooldown_until,
+                    pg_catalog.now() + LEAST(
+                        pg_catalog.make_interval(secs => 30 * 2 ^ LEAST(health.consecutive_failures, 10)),
+                        interval '10 minutes'))
+            RETURNING health.* INTO recorded;
+            RETURN recorded;
+        END
+        $$;
+        COMMENT ON FUNCTION public.report_waha_server_failure(uuid, text) IS
+            'Records a failure of a WAHA server (reason in plain words): one more consecutive failure, cooldown 30 s doubling to 10 minutes. Row security applies; SQLSTATE WAH20 for a server that is not visible.';
+
+        CREATE FUNCTION public.report_waha_server_success(server_id uuid)
+            RETURNS public.waha_server_health
+            LANGUAGE plpgsql
+            VOLATILE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        DECLARE
+            owner_id uuid;
+            recorded public.waha_server_health;
+        BEGIN
+            SELECT server.user_id INTO owner_id
+            FROM public.waha_servers AS server
+            WHERE server.id = report_waha_server_success.server_id;
+            IF owner_id IS NULL THEN
+                RAISE EXCEPTION 'no WAHA server with id %', report_waha_server_success.server_id
+                    USING ERRCODE = 'WAH20',
+                          HINT = 'The server was deleted, or belongs to another user: report only on your own servers.';
+            END IF;
+
+            INSERT INTO public.waha_server_health AS health
+                (server_id, user_id, last_checked_at, last_success_at, consecutive_failures, cooldown_until)
+            VALUES (report_waha_server_success.server_id, owner_id, pg_catalog.now(), pg_catalog.now(), 0, NULL)
+            ON CONFLICT ON CONSTRAINT waha_server_health_pkey DO UPDATE
+            SET last_checked_at = excluded.last_checked_at,
+                last_success_at = excluded.last_success_at,
+                consecutive_failures = 0,
+                cooldown_until = NULL
+            RETURNING health.* INTO recorded;
+            RETURN recorded;
+        END
+        $$;
+        COMMENT ON FUNCTION public.report_waha_server_success(uuid) IS
+            'Records a success of a WAHA server: failures back to 0, cooldown cleared. Row security applies; SQLSTATE WAH20 for a server that is not visible.';
+
+        CREATE OR REPLACE FUNCTION public.get_available_waha_server(
+            user_uuid uuid,
+            excluded_server_ids uuid[] DEFAULT '{}'
+        )
+            RETURNS SETOF public.waha_servers
+            LANGUAGE plpgsql
+            STABLE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        BEGIN
+            RETURN QUERY
+            SELECT server.*
+            FROM public.waha_servers AS server
+            LEFT JOIN public.waha_server_health AS health ON health.server_id = server.id
+            WHERE server.user_id = user_uuid
+              AND server.ativo
+              AND server.sessions_ativas < server.max_sessions
+              AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
+            -- Servers not cooling down (no health row, or a cooldown that has ended)
+            -- all rank at now(), first; a cooling server after them, earliest end first.
+            ORDER BY GREATEST(health.cooldown_until, pg_catalog.now()) ASC,
+                     server.prioridade DESC,
+                     server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+                     server.max_sessions - server.sessions_ativas DESC,
+                     server.created_at ASC,
+                     server.id ASC
+            LIMIT 1;
+        END
+        $$;
+        COMMENT ON FUNCTION public.get_available_waha_server(uuid, uuid[]) IS
+            'The best WAHA server of a user for a new session: among active servers with free capacity and not excluded, those not cooling down first (highest prioridade, then lowest load), then those cooling down, earliest cooldown end first. Zero rows when none qualifies.';;
+
+REVOKE ALL ON TABLE public.waha_server_health FROM PUBLIC, authenticated, service_role;
+        GRANT SELECT, INSERT, UPDATE ON TABLE public.waha_server_health TO authenticated;
+        GRANT ALL ON TABLE public.waha_server_health TO service_role;
+
+        REVOKE ALL ON FUNCTION public.report_waha_server_failure(uuid, text) FROM PUBLIC, authenticated, service_role;
+        REVOKE ALL ON FUNCTION public.report_waha_server_success(uuid) FROM PUBLIC, authenticated, service_role;
+        GRANT EXECUTE ON FUNCTION public.report_waha_server_failure(uuid, text) TO authenticated, service_role;
+        GRANT EXECUTE ON FUNCTION public.report_waha_server_success(uuid) TO authenticated, service_role;
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
+                REVOKE ALL ON TABLE public.waha_server_health FROM anon;
+                REVOKE ALL ON FUNCTION public.report_waha_server_failure(uuid, text) FROM anon;
+                REVOKE ALL ON FUNCTION public.report_waha_server_success(uuid) FROM anon;
+            END IF;
+        END
+        $$;;
+
+UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
+
+COMMIT;
+
