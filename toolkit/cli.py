@@ -837,3 +837,93 @@ def monitor(ctx, interval, once, concurrency):
         f"stopped after {stats.cycles} round(s), {stats.probes} check(s), {stats.state_changes} state change(s)",
         err=True,
     )
+
+
+# --- sessions: capacity accounting, and the benchmark -----------------------------------------
+# (toolkit/allocation.py and toolkit/bench.py; imported here, at use, so `--help` stays fast)
+
+
+@main.group()
+def sessions() -> None:
+    """WhatsApp sessions: the capacity counters of the servers (sessions_ativas)."""
+
+
+@sessions.command()
+@click.option("--apply", is_flag=True, help="Correct the counters the rule allows (see above), after confirmation.")
+@click.option("--server", "servers", multiple=True, type=click.UUID, metavar="ID",
+              help="Also correct this server's counter when it is above its sessions (repeatable).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@library_errors
+def reconcile(ctx, apply, servers, yes, as_json):
+    """Compare each server's sessions_ativas with its occupying sessions, and correct them.
+
+    A session occupies a slot unless its status is STOPPED, FAILED or DISCONNECTED
+    (any case). Every difference is reported. With --apply, counters BELOW their
+    sessions are corrected (they let allocation overfill the server); counters ABOVE
+    may count sessions that live outside waha_sessions, so they are corrected only
+    for the servers named with --server.
+
+    \b
+    Example:
+      waha-db sessions reconcile
+      waha-db sessions reconcile --apply --yes
+      waha-db sessions reconcile --apply --server 3f0c2a9e-1b4d-4c8e-9f7a-0d1e2f3a4b5c
+    """
+    from toolkit import allocation
+
+    try:
+        with _engine(ctx) as engine, engine.connect() as connection:
+            report = allocation.reconcile(connection)
+            connection.rollback()
+            if apply and (allocation.to_correct(report.drifts, servers) or servers):
+                if not as_json:
+                    click.echo(allocation.render_report(report))
+                _confirm("Correct these counters?", yes, "correct them")
+                with connection.begin():
+                    report = allocation.reconcile(connection, apply=True, servers=servers)
+    except allocation.ReconcileError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(allocation.render_report(report))
+
+
+@main.command()
+@click.option("--database-url", "bench_url", metavar="URL",
+              help="Run on this EMPTY database instead of a throwaway PostgreSQL (it gets filled). "
+              "DATABASE_URL is never used by bench.")
+@click.option("--seconds", type=click.FloatRange(min=1), default=5, show_default=True,
+              help="Duration of each selection measure.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.pass_context
+@library_errors
+def bench(ctx, bench_url, seconds, as_json):
+    """Measure server selection and session allocation; print the figures and the targets.
+
+    On a throwaway PostgreSQL (the server binaries and pgbench must be installed),
+    with 10,000 users x 5 servers plus one user with 1,000 servers:
+    get_available_waha_server against the same query by hand and SELECT 1, and
+    allocate_waha_session against the seed's three-statement flow with 8 clients.
+    Takes about a minute. Exit 1 when a target is missed.
+
+    \b
+    Example:
+      waha-db bench
+      waha-db bench --json > bench.json
+    """
+    from toolkit import bench as benchmark
+
+    url = bench_url
+    if url is None and ctx.parent.get_parameter_source("database_url") == click.core.ParameterSource.COMMANDLINE:
+        url = ctx.obj.get("database_url")
+    try:
+        result = benchmark.run_benchmark(url, seconds=seconds, progress=lambda message: click.echo(f"  {message}", err=True))
+    except benchmark.BenchError as error:
+        raise click.ClickException(database.mask_password(str(error))) from None
+    click.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json else benchmark.render(result))
+    missed = [target.name for target in result.targets if not target.met]
+    if missed:
+        raise click.ClickException(f"{len(missed)} target(s) missed: {'; '.join(missed)}")
