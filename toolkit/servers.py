@@ -48,7 +48,7 @@ RULES = {
     "waha_servers_user_id_fkey": "the user is not in auth.users",
     "waha_sessions_waha_server_id_user_id_fkey": "the server still has sessions (or its owner cannot change while it has sessions)",
 }
-LENGTHS = {"nome": "name must be at most 255 characters"}
+NAME_LENGTH_RULE = "name must be at most 255 characters"
 
 
 class ServerError(Exception):
@@ -112,8 +112,8 @@ def _rule_error(error: sa.exc.DBAPIError) -> ServerError:
     if constraint in RULES:
         return ServerRuleError(RULES[constraint])
     if isinstance(original, psycopg.errors.StringDataRightTruncation):
-        column = getattr(diag, "column_name", None)
-        return ServerRuleError(LENGTHS.get(column, "a value is longer than its column allows (name: 255 characters)"))
+        # PostgreSQL names no column here; nome is the only length-limited column of waha_servers.
+        return ServerRuleError(NAME_LENGTH_RULE)
     if isinstance(original, psycopg.errors.NotNullViolation):
         column = getattr(diag, "column_name", None)
         option = {v: k for k, v in COLUMNS.items()}.get(column, column)

@@ -1,0 +1,201 @@
+"""`waha-db servers ...`: the seed's server screen and admin commands, on plain and Supabase-like databases."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.cli.conftest import sql
+
+SEED_SERVERS = (
+    ("--name", "Servidor Principal", "--url", "https://waha1.seudominio.example", "--api-key", "sua-api-key",
+     "--description", "Servidor principal de produção", "--priority", "10", "--max-sessions", "50"),
+    ("--name", "Servidor Backup", "--url", "https://waha2.seudominio.example", "--priority", "5", "--max-sessions", "30"),
+    ("--name", "Servidor de Teste", "--url", "https://waha-test.seudominio.example", "--inactive", "--max-sessions", "10"),
+)
+
+
+@pytest.fixture(params=["head", "supabase_head"])
+def url(request, fresh_database):
+    return fresh_database(request.param)
+
+
+@pytest.fixture
+def user(url, user_of):
+    return str(user_of(url))
+
+
+def add_seed_servers(waha_db, url, user) -> dict[str, str]:
+    ids = {}
+    for options in SEED_SERVERS:
+        result = waha_db(url, "servers", "add", "--user", user, *options)
+        assert result.exit_code == 0, result.output
+        ids[options[1]] = re.search(r"id ([0-9a-f-]{36})", result.output).group(1)
+    return ids
+
+
+def test_list_renders_the_seeds_screen(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    sql(url, "UPDATE public.waha_servers SET sessions_ativas = 15 WHERE id = %s", (ids["Servidor Principal"],))
+    sql(url, "UPDATE public.waha_servers SET sessions_ativas = 8 WHERE id = %s", (ids["Servidor Backup"],))
+    result = waha_db(url, "servers", "list", "--user", user)
+    assert result.exit_code == 0, result.output
+    lines = [line.strip("│ ").rstrip() for line in result.output.splitlines()]
+    assert "Meus Servidores WAHA" in lines[1]
+    blocks = [lines[i:i + 3] for i, line in enumerate(lines) if line.startswith(("🟢", "🔴"))]
+    assert blocks == [
+        ["🟢 Servidor Principal", "https://waha1.seudominio.example", "Sessões: 15/50  |  Prioridade: 10"],
+        ["🟢 Servidor Backup", "https://waha2.seudominio.example", "Sessões: 8/30   |  Prioridade: 5"],
+        ["🔴 Servidor de Teste", "https://waha-test.seudominio.example", "Desativado      |  Prioridade: 0"],
+    ]
+
+
+def test_list_orders_by_priority_then_name(waha_db, url, user):
+    for name, priority in (("b", "3"), ("a", "3"), ("c", "9")):
+        assert waha_db(url, "servers", "add", "--user", user, "--name", name, "--url", f"https://{name}.example", "--priority", priority).exit_code == 0
+    result = waha_db(url, "servers", "list", "--user", user, "--json")
+    assert [server["nome"] for server in json.loads(result.output)] == ["c", "a", "b"]
+
+
+def test_list_json_masks_secrets(waha_db, url, user):
+    add_seed_servers(waha_db, url, user)
+    result = waha_db(url, "servers", "list", "--user", user, "--json")
+    assert "sua-api-key" not in result.output
+    assert json.loads(result.output)[0]["api_key"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("options", "rule"),
+    [
+        (("--priority", "11"), "priority must be between 0 and 10"),
+        (("--priority", "-1"), "priority must be between 0 and 10"),
+        (("--max-sessions", "0"), "max sessions must be greater than 0"),
+        (("--timeout", "0"), "timeout must be greater than 0 seconds"),
+        (("--retries", "-1"), "retries must be 0 or more"),
+        (("--rate-limit", "0"), "rate limit must be greater than 0 requests per minute"),
+        (("--webhook-url", "not-a-url"), "webhook URL must be an http:// or https:// URL"),
+    ],
+)
+def test_add_refuses_bad_values_with_the_rule_in_words(waha_db, url, user, options, rule):
+    result = waha_db(url, "servers", "add", "--user", user, "--name", "X", "--url", "https://x.example", *options)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {rule}" + result.output.split(rule, 1)[1]
+    assert "violates" not in result.output and "SQL" not in result.output
+    assert sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("name", "server_url", "rule"),
+    [("   ", "https://x.example", "name must not be blank"), ("X", "ftp://x.example", "URL must be an http:// or https:// URL"),
+     ("N" * 256, "https://x.example", "name must be at most 255 characters")],
+)
+def test_add_refuses_bad_name_or_url(waha_db, url, user, name, server_url, rule):
+    result = waha_db(url, "servers", "add", "--user", user, "--name", name, "--url", server_url)
+    assert result.exit_code == 1
+    assert f"Error: {rule}" in result.output
+
+
+def test_add_refuses_a_url_the_user_already_has(waha_db, url, user):
+    add_seed_servers(waha_db, url, user)
+    result = waha_db(url, "servers", "add", "--user", user, "--name", "Again", "--url", "https://waha1.seudominio.example")
+    assert result.exit_code == 1
+    assert "this user already has a server with that URL" in result.output
+
+
+def test_add_needs_name_and_url(waha_db, url, user):
+    result = waha_db(url, "servers", "add", "--user", user, "--name", "X")
+    assert result.exit_code == 2
+    assert "missing --url" in result.output
+
+
+def test_update_changes_only_what_is_given(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    backup = ids["Servidor Backup"]
+    result = waha_db(url, "servers", "update", backup, "--priority", "8", "--description", "agora preferido")
+    assert result.exit_code == 0, result.output
+    assert sql(url, "SELECT prioridade, descricao, max_sessions, nome FROM public.waha_servers WHERE id = %s", (backup,)) == [
+        (8, "agora preferido", 30, "Servidor Backup")
+    ]
+    refused = waha_db(url, "servers", "update", backup, "--priority", "42")
+    assert refused.exit_code == 1 and "priority must be between 0 and 10" in refused.output
+
+
+def test_update_of_an_unknown_server(waha_db, url):
+    result = waha_db(url, "servers", "update", "00000000-0000-4000-8000-000000000000", "--priority", "1")
+    assert result.exit_code == 1
+    assert "no WAHA server with id 00000000-0000-4000-8000-000000000000" in result.output
+
+
+def test_disable_and_enable(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    principal = ids["Servidor Principal"]
+    assert waha_db(url, "servers", "disable", principal).exit_code == 0
+    assert sql(url, "SELECT ativo FROM public.waha_servers WHERE id = %s", (principal,)) == [(False,)]
+    assert "Servidor Backup" in waha_db(url, "servers", "best", "--user", user).output.splitlines()[0]
+    assert waha_db(url, "servers", "enable", principal).exit_code == 0
+    assert sql(url, "SELECT ativo FROM public.waha_servers WHERE id = %s", (principal,)) == [(True,)]
+
+
+def test_remove_with_sessions_is_refused_with_the_count(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    principal = ids["Servidor Principal"]
+    for name in ("sessao-cliente-001", "sessao-cliente-002"):
+        sql(url, "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, %s)", (user, principal, name))
+    result = waha_db(url, "servers", "remove", principal)
+    assert result.exit_code == 1
+    assert "still has 2 sessions" in result.output and "servers disable" in result.output
+    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (principal,)) == [(1,)]
+
+
+def test_remove_without_sessions(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    result = waha_db(url, "servers", "remove", ids["Servidor de Teste"])
+    assert result.exit_code == 0, result.output
+    assert sql(url, "SELECT nome FROM public.waha_servers ORDER BY nome") == [("Servidor Backup",), ("Servidor Principal",)]
+
+
+def test_best_shows_the_pick_and_why(waha_db, url, user):
+    add_seed_servers(waha_db, url, user)
+    result = waha_db(url, "servers", "best", "--user", user)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        result.output.splitlines()[0],
+        "  - priority 10, load 0/50 (0%)",
+        "  - higher priority than Servidor Backup (10 > 5)",
+        "  not a candidate: Servidor de Teste: disabled",
+    ]
+    assert result.output.startswith("best: Servidor Principal (https://waha1.seudominio.example), priority 10")
+
+
+def test_best_on_equal_priority_explains_the_load(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    sql(url, "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 20 WHERE id = %s", (ids["Servidor Principal"],))
+    sql(url, "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 6 WHERE id = %s", (ids["Servidor Backup"],))
+    result = waha_db(url, "servers", "best", "--user", user)
+    assert result.output.startswith("best: Servidor Backup")
+    assert "same priority as Servidor Principal, lower load (6/30 (20%) < 20/50 (40%))" in result.output
+
+
+def test_best_with_exclusion_is_the_apps_fallback(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    result = waha_db(url, "servers", "best", "--user", user, "--exclude", ids["Servidor Principal"], "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["server"]["nome"] == "Servidor Backup"
+    assert "Servidor Principal: excluded" in report["not_candidates"]
+
+
+def test_best_when_no_server_has_capacity(waha_db, url, user):
+    add_seed_servers(waha_db, url, user)
+    sql(url, "UPDATE public.waha_servers SET sessions_ativas = max_sessions WHERE ativo")
+    result = waha_db(url, "servers", "best", "--user", user)
+    assert result.exit_code == 1
+    assert "has free capacity (Servidor Principal: full, 50/50 sessions; Servidor Backup: full, 30/30 sessions; Servidor de Teste: disabled)" in result.output
+
+
+def test_best_for_a_user_without_servers(waha_db, url, user):
+    result = waha_db(url, "servers", "best", "--user", user)
+    assert result.exit_code == 1
+    assert "the user has no servers" in result.output
