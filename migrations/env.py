@@ -130,19 +130,21 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def failing_revision(applied: list) -> str | None:
-    """The revision that was running when an error struck: the one after the last applied."""
-    if not applied:
-        return None
-    last = applied[-1]
-    if not last.is_upgrade:
-        return last.down_revision_ids[0] if last.down_revision_ids else None
-    children = [script.revision for script in context.script.walk_revisions() if script.down_revision == last.up_revision_id]
+def failing_revision(applied: list, started_at: str | None) -> str | None:
+    """The revision that was running when an error struck: the one after the last applied
+    (after the revision the run started at, when none was applied yet)."""
+    if applied and not applied[-1].is_upgrade:
+        return applied[-1].down_revision_ids[0] if applied[-1].down_revision_ids else None
+    last = applied[-1].up_revision_id if applied else started_at
+    if not _upgrading():
+        return started_at if not applied else None
+    children = [script.revision for script in context.script.walk_revisions() if script.down_revision == last]
     return children[0] if children else None
 
 
 def run_with_connection(connection: sa.Connection) -> None:
     applied: list = []  # alembic MigrationInfo of each revision run so far, to name the one that failed
+    started_at: list[str | None] = []
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -160,11 +162,12 @@ def run_with_connection(connection: sa.Connection) -> None:
     try:
         with context.begin_transaction():
             prepare_transaction()
+            started_at.append(context.get_context().get_current_revision())
             context.run_migrations()
     except sa.exc.DBAPIError as error:
         explained = explain_database_error(
             error,
-            revision=failing_revision(applied),
+            revision=failing_revision(applied, started_at[0] if started_at else None),
             lock_timeout_seconds=parse_lock_timeout(setting("lock_timeout", DEFAULT_LOCK_TIMEOUT_SECONDS)) / 1000,
         )
         if explained is None:
