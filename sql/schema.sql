@@ -755,17 +755,43 @@ CREATE TABLE public.waha_server_health (
             SET search_path = ''
         AS $$
         BEGIN
+            -- The servers not cooling down (no health row, or a cooldown that has
+            -- ended), in the seed's order. An anti-join, so the plan still walks the
+            -- candidates by priority and probes health only for those it looks at.
             RETURN QUERY
             SELECT server.*
             FROM public.waha_servers AS server
-            LEFT JOIN public.waha_server_health AS health ON health.server_id = server.id
             WHERE server.user_id = user_uuid
               AND server.ativo
               AND server.sessions_ativas < server.max_sessions
               AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
-            -- Servers not cooling down (no health row, or a cooldown that has ended)
-            -- all rank at now(), first; a cooling server after them, earliest end first.
-            ORDER BY GREATEST(health.cooldown_until, pg_catalog.now()) ASC,
+              AND NOT EXISTS (
+                  SELECT FROM public.waha_server_health AS health
+                  WHERE health.server_id = server.id
+                    AND health.cooldown_until > pg_catalog.now())
+            ORDER BY server.prioridade DESC,
+                     server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+                     server.max_sessions - server.sessions_ativas DESC,
+                     server.created_at ASC,
+                     server.id ASC
+            LIMIT 1;
+            IF FOUND THEN
+                RETURN;
+            END IF;
+
+            -- Every candidate is cooling down: still offer one, the one whose
+            -- cooldown ends first (it failed least recently), rather than nothing.
+            -- A STABLE function sees one snapshot, so both queries agree.
+            RETURN QUERY
+            SELECT server.*
+            FROM public.waha_servers AS server
+            JOIN public.waha_server_health AS health ON health.server_id = server.id
+            WHERE server.user_id = user_uuid
+              AND server.ativo
+              AND server.sessions_ativas < server.max_sessions
+              AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
+              AND health.cooldown_until > pg_catalog.now()
+            ORDER BY health.cooldown_until ASC,
                      server.prioridade DESC,
                      server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
                      server.max_sessions - server.sessions_ativas DESC,

@@ -7,7 +7,10 @@ from tests.migrations.upgrade_support import (
 )
 from toolkit.migrate import head_revision, offline_sql
 
-LEGACY_SQL = V1_FULL + V1_ROW + CAMPAIGNS + "ALTER TABLE public.waha_config ADD COLUMN instance_name text DEFAULT 'default';"
+LEGACY_SQL = V1_FULL + V1_ROW + CAMPAIGNS + """
+ALTER TABLE public.waha_config ADD COLUMN instance_name text DEFAULT 'default';
+UPDATE public.waha_config SET created_at = '2025-01-02 03:04:05+00', updated_at = '2025-01-02 03:04:05+00';
+"""
 
 
 def test_offline_script_on_an_empty_database_gives_the_online_schema(cluster, fresh_database):
