@@ -119,6 +119,31 @@ def upgrade() -> None:
             BEFORE UPDATE ON public.waha_sessions
             FOR EACH ROW EXECUTE FUNCTION public.waha_set_updated_at();
 
+        -- Nobody but the owner may touch the tables until 0004 grants exactly what the
+        -- spec wants: Supabase's default privileges give anon, authenticated and
+        -- service_role everything on new objects in public. Revoking here, not only
+        -- in 0004, also makes the privileges at this revision the same whether the
+        -- roles exist or not, so 0004's downgrade can return to them exactly.
+        REVOKE ALL ON TABLE public.waha_servers, public.waha_sessions FROM PUBLIC;
+        DO $$
+        DECLARE
+            supabase_role text;
+        BEGIN
+            FOR supabase_role IN
+                SELECT rolname FROM pg_catalog.pg_roles
+                WHERE rolname IN ('anon', 'authenticated', 'service_role')
+                ORDER BY rolname
+            LOOP
+                EXECUTE pg_catalog.format(
+                    'REVOKE ALL ON TABLE public.waha_servers, public.waha_sessions FROM %I', supabase_role
+                );
+                EXECUTE pg_catalog.format(
+                    'REVOKE ALL ON FUNCTION public.waha_set_updated_at() FROM %I', supabase_role
+                );
+            END LOOP;
+        END
+        $$;
+
         -- Supabase: a user's servers and sessions go with the user.
         DO $$
         BEGIN

@@ -52,6 +52,25 @@ def upgrade() -> None:
         $$;
         COMMENT ON FUNCTION public.get_available_waha_server(uuid, uuid[]) IS
             'The best WAHA server of a user for a new session: highest prioridade, then lowest load, among active servers with free capacity and not excluded. Zero rows when none qualifies.';
+
+        -- Executable by nobody until 0004 grants it (PUBLIC and Supabase's default
+        -- privileges would allow everyone); see 0002.
+        REVOKE ALL ON FUNCTION public.get_available_waha_server(uuid, uuid[]) FROM PUBLIC;
+        DO $$
+        DECLARE
+            supabase_role text;
+        BEGIN
+            FOR supabase_role IN
+                SELECT rolname FROM pg_catalog.pg_roles
+                WHERE rolname IN ('anon', 'authenticated', 'service_role')
+                ORDER BY rolname
+            LOOP
+                EXECUTE pg_catalog.format(
+                    'REVOKE ALL ON FUNCTION public.get_available_waha_server(uuid, uuid[]) FROM %I', supabase_role
+                );
+            END LOOP;
+        END
+        $$;
         """
     )
 

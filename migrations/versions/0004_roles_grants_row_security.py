@@ -132,4 +132,9 @@ def downgrade() -> None:
             REVOKE ALL ON TABLE public.{table} FROM authenticated, service_role;
             """
         )
-    op.execute("DROP FUNCTION public.waha_request_user_id()")
+    op.execute(
+        """
+        REVOKE ALL ON FUNCTION public.get_available_waha_server(uuid, uuid[]) FROM authenticated, service_role;
+        DROP FUNCTION public.waha_request_user_id();
+        """
+    )
