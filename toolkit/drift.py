@@ -217,8 +217,9 @@ def diff_snapshots(expected: dict, actual: dict, *, expected_label: str = "expec
             elif section == "columns" and want[name] != have[name]:
                 differences += _column_differences(name, want[name], have[name], expected_label, actual_label)
             elif want[name] != have[name]:
+                wanted, found = _first_difference(want[name], have[name])
                 differences.append(
-                    f"changed {_describe(section, name)}: {expected_label} {_short(want[name])}, {actual_label} {_short(have[name])}"
+                    f"changed {_describe(section, name)}: {expected_label} {_short(wanted)}, {actual_label} {_short(found)}"
                 )
     return differences
 
@@ -237,6 +238,17 @@ def _column_differences(table: str, want: list[str], have: list[str], expected_l
     if not lines and list(wanted) != list(found):
         lines.append(f"column order of {table}: {expected_label} {', '.join(wanted)}; {actual_label} {', '.join(found)}")
     return lines
+
+
+def _first_difference(wanted, found) -> tuple:
+    """For multi-line texts (function bodies), the first line that differs, numbered; else the values."""
+    if not (isinstance(wanted, str) and isinstance(found, str) and "\n" in wanted + found):
+        return wanted, found
+    wanted_lines, found_lines = wanted.splitlines(), found.splitlines()
+    for number, (left, right) in enumerate(zip(wanted_lines + [""] * len(found_lines), found_lines + [""] * len(wanted_lines)), 1):
+        if left != right:
+            return f"line {number}: {left.strip()}", f"line {number}: {right.strip()}"
+    return wanted, found
 
 
 def _short(value, limit: int = 160) -> str:

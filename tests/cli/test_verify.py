@@ -1,0 +1,66 @@
+"""`waha-db verify`: the CI command, on a given empty database, on a throwaway one, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from xml.etree import ElementTree
+
+from tests.cli.conftest import sql
+from toolkit import drift
+
+
+def test_verify_refuses_a_database_that_is_not_empty(waha_db, fresh_database):
+    url = fresh_database("head")
+    result = waha_db(url, "verify")
+    assert result.exit_code == 1
+    assert "is not empty (schema public holds " in result.output and "relation alembic_version" in result.output
+    assert "would destroy data" in result.output
+    assert sql(url, "SELECT count(*) FROM public.alembic_version") == [(1,)]
+
+
+def test_verify_refuses_a_legacy_database(waha_db, legacy_url):
+    result = waha_db(legacy_url, "verify")
+    assert result.exit_code == 1
+    assert "relation campaigns" in result.output
+    assert sql(legacy_url, "SELECT count(*) FROM public.campaigns") == [(2,)]
+
+
+def test_verify_on_an_empty_supabase_like_database_passes_and_leaves_it_empty(waha_db, fresh_database):
+    url = fresh_database("supabase_empty")
+    result = waha_db(url, "verify", "--json")
+    report = json.loads(result.output)
+    assert [check["name"] for check in report["checks"] if not check["passed"]] == []
+    assert result.exit_code == 0
+    assert len(report["checks"]) == 11
+    assert sql(url, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == [(0,)]
+
+
+def test_verify_reports_what_differs_when_a_check_fails(waha_db, fresh_database, tmp_path, monkeypatch):
+    recorded = json.loads(drift.HEAD_CATALOG.read_text())
+    del recorded["indexes"]["public.waha_servers.waha_servers_ativo_idx"]
+    tampered = tmp_path / "head_catalog.json"
+    tampered.write_text(json.dumps(recorded))
+    monkeypatch.setattr(drift, "HEAD_CATALOG", tampered)
+    result = waha_db(fresh_database("empty"), "verify")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert failed == [next(line for line in lines if line.startswith("FAIL  no drift from the recorded head catalog"))]
+    assert "      - unexpected index public.waha_servers.waha_servers_ativo_idx: 'CREATE INDEX waha_servers_ativo_idx" in result.output
+    assert lines[-1].startswith("11 checks on") and "10 passed, 1 failed" in lines[-1]
+
+
+def test_console_script_verifies_on_a_throwaway_postgresql_and_writes_junit(tmp_path):
+    junit = tmp_path / "verify.xml"
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    script = os.path.join(os.path.dirname(sys.executable), "waha-db")
+    done = subprocess.run([script, "verify", "--junit-xml", str(junit)], capture_output=True, text=True, timeout=120, env=environment)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("waha-db verify: a throwaway PostgreSQL\n")
+    assert "PASS  [postgres] upgrade an empty database to head" in done.stdout
+    assert "PASS  [supabase] security: row security" in done.stdout
+    suite = ElementTree.parse(junit).getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests")) == 21
