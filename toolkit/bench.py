@@ -42,21 +42,26 @@ from toolkit.pgtemp import ThrowawayPostgres, find_server_binaries
 
 HEAVY_USER = "00000000-0000-4000-8000-00000000beef"
 
-# The body of get_available_waha_server (revision 0003), written as one statement.
-HAND_WRITTEN_SELECT = """
-SELECT server.*
-FROM public.waha_servers AS server
-WHERE server.user_id = {user}
-  AND server.ativo
-  AND server.sessions_ativas < server.max_sessions
-  AND NOT COALESCE(server.id = ANY ('{{}}'::uuid[]), false)
-ORDER BY server.prioridade DESC,
-         server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
-         server.max_sessions - server.sessions_ativas DESC,
-         server.created_at ASC,
-         server.id ASC
-LIMIT 1
-"""
+# The hand-written equivalent is the function's own query, read from the database
+# (so it follows every revision of the function), with the arguments inlined.
+# When the function has several RETURN QUERY statements, the first is its common path.
+_FUNCTION_QUERY = re.compile(r"RETURN\s+QUERY\s+(.*?);", re.S | re.I)
+
+
+def hand_written_select(connection: psycopg.Connection) -> str:
+    """get_available_waha_server's query as a template with {user} in place of user_uuid."""
+    source = connection.execute(
+        "SELECT prosrc FROM pg_catalog.pg_proc WHERE oid = 'public.get_available_waha_server(uuid, uuid[])'::regprocedure"
+    ).fetchone()[0]
+    source = "\n".join(line.split("--", 1)[0].rstrip() for line in source.splitlines())
+    found = _FUNCTION_QUERY.search(source)
+    if not found:
+        raise BenchError("get_available_waha_server's body has no RETURN QUERY statement; update toolkit/bench.py")
+    query = "\n".join(line for line in found.group(1).splitlines() if line.strip())
+    query = query.replace("{", "{{").replace("}", "}}")
+    query = re.sub(r"\bexcluded_server_ids\b", "'{{}}'::uuid[]", query)
+    return re.sub(r"\buser_uuid\b", "{user}", query)
+
 
 # pgbench picks a random user; the same user-id expression is in both compared queries.
 RANDOM_USER = "md5('user' || :u)::uuid"
@@ -213,17 +218,17 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def measure_selection(url: sa.URL, *, users: int, clients: int, seconds: float, workdir: Path) -> list[Measure]:
+def measure_selection(url: sa.URL, hand_written: str, *, users: int, clients: int, seconds: float, workdir: Path) -> list[Measure]:
     pick_user = f"\\set u random(1, {users})\n"
     scripts = [
         ("SELECT 1 (ceiling)", "select_1", "SELECT 1;\n"),
-        ("hand-written SELECT", "hand_written", pick_user + HAND_WRITTEN_SELECT.format(user=RANDOM_USER).strip() + ";\n"),
+        ("hand-written SELECT", "hand_written", pick_user + hand_written.format(user=RANDOM_USER).strip() + ";\n"),
         ("get_available_waha_server", "function",
          pick_user + f"SELECT * FROM public.get_available_waha_server({RANDOM_USER});\n"),
         ("get_available_waha_server, heavy user (1,000 servers)", "function_heavy",
          f"SELECT * FROM public.get_available_waha_server('{HEAVY_USER}'::uuid);\n"),
         ("hand-written SELECT, heavy user", "hand_written_heavy",
-         HAND_WRITTEN_SELECT.format(user=f"'{HEAVY_USER}'::uuid").strip() + ";\n"),
+         hand_written.format(user=f"'{HEAVY_USER}'::uuid").strip() + ";\n"),
     ]
     measures = []
     for label, name, script in scripts:
@@ -259,7 +264,7 @@ def measure_heavy_server_side(connection: psycopg.Connection, calls: int) -> dic
     """Median and p99 (ms) of the heavy user's selection timed inside the server."""
     connection.execute(
         SERVER_SIDE_TIMING.format(
-            heavy=HEAVY_USER, calls=calls, hand_written=HAND_WRITTEN_SELECT.format(user="heavy").strip()
+            heavy=HEAVY_USER, calls=calls, hand_written=hand_written_select(connection).format(user="heavy").strip()
         )
     )
     rows = connection.execute(
@@ -296,7 +301,7 @@ def selection_plan(connection: psycopg.Connection) -> str:
     except psycopg.Error:
         pass
     rows = connection.execute(
-        "EXPLAIN " + HAND_WRITTEN_SELECT.format(user=f"'{HEAVY_USER}'::uuid")
+        "EXPLAIN " + hand_written_select(connection).format(user=f"'{HEAVY_USER}'::uuid")
     ).fetchall()
     return "\n".join(row[0] for row in rows)
 
@@ -460,8 +465,10 @@ def _run(url: sa.URL, options: dict, progress) -> BenchResult:
         result.heavy_server_side = measure_heavy_server_side(connection, options["server_side_calls"])
     with tempfile.TemporaryDirectory(prefix="waha-bench-") as workdir:
         progress("selection throughput with pgbench")
+        with psycopg.connect(_conninfo(url), autocommit=True) as connection:
+            hand_written = hand_written_select(connection)
         result.selection = measure_selection(
-            url, users=options["users"], clients=options["selection_clients"], seconds=options["seconds"], workdir=Path(workdir)
+            url, hand_written, users=options["users"], clients=options["selection_clients"], seconds=options["seconds"], workdir=Path(workdir)
         )
     progress("allocation under contention")
     result.allocation = measure_allocation(
