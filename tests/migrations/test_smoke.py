@@ -1,2 +1,5 @@
+from toolkit.migrate import head_revision
+
+
 def test_v21_database_is_at_head(db):
-    assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0005"
+    assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
