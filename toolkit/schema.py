@@ -26,6 +26,11 @@ UNMODELLED_TABLES = frozenset({"alembic_version", "waha_config", "waha_config_v1
 
 now = sa.text("now()")
 
+# The tables live in the connection's default schema, public; leaving `schema` unset
+# lets Alembic's comparison match them (and their foreign keys) with the reflected
+# ones, which it reports without a schema. Check constraints are listed for the
+# reader and for `check_constraint_names`; Alembic does not compare them.
+
 waha_servers = sa.Table(
     "waha_servers",
     metadata,
@@ -41,9 +46,12 @@ waha_servers = sa.Table(
     sa.Column("timeout", sa.Integer, nullable=False, server_default=sa.text("30")),
     sa.Column("retry_attempts", sa.Integer, nullable=False, server_default=sa.text("3")),
     sa.Column("rate_limit", sa.Integer, nullable=False, server_default=sa.text("100")),
-    sa.Column("prioridade", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("prioridade", sa.Integer, nullable=False, server_default=sa.text("0"), comment="Higher wins, 0..10."),
     sa.Column("max_sessions", sa.Integer, nullable=False, server_default=sa.text("50")),
-    sa.Column("sessions_ativas", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column(
+        "sessions_ativas", sa.Integer, nullable=False, server_default=sa.text("0"),
+        comment="Sessions occupying capacity on this server.",
+    ),
     sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
     sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
     sa.UniqueConstraint("user_id", "api_url"),
@@ -51,7 +59,16 @@ waha_servers = sa.Table(
     sa.Index("waha_servers_user_id_prioridade_idx", "user_id", sa.text("prioridade DESC"), postgresql_where=sa.text("ativo")),
     sa.Index("waha_servers_ativo_idx", "ativo"),
     sa.Index("waha_servers_prioridade_idx", sa.text("prioridade DESC")),
-    schema="public",
+    sa.CheckConstraint(r"nome ~ '\S'", name="nome_not_blank"),
+    sa.CheckConstraint(r"api_url ~* '^https?://[^\s/?#@]+'", name="api_url_http"),
+    sa.CheckConstraint(r"webhook_url ~* '^https?://[^\s/?#@]+'", name="webhook_url_http"),
+    sa.CheckConstraint("timeout > 0", name="timeout_positive"),
+    sa.CheckConstraint("retry_attempts >= 0", name="retry_attempts_not_negative"),
+    sa.CheckConstraint("rate_limit > 0", name="rate_limit_positive"),
+    sa.CheckConstraint("prioridade BETWEEN 0 AND 10", name="prioridade_range"),
+    sa.CheckConstraint("max_sessions > 0", name="max_sessions_positive"),
+    sa.CheckConstraint("sessions_ativas >= 0", name="sessions_ativas_not_negative"),
+    comment="WAHA servers of each user (V2.1). get_available_waha_server picks among them.",
 )
 
 waha_sessions = sa.Table(
@@ -61,7 +78,10 @@ waha_sessions = sa.Table(
     sa.Column("user_id", postgresql.UUID(as_uuid=True), nullable=False),
     sa.Column("waha_server_id", postgresql.UUID(as_uuid=True), nullable=False),
     sa.Column("session_name", sa.String(255), nullable=False),
-    sa.Column("status", sa.String(50), nullable=False, server_default=sa.text("'STOPPED'::character varying")),
+    sa.Column(
+        "status", sa.String(50), nullable=False, server_default=sa.text("'STOPPED'::character varying"),
+        comment="WAHA status, free text; STOPPED, FAILED and DISCONNECTED (any case) occupy no capacity.",
+    ),
     sa.Column("phone_number", sa.String(20)),
     sa.Column("profile_name", sa.String(255)),
     sa.Column("qr_code", sa.Text),
@@ -70,13 +90,14 @@ waha_sessions = sa.Table(
     sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
     sa.UniqueConstraint("waha_server_id", "session_name"),
     sa.ForeignKeyConstraint(
-        ["waha_server_id", "user_id"], ["public.waha_servers.id", "public.waha_servers.user_id"]
+        ["waha_server_id", "user_id"], ["waha_servers.id", "waha_servers.user_id"]
     ),
     sa.Index("waha_sessions_user_id_idx", "user_id"),
     sa.Index("waha_sessions_waha_server_id_user_id_idx", "waha_server_id", "user_id"),
     sa.Index("waha_sessions_status_idx", "status"),
     sa.Index("waha_sessions_session_name_idx", "session_name"),
-    schema="public",
+    sa.CheckConstraint("session_name ~ '^[A-Za-z0-9_-]{1,54}$'", name="session_name_waha_rule"),
+    comment="WhatsApp sessions on each WAHA server (V2.1).",
 )
 
 WAHA_TABLES = ("waha_servers", "waha_sessions")
