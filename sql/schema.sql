@@ -645,8 +645,13 @@ CREATE TABLE public.waha_server_health (
         COMMENT ON COLUMN public.waha_server_health.cooldown_until IS
             'Until then the server is ranked after every healthy server: 30 s doubling per consecutive failure, capped at 10 minutes. NULL when healthy.';
 
+        -- Covers the foreign key (and a user's own listing under row security).
         CREATE INDEX waha_server_health_user_id_server_id_idx
             ON public.waha_server_health (user_id, server_id);
+        -- A user's failing servers, by cooldown end: what selection reads.
+        CREATE INDEX waha_server_health_user_id_cooldown_until_idx
+            ON public.waha_server_health (user_id, cooldown_until)
+            WHERE cooldown_until IS NOT NULL;
 
         ALTER TABLE public.waha_server_health ENABLE ROW LEVEL SECURITY;
         CREATE POLICY waha_server_health_select_own ON public.waha_server_health
@@ -756,8 +761,9 @@ CREATE TABLE public.waha_server_health (
         AS $$
         BEGIN
             -- The servers not cooling down (no health row, or a cooldown that has
-            -- ended), in the seed's order. An anti-join, so the plan still walks the
-            -- candidates by priority and probes health only for those it looks at.
+            -- ended), in the seed's order. The user's cooling servers are read once
+            -- (a few rows of the partial index) and hashed, so a user with many
+            -- servers pays one lookup, not one per candidate.
             RETURN QUERY
             SELECT server.*
             FROM public.waha_servers AS server
@@ -765,9 +771,11 @@ CREATE TABLE public.waha_server_health (
               AND server.ativo
               AND server.sessions_ativas < server.max_sessions
               AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
-              AND NOT EXISTS (
-                  SELECT FROM public.waha_server_health AS health
-                  WHERE health.server_id = server.id
+              -- server_id is the primary key, never NULL, so NOT IN is a plain anti-join.
+              AND server.id NOT IN (
+                  SELECT health.server_id
+                  FROM public.waha_server_health AS health
+                  WHERE health.user_id = user_uuid
                     AND health.cooldown_until > pg_catalog.now())
             ORDER BY server.prioridade DESC,
                      server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
@@ -784,13 +792,14 @@ CREATE TABLE public.waha_server_health (
             -- A STABLE function sees one snapshot, so both queries agree.
             RETURN QUERY
             SELECT server.*
-            FROM public.waha_servers AS server
-            JOIN public.waha_server_health AS health ON health.server_id = server.id
-            WHERE server.user_id = user_uuid
+            FROM public.waha_server_health AS health
+            JOIN public.waha_servers AS server ON server.id = health.server_id
+            WHERE health.user_id = user_uuid
+              AND health.cooldown_until > pg_catalog.now()
+              AND server.user_id = user_uuid
               AND server.ativo
               AND server.sessions_ativas < server.max_sessions
               AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
-              AND health.cooldown_until > pg_catalog.now()
             ORDER BY health.cooldown_until ASC,
                      server.prioridade DESC,
                      server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
