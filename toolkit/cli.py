@@ -415,7 +415,16 @@ def _basic_state(connection: sa.Connection, current: str | None, head: str) -> d
         return {"state": "managed", "summary": f"managed at revision {current}, {len(pending)} pending ({', '.join(pending)})",
                 "details": [], "pending": pending, "next": "waha-db upgrade"}
     if exists("public.waha_servers") or exists("public.waha_sessions"):
-        return {"state": "hand_made", "summary": "V2.1 tables made by hand, not managed by Alembic", "details": [], "next": "waha-db adopt"}
+        try:
+            from toolkit import adopt as adoption
+        except ImportError:
+            return {"state": "hand_made", "summary": "V2.1 tables made by hand, not managed by Alembic", "details": [], "next": "waha-db adopt"}
+        plan = adoption.plan_adoption(connection)
+        if plan.problems:
+            return {"state": "hand_made_not_adoptable", "summary": "V2.1 tables made by hand, not adoptable as they stand",
+                    "details": plan.problems, "next": "correct the problems above, then `waha-db adopt`"}
+        return {"state": "hand_made_adoptable", "summary": f"V2.1 tables made by hand, adoptable ({len(plan.actions)} changes, listed by `waha-db adopt`)",
+                "details": [], "adoption": plan.actions, "next": "waha-db adopt"}
     if exists("public.waha_config"):
         urls = plans.legacy_api_urls(connection)
         what = f"with {len(urls)} server(s) to convert: {', '.join(urls)}" if urls else "with no server to convert"
@@ -425,41 +434,43 @@ def _basic_state(connection: sa.Connection, current: str | None, head: str) -> d
 
 
 @main.command()
+@click.option("--owner", metavar="UUID", help="The user who owns the server of a legacy waha_config left beside the tables.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
+              show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.")
 @click.pass_context
 @library_errors
-def adopt(ctx, yes):
+def adopt(ctx, owner, yes, lock_timeout):
     """Bring a V2.1 database made by hand (from the seed's SQL, no Alembic) under management.
 
-    Checks its tables column by column against V2.1. Where they are compatible it adds
-    what is missing (constraints, indexes, triggers, function, grants, row security)
-    without losing a row, and records the head revision; where not, it lists every
-    problem and changes nothing.
+    Checks its tables column by column and row by row against V2.1. Where they are
+    compatible it rebuilds them in the head shape (constraints, indexes, triggers,
+    function, grants, row security) keeping every row, and records the head
+    revision, in one transaction; where not, it lists every problem and changes
+    nothing. It asks for confirmation; without a terminal it refuses unless --yes.
 
     \b
     Example:
       waha-db adopt            # shows the plan, asks
-      waha-db adopt --yes
+      waha-db adopt --yes --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
     """
     adoption = _adoption_library()
     with _engine(ctx) as engine:
         with engine.connect() as connection:
-            plan = adoption.plan_adoption(connection)
+            plan = adoption.plan_adoption(connection, owner)
         click.echo(f"database: {database.display_url(ctx.obj['url'])}")
-        problems = _attribute(plan, "problems") or []
-        if problems:
+        if plan.problems:
             click.echo("cannot adopt:")
-            for problem in problems:
+            for problem in plan.problems:
                 click.echo(f"  - {problem}")
-            raise Refused(f"{len(problems)} problem(s) block the adoption; nothing was changed")
-        for line in _attribute(plan, "actions") or _attribute(plan, "changes") or []:
-            click.echo(f"  + {line}")
+            raise Refused(f"{len(plan.problems)} problem(s) block the adoption; nothing was changed")
+        click.echo("adoption plan:")
+        for action in plan.actions:
+            click.echo(f"  + {action}")
         _confirm("Adopt this database?", yes, "adopt")
         with _server_notices(), engine.connect() as connection:
-            adoption.adopt(connection)
-            if connection.in_transaction():
-                connection.commit()
-        click.echo(f"adopted: the database is managed, at {migrate.head_revision()}")
+            adoption.adopt(connection, owner, lock_timeout=lock_timeout)
+        click.echo(f"adopted: the database is managed by waha-db, at {migrate.head_revision()}")
 
 
 def _adoption_library():
@@ -468,10 +479,6 @@ def _adoption_library():
     except ImportError:
         raise click.ClickException("adoption is not available in this build (toolkit.adopt is missing)") from None
     return adoption
-
-
-def _attribute(obj, name):
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 # --- CI -------------------------------------------------------------------------------------------
