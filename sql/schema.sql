@@ -23,7 +23,7 @@ BEGIN
             OR pg_catalog.to_regclass('public.waha_sessions') IS NOT NULL) THEN
         RAISE EXCEPTION 'this database holds a hand-made V2.1 schema: public.waha_servers or public.waha_sessions exists, but no Alembic revision was ever recorded (no alembic_version table)'
             USING ERRCODE = 'WAH05',
-                  DETAIL = 'The migrations would fail on "relation already exists". Nothing was changed.',
+                  DETAIL = 'The migrations would fail on "relation already exists".',
                   HINT = 'Adopt the database: `waha-db adopt` (or toolkit.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
     END IF;
 END
