@@ -118,7 +118,7 @@ _CONTENTS_OF_PUBLIC = """
         WHERE t.typnamespace = 'public'::pg_catalog.regnamespace AND t.typtype IN ('e', 'd', 'r')
         UNION ALL
         SELECT 'schema', n.nspname::text FROM pg_catalog.pg_namespace n WHERE n.nspname = 'waha_legacy'
-    ) AS found ORDER BY 1 LIMIT 6
+    ) AS found ORDER BY kind <> 'relation', kind, name LIMIT 6
 """
 
 
@@ -556,6 +556,8 @@ def verify(database_url: str | None = None, progress: Progress | None = None) ->
     """Run every check; on a throwaway PostgreSQL when `database_url` is None. See the module doc."""
     started = time.perf_counter()
     results: list[CheckResult] = []
+    if database_url is not None:
+        refuse_unless_empty(database_url)
     _run("one head", results, progress, check_one_head)
     if database_url is None:
         from toolkit.pgtemp import ThrowawayPostgres
@@ -578,19 +580,28 @@ def verify(database_url: str | None = None, progress: Progress | None = None) ->
         url = parse_url(database_url)
         target = Target("", url)
         try:
-            with target.engine.connect() as connection:
-                found = contents_of_public(connection)
-            if found:
-                raise VerifyRefused(
-                    f"{display_url(url)} is not empty (schema public holds {', '.join(found)}): verify migrates up and "
-                    "down and would destroy data; give it an empty database (CREATE DATABASE waha_verify), "
-                    "or no URL at all to use a throwaway PostgreSQL"
-                )
             description = f"{display_url(url)} (PostgreSQL {_server_version(url)})"
             _run_on(target, results, progress)
         finally:
             target.engine.dispose()
     return Report(description, results, time.perf_counter() - started)
+
+
+def refuse_unless_empty(database_url: str) -> None:
+    """VerifyRefused when the database holds anything in schema public (verify would destroy it)."""
+    url = parse_url(database_url)
+    engine = connect_engine(url)
+    try:
+        with engine.connect() as connection:
+            found = contents_of_public(connection)
+    finally:
+        engine.dispose()
+    if found:
+        raise VerifyRefused(
+            f"{display_url(url)} is not empty (schema public holds {', '.join(found)}): verify migrates up and "
+            "down and would destroy data; give it an empty database (CREATE DATABASE waha_verify), "
+            "or no URL at all to use a throwaway PostgreSQL"
+        )
 
 
 def _server_version(url: sa.URL) -> str:
