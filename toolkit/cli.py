@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from toolkit import database, drift, migrate, plan as plans, servers as server_admin, verify as verification
+from toolkit import adopt as adoption, database, drift, migrate, plan as plans, servers as server_admin, state, verify as verification
 from toolkit.pgtemp import PostgresNotFound
 
 EXAMPLE_OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
@@ -374,63 +374,44 @@ def status(ctx, as_json, check):
         raise click.ClickException(f"not at head without drift: {report['summary']}")
 
 
+NEXT_STEP = {
+    state.EMPTY: "waha-db upgrade",
+    state.LEGACY: "waha-db upgrade --owner UUID",
+    state.HAND_MADE: "waha-db adopt",
+    state.MANAGED: "waha-db upgrade",
+    state.UNKNOWN_REVISION: "use the waha-db release that made this revision",
+}
+
+
 def database_status(connection: sa.Connection) -> dict:
-    """The state of a database: the state library's classification where it exists, plus drift (adapter)."""
-    head = migrate.head_revision()
-    current = plans.current_revision(connection)
-    classify = _state_classifier()
-    if classify is not None:
-        report = classify(connection)
-    else:
-        report = _basic_state(connection, current, head)
-    report.setdefault("current", current)
-    report.setdefault("head", head)
-    report["drift"] = drift.detect_drift(connection) if current is not None else []
-    report["at_head"] = current == head and not report["drift"]
-    if current == head and report["drift"]:
-        report["state"] = "drifted"
-        report["summary"] = f"at head ({head}) but drifted: {len(report['drift'])} differences"
-        report["details"] = report["drift"]
-        report["next"] = "find who changed the WAHA objects by hand; `waha-db downgrade` + `upgrade` rebuilds them (data loss!), or fix them to match"
-    return report
-
-
-def _state_classifier():
-    """The state library's classifier (toolkit.state.describe), when it is installed."""
-    try:
-        from toolkit import state
-    except ImportError:
-        return None
-    return getattr(state, "describe", None)
-
-
-def _basic_state(connection: sa.Connection, current: str | None, head: str) -> dict:
-    def exists(name: str) -> bool:
-        return connection.exec_driver_sql(f"SELECT pg_catalog.to_regclass('{name}') IS NOT NULL").scalar()
-
-    if current is not None:
-        pending = [step.revision for step in plans.plan_upgrade(connection).steps]
-        if not pending:
-            return {"state": "head", "summary": f"managed, at head ({head})", "details": [], "next": ""}
-        return {"state": "managed", "summary": f"managed at revision {current}, {len(pending)} pending ({', '.join(pending)})",
-                "details": [], "pending": pending, "next": "waha-db upgrade"}
-    if exists("public.waha_servers") or exists("public.waha_sessions"):
-        try:
-            from toolkit import adopt as adoption
-        except ImportError:
-            return {"state": "hand_made", "summary": "V2.1 tables made by hand, not managed by Alembic", "details": [], "next": "waha-db adopt"}
-        plan = adoption.plan_adoption(connection)
-        if plan.problems:
-            return {"state": "hand_made_not_adoptable", "summary": "V2.1 tables made by hand, not adoptable as they stand",
-                    "details": plan.problems, "next": "correct the problems above, then `waha-db adopt`"}
-        return {"state": "hand_made_adoptable", "summary": f"V2.1 tables made by hand, adoptable ({len(plan.actions)} changes, listed by `waha-db adopt`)",
-                "details": [], "adoption": plan.actions, "next": "waha-db adopt"}
-    if exists("public.waha_config"):
+    """toolkit.state's classification, plus drift from head (a database at head whose objects differ)."""
+    found = state.database_state(connection)
+    report = {
+        "state": found.kind,
+        "summary": found.summary,
+        "current": found.revision,
+        "head": migrate.head_revision(),
+        "pending": list(found.pending),
+        "details": list(found.adoption_problems),
+        "drift": [],
+        "next": "" if found.at_head else NEXT_STEP[found.kind],
+    }
+    if found.kind == state.LEGACY:
         urls = plans.legacy_api_urls(connection)
-        what = f"with {len(urls)} server(s) to convert: {', '.join(urls)}" if urls else "with no server to convert"
-        return {"state": "legacy", "summary": f"legacy V1 (waha_config) {what}", "details": [],
-                "next": "waha-db upgrade --owner UUID" if urls else "waha-db upgrade"}
-    return {"state": "empty", "summary": "empty: no WAHA objects, no revision", "details": [], "next": "waha-db upgrade"}
+        report["details"] = [f"to convert: {url}" for url in urls]
+        report["next"] = "waha-db upgrade --owner UUID" if urls else "waha-db upgrade"
+    if found.kind == state.HAND_MADE and found.adoption_problems:
+        report["next"] = "correct the problems above, then `waha-db adopt`"
+    if found.at_head:
+        report["drift"] = drift.detect_drift(connection)
+        if report["drift"]:
+            report["state"] = "drifted"
+            report["summary"] = f"at head ({found.revision}) but drifted from it: {len(report['drift'])} differences"
+            report["details"] = report["drift"]
+            report["next"] = ("find who changed the WAHA objects by hand and put them back as head has them "
+                              "(toolkit/head_catalog.json shows head's definitions)")
+    report["at_head"] = found.at_head and not report["drift"]
+    return report
 
 
 @main.command()
@@ -454,7 +435,6 @@ def adopt(ctx, owner, yes, lock_timeout):
       waha-db adopt            # shows the plan, asks
       waha-db adopt --yes --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
     """
-    adoption = _adoption_library()
     with _engine(ctx) as engine:
         with engine.connect() as connection:
             plan = adoption.plan_adoption(connection, owner)
@@ -471,14 +451,6 @@ def adopt(ctx, owner, yes, lock_timeout):
         with _server_notices(), engine.connect() as connection:
             adoption.adopt(connection, owner, lock_timeout=lock_timeout)
         click.echo(f"adopted: the database is managed by waha-db, at {migrate.head_revision()}")
-
-
-def _adoption_library():
-    try:
-        from toolkit import adopt as adoption
-    except ImportError:
-        raise click.ClickException("adoption is not available in this build (toolkit.adopt is missing)") from None
-    return adoption
 
 
 # --- CI -------------------------------------------------------------------------------------------

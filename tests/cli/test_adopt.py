@@ -50,7 +50,7 @@ def test_status_says_a_hand_made_database_is_adoptable(waha_db, hand_made):
     result = waha_db(hand_made(), "status", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["state"] == "hand_made_adoptable" and report["next"] == "waha-db adopt"
+    assert report["state"] == "hand_made" and report["details"] == [] and report["next"] == "waha-db adopt"
 
 
 def test_adopt_refuses_without_a_terminal(waha_db, hand_made):
@@ -74,7 +74,7 @@ def test_adopt_keeps_every_row_and_reaches_head_without_drift(waha_db, hand_made
 def test_adopt_lists_the_problems_and_changes_nothing(waha_db, hand_made):
     url = hand_made(priority=42)
     status = json.loads(waha_db(url, "status", "--json").output)
-    assert status["state"] == "hand_made_not_adoptable"
+    assert status["state"] == "hand_made" and any("prioridade" in problem for problem in status["details"])
     result = waha_db(url, "adopt", "--yes")
     assert result.exit_code == 1
     assert "cannot adopt:" in result.output and "prioridade" in result.output

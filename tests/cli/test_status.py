@@ -13,7 +13,7 @@ HEAD = migrate.head_revision()
 def test_empty_database(waha_db, fresh_database):
     result = waha_db(fresh_database("empty"), "status")
     assert result.exit_code == 0, result.output
-    assert "state: empty" in result.output
+    assert "state: empty: no WAHA objects" in result.output
     assert "next: waha-db upgrade" in result.output
 
 
@@ -33,8 +33,9 @@ def test_head_without_drift_passes_check(waha_db, fresh_database):
 def test_legacy_database_names_the_server_to_convert(waha_db, legacy_url):
     result = waha_db(legacy_url, "status")
     assert result.exit_code == 0, result.output
-    assert "legacy" in result.output and "https://waha.legacy.example" in result.output
-    assert "--owner" in result.output
+    assert "state: legacy V1: waha_config holds 1 WAHA server(s) to convert" in result.output
+    assert "to convert: https://waha.legacy.example" in result.output
+    assert "next: waha-db upgrade --owner UUID" in result.output
 
 
 def test_managed_database_with_pending_revisions(waha_db, fresh_database, cluster):
@@ -44,7 +45,21 @@ def test_managed_database_with_pending_revisions(waha_db, fresh_database, cluste
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["current"] == "0003" and report["at_head"] is False
-    assert "0004" in result.output and "pending" in report["summary"]
+    assert report["pending"] == migrate_revisions_after("0003")
+    assert report["next"] == "waha-db upgrade"
+
+
+def migrate_revisions_after(revision: str) -> list[str]:
+    revisions = [script.revision for script in reversed(list(migrate.script_directory().walk_revisions()))]
+    return revisions[revisions.index(revision) + 1:]
+
+
+def test_unknown_revision_is_said_and_fails_check(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
+    result = waha_db(url, "status", "--check")
+    assert result.exit_code == 1
+    assert "at revision 9999, unknown to this waha-db" in result.output
 
 
 def test_drift_names_what_differs_and_fails_check(waha_db, fresh_database):
@@ -66,4 +81,4 @@ def test_hand_made_schema_points_to_adopt(waha_db, fresh_database):
     result = waha_db(url, "status", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert "adopt" in report["next"]
+    assert report["state"] == "hand_made" and "adopt" in report["next"]
