@@ -38,15 +38,33 @@ class PostgresNotFound(RuntimeError):
     """No PostgreSQL server binaries on this machine."""
 
 
+def _version_key(directory: str) -> tuple[int, ...]:
+    """(16,) for /usr/lib/postgresql/16/bin: versions compare as numbers, so 16 beats 9.6."""
+    version = Path(directory).parent.name
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
 def find_server_binaries() -> Path:
-    """The directory holding initdb and postgres."""
-    candidates = []
+    """The directory holding initdb and postgres.
+
+    WAHA_DB_PG_BIN, when set, is the only place looked at (a wrong setting is an
+    error, not silently ignored); otherwise PATH, then the newest
+    /usr/lib/postgresql/*/bin.
+    """
     if os.environ.get("WAHA_DB_PG_BIN"):
-        candidates.append(Path(os.environ["WAHA_DB_PG_BIN"]))
+        directory = Path(os.environ["WAHA_DB_PG_BIN"])
+        if (directory / "initdb").is_file() and (directory / "postgres").is_file():
+            return directory
+        raise PostgresNotFound(
+            f"WAHA_DB_PG_BIN points at {directory}, which holds no initdb and postgres: "
+            "point it at the bin directory of a PostgreSQL installation (e.g. /usr/lib/postgresql/16/bin), "
+            "or unset it to search PATH and /usr/lib/postgresql/*/bin"
+        )
+    candidates = []
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(os.path.realpath(on_path)).parent)
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)]
     for directory in candidates:
         if (directory / "initdb").is_file() and (directory / "postgres").is_file():
             return directory
