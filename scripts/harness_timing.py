@@ -1,7 +1,9 @@
 """How fast the throwaway-PostgreSQL harness is: time to start a server, time to hand a test a fresh database.
 
 The test suite pays the start once per session and a clone per test (or per
-parametrised kind), so these two numbers bound how fast the suite can be.
+parametrised kind), so these two numbers bound how fast the suite can be. Tests
+that only need a clean slate (tests/sql) use a transaction rolled back at the
+end instead; its cost is printed too.
 
 Run it from the repository root:
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
+import psycopg
 
 from toolkit import migrate
 from toolkit.database import create_engine
@@ -79,6 +83,18 @@ def main() -> None:
         creates, drops = measure_clones(server, template, arguments.clones)
         print(describe("hand a test a fresh database at head (CREATE DATABASE ... TEMPLATE)", creates))
         print(describe("drop it afterwards", drops))
+
+        conninfo = server.url(template).set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def rolled_back_transaction() -> None:
+            with psycopg.connect(conninfo) as connection:
+                connection.execute("SELECT pg_catalog.txid_current()")
+                connection.rollback()
+
+        print(describe(
+            "hand a test a rolled-back transaction instead (connect, begin, rollback)",
+            [timed(rolled_back_transaction) for _ in range(arguments.clones)],
+        ))
 
 
 if __name__ == "__main__":
