@@ -1,0 +1,44 @@
+"""The pure parts of toolkit.servers: the seed's screen and the explanation of a pick (no server needed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from toolkit.servers import Server, explain_pick, render_server_list
+
+EPOCH = datetime(2025, 10, 28, tzinfo=timezone.utc)
+
+
+def server(name: str, priority: int, active_sessions: int, capacity: int, *, active: bool = True, age: int = 0) -> Server:
+    return Server(
+        id=uuid.uuid4(), user_id=uuid.UUID(int=1), nome=name, api_url=f"https://{name.lower()}.example", api_key=None,
+        descricao=None, ativo=active, webhook_url=None, webhook_secret=None, timeout=30, retry_attempts=3, rate_limit=100,
+        prioridade=priority, max_sessions=capacity, sessions_ativas=active_sessions,
+        created_at=EPOCH - timedelta(days=age), updated_at=EPOCH,
+    )
+
+
+def test_equal_priority_and_load_is_decided_by_free_slots():
+    big, small = server("Big", 5, 10, 100), server("Small", 5, 1, 10)
+    assert explain_pick(big, [big, small], []).reasons[1] == "same priority and load as Small, more free slots"
+
+
+def test_full_tie_is_decided_by_age():
+    old, new = server("Old", 5, 1, 10, age=2), server("New", 5, 1, 10)
+    assert explain_pick(old, [old, new], []).reasons[1] == "same priority, load and free slots as New, added earlier"
+
+
+def test_sole_candidate_says_so_and_lists_why_others_are_not():
+    only, full, off = server("Only", 1, 0, 5), server("Full", 9, 5, 5), server("Off", 9, 0, 5, active=False)
+    pick = explain_pick(only, [only, full, off], [])
+    assert pick.reasons == ["priority 1, load 0/5 (0%)", "the only active server with free capacity"]
+    assert pick.not_candidates == ["Full: full, 5/5 sessions", "Off: disabled"]
+
+
+def test_screen_lines_of_active_and_disabled_servers():
+    screen = render_server_list([server("Principal", 10, 15, 50), server("Teste", 0, 0, 10, active=False)]).splitlines()
+    assert screen[5].rstrip("│ ").endswith("Sessões: 15/50  |  Prioridade: 10")
+    assert screen[9].rstrip("│ ").endswith("Desativado      |  Prioridade: 0")
+    assert screen[3].startswith("│ 🟢 Principal") and screen[7].startswith("│ 🔴 Teste")
+    assert len({len(line) for line in screen if not line.startswith("│ 🟢") and not line.startswith("│ 🔴")}) == 1
