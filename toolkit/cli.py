@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 import sqlalchemy as sa
+from alembic.util import CommandError
 
 from toolkit import adopt as adoption, database, drift, migrate, plan as plans, servers as server_admin, state, verify as verification
 from toolkit.pgtemp import PostgresNotFound
@@ -35,7 +36,7 @@ USER_ERRORS = (
     database.ConnectionFailure,
     server_admin.ServerError,
     verification.VerifyRefused,
-    migrate.MigrationError,
+    CommandError,  # alembic's, e.g. an unknown revision for --sql; migrate.MigrationError is one
     PostgresNotFound,
 )
 

@@ -130,3 +130,9 @@ def test_upgrade_gives_up_on_a_held_lock_after_lock_timeout(waha_db, legacy_url,
     assert result.exit_code == 1
     assert "could not lock" in result.output and "0.3 s" in result.output
     assert revision_of(legacy_url) == "0004"
+
+
+def test_upgrade_sql_to_an_unknown_revision_is_one_line(waha_db):
+    result = waha_db(None, "upgrade", "9999", "--sql")
+    assert result.exit_code == 1
+    assert result.output == "Error: Can't locate revision identified by '9999'\n"
