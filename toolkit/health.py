@@ -359,6 +359,24 @@ def record_probe(connection: sa.Connection, server_id: uuid.UUID, probe: Probe) 
     return Health(*row)
 
 
+def user_health(connection: sa.Connection, user_id: uuid.UUID | str) -> dict[uuid.UUID, Health]:
+    """The recorded health of each of a user's servers that was ever reported on, by server id.
+
+    For explanations of the selection (`servers best`): a server whose
+    `cooldown_until` is still ahead ranks after every healthy one.
+    """
+    rows = connection.execute(
+        sa.text(f"SELECT {_HEALTH_COLUMNS} FROM public.waha_server_health WHERE user_id = :user_id"),
+        {"user_id": uuid.UUID(str(user_id))},
+    ).all()
+    return {row.server_id: Health(*row) for row in rows}
+
+
+def is_cooling_down(health: Health | None, now: dt.datetime) -> bool:
+    """Whether selection ranks the server after the healthy ones at `now` (the database's rule)."""
+    return health is not None and health.cooldown_until is not None and health.cooldown_until > now
+
+
 def probe_many(
     servers: Sequence[Server],
     *,

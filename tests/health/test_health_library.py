@@ -159,3 +159,19 @@ def test_describe_health_says_how_long_the_cooldown_lasts():
     failing = health.Health(uuid.uuid4(), 2, now + dt.timedelta(seconds=60), "connection refused", now, None)
 
     assert health.describe_health(failing, now) == "failing (2 in a row), cooling down 60 s, until 12:01:00 UTC"
+
+
+def test_user_health_tells_which_servers_cool_down(connection, fake_waha):
+    down = add_server(connection, "down", f"http://127.0.0.1:{free_port()}")
+    up = add_server(connection, "up", fake_waha("healthy").url)
+    add_server(connection, "never tested", fake_waha("healthy").url)
+    strangers = add_server(connection, "a stranger's", f"http://127.0.0.1:{free_port()}", user=uuid.uuid4())
+    health.test_servers(connection, health.load_servers(connection, server_ids=[down, up, strangers]))
+    now = connection.execute(sa.text("SELECT now()")).scalar()
+
+    recorded = health.user_health(connection, USER)
+
+    assert set(recorded) == {down, up}
+    assert health.is_cooling_down(recorded[down], now)
+    assert not health.is_cooling_down(recorded[up], now)
+    assert not health.is_cooling_down(None, now)
