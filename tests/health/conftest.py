@@ -56,4 +56,4 @@ def fake_waha():
 # The rolled-back-transaction fixtures of the schema tests: each health test on
 # the SQL side runs on every V2.1 kind (fresh plain, fresh Supabase, upgraded
 # legacy) inside a transaction rolled back at its end.
-from tests.sql.conftest import add_user, shared_v21_databases, tx, tx_kind  # noqa: E402,F401
+from tests.sql.conftest import add_user, shared_v21_databases, tx  # noqa: E402,F401
