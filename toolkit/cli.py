@@ -825,7 +825,13 @@ def monitor(ctx, interval, once, concurrency):
 
 @main.group()
 def sessions() -> None:
-    """WhatsApp sessions: the capacity counters of the servers (sessions_ativas)."""
+    """WhatsApp sessions: the capacity counters of the servers (sessions_ativas).
+
+    \b
+    Example:
+      waha-db sessions reconcile            # report counters that differ from the sessions
+      waha-db sessions reconcile --apply
+    """
 
 
 @sessions.command()
