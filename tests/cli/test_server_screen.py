@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from toolkit.health import Health
 from toolkit.servers import Server, explain_pick, render_server_list
 
 EPOCH = datetime(2025, 10, 28, tzinfo=timezone.utc)
@@ -34,6 +35,26 @@ def test_sole_candidate_says_so_and_lists_why_others_are_not():
     pick = explain_pick(only, [only, full, off], [])
     assert pick.reasons == ["priority 1, load 0/5 (0%)", "the only active server with free capacity"]
     assert pick.not_candidates == ["Full: full, 5/5 sessions", "Off: disabled"]
+
+
+def test_a_healthy_server_beats_one_cooling_down_whatever_the_priority():
+    principal, backup = server("Principal", 10, 0, 50), server("Backup", 5, 0, 30)
+    cooling = {principal.id: Health(principal.id, 2, EPOCH + timedelta(minutes=1), "connection refused", EPOCH, None)}
+    pick = explain_pick(backup, [principal, backup], [], cooling)
+    assert pick.reasons[1] == (
+        "healthy, while Principal is cooling down (2 failure(s) in a row: connection refused, until 00:01:00 UTC)"
+    )
+
+
+def test_when_all_cool_down_the_earliest_cooldown_end_is_explained():
+    first, second = server("First", 1, 0, 5), server("Second", 9, 0, 5)
+    cooling = {
+        first.id: Health(first.id, 1, EPOCH + timedelta(seconds=30), None, EPOCH, None),
+        second.id: Health(second.id, 3, EPOCH + timedelta(minutes=4), None, EPOCH, None),
+    }
+    pick = explain_pick(first, [first, second], [], cooling)
+    assert pick.reasons[1] == "cooling down (1 failure(s) in a row, until 00:00:30 UTC), but every other candidate is too"
+    assert pick.reasons[2] == "its cooldown ends before that of Second"
 
 
 def test_screen_lines_of_active_and_disabled_servers():

@@ -112,7 +112,10 @@ def test_servers_best_moves_to_backup_and_back(url, fake_waha):
 
     principal.mode = "close"
     assert run(url, "servers", "test", str(principal_id)).exit_code == 1
-    assert run(url, "servers", "best", "--user", USER).output.startswith("best: Backup ")
+    failover = run(url, "servers", "best", "--user", USER).output
+    assert failover.startswith("best: Backup ")
+    assert "healthy, while Principal is cooling down (1 failure(s) in a row" in failover
+    assert "higher priority" not in failover
 
     principal.mode = "healthy"
     assert run(url, "servers", "test", str(principal_id)).exit_code == 0
