@@ -88,7 +88,9 @@ def unprivileged_account() -> pwd.struct_passwd | None:
 class _Postgresql(testing.postgresql.Postgresql):
     """testing.postgresql's server, started as an unprivileged account when we are root."""
 
-    account: pwd.struct_passwd | None = None
+    def __init__(self, *, account: pwd.struct_passwd | None, **settings) -> None:
+        self.account = account  # set first: the base constructor runs initdb and starts the server
+        super().__init__(**settings)
 
     def _as_account(self) -> dict:
         if self.account is None:
@@ -142,8 +144,8 @@ class ThrowawayPostgres:
 
     def start(self) -> "ThrowawayPostgres":
         binaries = find_server_binaries()
-        _Postgresql.account = unprivileged_account()
         self._server = _Postgresql(
+            account=unprivileged_account(),
             initdb=str(binaries / "initdb"),
             postgres=str(binaries / "postgres"),
             initdb_args="-U postgres -A trust -E UTF8 --locale=C --no-sync",
@@ -158,6 +160,15 @@ class ThrowawayPostgres:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    def halt(self) -> None:
+        """Shut the server down (fast shutdown), keeping its data and port for `resume()`:
+        what a database restart looks like to its clients."""
+        self._server.terminate()
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data."""
+        self._server.start()
 
     def __enter__(self) -> "ThrowawayPostgres":
         return self.start()

@@ -136,10 +136,10 @@ def test_monitor_survives_a_database_restart(fake_waha):
         wait_for(lambda: failures(engine, server_id) == 0, what="the first successful check")
 
         # Fast shutdown (SIGINT) closes the monitor's connection; the data directory stays.
-        postgres._server.terminate()
+        postgres.halt()
         wait_for(lambda: monitor.lines_with("database connection lost"), what="the lost connection to be noticed")
         fake.mode = "error_500"
-        postgres._server.start()
+        postgres.resume()
 
         wait_for(lambda: monitor.lines_with("database connection restored"), what="the reconnection")
         wait_for(lambda: monitor.lines_with("healthy -> failing"), what="checks recorded after the restart")
