@@ -762,23 +762,37 @@ CREATE TABLE public.waha_server_health (
         BEGIN
             -- The servers not cooling down (no health row, or a cooldown that has
             -- ended), in the seed's order. The user's cooling servers are read once
-            -- (a few rows of the partial index) and hashed, so a user with many
-            -- servers pays one lookup, not one per candidate.
+            -- (a few rows of the partial index). Only the best priority level that
+            -- still has a candidate is sorted by load: the first index entry of
+            -- (user_id, prioridade DESC) that qualifies gives that level, so a user
+            -- with many servers sorts one level, not all of them, whatever plan
+            -- plpgsql has cached.
             RETURN QUERY
+            WITH cooling AS MATERIALIZED (
+                SELECT health.server_id
+                FROM public.waha_server_health AS health
+                WHERE health.user_id = user_uuid
+                  AND health.cooldown_until > pg_catalog.now()
+            )
             SELECT server.*
             FROM public.waha_servers AS server
             WHERE server.user_id = user_uuid
               AND server.ativo
+              AND server.prioridade = (
+                  SELECT top.prioridade
+                  FROM public.waha_servers AS top
+                  WHERE top.user_id = user_uuid
+                    AND top.ativo
+                    AND top.sessions_ativas < top.max_sessions
+                    AND NOT COALESCE(top.id = ANY (excluded_server_ids), false)
+                    AND top.id NOT IN (SELECT cooling.server_id FROM cooling)
+                  ORDER BY top.prioridade DESC
+                  LIMIT 1)
               AND server.sessions_ativas < server.max_sessions
               AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
               -- server_id is the primary key, never NULL, so NOT IN is a plain anti-join.
-              AND server.id NOT IN (
-                  SELECT health.server_id
-                  FROM public.waha_server_health AS health
-                  WHERE health.user_id = user_uuid
-                    AND health.cooldown_until > pg_catalog.now())
-            ORDER BY server.prioridade DESC,
-                     server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+              AND server.id NOT IN (SELECT cooling.server_id FROM cooling)
+            ORDER BY server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
                      server.max_sessions - server.sessions_ativas DESC,
                      server.created_at ASC,
                      server.id ASC
