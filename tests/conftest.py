@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from toolkit import migrate
-from toolkit.database import create_engine
+from toolkit.database import conninfo, create_engine  # conninfo: re-exported, tests import it from here
 from toolkit.pgtemp import ThrowawayPostgres
 from toolkit.supabase import install_auth_stub
 
@@ -45,11 +45,6 @@ VALUES (1, 'https://waha.legacy.example', 'legacy-key', 'https://app.example/web
 CREATE TABLE public.campaigns (id serial PRIMARY KEY, name text NOT NULL);
 INSERT INTO public.campaigns (name) VALUES ('Black Friday'), ('Natal');
 """
-
-
-def conninfo(url: sa.URL) -> str:
-    """A libpq connection string for psycopg, from a SQLAlchemy URL."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Cluster:

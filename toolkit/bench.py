@@ -38,7 +38,7 @@ import psycopg
 import sqlalchemy as sa
 
 from toolkit import migrate
-from toolkit.database import create_engine, display_url, parse_url
+from toolkit.database import conninfo, create_engine, display_url, parse_url
 from toolkit.pgtemp import ThrowawayPostgres, find_server_binaries
 
 HEAVY_USER = "00000000-0000-4000-8000-00000000beef"
@@ -130,10 +130,6 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
-
-
-def _conninfo(url: sa.URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _pgbench() -> str:
@@ -332,7 +328,7 @@ def _fill(url: sa.URL, user: str, clients: int, allocate_one) -> tuple[int, floa
 
     def client(index: int) -> int:
         made = 0
-        with psycopg.connect(_conninfo(url), autocommit=True, prepare_threshold=0) as connection:
+        with psycopg.connect(conninfo(url), autocommit=True, prepare_threshold=0) as connection:
             barrier.wait()
             while allocate_one(connection, user, f"c{index}_{made}"):
                 made += 1
@@ -371,7 +367,7 @@ def allocate_with_seed_flow(connection: psycopg.Connection, user: str, name: str
 
 def measure_allocation(url: sa.URL, *, clients: int, servers: int, slots_per_server: int, rounds: int) -> list[AllocationMeasure]:
     user = "00000000-0000-4000-8000-0000000a110c"
-    with psycopg.connect(_conninfo(url), autocommit=True) as connection:
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
         connection.execute(
             """
             INSERT INTO public.waha_servers (user_id, nome, api_url, prioridade, max_sessions)
@@ -448,7 +444,7 @@ def run_benchmark(
 
 
 def _run(url: sa.URL, options: dict, progress) -> BenchResult:
-    with psycopg.connect(_conninfo(url), autocommit=True) as connection:
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
         if connection.execute("SELECT to_regclass('public.waha_servers') IS NOT NULL").fetchone()[0]:
             if connection.execute("SELECT EXISTS (SELECT FROM public.waha_servers)").fetchone()[0]:
                 raise BenchError(
@@ -470,17 +466,17 @@ def _run(url: sa.URL, options: dict, progress) -> BenchResult:
                         "allocation_servers", "slots_per_server", "allocation_rounds", "server_side_calls")
         },
     )
-    with psycopg.connect(_conninfo(url), autocommit=True) as connection:
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
         progress(f"loading {options['users']} users x {options['servers_per_user']} servers + 1 user x {options['heavy_servers']}")
         load_data(connection, options["users"], options["servers_per_user"], options["heavy_servers"])
         result.plan = selection_plan(connection)
         result.plan_uses_index = "Seq Scan" not in result.plan and "Index" in result.plan
-    with psycopg.connect(_conninfo(url), autocommit=True) as connection:
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
         progress("timing the heavy user inside the server")
         result.heavy_server_side = measure_heavy_server_side(connection, options["server_side_calls"])
     with tempfile.TemporaryDirectory(prefix="waha-bench-") as workdir:
         progress("selection throughput with pgbench")
-        with psycopg.connect(_conninfo(url), autocommit=True) as connection:
+        with psycopg.connect(conninfo(url), autocommit=True) as connection:
             hand_written = hand_written_select(connection)
         result.selection = measure_selection(
             url, hand_written, users=options["users"], clients=options["selection_clients"], seconds=options["seconds"], workdir=Path(workdir)

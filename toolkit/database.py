@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
@@ -70,6 +71,29 @@ def mask_password(text: str, password: str | None = None) -> str:
         text = text.replace(password, "***")
     text = _PASSWORD_IN_TEXT.sub(lambda m: m.group("head") + "***", text)
     return _PASSWORD_KEYWORD.sub(lambda m: m.group("head") + "***", text)
+
+
+def conninfo(url: URL | str) -> str:
+    """A libpq connection URI (psycopg, psql, pg_dump, alembic -x database_url) from a database URL, password included.
+
+    Every part is percent-encoded: SQLAlchemy renders a space in a password or a
+    database name as it is, which libpq refuses. Query options (sslmode...) are kept.
+    Never print it: it holds the password.
+    """
+    url = parse_url(url) if isinstance(url, str) else url
+    userinfo = ""
+    if url.username is not None:
+        userinfo = quote(url.username, safe="")
+        if url.password is not None:
+            userinfo += ":" + quote(str(url.password), safe="")
+        userinfo += "@"
+    host = url.host or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = f":{url.port}" if url.port else ""
+    database = quote(url.database or "", safe="")
+    query = f"?{urlencode(dict(url.query), doseq=True)}" if url.query else ""
+    return f"postgresql://{userinfo}{host}{port}/{database}{query}"
 
 
 def create_engine(database_url: str | URL) -> sa.Engine:
