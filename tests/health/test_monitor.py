@@ -15,6 +15,10 @@ from toolkit.database import create_engine
 from toolkit.pgtemp import ThrowawayPostgres
 
 USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
+# Generous bounds: they only cut short a test that would otherwise hang; a loaded
+# CI machine can stall a process for a second or two.
+STOP_WITHIN = 15.0
+PROBE_TIMEOUT = 5  # seconds: a healthy fake answers at once, but never fails a probe for being slow
 
 
 def add_server(engine, name, url, *, ativo=True):
@@ -22,9 +26,9 @@ def add_server(engine, name, url, *, ativo=True):
         return connection.execute(
             sa.text(
                 "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts, ativo)"
-                " VALUES (:user, :name, :url, 1, 0, :ativo) RETURNING id"
+                " VALUES (:user, :name, :url, :timeout, 0, :ativo) RETURNING id"
             ),
-            {"user": USER, "name": name, "url": url, "ativo": ativo},
+            {"user": USER, "name": name, "url": url, "timeout": PROBE_TIMEOUT, "ativo": ativo},
         ).scalar()
 
 
@@ -35,7 +39,7 @@ def failures(engine, server_id):
         ).scalar()
 
 
-def wait_for(condition, timeout=10.0, what="condition"):
+def wait_for(condition, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -45,7 +49,12 @@ def wait_for(condition, timeout=10.0, what="condition"):
 
 
 class RunningMonitor:
-    """health.monitor in a thread, its lines collected."""
+    """health.monitor in a daemon thread, its lines collected; a context manager.
+
+    Leaving the block always sets `stop` and joins the thread, so a failed
+    assertion (a `wait_for` that timed out) cannot leave a monitor looping and
+    pytest waiting for it at exit.
+    """
 
     def __init__(self, engine, **options) -> None:
         self.lines: list[str] = []
@@ -61,16 +70,24 @@ class RunningMonitor:
             except BaseException as exc:  # surfaced by finish()
                 self.error = exc
 
-        self.thread = threading.Thread(target=run, name="monitor-under-test")
+        self.thread = threading.Thread(target=run, name="monitor-under-test", daemon=True)
+
+    def __enter__(self) -> "RunningMonitor":
         self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        self.thread.join(STOP_WITHIN)
 
     def lines_with(self, text: str) -> list[str]:
         return [line for line in self.lines if text in line]
 
-    def finish(self, within: float = 3.0) -> health.MonitorStats:
+    def finish(self) -> health.MonitorStats:
+        """Stop the monitor and return its stats; it must stop promptly (it only waits on `stop`)."""
         self.stop.set()
-        self.thread.join(within)
-        assert not self.thread.is_alive(), f"the monitor did not stop within {within} s"
+        self.thread.join(STOP_WITHIN)
+        assert not self.thread.is_alive(), f"the monitor did not stop within {STOP_WITHIN} s of being asked to"
         if self.error is not None:
             raise self.error
         return self.stats
@@ -89,15 +106,15 @@ def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
     principal_id = add_server(engine, "Principal", principal.url)
     backup_id = add_server(engine, "Backup", backup.url)
     add_server(engine, "Teste", "http://127.0.0.1:9/never-probed", ativo=False)
-    monitor = RunningMonitor(engine)
-    wait_for(lambda: failures(engine, principal_id) == 0, what="the first successful check")
+    with RunningMonitor(engine) as monitor:
+        wait_for(lambda: failures(engine, principal_id) == 0, what="the first successful check")
 
-    principal.mode = "error_500"
-    wait_for(lambda: monitor.lines_with("healthy -> failing"), what="healthy -> failing")
-    wait_for(lambda: (failures(engine, principal_id) or 0) >= 3, what="more failed checks")
-    principal.mode = "healthy"
-    wait_for(lambda: monitor.lines_with("failing -> healthy"), what="failing -> healthy")
-    stats = monitor.finish()
+        principal.mode = "error_500"
+        wait_for(lambda: monitor.lines_with("healthy -> failing"), what="healthy -> failing")
+        wait_for(lambda: (failures(engine, principal_id) or 0) >= 3, what="more failed checks")
+        principal.mode = "healthy"
+        wait_for(lambda: monitor.lines_with("failing -> healthy"), what="failing -> healthy")
+        stats = monitor.finish()
 
     assert len(monitor.lines) == 2, monitor.lines
     down, up = monitor.lines
@@ -132,18 +149,19 @@ def test_monitor_survives_a_database_restart(fake_waha):
         engine = create_engine(postgres.url(database))
         migrate.upgrade(engine, "head")
         server_id = add_server(engine, "Principal", fake.url)
-        monitor = RunningMonitor(engine, reconnect_delay=0.05, max_reconnect_delay=0.2)
-        wait_for(lambda: failures(engine, server_id) == 0, what="the first successful check")
+        # The monitor stops before the server does, however the block is left.
+        with RunningMonitor(engine, reconnect_delay=0.05, max_reconnect_delay=0.2) as monitor:
+            wait_for(lambda: failures(engine, server_id) == 0, what="the first successful check")
 
-        # Fast shutdown (SIGINT) closes the monitor's connection; the data directory stays.
-        postgres.halt()
-        wait_for(lambda: monitor.lines_with("database connection lost"), what="the lost connection to be noticed")
-        fake.mode = "error_500"
-        postgres.resume()
+            # Fast shutdown (SIGINT) closes the monitor's connection; the data directory stays.
+            postgres.halt()
+            wait_for(lambda: monitor.lines_with("database connection lost"), what="the lost connection to be noticed")
+            fake.mode = "error_500"
+            postgres.resume()
 
-        wait_for(lambda: monitor.lines_with("database connection restored"), what="the reconnection")
-        wait_for(lambda: monitor.lines_with("healthy -> failing"), what="checks recorded after the restart")
-        stats = monitor.finish()
+            wait_for(lambda: monitor.lines_with("database connection restored"), what="the reconnection")
+            wait_for(lambda: monitor.lines_with("healthy -> failing"), what="checks recorded after the restart")
+            stats = monitor.finish()
         engine.dispose()
 
     assert stats.reconnects == 1
