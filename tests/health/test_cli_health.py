@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -132,7 +133,7 @@ def test_monitor_once_prints_the_state_change(url, fake_waha):
     assert "healthy -> failing: not a WAHA server: the answer is not JSON; failing (1 in a row)" in result.output
 
 
-def wait_for_first_check(url, timeout=10.0):
+def wait_for_first_check(url, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with psycopg.connect(conninfo(url), autocommit=True) as connection:
@@ -143,19 +144,24 @@ def wait_for_first_check(url, timeout=10.0):
 
 
 def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
+    """A round every 60 s: SIGTERM lands in the wait after the first round, however slow that round was."""
     add_server(url, "Principal", fake_waha("healthy").url)
     environment = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from toolkit.cli import main; main()", "monitor", "--interval", "1"],
+        [sys.executable, "-c", "from toolkit.cli import main; main()", "monitor", "--interval", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
     )
+    watchdog = threading.Timer(60, process.kill)  # a monitor that never prints must not hang the test on readline
+    watchdog.daemon = True
+    watchdog.start()
     try:
         started = process.stderr.readline()
         assert started.startswith("monitoring the active WAHA servers of every user at 127.0.0.1:"), started
         wait_for_first_check(url)
         process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=5)
+        _, rest = process.communicate(timeout=30)
     finally:
+        watchdog.cancel()
         if process.poll() is None:
             process.kill()
             process.wait()
