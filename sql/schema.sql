@@ -627,9 +627,13 @@ CREATE TABLE public.waha_server_health (
             last_error text,
             cooldown_until timestamptz,
             CONSTRAINT waha_server_health_pkey PRIMARY KEY (server_id),
-            CONSTRAINT waha_server_health_server_id_user_id_fkey
-                FOREIGN KEY (server_id, user_id)
-                REFERENCES public.waha_servers (id, user_id)
+            -- Declared (user_id, server_id), the order of the index that covers it:
+            -- Supabase's linter wants an index whose leading columns are the key's
+            -- columns in the key's order. waha_servers' UNIQUE (id, user_id) serves
+            -- it in either order.
+            CONSTRAINT waha_server_health_user_id_server_id_fkey
+                FOREIGN KEY (user_id, server_id)
+                REFERENCES public.waha_servers (user_id, id)
                 ON UPDATE CASCADE ON DELETE CASCADE,
             CONSTRAINT waha_server_health_consecutive_failures_not_negative_check
                 CHECK (consecutive_failures >= 0),

@@ -32,20 +32,22 @@ SPEC_COLUMNS = [
     ("updated_at", "timestamp with time zone", True, "now()"),
 ]
 
-# Every foreign key of both tables, and whether an index of the same table starts
-# with exactly its columns (what Supabase's linter checks as unindexed_foreign_keys).
-UNCOVERED_FOREIGN_KEYS_SQL = """
+# Supabase's linter rule 0001_unindexed_foreign_keys (splinter), on every WAHA table:
+# a foreign key is covered only by a valid index whose leading columns are the key's
+# columns in the key's order (conkey order). int2vector's text form gives a 1-based
+# array; a plain ::int2[] cast would start at 0.
+UNINDEXED_FOREIGN_KEYS_SQL = """
 SELECT c.conrelid::regclass::text, c.conname
 FROM pg_catalog.pg_constraint AS c
 WHERE c.contype = 'f'
-  AND c.conrelid IN ('public.waha_servers'::regclass, 'public.waha_sessions'::regclass)
+  AND c.connamespace = 'public'::regnamespace
+  AND c.conrelid::regclass::text ~ '^waha_'
   AND NOT EXISTS (
       SELECT FROM pg_catalog.pg_index AS i
-      WHERE i.indrelid = c.conrelid
-        AND (SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.unnest(c.conkey) AS x)
-            = (SELECT pg_catalog.array_agg(x ORDER BY x)
-               FROM pg_catalog.unnest((i.indkey::int2[])[0:pg_catalog.cardinality(c.conkey) - 1]) AS x)
+      WHERE i.indrelid = c.conrelid AND i.indisvalid
+        AND c.conkey = (pg_catalog.string_to_array(i.indkey::text, ' ')::int2[])[1:pg_catalog.array_length(c.conkey, 1)]
   )
+ORDER BY 1, 2
 """
 
 
@@ -101,17 +103,34 @@ def test_indexes_of_the_seed_list_exist(tx):
     assert leading["waha_sessions_session_name_idx"] == "session_name"
 
 
-def test_every_foreign_key_is_covered_by_an_index_led_by_its_columns(tx):
-    assert tx.execute(UNCOVERED_FOREIGN_KEYS_SQL).fetchall() == []
+def test_every_foreign_key_of_every_waha_table_is_covered_by_an_index_in_its_order(tx):
+    keys = {
+        name
+        for (name,) in tx.execute(
+            "SELECT conname FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid::regclass::text ~ '^waha_'"
+        ).fetchall()
+    }
+    assert {"waha_sessions_waha_server_id_user_id_fkey", "waha_server_health_user_id_server_id_fkey"} <= keys
+    assert tx.execute(UNINDEXED_FOREIGN_KEYS_SQL).fetchall() == []
 
 
 def test_uncovered_foreign_key_would_be_reported(tx):
     """The coverage query above can fail: without its index, the session-to-server key is reported."""
     tx.execute("DROP INDEX public.waha_sessions_waha_server_id_user_id_idx")
     tx.execute("ALTER TABLE public.waha_sessions DROP CONSTRAINT waha_sessions_waha_server_id_session_name_key")
-    assert tx.execute(UNCOVERED_FOREIGN_KEYS_SQL).fetchall() == [
+    assert tx.execute(UNINDEXED_FOREIGN_KEYS_SQL).fetchall() == [
         ("waha_sessions", "waha_sessions_waha_server_id_user_id_fkey")
     ]
+
+
+def test_foreign_key_whose_index_has_its_columns_in_another_order_is_reported(tx):
+    """(server_id, user_id) is not covered by an index on (user_id, server_id): splinter compares in order."""
+    tx.execute("ALTER TABLE public.waha_server_health DROP CONSTRAINT waha_server_health_user_id_server_id_fkey")
+    tx.execute(
+        "ALTER TABLE public.waha_server_health ADD CONSTRAINT waha_server_health_reversed_fkey "
+        "FOREIGN KEY (server_id, user_id) REFERENCES public.waha_servers (id, user_id)"
+    )
+    assert tx.execute(UNINDEXED_FOREIGN_KEYS_SQL).fetchall() == [("waha_server_health", "waha_server_health_reversed_fkey")]
 
 
 def test_status_defaults_to_stopped_and_accepts_free_text(tx, add_user):
