@@ -83,8 +83,8 @@ CREATE TABLE public.waha_servers (
             CONSTRAINT waha_servers_user_id_api_url_key UNIQUE (user_id, api_url),
             CONSTRAINT waha_servers_id_user_id_key UNIQUE (id, user_id),
             CONSTRAINT waha_servers_nome_not_blank_check CHECK (nome ~ '\S'),
-            CONSTRAINT waha_servers_api_url_http_check CHECK (api_url ~* '^https?://[^\s/?#@]+'),
-            CONSTRAINT waha_servers_webhook_url_http_check CHECK (webhook_url ~* '^https?://[^\s/?#@]+'),
+            CONSTRAINT waha_servers_api_url_http_check CHECK (api_url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$'),
+            CONSTRAINT waha_servers_webhook_url_http_check CHECK (webhook_url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$'),
             CONSTRAINT waha_servers_timeout_positive_check CHECK (timeout > 0),
             CONSTRAINT waha_servers_retry_attempts_not_negative_check CHECK (retry_attempts >= 0),
             CONSTRAINT waha_servers_rate_limit_positive_check CHECK (rate_limit > 0),
@@ -399,10 +399,11 @@ BEGIN
     FOR legacy IN EXECUTE legacy_query LOOP
         CONTINUE WHEN legacy.api_url IS NULL;
         convertible := convertible + 1;
-        IF legacy.api_url !~* '^https?://[^\s/?#@]+' THEN
+        -- The URL rule of 0002's CHECKs, character for character.
+        IF legacy.api_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
             problems := problems || pg_catalog.format('waha_config id=%s: api_url %L is not an http:// or https:// URL', legacy.legacy_id, legacy.api_url);
         END IF;
-        IF legacy.webhook_url !~* '^https?://[^\s/?#@]+' THEN
+        IF legacy.webhook_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
             problems := problems || pg_catalog.format('waha_config id=%s: webhook_url %L is not an http:// or https:// URL (set it to NULL if there is no webhook)', legacy.legacy_id, legacy.webhook_url);
         END IF;
         FOREACH column_name IN ARRAY ARRAY['timeout', 'retry_attempts', 'rate_limit'] LOOP

@@ -6,7 +6,11 @@ Create Date: 2026-11-25
 
 Columns in the seed's order (the seed inserts positionally). Rules the seed's form
 implies are enforced by the database: http(s) URLs, priority 0..10, positive
-capacities, WAHA's session-name rule. A session lives on a server of its own user:
+capacities, WAHA's session-name rule. A URL (api_url, webhook_url) is the whole
+string `http://` or `https://`, a host (a name, an IPv4 address or a bracketed IPv6
+one; no `user:password@`, which would leak credentials into every listing), an
+optional port, then an optional path, query or fragment; no whitespace anywhere.
+Revision 0005 checks legacy values with the very same expression. A session lives on a server of its own user:
 the foreign key (waha_server_id, user_id) -> waha_servers (id, user_id) refuses a
 session on a stranger's server (foreign-key checks ignore row security) and a change
 of a server's owner while it has sessions. It is NO ACTION, not RESTRICT: deleting
@@ -48,8 +52,8 @@ def upgrade() -> None:
             CONSTRAINT waha_servers_user_id_api_url_key UNIQUE (user_id, api_url),
             CONSTRAINT waha_servers_id_user_id_key UNIQUE (id, user_id),
             CONSTRAINT waha_servers_nome_not_blank_check CHECK (nome ~ '\S'),
-            CONSTRAINT waha_servers_api_url_http_check CHECK (api_url ~* '^https?://[^\s/?#@]+'),
-            CONSTRAINT waha_servers_webhook_url_http_check CHECK (webhook_url ~* '^https?://[^\s/?#@]+'),
+            CONSTRAINT waha_servers_api_url_http_check CHECK (api_url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$'),
+            CONSTRAINT waha_servers_webhook_url_http_check CHECK (webhook_url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$'),
             CONSTRAINT waha_servers_timeout_positive_check CHECK (timeout > 0),
             CONSTRAINT waha_servers_retry_attempts_not_negative_check CHECK (retry_attempts >= 0),
             CONSTRAINT waha_servers_rate_limit_positive_check CHECK (rate_limit > 0),

@@ -83,10 +83,11 @@ BEGIN
     FOR legacy IN EXECUTE legacy_query LOOP
         CONTINUE WHEN legacy.api_url IS NULL;
         convertible := convertible + 1;
-        IF legacy.api_url !~* '^https?://[^\s/?#@]+' THEN
+        -- The URL rule of 0002's CHECKs, character for character.
+        IF legacy.api_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
             problems := problems || pg_catalog.format('waha_config id=%s: api_url %L is not an http:// or https:// URL', legacy.legacy_id, legacy.api_url);
         END IF;
-        IF legacy.webhook_url !~* '^https?://[^\s/?#@]+' THEN
+        IF legacy.webhook_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
             problems := problems || pg_catalog.format('waha_config id=%s: webhook_url %L is not an http:// or https:// URL (set it to NULL if there is no webhook)', legacy.legacy_id, legacy.webhook_url);
         END IF;
         FOREACH column_name IN ARRAY ARRAY['timeout', 'retry_attempts', 'rate_limit'] LOOP

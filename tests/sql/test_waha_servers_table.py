@@ -7,7 +7,10 @@ Runs on each kind of V2.1 database (fresh plain, fresh Supabase, upgraded legacy
 from __future__ import annotations
 
 import datetime
+import importlib.util
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from tests.sql.conftest import add_server, add_session, assert_refused, has_auth
 
 CHECK_VIOLATION = "23514"
 NOT_NULL_VIOLATION = "23502"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
 
@@ -201,7 +205,13 @@ def test_session_counter_cannot_be_decremented_below_zero(tx, add_user):
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://waha.example", "waha.example", "javascript:alert(1)", "http://", "https:///path", " https://waha.example", "", "file:///etc/passwd"],
+    [
+        "ftp://waha.example", "waha.example", "javascript:alert(1)", "http://", "https:///path", " https://waha.example", "",
+        "file:///etc/passwd",
+        # the whole string is the URL: no space, no credentials, nothing trailing
+        "https://a b", "https://waha.example/api v2", "https://user:pw@waha.example", "https://user@waha.example",
+        "https://waha.example ", "https://waha.example\n", "https://waha.example:", "https://waha.example:http", "http://[::1",
+    ],
 )
 def test_api_url_that_is_not_http_is_refused(tx, add_user, url):
     user = add_user()
@@ -214,7 +224,13 @@ def test_api_url_that_is_not_http_is_refused(tx, add_user, url):
     )
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:3000", "https://waha1.seudominio.com", "HTTPS://WAHA.EXAMPLE/api"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:3000", "https://waha1.seudominio.com", "https://waha-prod.com", "HTTPS://WAHA.EXAMPLE/api",
+        "http://localhost:3000/", "https://waha.example.com/api", "http://[::1]:3000", "https://waha.example/api?x=1#top",
+    ],
+)
 def test_http_and_https_api_urls_are_accepted(tx, add_user, url):
     server = add_server(tx, add_user(), api_url=url)
     assert tx.execute("SELECT api_url FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == url
@@ -230,7 +246,10 @@ def test_api_url_is_required(tx, add_user):
     )
 
 
-@pytest.mark.parametrize("url", ["ftp://hooks.example", "hooks.example/waha", "mailto:ops@example.com"])
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://hooks.example", "hooks.example/waha", "mailto:ops@example.com", "https://hooks.example/a b", "https://bot:s3cret@hooks.example"],
+)
 def test_webhook_url_that_is_not_http_is_refused(tx, add_user, url):
     user = add_user()
     assert_refused(
@@ -373,3 +392,20 @@ def test_server_of_a_user_missing_from_auth_users_is_refused(tx):
         sqlstate=FOREIGN_KEY_VIOLATION,
         constraint="waha_servers_user_id_fkey",
     )
+
+
+def test_legacy_conversion_checks_urls_with_the_rule_of_the_table(tx):
+    """0005 refuses, before converting, exactly the URLs the CHECKs would refuse: its expression is theirs."""
+    spec = importlib.util.spec_from_file_location("conversion_0005", MIGRATIONS / "0005_convert_legacy_waha_config.py")
+    conversion = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conversion)
+    legacy_rules = set(re.findall(r"legacy\.(?:api|webhook)_url !~\* '([^']+)'", conversion.UPGRADE_SQL))
+
+    table_rules = {
+        re.search(r"~\* '([^']+)'", definition).group(1)
+        for (definition,) in tx.execute(
+            "SELECT pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint "
+            "WHERE conname IN ('waha_servers_api_url_http_check', 'waha_servers_webhook_url_http_check')"
+        ).fetchall()
+    }
+    assert len(table_rules) == 1 and legacy_rules == table_rules
