@@ -28,7 +28,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from toolkit import drift, migrate
-from toolkit.database import connect_engine, display_url, parse_url
+from toolkit.database import connect_engine, conninfo, display_url, mask_password, parse_url
 from toolkit.schema import include_object, metadata
 from toolkit.supabase import install_auth_stub
 
@@ -100,10 +100,6 @@ class Report:
         return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _conninfo(url: sa.URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 # What is in a database's public schema, for the refusal of a non-empty database.
 _CONTENTS_OF_PUBLIC = """
     SELECT kind || ' ' || name FROM (
@@ -143,7 +139,7 @@ class Target:
 
     def run_script(self, script: str) -> None:
         """A SQL script as psql would run it with ON_ERROR_STOP (it holds its own BEGIN/COMMIT)."""
-        with psycopg.connect(_conninfo(self.url), autocommit=True) as connection:
+        with psycopg.connect(conninfo(self.url), autocommit=True) as connection:
             connection.execute(script)
 
     def reset(self) -> None:
@@ -216,6 +212,19 @@ def check_no_drift(target: Target) -> None:
         )
 
 
+# splinter's rule, word for word in its comparison: int2vector's text form gives a
+# 1-based array (a plain ::int2[] cast would start at 0).
+UNINDEXED_FOREIGN_KEYS = """
+    SELECT k.conrelid::pg_catalog.regclass::text || '.' || k.conname FROM pg_catalog.pg_constraint k
+    WHERE k.contype = 'f' AND k.conrelid = ANY (%(qualified)s::pg_catalog.regclass[])
+      AND NOT EXISTS (
+          SELECT FROM pg_catalog.pg_index i
+          WHERE i.indrelid = k.conrelid AND i.indisvalid
+            AND k.conkey = (pg_catalog.string_to_array(i.indkey::text, ' ')::int2[])[1:pg_catalog.array_length(k.conkey, 1)]
+      )
+    ORDER BY 1
+"""
+
 SECURITY_QUERIES = {
     "row security is off": """
         SELECT c.relname FROM pg_catalog.pg_class c
@@ -239,16 +248,10 @@ SECURITY_QUERIES = {
         SELECT table_name FROM information_schema.role_table_grants
         WHERE table_schema = 'public' AND table_name = ANY (%(tables)s::text[]) AND grantee = 'authenticated' AND privilege_type = 'TRUNCATE'
     """,
-    "foreign key without an index led by its columns": """
-        SELECT k.conrelid::pg_catalog.regclass::text || '.' || k.conname FROM pg_catalog.pg_constraint k
-        WHERE k.contype = 'f' AND k.conrelid = ANY (%(qualified)s::pg_catalog.regclass[])
-          AND NOT EXISTS (
-              SELECT FROM pg_catalog.pg_index i
-              WHERE i.indrelid = k.conrelid
-                AND (i.indkey::int2[])[0:pg_catalog.array_length(k.conkey, 1) - 1] @> k.conkey
-                AND (i.indkey::int2[])[0:pg_catalog.array_length(k.conkey, 1) - 1] <@ k.conkey
-          )
-    """,
+    # Supabase's linter (splinter 0001_unindexed_foreign_keys): a valid index whose
+    # leading columns are the key's columns in the key's order; the same columns in
+    # another order do not count.
+    "foreign key without an index led by its columns in its order": UNINDEXED_FOREIGN_KEYS,
     "command without a policy for authenticated": """
         SELECT t || ': ' || cmd FROM pg_catalog.unnest(%(tables)s::text[]) AS t
         CROSS JOIN pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS cmd
@@ -257,10 +260,31 @@ SECURITY_QUERIES = {
             WHERE p.schemaname = 'public' AND p.tablename = t AND p.cmd IN (cmd, 'ALL') AND 'authenticated' = ANY (p.roles)
         )
     """,
+    # Each side on its own: a wrapped USING must not hide a bare WITH CHECK.
     "policy that evaluates the caller per row, not once per query (write it as (select ...))": """
-        SELECT tablename || '.' || policyname FROM pg_catalog.pg_policies
-        WHERE schemaname = 'public' AND tablename = ANY (%(tables)s::text[])
-          AND COALESCE(qual, '') || COALESCE(with_check, '') !~* '\\(\\s*select\\s'
+        SELECT p.tablename || '.' || p.policyname || ' ' || side.clause FROM pg_catalog.pg_policies AS p
+        CROSS JOIN LATERAL (VALUES ('USING', p.qual), ('WITH CHECK', p.with_check)) AS side(clause, expression)
+        WHERE p.schemaname = 'public' AND p.tablename = ANY (%(tables)s::text[])
+          AND side.expression IS NOT NULL AND side.expression !~* '\\(\\s*select\\s'
+        ORDER BY 1
+    """,
+    # splinter 0006_multiple_permissive_policies: permissive policies OR together, and
+    # each one is evaluated for every row, so a role gets one per command.
+    "more than one permissive policy for a role and command": """
+        SELECT c.relname || ': ' || r.rolname || ' ' || action.cmd || ' ('
+               || pg_catalog.string_agg(p.polname::text, ', ' ORDER BY p.polname) || ')'
+        FROM pg_catalog.pg_policy AS p
+        JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid
+        JOIN pg_catalog.pg_roles AS r ON p.polroles @> ARRAY[r.oid] OR p.polroles = ARRAY[0::oid]
+        CROSS JOIN LATERAL pg_catalog.unnest(CASE p.polcmd
+            WHEN 'r' THEN ARRAY['SELECT'] WHEN 'a' THEN ARRAY['INSERT'] WHEN 'w' THEN ARRAY['UPDATE']
+            WHEN 'd' THEN ARRAY['DELETE'] ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END) AS action(cmd)
+        WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relname = ANY (%(tables)s::text[])
+          AND p.polpermissive
+          AND r.rolname NOT LIKE 'pg\\_%%' AND r.rolname NOT LIKE 'supabase%%admin' AND NOT r.rolbypassrls
+        GROUP BY c.relname, r.rolname, action.cmd
+        HAVING pg_catalog.count(*) > 1
+        ORDER BY 1
     """,
 }
 
@@ -282,7 +306,7 @@ def check_security_rules(target: Target) -> list[str]:
 def check_seed_examples(target: Target) -> None:
     """The seed's own statements, and the selection rules of get_available_waha_server, in one rolled-back transaction."""
     problems: list[str] = []
-    with psycopg.connect(_conninfo(target.url)) as connection:
+    with psycopg.connect(conninfo(target.url)) as connection:
         try:
             _seed_examples(connection, problems)
         finally:
@@ -439,8 +463,7 @@ def check_schema_file(target: Target) -> None:
     if not SCHEMA_FILE.is_file():
         raise CheckFailed(f"{SCHEMA_FILE} does not exist", ["generate it: waha-db sql"])
     problems = []
-    generated = _generated_schema()
-    if generated is not None and generated != SCHEMA_FILE.read_text():
+    if migrate.full_schema_sql() != SCHEMA_FILE.read_text():
         problems.append("sql/schema.sql differs from what the migrations generate: regenerate it with `waha-db sql`")
     target.run_script(SCHEMA_FILE.read_text())
     problems += drift.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label="sql/schema.sql")
@@ -451,12 +474,6 @@ def check_schema_file(target: Target) -> None:
     target.reset()
     if problems:
         raise CheckFailed("sql/schema.sql is stale", problems)
-
-
-def _generated_schema() -> str | None:
-    """The full-schema text as the toolkit generates it now; None while no generator exists."""
-    generate = getattr(migrate, "full_schema_sql", None)
-    return generate() if generate else None
 
 
 LEGACY_V1 = """
@@ -473,13 +490,13 @@ VALUES (1, 'https://waha.legacy.example', 'legacy-key', NULL, 'legacy-secret', 4
 def check_legacy_conversion(target: Target) -> None:
     """The seed's "Migração do Schema Antigo", through `upgrade --owner`, and back."""
     problems = []
-    with psycopg.connect(_conninfo(target.url), autocommit=True) as db:
+    with psycopg.connect(conninfo(target.url), autocommit=True) as db:
         db.execute(LEGACY_V1)
         before = db.execute("SELECT * FROM public.waha_config ORDER BY id").fetchall()
         owner = _new_user(db)
     try:
         migrate.upgrade(target.engine, owner=str(owner))
-        with psycopg.connect(_conninfo(target.url), autocommit=True) as db:
+        with psycopg.connect(conninfo(target.url), autocommit=True) as db:
             converted = db.execute(
                 "SELECT user_id, nome, api_url, api_key, webhook_url, webhook_secret, timeout, retry_attempts, rate_limit, "
                 "prioridade, max_sessions FROM public.waha_servers"
@@ -490,13 +507,13 @@ def check_legacy_conversion(target: Target) -> None:
             if db.execute("SELECT pg_catalog.to_regclass('public.waha_config')").fetchone()[0] is not None:
                 problems.append("public.waha_config still exists at head")
         migrate.downgrade(target.engine, migrate.script_directory().get_revision("0005").down_revision)
-        with psycopg.connect(_conninfo(target.url), autocommit=True) as db:
+        with psycopg.connect(conninfo(target.url), autocommit=True) as db:
             after = db.execute("SELECT * FROM public.waha_config ORDER BY id").fetchall()
         if after != before:
             problems.append(f"waha_config after the downgrade: expected {before!r}, got {after!r}")
     finally:
         target.reset()
-        with psycopg.connect(_conninfo(target.url), autocommit=True) as db:
+        with psycopg.connect(conninfo(target.url), autocommit=True) as db:
             db.execute("DROP TABLE IF EXISTS public.waha_config")
             if db.execute("SELECT pg_catalog.to_regclass('auth.users') IS NOT NULL").fetchone()[0]:
                 db.execute("DELETE FROM auth.users WHERE id = %s", (owner,))
@@ -510,6 +527,18 @@ def check_legacy_conversion(target: Target) -> None:
 Progress = Callable[[CheckResult], None]
 
 
+def describe_error(error: BaseException) -> str:
+    """An unexpected error of a check as one line, without any password: what kind, and PostgreSQL's own words."""
+    original = error.orig if isinstance(error, sa.exc.DBAPIError) and error.orig is not None else error
+    message = getattr(getattr(original, "diag", None), "message_primary", None)
+    if not message:
+        lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+        message = lines[0] if lines else "(no message)"
+    kind = "database error" if isinstance(original, psycopg.Error) else f"{type(original).__name__}"
+    sqlstate = getattr(original, "sqlstate", None)
+    return mask_password(f"{kind}{f' {sqlstate}' if sqlstate else ''}: {message}")
+
+
 def _run(name: str, results: list[CheckResult], progress: Progress | None, check: Callable, *args) -> None:
     started = time.perf_counter()
     try:
@@ -519,9 +548,8 @@ def _run(name: str, results: list[CheckResult], progress: Progress | None, check
         result = CheckResult(name, True, time.perf_counter() - started, summary, details)
     except CheckFailed as failure:
         result = CheckResult(name, False, time.perf_counter() - started, str(failure), failure.details)
-    except sa.exc.DBAPIError as error:
-        message = getattr(getattr(error.orig, "diag", None), "message_primary", None) or str(error.orig).splitlines()[0]
-        result = CheckResult(name, False, time.perf_counter() - started, f"database error: {message}")
+    except Exception as error:  # one broken check is one FAIL line; the others (and the other target) still run
+        result = CheckResult(name, False, time.perf_counter() - started, describe_error(error))
     results.append(result)
     if progress:
         progress(result)
@@ -548,7 +576,7 @@ def _run_on(target: Target, results: list[CheckResult], progress: Progress | Non
         _run(prefix + name, results, progress, check, target)
     try:
         target.reset()
-    except sa.exc.DBAPIError:
+    except Exception:  # noqa: BLE001 - the next target is another database; a failed check above says what broke
         pass
 
 
