@@ -16,16 +16,19 @@ import functools
 import json
 import logging
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import psycopg
 import sqlalchemy as sa
 from alembic.util import CommandError
 
-from toolkit import adopt as adoption, database, drift, migrate, plan as plans, servers as server_admin, state, verify as verification
+from toolkit import adopt as adoption, allocation, bench as benchmark, database, drift, health as server_health, migrate
+from toolkit import plan as plans, servers as server_admin, state, verify as verification
 from toolkit.pgtemp import PostgresNotFound
 
 EXAMPLE_OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
@@ -38,6 +41,10 @@ USER_ERRORS = (
     verification.VerifyRefused,
     CommandError,  # alembic's, e.g. an unknown revision for --sql; migrate.MigrationError is one
     PostgresNotFound,
+    server_health.HealthError,
+    server_health.MonitorError,
+    allocation.ReconcileError,
+    benchmark.BenchError,
 )
 
 
@@ -46,7 +53,13 @@ class Refused(click.ClickException):
 
 
 def library_errors(command):
-    """Turn the library's errors into one-line ClickExceptions (exit 1), passwords masked."""
+    """Turn the library's errors into one-line ClickExceptions (exit 1), passwords masked.
+
+    Database errors come through SQLAlchemy (most commands) or straight from psycopg
+    (bench, whose clients are plain psycopg connections); both read the same: a server
+    that cannot be reached is `describe_connection_failure`'s one line, any other
+    error is what the database refused, with its detail and hint.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -56,24 +69,30 @@ def library_errors(command):
             raise
         except USER_ERRORS as error:
             raise click.ClickException(database.mask_password(str(error))) from None
-        except sa.exc.OperationalError as error:
+        except (sa.exc.OperationalError, psycopg.OperationalError) as error:
             url = click.get_current_context().obj.get("url")
             if url is not None and _is_connection_failure(error):
                 raise click.ClickException(database.describe_connection_failure(url, error)) from None
             raise click.ClickException(_database_error(error)) from None
-        except sa.exc.DBAPIError as error:
+        except (sa.exc.DBAPIError, psycopg.Error) as error:
             raise click.ClickException(_database_error(error)) from None
 
     return wrapper
 
 
-def _is_connection_failure(error: sa.exc.OperationalError) -> bool:
-    return error.connection_invalidated or "connection" in str(error.orig).split(":")[0].lower() or "resolve" in str(error.orig)
+def _is_connection_failure(error: sa.exc.OperationalError | psycopg.OperationalError) -> bool:
+    """Whether the server could not be reached or refused us, rather than refusing a statement."""
+    if isinstance(error, sa.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig
+    return "connection" in str(error).split(":")[0].lower() or "resolve" in str(error)
 
 
-def _database_error(error: sa.exc.DBAPIError) -> str:
-    diagnostic = getattr(error.orig, "diag", None)
-    lines = [f"the database refused: {getattr(diagnostic, 'message_primary', None) or str(error.orig).splitlines()[0]}"]
+def _database_error(error: sa.exc.DBAPIError | psycopg.Error) -> str:
+    original = getattr(error, "orig", None) or error
+    diagnostic = getattr(original, "diag", None)
+    lines = [f"the database refused: {getattr(diagnostic, 'message_primary', None) or str(original).splitlines()[0]}"]
     for label, text in (("detail", getattr(diagnostic, "message_detail", None)), ("hint", getattr(diagnostic, "message_hint", None))):
         if text:
             lines.append(f"{label}: {text}")
@@ -707,25 +726,6 @@ def servers_best(ctx, user_id, excluded, as_json):
 
 
 # --- server health: `servers test` and `monitor` (toolkit/health.py) ---------------------------
-# Kept as one block at the end of the file: the health commands are thin wrappers over
-# toolkit.health, which also owns their error type.
-
-import threading  # noqa: E402
-
-from toolkit import health as server_health  # noqa: E402
-
-
-def _health_errors(command):
-    """health.HealthError / MonitorError are messages for the user: one line, exit 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (server_health.HealthError, server_health.MonitorError) as error:
-            raise click.ClickException(database.mask_password(str(error))) from None
-
-    return wrapper
 
 
 @servers.command("test")
@@ -735,7 +735,6 @@ def _health_errors(command):
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
 @click.pass_context
 @library_errors
-@_health_errors
 def servers_test(ctx, server_id, user_id, as_json, concurrency):
     """The form's [Testar Conexão]: GET {api_url}/api/server/version, and record the outcome.
 
@@ -785,7 +784,6 @@ def servers_test(ctx, server_id, user_id, as_json, concurrency):
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
 @click.pass_context
 @library_errors
-@_health_errors
 def monitor(ctx, interval, once, concurrency):
     """Check every active server of every user on a schedule, and record the outcomes.
 
@@ -819,8 +817,7 @@ def monitor(ctx, interval, once, concurrency):
     )
 
 
-# --- sessions: capacity accounting, and the benchmark -----------------------------------------
-# (toolkit/allocation.py and toolkit/bench.py; imported here, at use, so `--help` stays fast)
+# --- sessions: capacity accounting (toolkit/allocation.py), and the benchmark (toolkit/bench.py) ---
 
 
 @main.group()
@@ -857,20 +854,15 @@ def reconcile(ctx, apply, servers, yes, as_json):
       waha-db sessions reconcile --apply --yes
       waha-db sessions reconcile --apply --server 3f0c2a9e-1b4d-4c8e-9f7a-0d1e2f3a4b5c
     """
-    from toolkit import allocation
-
-    try:
-        with _engine(ctx) as engine, engine.connect() as connection:
-            report = allocation.reconcile(connection)
-            connection.rollback()
-            if apply and (allocation.to_correct(report.drifts, servers) or servers):
-                if not as_json:
-                    click.echo(allocation.render_report(report))
-                _confirm("Correct these counters?", yes, "correct them")
-                with connection.begin():
-                    report = allocation.reconcile(connection, apply=True, servers=servers)
-    except allocation.ReconcileError as error:
-        raise click.ClickException(str(error)) from None
+    with _engine(ctx) as engine, engine.connect() as connection:
+        report = allocation.reconcile(connection)
+        connection.rollback()
+        if apply and (allocation.to_correct(report.drifts, servers) or servers):
+            if not as_json:
+                click.echo(allocation.render_report(report))
+            _confirm("Correct these counters?", yes, "correct them")
+            with connection.begin():
+                report = allocation.reconcile(connection, apply=True, servers=servers)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -900,15 +892,12 @@ def bench(ctx, bench_url, seconds, as_json):
       waha-db bench
       waha-db bench --json > bench.json
     """
-    from toolkit import bench as benchmark
-
     url = bench_url
     if url is None and ctx.parent.get_parameter_source("database_url") == click.core.ParameterSource.COMMANDLINE:
         url = ctx.obj.get("database_url")
-    try:
-        result = benchmark.run_benchmark(url, seconds=seconds, progress=lambda message: click.echo(f"  {message}", err=True))
-    except benchmark.BenchError as error:
-        raise click.ClickException(database.mask_password(str(error))) from None
+    if url is not None:
+        ctx.obj["url"] = database.parse_url(url)  # names the server in a connection failure
+    result = benchmark.run_benchmark(url, seconds=seconds, progress=lambda message: click.echo(f"  {message}", err=True))
     click.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json else benchmark.render(result))
     missed = [target.name for target in result.targets if not target.met]
     if missed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -96,3 +97,28 @@ def test_console_script_reports_a_refused_connection_in_one_line():
     assert done.returncode == 1
     assert SECRET not in done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "cannot connect to PostgreSQL" in done.stderr
+
+
+@pytest.mark.parametrize("where", ["bench --database-url", "--database-url bench"])
+def test_bench_on_an_unreachable_server_is_one_line_without_the_password(waha_db, where):
+    """bench connects with plain psycopg, whose errors read as the SQLAlchemy ones do."""
+    port = closed_port()
+    url = f"postgresql://app:{SECRET}@127.0.0.1:{port}/appdb"
+    result = waha_db(None, "bench", "--database-url", url) if where.startswith("bench") else waha_db(url, "bench")
+    assert result.exit_code == 1
+    assert SECRET not in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot connect to PostgreSQL at 127.0.0.1:{port}, database appdb: Connection refused "
+        "(Is the server running on that host and accepting TCP/IP connections?)"
+    ]
+
+
+def test_bench_refused_by_the_database_says_what_it_refused(waha_db, cluster, fresh_database):
+    """A psycopg error that is not a connection failure: the server's message, no traceback."""
+    url = fresh_database("head")
+    role = f"waha_cli_{uuid.uuid4().hex[:8]}"
+    cluster.run_sql("postgres", f"CREATE ROLE {role} LOGIN")
+    result = waha_db(None, "bench", "--database-url", url.set(username=role).render_as_string(hide_password=False))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == "Error: the database refused: permission denied for table waha_servers"
