@@ -27,24 +27,26 @@ from toolkit.supabase import install_auth_stub
 
 LEGACY_OWNER = "7d3c6f0e-2a4b-4c8d-9e1f-0a1b2c3d4e5f"
 
-LEGACY_V1_SQL = """
+# A legacy V1 database as the wild has it, in parts the upgrade tests combine
+# (tests/migrations/upgrade_support.py): the singleton waha_config with every V1
+# column, its one row, and a table of the rest of the application.
+LEGACY_V1_TABLE = """
 CREATE TABLE public.waha_config (
     id integer PRIMARY KEY CHECK (id = 1),
-    api_url text,
-    api_key text,
-    webhook_url text,
-    webhook_secret text,
-    timeout integer,
-    retry_attempts integer,
-    rate_limit integer,
-    created_at timestamptz DEFAULT now(),
-    updated_at timestamptz DEFAULT now()
+    api_url text, api_key text, webhook_url text, webhook_secret text,
+    timeout integer, retry_attempts integer, rate_limit integer,
+    created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now()
 );
+"""
+LEGACY_V1_ROW = """
 INSERT INTO public.waha_config (id, api_url, api_key, webhook_url, webhook_secret, timeout, retry_attempts, rate_limit)
 VALUES (1, 'https://waha.legacy.example', 'legacy-key', 'https://app.example/webhook', 'legacy-secret', 45, 5, 120);
+"""
+LEGACY_APP_TABLE = """
 CREATE TABLE public.campaigns (id serial PRIMARY KEY, name text NOT NULL);
 INSERT INTO public.campaigns (name) VALUES ('Black Friday'), ('Natal');
 """
+LEGACY_V1_SQL = LEGACY_V1_TABLE + LEGACY_V1_ROW + LEGACY_APP_TABLE
 
 
 class Cluster:

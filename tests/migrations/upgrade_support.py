@@ -7,35 +7,26 @@ every user table, taken before and after.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
 
-from tests.conftest import conninfo
+from tests.conftest import LEGACY_APP_TABLE, LEGACY_V1_ROW, LEGACY_V1_TABLE, conninfo
 from toolkit import migrate
 from toolkit.database import create_engine
 from toolkit.drift import catalog_snapshot
 
 OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
-V1_FULL = """
-CREATE TABLE public.waha_config (
-    id integer PRIMARY KEY CHECK (id = 1),
-    api_url text, api_key text, webhook_url text, webhook_secret text,
-    timeout integer, retry_attempts integer, rate_limit integer,
-    created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now()
-);
-"""
-V1_ROW = """
-INSERT INTO public.waha_config (id, api_url, api_key, webhook_url, webhook_secret, timeout, retry_attempts, rate_limit)
-VALUES (1, 'https://waha.legacy.example', 'legacy-key', 'https://app.example/webhook', 'legacy-secret', 45, 5, 120);
-"""
-CAMPAIGNS = """
-CREATE TABLE public.campaigns (id serial PRIMARY KEY, name text NOT NULL);
-INSERT INTO public.campaigns (name) VALUES ('Black Friday'), ('Natal');
-"""
+# The parts of a legacy V1 database (one copy, in tests/conftest.py): the full
+# waha_config table, its row, and the application's campaigns table.
+V1_FULL, V1_ROW, CAMPAIGNS = LEGACY_V1_TABLE, LEGACY_V1_ROW, LEGACY_APP_TABLE
 
 
 def run_sql(url: sa.URL, sql: str, *params) -> list[tuple]:
@@ -107,3 +98,27 @@ def schema_dump(cluster, url: sa.URL) -> str:
         capture_output=True, text=True, timeout=60, check=True,
     )
     return _DUMP_NOISE.sub("", done.stdout).replace(url.database, "DBNAME")
+
+
+def _alembic(url: sa.URL, args: tuple[str, ...]) -> dict:
+    """The `alembic` command line on `url`, run from the repository (its alembic.ini), as Popen arguments.
+
+    `python -m alembic` of the running interpreter, so the venv's Alembic runs
+    whatever the PATH; DATABASE_URL is left out so only `-x database_url` counts.
+    """
+    return dict(
+        args=[sys.executable, "-m", "alembic", "-x", f"database_url={conninfo(url)}", *args],
+        cwd=REPOSITORY,
+        env={name: value for name, value in os.environ.items() if name != "DATABASE_URL"},
+        text=True,
+    )
+
+
+def run_alembic(url: sa.URL, *args: str) -> subprocess.CompletedProcess:
+    """`alembic -x database_url=... ARGS` to its end; the completed process (never raises for its exit code)."""
+    return subprocess.run(**_alembic(url, args), capture_output=True, timeout=120)
+
+
+def start_alembic(url: sa.URL, *args: str) -> subprocess.Popen:
+    """`alembic -x database_url=... ARGS` started, stdout and stderr together in `stdout`."""
+    return subprocess.Popen(**_alembic(url, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
