@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import conninfo
 from tests.migrations.upgrade_support import (
-    CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, downgrade, run_sql, servers, upgrade,
+    CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, downgrade, run_alembic, run_sql, servers, upgrade,
 )
 from toolkit.migrate import LegacyConversionRefused, head_revision
-
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def legacy(fresh_database, *sql: str):
@@ -194,15 +186,11 @@ def test_fresh_install_downgrade_drops_the_table_it_created(fresh_database):
 
 def test_owner_given_to_the_alembic_command_with_x_owner(fresh_database):
     url = legacy(fresh_database, V1_FULL, V1_ROW)
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    alembic = str(Path(sys.executable).with_name("alembic"))
-    done = subprocess.run([alembic, "-x", f"database_url={conninfo(url)}", "upgrade", "head"],
-                          cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=60)
+    done = run_alembic(url, "upgrade", "head")
     assert done.returncode != 0
     assert "FAILED: waha_config holds a WAHA server to convert, but no owner was given" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
-    done = subprocess.run([alembic, "-x", f"database_url={conninfo(url)}", "-x", f"owner={OWNER}", "upgrade", "head"],
-                          cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=60)
+    done = run_alembic(url, "-x", f"owner={OWNER}", "upgrade", "head")
     assert done.returncode == 0, done.stderr
     assert f"is WAHA server \"Servidor Padrão\" of user {OWNER} (converted now)" in done.stderr
     assert the_server(url)["user_id"] == OWNER
