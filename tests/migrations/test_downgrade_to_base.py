@@ -6,17 +6,11 @@ database is at base, and a later `upgrade head` reuses it.
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
-from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, conninfo
+from tests.conftest import LEGACY_APP_TABLE, LEGACY_OWNER, LEGACY_V1_SQL
 from tests.migrations.catalog import schema_dump
-from tests.migrations.test_stairway import downgrade
-
-APP_TABLE_SQL = """
-CREATE TABLE public.campaigns (id serial PRIMARY KEY, name text NOT NULL);
-INSERT INTO public.campaigns (name) VALUES ('Black Friday'), ('Natal');
-"""
+from tests.migrations.upgrade_support import downgrade, run_sql
 
 LEFTOVERS_SQL = """
 SELECT 'relation ' || n.nspname || '.' || c.relname FROM pg_catalog.pg_class AS c
@@ -36,18 +30,17 @@ SELECT 'trigger ' || tgname FROM pg_catalog.pg_trigger WHERE NOT tgisinternal
 
 
 def query(cluster, database: str, sql: str):
-    with psycopg.connect(conninfo(cluster.url(database))) as connection:
-        return connection.execute(sql).fetchall()
+    return run_sql(cluster.url(database), sql)
 
 
 @pytest.mark.parametrize("kind", ["empty", "supabase_empty"])
 def test_downgrade_to_base_leaves_no_trace_and_the_apps_table_intact(cluster, fresh_database, kind):
     database = fresh_database(kind).database
-    cluster.run_sql(database, APP_TABLE_SQL)
+    cluster.run_sql(database, LEGACY_APP_TABLE)
     before = schema_dump(cluster, database)
 
     cluster.migrate(database, "head")
-    downgrade(cluster, database, "base")
+    downgrade(cluster.url(database), "base")
 
     assert query(cluster, database, LEFTOVERS_SQL) == []
     assert schema_dump(cluster, database) == before
@@ -71,7 +64,7 @@ def test_downgrade_to_base_of_an_upgraded_legacy_database_gives_back_its_waha_co
 
     cluster.migrate(database, "head", owner=LEGACY_OWNER)
     assert query(cluster, database, "SELECT pg_catalog.to_regclass('public.waha_config')") == [(None,)]
-    downgrade(cluster, database, "base")
+    downgrade(cluster.url(database), "base")
 
     assert schema_dump(cluster, database) == before
     assert query(cluster, database, "SELECT * FROM public.waha_config") == rows_before
@@ -81,6 +74,6 @@ def test_downgrade_to_base_of_an_upgraded_legacy_database_gives_back_its_waha_co
 def test_roles_are_kept_at_base(cluster, fresh_database):
     database = fresh_database("empty").database
     cluster.migrate(database, "head")
-    downgrade(cluster, database, "base")
+    downgrade(cluster.url(database), "base")
     roles = query(cluster, database, "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname IN ('authenticated', 'service_role') ORDER BY 1")
     assert roles == [("authenticated",), ("service_role",)]

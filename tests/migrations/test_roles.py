@@ -6,12 +6,11 @@ Roles are cluster-wide, so these tests start throwaway servers of their own
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from tests.conftest import conninfo
+from tests.migrations.upgrade_support import run_sql
 from toolkit import migrate
 from toolkit.database import create_engine
 from toolkit.pgtemp import ThrowawayPostgres
@@ -35,10 +34,8 @@ def fresh_server():
         yield server
 
 
-def superuser_sql(server: ThrowawayPostgres, sql: str, database: str = "postgres"):
-    with psycopg.connect(conninfo(server.url(database)), autocommit=True) as connection:
-        cursor = connection.execute(sql)
-        return cursor.fetchall() if cursor.description else None
+def superuser_sql(server: ThrowawayPostgres, sql: str, database: str = "postgres") -> list[tuple]:
+    return run_sql(server.url(database), sql)
 
 
 def database_owned_by(server: ThrowawayPostgres, role: str, *attributes: str) -> sa.URL:

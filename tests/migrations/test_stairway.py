@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL
 from tests.migrations.catalog import schema_dump
 from tests.migrations.test_history import revisions_base_first
+from tests.migrations.upgrade_support import downgrade, run_sql
 
 LEGACY_ROWS_SQL = """
 SELECT (SELECT pg_catalog.array_agg(c ORDER BY c.id)::text FROM public.waha_config AS c),
@@ -39,7 +40,7 @@ def test_every_revision_goes_up_down_and_up_again_to_the_same_schema(cluster, fr
         if not (kind == "legacy" and revision == "0001"):  # 0001 keeps the legacy table that is already there
             assert schema_at[revision] != schema_at[previous], f"revision {revision} changed nothing"
 
-        downgrade(cluster, database, previous)
+        downgrade(cluster.url(database), previous)
         assert schema_dump(cluster, database) == schema_at[previous], (
             f"downgrade {revision} -> {previous} did not restore the schema of {previous}"
         )
@@ -53,31 +54,12 @@ def test_every_revision_goes_up_down_and_up_again_to_the_same_schema(cluster, fr
 def test_legacy_rows_survive_the_whole_stairway_down_to_base(cluster, fresh_database):
     database = fresh_database("empty").database
     cluster.run_sql(database, LEGACY_V1_SQL)
-    before = rows(cluster, database, LEGACY_ROWS_SQL)
+    before = run_sql(cluster.url(database), LEGACY_ROWS_SQL)
 
     for _, revision in steps():
         cluster.migrate(database, revision, owner=LEGACY_OWNER)
     for previous, _ in reversed(steps()):
-        downgrade(cluster, database, previous)
+        downgrade(cluster.url(database), previous)
 
-    assert rows(cluster, database, LEGACY_ROWS_SQL) == before
+    assert run_sql(cluster.url(database), LEGACY_ROWS_SQL) == before
 
-
-def downgrade(cluster, database: str, revision: str) -> None:
-    from toolkit import migrate
-    from toolkit.database import create_engine
-
-    engine = create_engine(cluster.url(database))
-    try:
-        migrate.downgrade(engine, revision)
-    finally:
-        engine.dispose()
-
-
-def rows(cluster, database: str, sql: str):
-    import psycopg
-
-    from tests.conftest import conninfo
-
-    with psycopg.connect(conninfo(cluster.url(database))) as connection:
-        return connection.execute(sql).fetchall()
