@@ -78,25 +78,24 @@ def add_user(tx):
     return make
 
 
-def add_server(connection: psycopg.Connection, user_id: uuid.UUID, name: str = "alpha", **columns) -> uuid.UUID:
-    """A waha_servers row with a unique URL; `columns` override any other column."""
-    values = {"user_id": user_id, "nome": name, "api_url": f"https://{name}-{uuid.uuid4().hex[:8]}.waha.example"}
-    values.update(columns)
+def insert_row(connection: psycopg.Connection, table: str, values: dict) -> uuid.UUID:
+    """INSERT one row of `values` (column -> value) into `table`; its id."""
     names = ", ".join(values)
     placeholders = ", ".join(["%s"] * len(values))
     return connection.execute(
-        f"INSERT INTO public.waha_servers ({names}) VALUES ({placeholders}) RETURNING id", list(values.values())
+        f"INSERT INTO {table} ({names}) VALUES ({placeholders}) RETURNING id", list(values.values())
     ).fetchone()[0]
+
+
+def add_server(connection: psycopg.Connection, user_id: uuid.UUID, name: str = "alpha", **columns) -> uuid.UUID:
+    """A waha_servers row with a unique URL; `columns` override any other column."""
+    values = {"user_id": user_id, "nome": name, "api_url": f"https://{name}-{uuid.uuid4().hex[:8]}.waha.example"}
+    return insert_row(connection, "public.waha_servers", {**values, **columns})
 
 
 def add_session(connection: psycopg.Connection, user_id: uuid.UUID, server_id: uuid.UUID, name: str = "loja-01", **columns) -> uuid.UUID:
     values = {"user_id": user_id, "waha_server_id": server_id, "session_name": name}
-    values.update(columns)
-    names = ", ".join(values)
-    placeholders = ", ".join(["%s"] * len(values))
-    return connection.execute(
-        f"INSERT INTO public.waha_sessions ({names}) VALUES ({placeholders}) RETURNING id", list(values.values())
-    ).fetchone()[0]
+    return insert_row(connection, "public.waha_sessions", {**values, **columns})
 
 
 def row_counts(connection: psycopg.Connection) -> tuple[int, int]:

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from tests.conftest import conninfo
+from tests.sql.conftest import add_server, has_auth_users
 
 WORKERS = 8
 OCCUPYING = "upper(session_row.status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')"
@@ -34,7 +35,8 @@ class Call:
 
 
 def connect(url, acting_user=None):
-    connection = psycopg.connect(conninfo(url), autocommit=True)
+    """An autocommit connection; a statement stuck for a minute fails instead of hanging the suite."""
+    connection = psycopg.connect(conninfo(url), autocommit=True, options="-c statement_timeout=60s")
     if acting_user is not None:
         connection.execute("SET ROLE authenticated")
         connection.execute("SELECT set_config('request.jwt.claims', %s, false)", (json.dumps({"sub": str(acting_user)}),))
@@ -43,17 +45,9 @@ def connect(url, acting_user=None):
 
 def add_user(connection):
     user_id = uuid.uuid4()
-    if connection.execute("SELECT to_regclass('auth.users') IS NOT NULL").fetchone()[0]:
+    if has_auth_users(connection):
         connection.execute("INSERT INTO auth.users (id) VALUES (%s)", (user_id,))
     return user_id
-
-
-def add_server(connection, user_id, name, *, prioridade, max_sessions, ativo=True):
-    return connection.execute(
-        "INSERT INTO public.waha_servers (user_id, nome, api_url, prioridade, max_sessions, ativo) "
-        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (user_id, name, f"https://{name}.waha.example", prioridade, max_sessions, ativo),
-    ).fetchone()[0]
 
 
 def slow_down_session_inserts(connection, seconds=0.002):
@@ -74,10 +68,23 @@ def slow_down_session_inserts(connection, seconds=0.002):
 
 
 def together(workers, work):
-    """Run work(index, barrier) in `workers` threads released at once; re-raise their errors."""
-    barrier = threading.Barrier(workers)
+    """Run work(index, barrier) in `workers` threads released at once; re-raise their errors.
+
+    A worker that fails before the barrier breaks it, so the others stop waiting
+    for it (BrokenBarrierError) instead of hanging; the barrier's timeout covers
+    any other way of never arriving.
+    """
+    barrier = threading.Barrier(workers, timeout=60)
+
+    def guarded(index):
+        try:
+            return work(index, barrier)
+        except BaseException:
+            barrier.abort()
+            raise
+
     with ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(work, index, barrier) for index in range(workers)]
+        futures = [pool.submit(guarded, index) for index in range(workers)]
         return [future.result() for future in futures]
 
 
