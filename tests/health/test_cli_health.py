@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import psycopg
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 
 from tests.conftest import conninfo
 from tests.health.fake_waha import free_port
+from tests.polling import wait_until
 from toolkit import cli
 
 USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
@@ -133,14 +133,9 @@ def test_monitor_once_prints_the_state_change(url, fake_waha):
     assert "healthy -> failing: not a WAHA server: the answer is not JSON; failing (1 in a row)" in result.output
 
 
-def wait_for_first_check(url, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with psycopg.connect(conninfo(url), autocommit=True) as connection:
-            if connection.execute("SELECT count(*) FROM public.waha_server_health").fetchone()[0]:
-                return
-        time.sleep(0.05)
-    raise AssertionError("the monitor recorded no check")
+def health_recorded(url) -> bool:
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
+        return connection.execute("SELECT count(*) FROM public.waha_server_health").fetchone()[0] > 0
 
 
 def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
@@ -157,7 +152,7 @@ def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
     try:
         started = process.stderr.readline()
         assert started.startswith("monitoring the active WAHA servers of every user at 127.0.0.1:"), started
-        wait_for_first_check(url)
+        wait_until(lambda: health_recorded(url), "the monitor to record its first check")
         process.send_signal(signal.SIGTERM)
         _, rest = process.communicate(timeout=30)
     finally:

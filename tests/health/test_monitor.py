@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from tests.health.fake_waha import free_port
+from tests.polling import wait_until
 from toolkit import health, migrate
 from toolkit.database import create_engine
 from toolkit.pgtemp import ThrowawayPostgres
@@ -39,20 +39,11 @@ def failures(engine, server_id):
         ).scalar()
 
 
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 class RunningMonitor:
     """health.monitor in a daemon thread, its lines collected; a context manager.
 
     Leaving the block always sets `stop` and joins the thread, so a failed
-    assertion (a `wait_for` that timed out) cannot leave a monitor looping and
+    assertion (a `wait_until` that timed out) cannot leave a monitor looping and
     pytest waiting for it at exit.
     """
 
@@ -107,13 +98,13 @@ def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
     backup_id = add_server(engine, "Backup", backup.url)
     add_server(engine, "Teste", "http://127.0.0.1:9/never-probed", ativo=False)
     with RunningMonitor(engine) as monitor:
-        wait_for(lambda: failures(engine, principal_id) == 0, what="the first successful check")
+        wait_until(lambda: failures(engine, principal_id) == 0, "the first successful check")
 
         principal.mode = "error_500"
-        wait_for(lambda: monitor.lines_with("healthy -> failing"), what="healthy -> failing")
-        wait_for(lambda: (failures(engine, principal_id) or 0) >= 3, what="more failed checks")
+        wait_until(lambda: monitor.lines_with("healthy -> failing"), "healthy -> failing")
+        wait_until(lambda: (failures(engine, principal_id) or 0) >= 3, "more failed checks")
         principal.mode = "healthy"
-        wait_for(lambda: monitor.lines_with("failing -> healthy"), what="failing -> healthy")
+        wait_until(lambda: monitor.lines_with("failing -> healthy"), "failing -> healthy")
         stats = monitor.finish()
 
     assert len(monitor.lines) == 2, monitor.lines
@@ -151,16 +142,16 @@ def test_monitor_survives_a_database_restart(fake_waha):
         server_id = add_server(engine, "Principal", fake.url)
         # The monitor stops before the server does, however the block is left.
         with RunningMonitor(engine, reconnect_delay=0.05, max_reconnect_delay=0.2) as monitor:
-            wait_for(lambda: failures(engine, server_id) == 0, what="the first successful check")
+            wait_until(lambda: failures(engine, server_id) == 0, "the first successful check")
 
             # Fast shutdown (SIGINT) closes the monitor's connection; the data directory stays.
             postgres.halt()
-            wait_for(lambda: monitor.lines_with("database connection lost"), what="the lost connection to be noticed")
+            wait_until(lambda: monitor.lines_with("database connection lost"), "the lost connection to be noticed")
             fake.mode = "error_500"
             postgres.resume()
 
-            wait_for(lambda: monitor.lines_with("database connection restored"), what="the reconnection")
-            wait_for(lambda: monitor.lines_with("healthy -> failing"), what="checks recorded after the restart")
+            wait_until(lambda: monitor.lines_with("database connection restored"), "the reconnection")
+            wait_until(lambda: monitor.lines_with("healthy -> failing"), "checks recorded after the restart")
             stats = monitor.finish()
         engine.dispose()
 

@@ -12,6 +12,7 @@ from tests.conftest import conninfo
 from tests.migrations.upgrade_support import (
     CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, servers, start_alembic, upgrade,
 )
+from tests.polling import wait_until
 from toolkit import migrate
 from toolkit.database import create_engine
 from toolkit.migrate import LegacyConversionRefused, LockTimeout, head_revision, script_directory
@@ -96,14 +97,6 @@ WHERE lock.pid = pg_catalog.pg_backend_pid() AND lock.locktype = 'relation' AND 
 
 Run inside the upgrade's own transaction, so the tables it created, still
 uncommitted, resolve to their names."""
-
-
-def wait_until(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 class CampaignWriter:
