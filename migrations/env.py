@@ -20,8 +20,13 @@ A database whose V2.1 tables were made by hand (no ``alembic_version``) is refus
 in SQL too, before anything runs, with a pointer to ``waha-db adopt``.
 
 Errors the DBA can act on (a refused conversion, a lock not obtained in time, a
-hand-made schema) are raised as ``toolkit.migrate.MigrationError``, an Alembic
-``CommandError``: the ``alembic`` command prints them as one ``FAILED:`` message.
+hand-made schema, a malformed URL, a server that cannot be reached) are raised as
+``toolkit.migrate.MigrationError``, an Alembic ``CommandError``: the ``alembic``
+command prints them as one ``FAILED:`` message, never with the URL's password.
+
+Which command runs (only an upgrade is refused on a hand-made schema) is read from
+``config.attributes["command"]``, which toolkit.migrate sets, else from the
+``alembic`` command line's parsed arguments (``config.cmd_opts``).
 """
 
 from __future__ import annotations
@@ -32,12 +37,12 @@ from logging.config import fileConfig
 
 import sqlalchemy as sa
 from alembic import context
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
+from toolkit.database import DatabaseUrlError, create_engine, describe_connection_failure, parse_url
 from toolkit.migrate import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     MIGRATION_LOCK_KEY,
+    MigrationError,
     explain_database_error,
     parse_lock_timeout,
     parse_owner,
@@ -71,19 +76,27 @@ $$
 """
 
 
-def database_url() -> str:
+def database_url() -> sa.URL:
+    """The database's URL on the psycopg 3 driver; a MigrationError that never shows it when missing or malformed."""
     url = x_arguments.get("database_url") or os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
-        from toolkit.migrate import MigrationError
-
         raise MigrationError(
             "no database given: use `alembic -x database_url=postgresql://USER@HOST/DB upgrade head` "
             "or set DATABASE_URL"
         )
-    parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
+    try:
+        return parse_url(url)
+    except DatabaseUrlError as error:
+        raise MigrationError(str(error)) from None
+
+
+def connect(engine: sa.Engine) -> sa.Connection:
+    """A connection of `engine`; when the server cannot be reached or refuses us, a MigrationError
+    of one line (host, port, database, the server's reason; never the password)."""
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as error:
+        raise MigrationError(describe_connection_failure(engine.url, error)) from None
 
 
 def setting(name: str, default=None):
@@ -103,17 +116,48 @@ def prepare_transaction() -> None:
     context.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms}")
     if legacy_owner is not None:
         context.execute(f"SELECT pg_catalog.set_config('waha.config_owner', '{legacy_owner}', true)")
-    if context.get_context().as_sql or _upgrading():
+    if context.get_context().as_sql or _guards_hand_made_schema():
         context.execute(HAND_MADE_SCHEMA_GUARD)
 
 
-def _upgrading() -> bool:
-    """Whether this run is `alembic upgrade` (Alembic names its step function after the command).
+def command_name() -> str | None:
+    """The Alembic command this run serves ("upgrade", "downgrade", "current", "check"...); None when untold.
 
-    Only an upgrade is refused on a hand-made schema: `current`, `check` or `history`
-    must still work there.
+    toolkit.migrate says so in config.attributes["command"]. The `alembic` command line
+    keeps its parsed arguments in config.cmd_opts, whose `cmd` is (the alembic.command
+    function, its positional argument names, its keyword names).
     """
-    return getattr(context.get_context().opts.get("fn"), "__name__", "") == "upgrade"
+    named = config.attributes.get("command")
+    if named:
+        return str(named)
+    parsed = getattr(config.cmd_opts, "cmd", None)
+    if parsed:
+        return getattr(parsed[0], "__name__", None)
+    return None
+
+
+def direction() -> str | None:
+    """Whether this run is an "upgrade" or a "downgrade"; None for other commands, or when untold."""
+    name = command_name()
+    return name if name in ("upgrade", "downgrade") else None
+
+
+def _guards_hand_made_schema() -> bool:
+    """Whether to refuse a hand-made schema: on an upgrade, but not on `current`, `check` or `history`,
+    which must still work there.
+
+    A program that drives alembic.command itself without naming the command (pytest-alembic,
+    Alembic's cookbook) is guarded when it gives a destination revision (upgrade, downgrade,
+    stamp): on a database without alembic_version each of those would record a revision
+    over tables Alembic never made.
+    """
+    name = command_name()
+    if name is not None:
+        return name == "upgrade"
+    try:
+        return context.get_revision_argument() is not None
+    except KeyError:  # commands without a destination (current, check) never set one
+        return False
 
 
 def run_migrations_offline() -> None:
@@ -132,13 +176,19 @@ def run_migrations_offline() -> None:
 
 def failing_revision(applied: list, started_at: str | None) -> str | None:
     """The revision that was running when an error struck: the one after the last applied
-    (after the revision the run started at, when none was applied yet)."""
-    if applied and not applied[-1].is_upgrade:
-        return applied[-1].down_revision_ids[0] if applied[-1].down_revision_ids else None
-    last = applied[-1].up_revision_id if applied else started_at
-    if not _upgrading():
-        return started_at if not applied else None
-    children = [script.revision for script in context.script.walk_revisions() if script.down_revision == last]
+    (after the revision the run started at, when none was applied yet); None when unknown."""
+    if applied:
+        last = applied[-1]
+        if not last.is_upgrade:  # undoing revisions: the next one down was being undone
+            return last.down_revision_ids[0] if last.down_revision_ids else None
+        after = last.up_revision_id
+    elif direction() == "downgrade":
+        return started_at
+    elif direction() == "upgrade":
+        after = started_at
+    else:
+        return None
+    children = [script.revision for script in context.script.walk_revisions() if script.down_revision == after]
     return children[0] if children else None
 
 
@@ -182,9 +232,9 @@ def run_migrations_online() -> None:
     if isinstance(handed_in, sa.Connection):
         run_with_connection(handed_in)
         return
-    engine = handed_in if isinstance(handed_in, sa.Engine) else sa.create_engine(database_url(), poolclass=NullPool)
+    engine = handed_in if isinstance(handed_in, sa.Engine) else create_engine(database_url())
     try:
-        with engine.connect() as connection:
+        with connect(engine) as connection:
             run_with_connection(connection)
     finally:
         if engine is not handed_in:

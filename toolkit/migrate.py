@@ -54,18 +54,24 @@ def head_revision() -> str:
     return heads[0]
 
 
+def _for_command(config: Config, name: str) -> Config:
+    """Tell env.py which command runs (it refuses a hand-made schema on upgrade only)."""
+    config.attributes["command"] = name
+    return config
+
+
 def upgrade(connection: sa.Connection | sa.Engine, revision: str = "head", **settings) -> None:
-    command.upgrade(alembic_config(connection, **settings), revision)
+    command.upgrade(_for_command(alembic_config(connection, **settings), "upgrade"), revision)
 
 
 def downgrade(connection: sa.Connection | sa.Engine, revision: str, **settings) -> None:
-    command.downgrade(alembic_config(connection, **settings), revision)
+    command.downgrade(_for_command(alembic_config(connection, **settings), "downgrade"), revision)
 
 
 def offline_sql(revision: str = "head", *, start: str | None = None, downgrade_to: bool = False, owner: str | None = None) -> str:
     """The SQL script of an upgrade (or downgrade) without a database, as `alembic upgrade --sql` prints it."""
     buffer = io.StringIO()
-    config = alembic_config(owner=owner, output=buffer)
+    config = _for_command(alembic_config(owner=owner, output=buffer), "downgrade" if downgrade_to else "upgrade")
     target = f"{start}:{revision}" if start else revision
     if downgrade_to:
         command.downgrade(config, target, sql=True)
