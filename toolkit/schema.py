@@ -26,6 +26,10 @@ UNMODELLED_TABLES = frozenset({"alembic_version", "waha_config", "waha_config_v1
 
 now = sa.text("now()")
 
+# An http(s) URL as a whole: scheme, a host (a name without spaces or user:password@,
+# or a bracketed IPv6 address), an optional port, an optional path/query/fragment.
+HTTP_URL = r"'^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$'"
+
 # The tables live in the connection's default schema, public; leaving `schema` unset
 # lets Alembic's comparison match them (and their foreign keys) with the reflected
 # ones, which it reports without a schema. Check constraints are listed for the
@@ -60,8 +64,8 @@ waha_servers = sa.Table(
     sa.Index("waha_servers_ativo_idx", "ativo"),
     sa.Index("waha_servers_prioridade_idx", sa.text("prioridade DESC")),
     sa.CheckConstraint(r"nome ~ '\S'", name="nome_not_blank"),
-    sa.CheckConstraint(r"api_url ~* '^https?://[^\s/?#@]+'", name="api_url_http"),
-    sa.CheckConstraint(r"webhook_url ~* '^https?://[^\s/?#@]+'", name="webhook_url_http"),
+    sa.CheckConstraint(f"api_url ~* {HTTP_URL}", name="api_url_http"),
+    sa.CheckConstraint(f"webhook_url ~* {HTTP_URL}", name="webhook_url_http"),
     sa.CheckConstraint("timeout > 0", name="timeout_positive"),
     sa.CheckConstraint("retry_attempts >= 0", name="retry_attempts_not_negative"),
     sa.CheckConstraint("rate_limit > 0", name="rate_limit_positive"),
@@ -100,7 +104,43 @@ waha_sessions = sa.Table(
     comment="WhatsApp sessions on each WAHA server (V2.1).",
 )
 
-WAHA_TABLES = ("waha_servers", "waha_sessions")
+waha_server_health = sa.Table(
+    "waha_server_health",
+    metadata,
+    sa.Column("server_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", postgresql.UUID(as_uuid=True), nullable=False),
+    sa.Column("last_checked_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("last_success_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("last_failure_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column(
+        "consecutive_failures", sa.Integer, nullable=False, server_default=sa.text("0"),
+        comment="Failures since the last success; 0 is healthy.",
+    ),
+    sa.Column(
+        "last_error", sa.Text,
+        comment="The last failure in plain words (e.g. connection refused, API key rejected); "
+        "kept after a success, with last_failure_at.",
+    ),
+    sa.Column(
+        "cooldown_until", sa.TIMESTAMP(timezone=True),
+        comment="Until then the server is ranked after every healthy server: 30 s doubling per "
+        "consecutive failure, capped at 10 minutes. NULL when healthy.",
+    ),
+    sa.ForeignKeyConstraint(
+        ["user_id", "server_id"], ["waha_servers.user_id", "waha_servers.id"], onupdate="CASCADE", ondelete="CASCADE"
+    ),
+    sa.CheckConstraint("consecutive_failures >= 0", name="consecutive_failures_not_negative"),
+    sa.CheckConstraint("cooldown_until IS NULL OR consecutive_failures > 0", name="cooldown_only_when_failing"),
+    sa.Index("waha_server_health_user_id_server_id_idx", "user_id", "server_id"),
+    sa.Index(
+        "waha_server_health_user_id_cooldown_until_idx", "user_id", "cooldown_until",
+        postgresql_where=sa.text("cooldown_until IS NOT NULL"),
+    ),
+    comment="Health of each WAHA server, written by report_waha_server_failure / report_waha_server_success. "
+    "No row: never reported, treated as healthy.",
+)
+
+WAHA_TABLES = ("waha_servers", "waha_sessions", "waha_server_health")
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:

@@ -38,8 +38,8 @@ COLUMNS = {
 # The database's rules, by constraint name, in the words of the form and the CLI.
 RULES = {
     "waha_servers_nome_not_blank_check": "name must not be blank",
-    "waha_servers_api_url_http_check": "URL must be an http:// or https:// URL with a host, e.g. https://waha1.example.com",
-    "waha_servers_webhook_url_http_check": "webhook URL must be an http:// or https:// URL with a host, e.g. https://app.example.com/webhook",
+    "waha_servers_api_url_http_check": "URL must be an http:// or https:// URL with a host, without spaces or user:password@, e.g. https://waha1.example.com",
+    "waha_servers_webhook_url_http_check": "webhook URL must be an http:// or https:// URL with a host, without spaces or user:password@, e.g. https://app.example.com/webhook",
     "waha_servers_timeout_positive_check": "timeout must be greater than 0 seconds",
     "waha_servers_retry_attempts_not_negative_check": "retries must be 0 or more",
     "waha_servers_rate_limit_positive_check": "rate limit must be greater than 0 requests per minute",
