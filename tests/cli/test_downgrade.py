@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.cli.conftest import sql
 from tests.cli.test_upgrade import revision_of
+from tests.conftest import LEGACY_OWNER
+from toolkit import migrate, plan as plans
+from toolkit.database import create_engine
 
 
 def fill(url, user_of, servers: int, sessions: int) -> None:
@@ -37,12 +42,24 @@ def test_downgrade_with_yes_removes_everything_to_base(waha_db, fresh_database, 
     assert revision_of(url) is None
 
 
-def test_downgrade_that_drops_no_table_says_so(waha_db, fresh_database, terminal):
-    url = fresh_database("head")
+def test_downgrade_that_drops_no_table_says_so(waha_db, fresh_database, cluster, terminal):
+    url = fresh_database("empty")
+    cluster.migrate(url.database, "0006")
     result = waha_db(url, "downgrade", "0003", input="y\n")
     assert result.exit_code == 0, result.output
     assert "no table rows" in result.output
     assert revision_of(url) == "0003"
+
+
+def test_downgrade_below_0007_says_it_drops_the_health_of_the_servers(waha_db, fresh_database, user_of):
+    url = fresh_database("head")
+    fill(url, user_of, servers=2, sessions=0)
+    sql(url, "INSERT INTO public.waha_server_health (server_id, user_id) SELECT id, user_id FROM public.waha_servers")
+    result = waha_db(url, "downgrade", "0006", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "drops waha_server_health (2 rows)" in result.output
+    assert "no table rows" not in result.output
+    assert sql(url, "SELECT to_regclass('public.waha_server_health')") == [(None,)]
 
 
 def test_downgrade_of_the_conversion_says_the_legacy_table_comes_back(waha_db, fresh_database):
@@ -77,3 +94,73 @@ def test_unknown_revision_lists_the_known_ones(waha_db, fresh_database):
     result = waha_db(fresh_database("head"), "downgrade", "9999", "--yes")
     assert result.exit_code == 1
     assert "no revision '9999': the revisions are 0001, 0002" in result.output
+
+
+def test_downgrade_of_a_database_at_an_unknown_revision_is_refused_and_says_to_upgrade_waha_db(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
+    result = waha_db(url, "downgrade", "0006", "--yes")
+    assert result.exit_code == 1
+    assert "current revision: 9999" in result.output
+    assert "this database is at revision 9999, which this waha-db does not know" in result.output
+    assert "Upgrade waha-db" in result.output
+    assert revision_of(url) == "9999"
+
+
+# --- the plan names every table a downgrade drops ---------------------------------------------------
+
+
+def tables(url) -> set[str]:
+    """Every table of the database, schema-qualified, but the catalogs' and Alembic's own."""
+    return {name for (name,) in sql(url, """
+        SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+          AND (n.nspname, c.relname) <> ('public', 'alembic_version')""")}
+
+
+def planned_drops(url, target: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {f"public.{table}" for table, _ in plans.plan_downgrade(connection, target).drops}
+    finally:
+        engine.dispose()
+
+
+def test_every_table_a_revisions_downgrade_drops_is_in_its_plan(fresh_database):
+    """Undo the revisions one at a time from head: a new revision whose downgrade drops a
+    table that plan.TABLES_CREATED does not list fails here."""
+    url = fresh_database("head")
+    script = migrate.script_directory()
+    for revision in script.walk_revisions():  # head first
+        target = revision.down_revision or "base"
+        before = tables(url)
+        planned = planned_drops(url, target)
+        engine = create_engine(url)
+        try:
+            migrate.downgrade(engine, target)
+        finally:
+            engine.dispose()
+        assert planned == before - tables(url), f"downgrade of {revision.revision}"
+
+
+def test_downgrade_to_base_counts_the_rows_of_the_waha_config_0001_made(waha_db, fresh_database, cluster):
+    """0001 made waha_config on a fresh install; the app wrote to it before the conversion:
+    undoing 0001 drops it, rows and all, and the plan says so."""
+    url = fresh_database("empty")
+    cluster.migrate(url.database, "0004")
+    sql(url, "INSERT INTO public.waha_config (id, api_url) VALUES (1, 'https://waha.written-later.example')")
+    cluster.migrate(url.database, "head", owner=LEGACY_OWNER)
+    result = waha_db(url, "downgrade", "base", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "drops waha_config (1 rows)" in result.output
+    assert sql(url, "SELECT to_regclass('public.waha_config')") == [(None,)]
+
+
+@pytest.mark.parametrize("target", ["0004", "base"])
+def test_downgrade_keeps_the_legacy_waha_config_of_the_dba_and_does_not_count_it_as_dropped(waha_db, fresh_database, target):
+    url = fresh_database("legacy_head")
+    result = waha_db(url, "downgrade", target, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "drops waha_config" not in result.output
+    assert sql(url, "SELECT api_url FROM public.waha_config") == [("https://waha.legacy.example",)]

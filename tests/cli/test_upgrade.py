@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from tests.cli.conftest import sql
-from tests.conftest import LEGACY_OWNER, conninfo
+from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, conninfo
 from toolkit import migrate
 
 HEAD = migrate.head_revision()
@@ -136,3 +136,58 @@ def test_upgrade_sql_to_an_unknown_revision_is_one_line(waha_db):
     result = waha_db(None, "upgrade", "9999", "--sql")
     assert result.exit_code == 1
     assert result.output == "Error: Can't locate revision identified by '9999'\n"
+
+
+# --- the owner is checked by the plan with the migrations' own rule, before anything is asked --------
+
+
+@pytest.mark.parametrize("owner", [
+    LEGACY_OWNER.replace("-", ""),  # Python's uuid.UUID() takes these three; the migrations do not
+    "{" + LEGACY_OWNER + "}",
+    "urn:uuid:" + LEGACY_OWNER,
+])
+def test_owner_the_migrations_would_refuse_is_refused_by_the_plan_before_asking(waha_db, legacy_url, terminal, owner):
+    result = waha_db(legacy_url, "upgrade", "--owner", owner, input="y\n")
+    assert result.exit_code == 1
+    assert f"--owner {owner!r} is not a UUID in its usual form" in result.output
+    assert "Upgrade to" not in result.output  # refused before the question
+    assert revision_of(legacy_url) is None
+
+
+def test_malformed_owner_is_refused_before_asking_even_with_nothing_to_convert(waha_db, fresh_database, terminal):
+    url = fresh_database("empty")
+    result = waha_db(url, "upgrade", "--owner", "bob", input="y\n")
+    assert result.exit_code == 1
+    assert "--owner 'bob' is not a UUID" in result.output and "Nothing was changed" in result.output
+    assert "Upgrade to" not in result.output
+    assert revision_of(url) is None
+
+
+def test_owner_in_capitals_is_accepted_and_shown_as_the_migrations_write_it(waha_db, legacy_url):
+    result = waha_db(legacy_url, "upgrade", "--yes", "--owner", LEGACY_OWNER.upper())
+    assert result.exit_code == 0, result.output
+    assert f"of user {LEGACY_OWNER}," in result.output
+    assert sql(legacy_url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
+
+
+def test_owner_who_is_not_in_auth_users_is_refused(waha_db, fresh_database, cluster):
+    url = fresh_database("supabase_empty")
+    cluster.run_sql(url.database, LEGACY_V1_SQL)
+    result = waha_db(url, "upgrade", "--yes", "--owner", LEGACY_OWNER)
+    assert result.exit_code == 1
+    assert f"--owner {LEGACY_OWNER} is not a user in auth.users" in result.output
+    assert revision_of(url) is None
+
+
+# --- a revision written by a newer waha-db ----------------------------------------------------------
+
+
+def test_upgrade_of_a_database_at_an_unknown_revision_is_refused_and_says_to_upgrade_waha_db(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
+    result = waha_db(url, "upgrade", "--yes")
+    assert result.exit_code == 1
+    assert "current revision: 9999" in result.output
+    assert "this database is at revision 9999, which this waha-db does not know" in result.output
+    assert "Upgrade waha-db" in result.output
+    assert revision_of(url) == "9999"
