@@ -325,7 +325,7 @@ def history(ctx):
 
 @main.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Where to write it (default: {migrate.FULL_SCHEMA_PATH.relative_to(migrate.FULL_SCHEMA_PATH.parent.parent)}); '-' for stdout.")
+              help="Where to write it (default: sql/schema.sql of the repository checkout); '-' for stdout.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the file differs from what the migrations generate.")
 @library_errors
 def sql(output, check):
@@ -340,7 +340,10 @@ def sql(output, check):
       waha-db sql --check               # CI: fail when sql/schema.sql is stale
       waha-db sql -o - | psql -v ON_ERROR_STOP=1 -d app
     """
-    path = output or migrate.FULL_SCHEMA_PATH
+    path = output or migrate.checkout_schema_file()
+    if path is None:
+        raise click.UsageError("waha-db runs from an installed package, not a repository checkout: "
+                               "give --output FILE (or '-' for stdout)")
     text = migrate.full_schema_sql()
     if check:
         if str(path) == "-":

@@ -16,9 +16,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-import migrations
+import waha_db_migrations
 
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+MIGRATIONS_DIR = Path(waha_db_migrations.__file__).resolve().parent
 
 
 def alembic_config(
@@ -175,7 +175,17 @@ def explain_database_error(error: sa.exc.DBAPIError, *, revision: str | None, lo
 
 # --- the full-schema file -----------------------------------------------------------
 
-FULL_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+FULL_SCHEMA_PATH = CHECKOUT_ROOT / "sql" / "schema.sql"
+
+
+def checkout_schema_file() -> Path | None:
+    """sql/schema.sql of the repository checkout the toolkit runs from; None when it
+    runs from an installed package (there is no repository file to keep fresh)."""
+    if (CHECKOUT_ROOT / "migrations" / "env.py").is_file() and (CHECKOUT_ROOT / "pyproject.toml").is_file():
+        return FULL_SCHEMA_PATH
+    return None
+
 FULL_SCHEMA_HEADER = """\
 -- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision {head}.
 --

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 from xml.etree import ElementTree
 
@@ -32,7 +31,6 @@ from toolkit.database import connect_engine, conninfo, display_url, mask_passwor
 from toolkit.schema import include_object, metadata
 from toolkit.supabase import install_auth_stub
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
 
 
 def waha_tables(connection: sa.Connection) -> list[str]:
@@ -460,20 +458,29 @@ def check_offline_equals_online(target: Target) -> None:
 
 
 def check_schema_file(target: Target) -> None:
-    if not SCHEMA_FILE.is_file():
-        raise CheckFailed(f"{SCHEMA_FILE} does not exist", ["generate it: waha-db sql"])
+    """In a checkout: sql/schema.sql equals what the migrations generate, and applying
+    it yields the online schema at head. From an installed package (no repository
+    file): the generated full schema, what `waha-db sql -o FILE` writes, does."""
+    generated = migrate.full_schema_sql()
+    schema_file = migrate.checkout_schema_file()
     problems = []
-    if migrate.full_schema_sql() != SCHEMA_FILE.read_text():
-        problems.append("sql/schema.sql differs from what the migrations generate: regenerate it with `waha-db sql`")
-    target.run_script(SCHEMA_FILE.read_text())
-    problems += drift.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label="sql/schema.sql")
+    if schema_file is None:
+        script, label = generated, "the generated full schema"
+    elif not schema_file.is_file():
+        raise CheckFailed(f"{schema_file} does not exist", ["generate it: waha-db sql"])
+    else:
+        script, label = schema_file.read_text(encoding="utf-8"), "sql/schema.sql"
+        if script != generated:
+            problems.append("sql/schema.sql differs from what the migrations generate: regenerate it with `waha-db sql`")
+    target.run_script(script)
+    problems += drift.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label=label)
     with target.engine.connect() as connection:
         recorded = connection.exec_driver_sql("SELECT version_num FROM public.alembic_version").scalar()
     if recorded != migrate.head_revision():
-        problems.append(f"sql/schema.sql records revision {recorded}, head is {migrate.head_revision()}")
+        problems.append(f"{label} records revision {recorded}, head is {migrate.head_revision()}")
     target.reset()
     if problems:
-        raise CheckFailed("sql/schema.sql is stale", problems)
+        raise CheckFailed(f"{label} is stale", problems)
 
 
 LEGACY_V1 = """

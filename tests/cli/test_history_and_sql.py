@@ -43,3 +43,14 @@ def test_sql_to_stdout(waha_db):
     result = waha_db(None, "sql", "--output", "-")
     assert result.exit_code == 0
     assert result.output == migrate.full_schema_sql()
+
+
+def test_sql_from_an_installed_package_needs_an_output(waha_db, monkeypatch):
+    monkeypatch.setattr(migrate, "checkout_schema_file", lambda: None)
+    result = waha_db(None, "sql")
+    assert result.exit_code == 2
+    assert "give --output FILE" in result.output
+
+
+def test_checkout_schema_file_is_the_repository_file():
+    assert migrate.checkout_schema_file() == migrate.CHECKOUT_ROOT / "sql" / "schema.sql"

@@ -171,3 +171,21 @@ def test_a_check_that_raises_an_alembic_error_is_one_fail_line(waha_db, fresh_da
 def test_error_of_a_check_is_reported_without_the_password():
     error = psycopg.OperationalError('connection to "postgresql://waha:s3cret@127.0.0.1:1/x" failed\nDETAIL: more')
     assert verification.describe_error(error) == 'database error: connection to "postgresql://waha:***@127.0.0.1:1/x" failed'
+
+
+def test_installed_package_without_a_checkout_verifies_the_generated_full_schema(waha_db, fresh_database, monkeypatch):
+    """From a wheel there is no sql/schema.sql to keep fresh; the generated schema is still applied and compared."""
+    monkeypatch.setattr(migrate, "checkout_schema_file", lambda: None)
+    result = waha_db(fresh_database("empty"), "verify")
+    assert result.exit_code == 0, result.output
+    assert "PASS  sql/schema.sql is fresh and yields the same schema" in result.output
+
+
+def test_stale_schema_file_of_the_checkout_fails_verify(waha_db, fresh_database, tmp_path, monkeypatch):
+    stale = tmp_path / "schema.sql"
+    stale.write_text(migrate.full_schema_sql().replace("waha_servers_ativo_idx", "old_index_name"))
+    monkeypatch.setattr(migrate, "checkout_schema_file", lambda: stale)
+    result = waha_db(fresh_database("empty"), "verify")
+    assert result.exit_code == 1
+    assert "FAIL  sql/schema.sql is fresh and yields the same schema" in result.output
+    assert "regenerate it with `waha-db sql`" in result.output
