@@ -151,7 +151,7 @@ def test_correction_during_concurrent_allocations_counts_every_session(fresh_dat
                     if number % 3 == 0:
                         worker_connection.execute(sa.text("SELECT public.release_waha_session(:id)"), {"id": session})
 
-        workers = [threading.Thread(target=allocate, args=(worker,)) for worker in range(4)]
+        workers = [threading.Thread(target=allocate, args=(worker,), daemon=True) for worker in range(4)]
         for worker in workers:
             worker.start()
         corrections = 0
@@ -159,7 +159,8 @@ def test_correction_during_concurrent_allocations_counts_every_session(fresh_dat
             with engine.begin() as reconciling:
                 corrections += len(reconcile(reconciling, apply=True).corrections)
         for worker in workers:
-            worker.join()
+            worker.join(timeout=60)
+        assert not any(worker.is_alive() for worker in workers), "an allocating worker is stuck"
 
         with engine.connect() as check:
             assert find_counter_drift(check) == []

@@ -85,7 +85,7 @@ def password_role(cluster):
         handle.write(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{original}")
     sql(cluster.url("postgres"), "SELECT pg_reload_conf()")
     wrong = cluster.url("postgres").set(username=PASSWORD_ROLE, password="not-the-password")
-    for _ in range(100):  # the reload is asynchronous
+    for _ in range(600):  # the reload is asynchronous; up to 30 s on a loaded machine
         try:
             psycopg.connect(conninfo(wrong)).close()
         except psycopg.OperationalError:
