@@ -14,6 +14,7 @@ statement fail and go on.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,16 @@ import pytest
 from tests.conftest import conninfo
 
 V21_KINDS = ("head", "supabase_head", "legacy_head")
+
+# A timestamp no test runs at: rows inserted with it show whether the database moved it.
+PAST = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
+
+# The SQLSTATEs the refusal tests assert on.
+NOT_NULL_VIOLATION = "23502"
+FOREIGN_KEY_VIOLATION = "23503"
+UNIQUE_VIOLATION = "23505"
+CHECK_VIOLATION = "23514"
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +89,16 @@ def add_user(tx):
     return make
 
 
-def insert_row(connection: psycopg.Connection, table: str, values: dict) -> uuid.UUID:
-    """INSERT one row of `values` (column -> value) into `table`; its id."""
+def insert_statement(table: str, values: dict) -> str:
+    """INSERT INTO `table` naming the columns of `values` (column -> value), one placeholder each."""
     names = ", ".join(values)
     placeholders = ", ".join(["%s"] * len(values))
-    return connection.execute(
-        f"INSERT INTO {table} ({names}) VALUES ({placeholders}) RETURNING id", list(values.values())
-    ).fetchone()[0]
+    return f"INSERT INTO {table} ({names}) VALUES ({placeholders})"
+
+
+def insert_row(connection: psycopg.Connection, table: str, values: dict) -> uuid.UUID:
+    """INSERT one row of `values` (column -> value) into `table`; its id."""
+    return connection.execute(insert_statement(table, values) + " RETURNING id", list(values.values())).fetchone()[0]
 
 
 def add_server(connection: psycopg.Connection, user_id: uuid.UUID, name: str = "alpha", **columns) -> uuid.UUID:
@@ -129,6 +143,27 @@ def assert_refused(
         )
     assert _counts_as_superuser(connection) == before, f"rows changed although the statement failed: {statement}"
     return error
+
+
+def assert_insert_refused(
+    connection: psycopg.Connection, table: str, values: dict, *, sqlstate: str, constraint: str | None = None
+) -> psycopg.Error:
+    """INSERTing the row `values` (column -> value) into `table` is refused as `assert_refused` checks."""
+    return assert_refused(
+        connection, insert_statement(table, values), list(values.values()), sqlstate=sqlstate, constraint=constraint
+    )
+
+
+def assert_updated_at_is_set_by_the_database(connection: psycopg.Connection, table: str, row_id: uuid.UUID, change: str) -> None:
+    """An UPDATE doing `change` and also setting updated_at to the row's past leaves updated_at = now(), created_at alone.
+
+    The row must have been inserted with created_at = updated_at = 2001-01-01 UTC (`PAST`).
+    """
+    connection.execute(f"UPDATE {table} SET {change}, updated_at = %s WHERE id = %s", (PAST, row_id))
+    created_at, updated_at, now = connection.execute(
+        f"SELECT created_at, updated_at, now() FROM {table} WHERE id = %s", (row_id,)
+    ).fetchone()
+    assert (created_at, updated_at) == (PAST, now)
 
 
 def _counts_as_superuser(connection: psycopg.Connection) -> tuple[int, int]:

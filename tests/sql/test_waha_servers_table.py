@@ -6,7 +6,6 @@ Runs on each kind of V2.1 database (fresh plain, fresh Supabase, upgraded legacy
 
 from __future__ import annotations
 
-import datetime
 import importlib.util
 import re
 import uuid
@@ -14,13 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.sql.conftest import add_server, add_session, assert_refused, has_auth_users
+from tests.sql import catalog
+from tests.sql.conftest import (
+    CHECK_VIOLATION,
+    FOREIGN_KEY_VIOLATION,
+    NOT_NULL_VIOLATION,
+    PAST,
+    UNIQUE_VIOLATION,
+    add_server,
+    add_session,
+    assert_insert_refused,
+    assert_refused,
+    assert_updated_at_is_set_by_the_database,
+    has_auth_users,
+)
 
-CHECK_VIOLATION = "23514"
-NOT_NULL_VIOLATION = "23502"
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
-UNIQUE_VIOLATION = "23505"
-FOREIGN_KEY_VIOLATION = "23503"
 
 # The spec's table, in its order: (column, type as format_type prints it, NOT NULL, default).
 SPEC_COLUMNS = [
@@ -43,39 +51,24 @@ SPEC_COLUMNS = [
     ("updated_at", "timestamp with time zone", True, "now()"),
 ]
 
-COLUMNS_SQL = """
-SELECT attname, pg_catalog.format_type(atttypid, atttypmod), attnotnull,
-       pg_catalog.pg_get_expr(adbin, adrelid)
-FROM pg_catalog.pg_attribute
-LEFT JOIN pg_catalog.pg_attrdef ON adrelid = attrelid AND adnum = attnum
-WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
-ORDER BY attnum
-"""
-
-CONSTRAINTS_SQL = """
-SELECT conname, contype,
-       ARRAY(SELECT a.attname FROM pg_catalog.unnest(conkey) WITH ORDINALITY AS k(number, position)
-             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = conrelid AND a.attnum = k.number
-             ORDER BY k.position)::text[]
-FROM pg_catalog.pg_constraint
-WHERE conrelid = %s::regclass
-"""
 
 
-def columns_of(tx, table: str) -> list[tuple]:
-    return [tuple(row) for row in tx.execute(COLUMNS_SQL, (table,)).fetchall()]
+def breaking(column: str, constraint: str, *values) -> list:
+    """One case per value: a server whose `column` is that value breaks the CHECK `constraint`."""
+    return [pytest.param(column, value, constraint, id=f"{column}={value!r}") for value in values]
 
 
-def constraints_of(tx, table: str) -> dict[str, tuple[str, list[str]]]:
-    return {name: (kind, columns) for name, kind, columns in tx.execute(CONSTRAINTS_SQL, (table,)).fetchall()}
+def a_server(user, **columns) -> dict:
+    """The values of a waha_servers row that breaks no rule, but for what `columns` set."""
+    return {"user_id": user, "nome": "a", "api_url": "https://a.example", **columns}
 
 
 def test_columns_are_the_spec_table_in_order(tx):
-    assert columns_of(tx, "public.waha_servers") == SPEC_COLUMNS
+    assert catalog.columns(tx, "public.waha_servers") == SPEC_COLUMNS
 
 
 def test_keys_and_checks_are_named_constraints(tx):
-    constraints = constraints_of(tx, "public.waha_servers")
+    constraints = catalog.constraints(tx, "public.waha_servers")
 
     assert constraints["waha_servers_pkey"] == ("p", ["id"])
     assert constraints["waha_servers_user_id_api_url_key"] == ("u", ["user_id", "api_url"])
@@ -94,12 +87,7 @@ def test_keys_and_checks_are_named_constraints(tx):
 
 
 def test_user_foreign_key_cascades_only_where_auth_users_exists(tx):
-    user_fk = tx.execute(
-        """
-        SELECT confrelid::regclass::text, confdeltype FROM pg_catalog.pg_constraint
-        WHERE conrelid = 'public.waha_servers'::regclass AND conname = 'waha_servers_user_id_fkey'
-        """
-    ).fetchone()
+    user_fk = catalog.user_foreign_key(tx, "public.waha_servers")
 
     if has_auth_users(tx):
         assert user_fk == ("auth.users", "c")
@@ -108,16 +96,7 @@ def test_user_foreign_key_cascades_only_where_auth_users_exists(tx):
 
 
 def test_indexes_of_the_seed_list_exist(tx):
-    leading = dict(
-        tx.execute(
-            """
-            SELECT indexrelid::regclass::text, attname
-            FROM pg_catalog.pg_index
-            JOIN pg_catalog.pg_attribute ON attrelid = indrelid AND attnum = indkey[0]
-            WHERE indrelid = 'public.waha_servers'::regclass
-            """
-        ).fetchall()
-    )
+    leading = catalog.leading_index_columns(tx, "public.waha_servers")
 
     assert leading["waha_servers_user_id_prioridade_idx"] == "user_id"
     assert leading["waha_servers_ativo_idx"] == "ativo"
@@ -146,16 +125,34 @@ def test_priority_at_the_bounds_is_accepted(tx, add_user, prioridade):
     assert tx.execute("SELECT prioridade FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == prioridade
 
 
-@pytest.mark.parametrize("prioridade", [-1, 11])
-def test_priority_outside_0_to_10_is_refused(tx, add_user, prioridade):
-    user = add_user()
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url, prioridade) VALUES (%s, 'a', 'https://a.example', %s)",
-        (user, prioridade),
-        sqlstate=CHECK_VIOLATION,
-        constraint="waha_servers_prioridade_range_check",
-    )
+@pytest.mark.parametrize(
+    ("column", "value", "constraint"),
+    [
+        *breaking("prioridade", "waha_servers_prioridade_range_check", -1, 11),
+        *breaking("max_sessions", "waha_servers_max_sessions_positive_check", 0, -5),
+        *breaking("sessions_ativas", "waha_servers_sessions_ativas_not_negative_check", -1),
+        *breaking("timeout", "waha_servers_timeout_positive_check", 0),
+        *breaking("retry_attempts", "waha_servers_retry_attempts_not_negative_check", -1),
+        *breaking("rate_limit", "waha_servers_rate_limit_positive_check", 0),
+        *breaking(
+            "api_url", "waha_servers_api_url_http_check",
+            "ftp://waha.example", "waha.example", "javascript:alert(1)", "http://", "https:///path", " https://waha.example", "",
+            "file:///etc/passwd",
+            # the whole string is the URL: no space, no credentials, nothing trailing
+            "https://a b", "https://waha.example/api v2", "https://user:pw@waha.example", "https://user@waha.example",
+            "https://waha.example ", "https://waha.example\n", "https://waha.example:", "https://waha.example:http", "http://[::1",
+        ),
+        *breaking(
+            "webhook_url", "waha_servers_webhook_url_http_check",
+            "ftp://hooks.example", "hooks.example/waha", "mailto:ops@example.com", "https://hooks.example/a b",
+            "https://bot:s3cret@hooks.example",
+        ),
+        *breaking("nome", "waha_servers_nome_not_blank_check", "", " ", "   ", "\t\n"),
+    ],
+)
+def test_value_a_check_rules_out_is_refused(tx, add_user, column, value, constraint):
+    server = a_server(add_user(), **{column: value})
+    assert_insert_refused(tx, "public.waha_servers", server, sqlstate=CHECK_VIOLATION, constraint=constraint)
 
 
 def test_priority_cannot_be_updated_out_of_range(tx, add_user):
@@ -168,28 +165,6 @@ def test_priority_cannot_be_updated_out_of_range(tx, add_user):
         constraint="waha_servers_prioridade_range_check",
     )
     assert tx.execute("SELECT prioridade FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == 5
-
-
-@pytest.mark.parametrize(
-    ("column", "value", "constraint"),
-    [
-        ("max_sessions", 0, "waha_servers_max_sessions_positive_check"),
-        ("max_sessions", -5, "waha_servers_max_sessions_positive_check"),
-        ("sessions_ativas", -1, "waha_servers_sessions_ativas_not_negative_check"),
-        ("timeout", 0, "waha_servers_timeout_positive_check"),
-        ("retry_attempts", -1, "waha_servers_retry_attempts_not_negative_check"),
-        ("rate_limit", 0, "waha_servers_rate_limit_positive_check"),
-    ],
-)
-def test_counters_and_capacities_out_of_range_are_refused(tx, add_user, column, value, constraint):
-    user = add_user()
-    assert_refused(
-        tx,
-        f"INSERT INTO public.waha_servers (user_id, nome, api_url, {column}) VALUES (%s, 'a', 'https://a.example', %s)",
-        (user, value),
-        sqlstate=CHECK_VIOLATION,
-        constraint=constraint,
-    )
 
 
 def test_session_counter_cannot_be_decremented_below_zero(tx, add_user):
@@ -206,27 +181,6 @@ def test_session_counter_cannot_be_decremented_below_zero(tx, add_user):
 @pytest.mark.parametrize(
     "url",
     [
-        "ftp://waha.example", "waha.example", "javascript:alert(1)", "http://", "https:///path", " https://waha.example", "",
-        "file:///etc/passwd",
-        # the whole string is the URL: no space, no credentials, nothing trailing
-        "https://a b", "https://waha.example/api v2", "https://user:pw@waha.example", "https://user@waha.example",
-        "https://waha.example ", "https://waha.example\n", "https://waha.example:", "https://waha.example:http", "http://[::1",
-    ],
-)
-def test_api_url_that_is_not_http_is_refused(tx, add_user, url):
-    user = add_user()
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'a', %s)",
-        (user, url),
-        sqlstate=CHECK_VIOLATION,
-        constraint="waha_servers_api_url_http_check",
-    )
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
         "http://127.0.0.1:3000", "https://waha1.seudominio.com", "https://waha-prod.com", "HTTPS://WAHA.EXAMPLE/api",
         "http://localhost:3000/", "https://waha.example.com/api", "http://[::1]:3000", "https://waha.example/api?x=1#top",
     ],
@@ -236,29 +190,11 @@ def test_http_and_https_api_urls_are_accepted(tx, add_user, url):
     assert tx.execute("SELECT api_url FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == url
 
 
-def test_api_url_is_required(tx, add_user):
-    user = add_user()
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_servers (user_id, nome) VALUES (%s, 'a')",
-        (user,),
-        sqlstate=NOT_NULL_VIOLATION,
-    )
-
-
-@pytest.mark.parametrize(
-    "url",
-    ["ftp://hooks.example", "hooks.example/waha", "mailto:ops@example.com", "https://hooks.example/a b", "https://bot:s3cret@hooks.example"],
-)
-def test_webhook_url_that_is_not_http_is_refused(tx, add_user, url):
-    user = add_user()
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url, webhook_url) VALUES (%s, 'a', 'https://a.example', %s)",
-        (user, url),
-        sqlstate=CHECK_VIOLATION,
-        constraint="waha_servers_webhook_url_http_check",
-    )
+@pytest.mark.parametrize("column", ["nome", "api_url"])
+def test_name_and_api_url_are_required(tx, add_user, column):
+    server = a_server(add_user())
+    del server[column]
+    assert_insert_refused(tx, "public.waha_servers", server, sqlstate=NOT_NULL_VIOLATION)
 
 
 def test_webhook_url_may_be_null_or_http(tx, add_user):
@@ -268,35 +204,13 @@ def test_webhook_url_may_be_null_or_http(tx, add_user):
     assert tx.execute("SELECT count(*) FROM public.waha_servers WHERE user_id = %s", (user,)).fetchone()[0] == 2
 
 
-@pytest.mark.parametrize("nome", ["", " ", "   ", "\t\n"])
-def test_blank_name_is_refused(tx, add_user, nome):
-    user = add_user()
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, %s, 'https://a.example')",
-        (user, nome),
-        sqlstate=CHECK_VIOLATION,
-        constraint="waha_servers_nome_not_blank_check",
-    )
-
-
-def test_name_is_required(tx, add_user):
-    user = add_user()
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_servers (user_id, api_url) VALUES (%s, 'https://a.example')",
-        (user,),
-        sqlstate=NOT_NULL_VIOLATION,
-    )
-
-
 def test_same_url_twice_for_one_user_is_refused(tx, add_user):
     user = add_user()
     add_server(tx, user, "primeiro", api_url="https://waha.example")
-    assert_refused(
+    assert_insert_refused(
         tx,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'segundo', 'https://waha.example')",
-        (user,),
+        "public.waha_servers",
+        a_server(user, nome="segundo", api_url="https://waha.example"),
         sqlstate=UNIQUE_VIOLATION,
         constraint="waha_servers_user_id_api_url_key",
     )
@@ -310,15 +224,8 @@ def test_same_url_for_two_users_is_allowed(tx, add_user):
 
 
 def test_updated_at_is_set_by_the_database_even_when_the_update_sets_it(tx, add_user):
-    past = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
-    server = add_server(tx, add_user(), created_at=past, updated_at=past)
-
-    tx.execute("UPDATE public.waha_servers SET nome = 'renomeado', updated_at = %s WHERE id = %s", (past, server))
-
-    created_at, updated_at, now = tx.execute(
-        "SELECT created_at, updated_at, now() FROM public.waha_servers WHERE id = %s", (server,)
-    ).fetchone()
-    assert (created_at, updated_at) == (past, now)
+    server = add_server(tx, add_user(), created_at=PAST, updated_at=PAST)
+    assert_updated_at_is_set_by_the_database(tx, "public.waha_servers", server, "nome = 'renomeado'")
 
 
 def test_deleting_a_server_without_sessions_is_allowed(tx, add_user):
@@ -385,12 +292,8 @@ def test_deleting_the_auth_user_removes_their_servers_and_sessions(tx, add_user)
 
 @pytest.mark.parametrize("tx", ["supabase_head"], indirect=True)
 def test_server_of_a_user_missing_from_auth_users_is_refused(tx):
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'a', 'https://a.example')",
-        (uuid.uuid4(),),
-        sqlstate=FOREIGN_KEY_VIOLATION,
-        constraint="waha_servers_user_id_fkey",
+    assert_insert_refused(
+        tx, "public.waha_servers", a_server(uuid.uuid4()), sqlstate=FOREIGN_KEY_VIOLATION, constraint="waha_servers_user_id_fkey"
     )
 
 

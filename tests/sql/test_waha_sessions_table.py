@@ -5,17 +5,19 @@ Runs on each kind of V2.1 database (fresh plain, fresh Supabase, upgraded legacy
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 
-from tests.sql.conftest import add_server, add_session, assert_refused, has_auth_users
-from tests.sql.test_waha_servers_table import (
+from tests.sql import catalog
+from tests.sql.conftest import (
     CHECK_VIOLATION,
     FOREIGN_KEY_VIOLATION,
+    PAST,
     UNIQUE_VIOLATION,
-    columns_of,
-    constraints_of,
+    add_server,
+    add_session,
+    assert_refused,
+    assert_updated_at_is_set_by_the_database,
+    has_auth_users,
 )
 
 SPEC_COLUMNS = [
@@ -32,36 +34,25 @@ SPEC_COLUMNS = [
     ("updated_at", "timestamp with time zone", True, "now()"),
 ]
 
-# Supabase's linter rule 0001_unindexed_foreign_keys (splinter), on every WAHA table:
-# a foreign key is covered only by a valid index whose leading columns are the key's
-# columns in the key's order (conkey order). int2vector's text form gives a 1-based
-# array; a plain ::int2[] cast would start at 0.
-UNINDEXED_FOREIGN_KEYS_SQL = """
-SELECT c.conrelid::regclass::text, c.conname
-FROM pg_catalog.pg_constraint AS c
-WHERE c.contype = 'f'
-  AND c.connamespace = 'public'::regnamespace
-  AND c.conrelid::regclass::text ~ '^waha_'
-  AND NOT EXISTS (
-      SELECT FROM pg_catalog.pg_index AS i
-      WHERE i.indrelid = c.conrelid AND i.indisvalid
-        AND c.conkey = (pg_catalog.string_to_array(i.indkey::text, ' ')::int2[])[1:pg_catalog.array_length(c.conkey, 1)]
-  )
-ORDER BY 1, 2
-"""
+# A session lives on a server of its own user: (waha_server_id, user_id) -> waha_servers (id, user_id).
+OWNER_KEY = "waha_sessions_waha_server_id_user_id_fkey"
+
+
+def assert_refused_by_the_owner_key(tx, statement: str, params) -> None:
+    assert_refused(tx, statement, params, sqlstate=FOREIGN_KEY_VIOLATION, constraint=OWNER_KEY)
 
 
 def test_columns_are_the_spec_table_in_order(tx):
-    assert columns_of(tx, "public.waha_sessions") == SPEC_COLUMNS
+    assert catalog.columns(tx, "public.waha_sessions") == SPEC_COLUMNS
 
 
 def test_keys_and_checks_are_named_constraints(tx):
-    constraints = constraints_of(tx, "public.waha_sessions")
+    constraints = catalog.constraints(tx, "public.waha_sessions")
 
     assert constraints["waha_sessions_pkey"] == ("p", ["id"])
     assert constraints["waha_sessions_waha_server_id_session_name_key"] == ("u", ["waha_server_id", "session_name"])
     assert constraints["waha_sessions_session_name_waha_rule_check"][0] == "c"
-    assert constraints["waha_sessions_waha_server_id_user_id_fkey"] == ("f", ["waha_server_id", "user_id"])
+    assert constraints[OWNER_KEY] == ("f", ["waha_server_id", "user_id"])
 
 
 def test_session_to_server_key_is_checked_at_statement_end_not_restricted(tx):
@@ -69,33 +60,20 @@ def test_session_to_server_key_is_checked_at_statement_end_not_restricted(tx):
     action = tx.execute(
         """
         SELECT confupdtype, confdeltype, condeferrable FROM pg_catalog.pg_constraint
-        WHERE conname = 'waha_sessions_waha_server_id_user_id_fkey'
-        """
+        WHERE conname = %s
+        """,
+        (OWNER_KEY,),
     ).fetchone()
     assert action == ("a", "a", False)
 
 
 def test_user_foreign_key_cascades_only_where_auth_users_exists(tx):
-    user_fk = tx.execute(
-        """
-        SELECT confrelid::regclass::text, confdeltype FROM pg_catalog.pg_constraint
-        WHERE conrelid = 'public.waha_sessions'::regclass AND conname = 'waha_sessions_user_id_fkey'
-        """
-    ).fetchone()
+    user_fk = catalog.user_foreign_key(tx, "public.waha_sessions")
     assert user_fk == (("auth.users", "c") if has_auth_users(tx) else None)
 
 
 def test_indexes_of_the_seed_list_exist(tx):
-    leading = dict(
-        tx.execute(
-            """
-            SELECT indexrelid::regclass::text, attname
-            FROM pg_catalog.pg_index
-            JOIN pg_catalog.pg_attribute ON attrelid = indrelid AND attnum = indkey[0]
-            WHERE indrelid = 'public.waha_sessions'::regclass
-            """
-        ).fetchall()
-    )
+    leading = catalog.leading_index_columns(tx, "public.waha_sessions")
 
     assert leading["waha_sessions_user_id_idx"] == "user_id"
     assert leading["waha_sessions_waha_server_id_user_id_idx"] == "waha_server_id"
@@ -110,17 +88,15 @@ def test_every_foreign_key_of_every_waha_table_is_covered_by_an_index_in_its_ord
             "SELECT conname FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid::regclass::text ~ '^waha_'"
         ).fetchall()
     }
-    assert {"waha_sessions_waha_server_id_user_id_fkey", "waha_server_health_user_id_server_id_fkey"} <= keys
-    assert tx.execute(UNINDEXED_FOREIGN_KEYS_SQL).fetchall() == []
+    assert {OWNER_KEY, "waha_server_health_user_id_server_id_fkey"} <= keys
+    assert catalog.unindexed_foreign_keys(tx) == []
 
 
 def test_uncovered_foreign_key_would_be_reported(tx):
     """The coverage query above can fail: without its index, the session-to-server key is reported."""
     tx.execute("DROP INDEX public.waha_sessions_waha_server_id_user_id_idx")
     tx.execute("ALTER TABLE public.waha_sessions DROP CONSTRAINT waha_sessions_waha_server_id_session_name_key")
-    assert tx.execute(UNINDEXED_FOREIGN_KEYS_SQL).fetchall() == [
-        ("waha_sessions", "waha_sessions_waha_server_id_user_id_fkey")
-    ]
+    assert catalog.unindexed_foreign_keys(tx) == [("waha_sessions", OWNER_KEY)]
 
 
 def test_foreign_key_whose_index_has_its_columns_in_another_order_is_reported(tx):
@@ -130,7 +106,7 @@ def test_foreign_key_whose_index_has_its_columns_in_another_order_is_reported(tx
         "ALTER TABLE public.waha_server_health ADD CONSTRAINT waha_server_health_reversed_fkey "
         "FOREIGN KEY (server_id, user_id) REFERENCES public.waha_servers (id, user_id)"
     )
-    assert tx.execute(UNINDEXED_FOREIGN_KEYS_SQL).fetchall() == [("waha_server_health", "waha_server_health_reversed_fkey")]
+    assert catalog.unindexed_foreign_keys(tx) == [("waha_server_health", "waha_server_health_reversed_fkey")]
 
 
 def test_status_defaults_to_stopped_and_accepts_free_text(tx, add_user):
@@ -188,23 +164,15 @@ def test_same_session_name_on_two_servers_is_allowed(tx, add_user):
 def test_session_on_another_users_server_is_refused(tx, add_user):
     owner, intruder = add_user(), add_user()
     server = add_server(tx, owner)
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'intrusa')",
-        (intruder, server),
-        sqlstate=FOREIGN_KEY_VIOLATION,
-        constraint="waha_sessions_waha_server_id_user_id_fkey",
+    assert_refused_by_the_owner_key(
+        tx, "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'intrusa')", (intruder, server)
     )
 
 
 def test_session_on_a_missing_server_is_refused(tx, add_user):
     user = add_user()
-    assert_refused(
-        tx,
-        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, gen_random_uuid(), 'orfa')",
-        (user,),
-        sqlstate=FOREIGN_KEY_VIOLATION,
-        constraint="waha_sessions_waha_server_id_user_id_fkey",
+    assert_refused_by_the_owner_key(
+        tx, "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, gen_random_uuid(), 'orfa')", (user,)
     )
 
 
@@ -212,25 +180,13 @@ def test_moving_a_session_to_another_users_server_is_refused(tx, add_user):
     owner, stranger = add_user(), add_user()
     session = add_session(tx, owner, add_server(tx, owner))
     strangers_server = add_server(tx, stranger)
-    assert_refused(
-        tx,
-        "UPDATE public.waha_sessions SET waha_server_id = %s WHERE id = %s",
-        (strangers_server, session),
-        sqlstate=FOREIGN_KEY_VIOLATION,
-        constraint="waha_sessions_waha_server_id_user_id_fkey",
-    )
+    assert_refused_by_the_owner_key(tx, "UPDATE public.waha_sessions SET waha_server_id = %s WHERE id = %s", (strangers_server, session))
 
 
 def test_giving_a_session_to_another_user_is_refused(tx, add_user):
     owner, stranger = add_user(), add_user()
     session = add_session(tx, owner, add_server(tx, owner))
-    assert_refused(
-        tx,
-        "UPDATE public.waha_sessions SET user_id = %s WHERE id = %s",
-        (stranger, session),
-        sqlstate=FOREIGN_KEY_VIOLATION,
-        constraint="waha_sessions_waha_server_id_user_id_fkey",
-    )
+    assert_refused_by_the_owner_key(tx, "UPDATE public.waha_sessions SET user_id = %s WHERE id = %s", (stranger, session))
 
 
 def test_moving_a_session_between_own_servers_is_allowed(tx, add_user):
@@ -253,16 +209,9 @@ def test_phone_number_longer_than_20_characters_is_refused(tx, add_user):
 
 
 def test_updated_at_is_set_by_the_database_even_when_the_update_sets_it(tx, add_user):
-    past = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
     user = add_user()
-    session = add_session(tx, user, add_server(tx, user), created_at=past, updated_at=past)
-
-    tx.execute("UPDATE public.waha_sessions SET status = 'WORKING', updated_at = %s WHERE id = %s", (past, session))
-
-    created_at, updated_at, now = tx.execute(
-        "SELECT created_at, updated_at, now() FROM public.waha_sessions WHERE id = %s", (session,)
-    ).fetchone()
-    assert (created_at, updated_at) == (past, now)
+    session = add_session(tx, user, add_server(tx, user), created_at=PAST, updated_at=PAST)
+    assert_updated_at_is_set_by_the_database(tx, "public.waha_sessions", session, "status = 'WORKING'")
 
 
 def test_updated_at_triggers_fire_before_each_row_update(tx):
