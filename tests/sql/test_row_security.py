@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sql.conftest import acting_as, add_server, add_session, assert_refused
-
-INSUFFICIENT_PRIVILEGE = "42501"
+from tests.sql.conftest import FOREIGN_KEY_VIOLATION, INSUFFICIENT_PRIVILEGE, acting_as, add_server, add_session, assert_refused
 
 
 @pytest.fixture
@@ -30,6 +28,12 @@ def two_users(tx, add_user):
 
 def visible(tx, table: str) -> set:
     return {row[0] for row in tx.execute(f"SELECT id FROM public.{table}")}
+
+
+def refused_to_ana(tx, two_users, statement: str, params, *, sqlstate: str = INSUFFICIENT_PRIVILEGE, constraint: str | None = None):
+    """`statement`, run by Ana signed in, is refused as `assert_refused` checks; the error."""
+    with acting_as(tx, "authenticated", two_users["ana"]["user"]):
+        return assert_refused(tx, statement, params, sqlstate=sqlstate, constraint=constraint)
 
 
 @pytest.mark.parametrize("legacy_claim", [False, True], ids=["request.jwt.claims", "request.jwt.claim.sub"])
@@ -89,50 +93,39 @@ def test_user_creates_servers_and_sessions_of_their_own(tx, two_users):
 
 
 def test_inserting_a_server_for_another_user_is_refused(tx, two_users):
-    ana, bruno = two_users["ana"], two_users["bruno"]
-    with acting_as(tx, "authenticated", ana["user"]):
-        error = assert_refused(
-            tx,
-            "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'x', 'https://x.example')",
-            (bruno["user"],),
-            sqlstate=INSUFFICIENT_PRIVILEGE,
-        )
+    bruno = two_users["bruno"]
+    error = refused_to_ana(
+        tx, two_users, "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'x', 'https://x.example')", (bruno["user"],)
+    )
     assert "row-level security" in str(error)
 
 
 def test_inserting_a_session_for_another_user_is_refused(tx, two_users):
-    ana, bruno = two_users["ana"], two_users["bruno"]
-    with acting_as(tx, "authenticated", ana["user"]):
-        assert_refused(
-            tx,
-            "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'x')",
-            (bruno["user"], bruno["server"]),
-            sqlstate=INSUFFICIENT_PRIVILEGE,
-        )
+    bruno = two_users["bruno"]
+    refused_to_ana(
+        tx,
+        two_users,
+        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'x')",
+        (bruno["user"], bruno["server"]),
+    )
 
 
 def test_parking_a_session_on_a_strangers_server_by_its_id_is_refused(tx, two_users):
     """Row security passes (the row is Ana's), the foreign key (which ignores row security) refuses."""
     ana, bruno = two_users["ana"], two_users["bruno"]
-    with acting_as(tx, "authenticated", ana["user"]):
-        assert_refused(
-            tx,
-            "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'x')",
-            (ana["user"], bruno["server"]),
-            sqlstate="23503",
-            constraint="waha_sessions_waha_server_id_user_id_fkey",
-        )
+    refused_to_ana(
+        tx,
+        two_users,
+        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'x')",
+        (ana["user"], bruno["server"]),
+        sqlstate=FOREIGN_KEY_VIOLATION,
+        constraint="waha_sessions_waha_server_id_user_id_fkey",
+    )
 
 
 def test_giving_own_server_to_another_user_is_refused(tx, two_users):
     ana, bruno = two_users["ana"], two_users["bruno"]
-    with acting_as(tx, "authenticated", ana["user"]):
-        assert_refused(
-            tx,
-            "UPDATE public.waha_servers SET user_id = %s WHERE id = %s",
-            (bruno["user"], ana["spare"]),
-            sqlstate=INSUFFICIENT_PRIVILEGE,
-        )
+    refused_to_ana(tx, two_users, "UPDATE public.waha_servers SET user_id = %s WHERE id = %s", (bruno["user"], ana["spare"]))
 
 
 def test_truncate_is_refused_to_users(tx, two_users):
