@@ -71,36 +71,31 @@ def test_releasing_twice_frees_one_slot_only(db, new_user):
     assert state(db, server, session) == (2, "STOPPED")
 
 
+def release_from_a_server_counting(db, user, sessions_ativas: int, status: str):
+    """Releases the one `status` session of a server whose counter says `sessions_ativas`: (the result, state after)."""
+    server = add_server(db, user, sessions_ativas=sessions_ativas)
+    session = add_session(db, user, server, "loja-01", status)
+    return release(db, session), state(db, server, session)
+
+
 @pytest.mark.parametrize("status", ["FAILED", "disconnected", "Stopped"])
 def test_session_that_occupies_no_slot_is_left_as_it_is(db, new_user, status):
-    user = new_user()
-    server = add_server(db, user, sessions_ativas=2)
-    session = add_session(db, user, server, "loja-01", status)
-
-    assert release(db, session) is False
-
-    assert state(db, server, session) == (2, status)
+    released, after = release_from_a_server_counting(db, new_user(), 2, status)
+    assert released is False
+    assert after == (2, status)
 
 
 @pytest.mark.parametrize("status", ["WORKING", "SCAN_QR_CODE", "connecting", "PASSKEY_REQUIRED"])
 def test_every_occupying_status_frees_a_slot(db, new_user, status):
-    user = new_user()
-    server = add_server(db, user, sessions_ativas=1)
-    session = add_session(db, user, server, "loja-01", status)
-
-    assert release(db, session) is True
-
-    assert state(db, server, session) == (0, "STOPPED")
+    released, after = release_from_a_server_counting(db, new_user(), 1, status)
+    assert released is True
+    assert after == (0, "STOPPED")
 
 
 def test_counter_never_goes_below_zero(db, new_user):
-    user = new_user()
-    server = add_server(db, user, sessions_ativas=0)
-    session = add_session(db, user, server, "loja-01", "WORKING")
-
-    assert release(db, session) is True
-
-    assert state(db, server, session) == (0, "STOPPED")
+    released, after = release_from_a_server_counting(db, new_user(), 0, "WORKING")
+    assert released is True
+    assert after == (0, "STOPPED")
 
 
 def test_unknown_session_raises_wah11(db):
