@@ -21,11 +21,11 @@ in SQL too, before anything runs, with a pointer to ``waha-db adopt``.
 
 Errors the DBA can act on (a refused conversion, a lock not obtained in time, a
 hand-made schema, a malformed URL, a server that cannot be reached) are raised as
-``toolkit.migrate.MigrationError``, an Alembic ``CommandError``: the ``alembic``
+``waha_db.lifecycle.migrate.MigrationError``, an Alembic ``CommandError``: the ``alembic``
 command prints them as one ``FAILED:`` message, never with the URL's password.
 
 Which command runs (only an upgrade is refused on a hand-made schema) is read from
-``config.attributes["command"]``, which toolkit.migrate sets, else from the
+``config.attributes["command"]``, which waha_db.lifecycle.migrate sets, else from the
 ``alembic`` command line's parsed arguments (``config.cmd_opts``).
 """
 
@@ -38,8 +38,8 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
-from toolkit.database import DatabaseUrlError, create_engine, describe_connection_failure, parse_url
-from toolkit.migrate import (
+from waha_db.database import DatabaseUrlError, create_engine, describe_connection_failure, parse_url
+from waha_db.lifecycle.migrate import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     MIGRATION_LOCK_KEY,
     MigrationError,
@@ -47,7 +47,7 @@ from toolkit.migrate import (
     parse_lock_timeout,
     parse_owner,
 )
-from toolkit.schema import include_object, metadata
+from waha_db.lifecycle.model import include_object, metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -69,7 +69,7 @@ BEGIN
         RAISE EXCEPTION 'this database holds a hand-made V2.1 schema: public.waha_servers or public.waha_sessions exists, but no Alembic revision was ever recorded (no alembic_version table)'
             USING ERRCODE = 'WAH05',
                   DETAIL = 'The migrations would fail on "relation already exists".',
-                  HINT = 'Adopt the database: `waha-db adopt` (or toolkit.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
+                  HINT = 'Adopt the database: `waha-db adopt` (or waha_db.lifecycle.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
     END IF;
 END
 $$
@@ -100,7 +100,7 @@ def connect(engine: sa.Engine) -> sa.Connection:
 
 
 def setting(name: str, default=None):
-    """An -x option, else the same key of config.attributes (set by toolkit.migrate)."""
+    """An -x option, else the same key of config.attributes (set by waha_db.lifecycle.migrate)."""
     value = x_arguments.get(name)
     return value if value is not None else config.attributes.get(name, default)
 
@@ -123,7 +123,7 @@ def prepare_transaction() -> None:
 def command_name() -> str | None:
     """The Alembic command this run serves ("upgrade", "downgrade", "current", "check"...); None when untold.
 
-    toolkit.migrate says so in config.attributes["command"]. The `alembic` command line
+    waha_db.lifecycle.migrate says so in config.attributes["command"]. The `alembic` command line
     keeps its parsed arguments in config.cmd_opts, whose `cmd` is (the alembic.command
     function, its positional argument names, its keyword names).
     """

@@ -20,9 +20,9 @@ import time
 
 import psycopg
 
-from toolkit import migrate
-from toolkit.database import create_engine
-from toolkit.pgtemp import ThrowawayPostgres
+from waha_db.lifecycle import migrate
+from waha_db.database import create_engine
+from waha_db.checks.pgtemp import ThrowawayPostgres
 
 
 def timed(action) -> float:

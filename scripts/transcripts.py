@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.health.fake_waha import FakeWaha  # noqa: E402
-from toolkit.pgtemp import ThrowawayPostgres  # noqa: E402
+from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 
 USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 WAHA_DB = str(Path(sys.executable).with_name("waha-db"))

@@ -1,6 +1,6 @@
 -- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0007.
 --
--- GENERATED from migrations/versions by `python -m toolkit.migrate` (toolkit.migrate.full_schema_sql);
+-- GENERATED from migrations/versions by `python -m waha_db.lifecycle.migrate` (waha_db.lifecycle.migrate.full_schema_sql);
 -- do not edit: change the migrations and regenerate. A test fails when this file is stale.
 --
 -- Apply:   psql -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/schema.sql
@@ -24,7 +24,7 @@ BEGIN
         RAISE EXCEPTION 'this database holds a hand-made V2.1 schema: public.waha_servers or public.waha_sessions exists, but no Alembic revision was ever recorded (no alembic_version table)'
             USING ERRCODE = 'WAH05',
                   DETAIL = 'The migrations would fail on "relation already exists".',
-                  HINT = 'Adopt the database: `waha-db adopt` (or toolkit.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
+                  HINT = 'Adopt the database: `waha-db adopt` (or waha_db.lifecycle.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
     END IF;
 END
 $$;

@@ -4,7 +4,7 @@ Databases are cloned from template databases built once per session:
 - ``empty``: nothing in it;
 - ``head``: plain PostgreSQL migrated to head;
 - ``supabase_empty`` / ``supabase_head``: with Supabase's auth.users, roles and
-  default privileges (toolkit.supabase), before and after the migrations;
+  default privileges (waha_db.checks.supabase), before and after the migrations;
 - ``legacy_head``: a V1 database with a filled waha_config, upgraded to head with
   an owner (the DBA's path).
 
@@ -20,10 +20,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from toolkit import migrate
-from toolkit.database import conninfo, create_engine  # conninfo: re-exported, tests import it from here
-from toolkit.pgtemp import ThrowawayPostgres
-from toolkit.supabase import install_auth_stub
+from waha_db.lifecycle import migrate
+from waha_db.database import conninfo, create_engine  # conninfo: re-exported, tests import it from here
+from waha_db.checks.pgtemp import ThrowawayPostgres
+from waha_db.checks.supabase import install_auth_stub
 
 LEGACY_OWNER = "7d3c6f0e-2a4b-4c8d-9e1f-0a1b2c3d4e5f"
 

@@ -27,9 +27,24 @@ import psycopg
 import sqlalchemy as sa
 from alembic.util import CommandError
 
-from toolkit import adopt as adoption, allocation, bench as benchmark, database, drift, health as server_health, migrate
-from toolkit import plan as plans, servers as server_admin, state, verify as verification
-from toolkit.pgtemp import PostgresNotFound
+from waha_db.lifecycle import adopt as adoption
+
+from waha_db.fleet import allocation
+
+from waha_db.checks import bench as benchmark
+
+from waha_db import database
+
+from waha_db.lifecycle import catalog
+
+from waha_db.fleet import health as server_health
+
+from waha_db.lifecycle import migrate
+from waha_db.lifecycle import plan as plans
+from waha_db.fleet import servers as server_admin
+from waha_db.lifecycle import state
+from waha_db.checks import verify as verification
+from waha_db.checks.pgtemp import PostgresNotFound
 
 EXAMPLE_OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 
@@ -407,7 +422,7 @@ NEXT_STEP = {
 
 
 def database_status(connection: sa.Connection) -> dict:
-    """toolkit.state's classification, plus drift from head (a database at head whose objects differ)."""
+    """waha_db.lifecycle.state's classification, plus drift from head (a database at head whose objects differ)."""
     found = state.database_state(connection)
     report = {
         "state": found.kind,
@@ -426,13 +441,13 @@ def database_status(connection: sa.Connection) -> dict:
     if found.kind == state.HAND_MADE and found.adoption_problems:
         report["next"] = "correct the problems above, then `waha-db adopt`"
     if found.at_head:
-        report["drift"] = drift.detect_drift(connection)
+        report["drift"] = catalog.detect_drift(connection)
         if report["drift"]:
             report["state"] = "drifted"
             report["summary"] = f"at head ({found.revision}) but drifted from it: {len(report['drift'])} differences"
             report["details"] = report["drift"]
             report["next"] = ("find who changed the WAHA objects by hand and put them back as head has them "
-                              "(toolkit/head_catalog.json shows head's definitions)")
+                              "(toolkit/lifecycle/head_catalog.json shows head's definitions)")
     report["at_head"] = found.at_head and not report["drift"]
     return report
 
@@ -728,7 +743,7 @@ def servers_best(ctx, user_id, excluded, as_json):
             click.echo(f"  not a candidate: {line}")
 
 
-# --- server health: `servers test` and `monitor` (toolkit/health.py) ---------------------------
+# --- server health: `servers test` and `monitor` (toolkit/fleet/health.py) ---------------------------
 
 
 @servers.command("test")
@@ -820,7 +835,7 @@ def monitor(ctx, interval, once, concurrency):
     )
 
 
-# --- sessions: capacity accounting (toolkit/allocation.py), and the benchmark (toolkit/bench.py) ---
+# --- sessions: capacity accounting (toolkit/fleet/allocation.py), and the benchmark (toolkit/checks/bench.py) ---
 
 
 @main.group()

@@ -5,7 +5,7 @@ The real figures come from `waha-db bench` (docs/BENCHMARKS.md), never from the 
 
 from __future__ import annotations
 
-from toolkit import bench
+from waha_db.checks import bench
 
 
 def test_benchmark_runs_every_measure_on_an_empty_database(fresh_database):

@@ -8,7 +8,7 @@ import psycopg
 from click.testing import CliRunner
 
 from tests.conftest import conninfo
-from toolkit.cli import main
+from waha_db.cli import main
 
 
 def broken_counters(url):

@@ -8,8 +8,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from toolkit.allocation import CounterDrift, ReconcileError, find_counter_drift, reconcile, render_report, to_correct
-from toolkit.database import create_engine
+from waha_db.fleet.allocation import CounterDrift, ReconcileError, find_counter_drift, reconcile, render_report, to_correct
+from waha_db.database import create_engine
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tests.conftest import LEGACY_V1_SQL, conninfo
-from toolkit import cli
+from waha_db import cli
 
 PASSWORD_ROLE = "waha_cli_password_user"
 PASSWORD = "correct-horse-battery-staple"

@@ -90,7 +90,7 @@ def test_usage_error_exits_2(waha_db):
 def test_console_script_reports_a_refused_connection_in_one_line():
     port = closed_port()
     done = subprocess.run(
-        [sys.executable, "-c", "from toolkit.cli import main; main()", "--database-url",
+        [sys.executable, "-c", "from waha_db.cli import main; main()", "--database-url",
          f"postgresql://app:{SECRET}@127.0.0.1:{port}/appdb", "history"],
         capture_output=True, text=True, timeout=60,
     )

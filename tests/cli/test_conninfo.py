@@ -1,11 +1,11 @@
-"""toolkit.database.conninfo: the one libpq connection string the toolkit (bench), the tests and psql use."""
+"""waha_db.database.conninfo: the one libpq connection string the toolkit (bench), the tests and psql use."""
 
 from __future__ import annotations
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from toolkit.database import conninfo
+from waha_db.database import conninfo
 
 
 def test_every_part_survives_libpq_parsing_even_spaces_and_url_delimiters():

@@ -7,8 +7,9 @@ import pytest
 from tests.cli.conftest import sql
 from tests.cli.test_upgrade import revision_of
 from tests.conftest import LEGACY_OWNER
-from toolkit import migrate, plan as plans
-from toolkit.database import create_engine
+from waha_db.lifecycle import migrate
+from waha_db.lifecycle import plan as plans
+from waha_db.database import create_engine
 
 
 def fill(url, user_of, servers: int, sessions: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolkit import cli
+from waha_db import cli
 
 
 def commands(group: click.Group, path=()):

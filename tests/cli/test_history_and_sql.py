@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit import migrate
+from waha_db.lifecycle import migrate
 
 HEAD = migrate.head_revision()
 

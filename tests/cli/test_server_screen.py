@@ -1,12 +1,12 @@
-"""The pure parts of toolkit.servers: the seed's screen and the explanation of a pick (no server needed)."""
+"""The pure parts of waha_db.fleet.servers: the seed's screen and the explanation of a pick (no server needed)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from toolkit.health import Health
-from toolkit.servers import Server, explain_pick, render_server_list
+from waha_db.fleet.health import Health
+from waha_db.fleet.servers import Server, explain_pick, render_server_list
 
 EPOCH = datetime(2025, 10, 28, tzinfo=timezone.utc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.cli.conftest import sql
-from toolkit import migrate
+from waha_db.lifecycle import migrate
 
 HEAD = migrate.head_revision()
 

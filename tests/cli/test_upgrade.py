@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli.conftest import sql
 from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, conninfo
-from toolkit import migrate
+from waha_db.lifecycle import migrate
 
 HEAD = migrate.head_revision()
 

@@ -13,8 +13,9 @@ import pytest
 from alembic.util import CommandError
 
 from tests.cli.conftest import sql
-from toolkit import drift, migrate
-from toolkit import verify as verification
+from waha_db.lifecycle import catalog
+from waha_db.lifecycle import migrate
+from waha_db.checks import verify as verification
 
 
 def test_verify_refuses_a_database_that_is_not_empty(waha_db, fresh_database):
@@ -44,11 +45,11 @@ def test_verify_on_an_empty_supabase_like_database_passes_and_leaves_it_empty(wa
 
 
 def test_verify_reports_what_differs_when_a_check_fails(waha_db, fresh_database, tmp_path, monkeypatch):
-    recorded = json.loads(drift.HEAD_CATALOG.read_text())
+    recorded = json.loads(catalog.HEAD_CATALOG.read_text())
     del recorded["indexes"]["public.waha_servers.waha_servers_ativo_idx"]
     tampered = tmp_path / "head_catalog.json"
     tampered.write_text(json.dumps(recorded))
-    monkeypatch.setattr(drift, "HEAD_CATALOG", tampered)
+    monkeypatch.setattr(catalog, "HEAD_CATALOG", tampered)
     result = waha_db(fresh_database("empty"), "verify")
     assert result.exit_code == 1
     lines = result.output.splitlines()

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from tests.conftest import conninfo
 from tests.health.fake_waha import free_port
 from tests.polling import wait_until
-from toolkit import cli
+from waha_db import cli
 
 USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 
@@ -143,7 +143,7 @@ def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
     add_server(url, "Principal", fake_waha("healthy").url)
     environment = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from toolkit.cli import main; main()", "monitor", "--interval", "60"],
+        [sys.executable, "-c", "from waha_db.cli import main; main()", "monitor", "--interval", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
     )
     watchdog = threading.Timer(60, process.kill)  # a monitor that never prints must not hang the test on readline

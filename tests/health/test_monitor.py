@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from tests.health.fake_waha import free_port
 from tests.polling import wait_until
-from toolkit import health, migrate
-from toolkit.database import create_engine
-from toolkit.pgtemp import ThrowawayPostgres
+from waha_db.fleet import health
+from waha_db.lifecycle import migrate
+from waha_db.database import create_engine
+from waha_db.checks.pgtemp import ThrowawayPostgres
 
 USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
 # Generous bounds: they only cut short a test that would otherwise hang; a loaded

@@ -9,12 +9,12 @@ from alembic.migration import MigrationContext
 
 from tests.conftest import conninfo
 from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, upgrade
-from toolkit import adopt as adoption
-from toolkit import state
-from toolkit.database import create_engine
-from toolkit.drift import catalog_snapshot, waha_objects
-from toolkit.schema import include_object, metadata
-from toolkit.migrate import HandMadeSchema, head_revision
+from waha_db.lifecycle import adopt as adoption
+from waha_db.lifecycle import state
+from waha_db.database import create_engine
+from waha_db.lifecycle.catalog import catalog_snapshot, waha_objects
+from waha_db.lifecycle.model import include_object, metadata
+from waha_db.lifecycle.migrate import HandMadeSchema, head_revision
 
 USER = "11111111-1111-4111-8111-111111111111"
 OTHER = "22222222-2222-4222-8222-222222222222"

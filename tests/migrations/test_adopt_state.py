@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.state import EMPTY, HAND_MADE, LEGACY, MANAGED, UNKNOWN_REVISION, CatalogFacts, DatabaseState, classify
+from waha_db.lifecycle.state import EMPTY, HAND_MADE, LEGACY, MANAGED, UNKNOWN_REVISION, CatalogFacts, DatabaseState, classify
 
 REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
 

@@ -29,8 +29,8 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 
 from tests.conftest import conninfo
-from toolkit import migrate
-from toolkit.database import create_engine
+from waha_db.lifecycle import migrate
+from waha_db.database import create_engine
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -213,7 +213,7 @@ def run_env(url, command_name: str | None, destination: str | None) -> None:
 
 
 def test_the_command_named_by_the_caller_decides_not_alembics_internal_function_names(hand_made_url, monkeypatch):
-    """toolkit.migrate names its command in config.attributes["command"]; env.py believes it."""
+    """waha_db.lifecycle.migrate names its command in config.attributes["command"]; env.py believes it."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(migrate.HandMadeSchema):
         run_env(hand_made_url, "upgrade", "head")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from tests.migrations.upgrade_support import psql, run_sql, schema_dump, upgrade
-from toolkit.migrate import FULL_SCHEMA_PATH, full_schema_sql, head_revision
+from waha_db.lifecycle.migrate import FULL_SCHEMA_PATH, full_schema_sql, head_revision
 
 
 def test_schema_file_is_up_to_date_with_the_migrations():
     assert FULL_SCHEMA_PATH.read_text(encoding="utf-8") == full_schema_sql(), (
-        "sql/schema.sql is stale: regenerate it with `python -m toolkit.migrate` and commit it"
+        "sql/schema.sql is stale: regenerate it with `python -m waha_db.lifecycle.migrate` and commit it"
     )
 
 
@@ -26,4 +26,4 @@ def test_schema_file_applied_by_psql_gives_the_online_schema_and_stays_managed(c
 def test_schema_file_names_its_revision_and_how_to_regenerate():
     head = FULL_SCHEMA_PATH.read_text(encoding="utf-8").splitlines()[:3]
     assert f"revision {head_revision()}" in head[0]
-    assert "python -m toolkit.migrate" in head[2]
+    assert "python -m waha_db.lifecycle.migrate" in head[2]

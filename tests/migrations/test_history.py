@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from toolkit import migrate
+from waha_db.lifecycle import migrate
 
 
 def revisions_base_first():

@@ -13,9 +13,9 @@ from tests.migrations.upgrade_support import (
     CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, servers, start_alembic, upgrade,
 )
 from tests.polling import wait_until
-from toolkit import migrate
-from toolkit.database import create_engine
-from toolkit.migrate import LegacyConversionRefused, LockTimeout, head_revision, script_directory
+from waha_db.lifecycle import migrate
+from waha_db.database import create_engine
+from waha_db.lifecycle.migrate import LegacyConversionRefused, LockTimeout, head_revision, script_directory
 
 
 def test_failure_in_a_late_revision_leaves_nothing_of_the_earlier_ones(fresh_database):
@@ -76,7 +76,7 @@ def test_migration_that_cannot_get_its_lock_fails_fast_and_says_why(legacy_at_00
 
 def test_lock_timeout_defaults_to_five_seconds_and_is_set_after_the_advisory_lock():
     """lock_timeout also bounds pg_advisory_xact_lock: the advisory lock comes first, then the timeout."""
-    from toolkit.migrate import offline_sql
+    from waha_db.lifecycle.migrate import offline_sql
 
     script = offline_sql("head")
     assert script.index("pg_advisory_xact_lock") < script.index("SET LOCAL lock_timeout = 5000;") < script.index("Running upgrade")

@@ -17,9 +17,9 @@ import psycopg
 import sqlalchemy as sa
 
 from tests.conftest import LEGACY_APP_TABLE, LEGACY_V1_ROW, LEGACY_V1_TABLE, conninfo
-from toolkit import migrate
-from toolkit.database import create_engine
-from toolkit.drift import catalog_snapshot
+from waha_db.lifecycle import migrate
+from waha_db.database import create_engine
+from waha_db.lifecycle.catalog import catalog_snapshot
 
 OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 REPOSITORY = Path(__file__).resolve().parents[2]

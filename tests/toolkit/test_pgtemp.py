@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from toolkit import pgtemp
-from toolkit.pgtemp import PostgresNotFound, ThrowawayPostgres, find_server_binaries
+from waha_db.checks import pgtemp
+from waha_db.checks.pgtemp import PostgresNotFound, ThrowawayPostgres, find_server_binaries
 
 
 def fake_bin_dir(root: Path, version: str) -> Path:

@@ -33,7 +33,7 @@ class CatalogFacts:
     tables: frozenset[str]  # schema-qualified: "public.waha_servers", "public.alembic_version", ...
     revision: str | None  # the revision in alembic_version; None when the table is missing or empty
     legacy_convertible_rows: int = 0  # rows of public.waha_config with a non-blank api_url
-    adoption_problems: tuple[str, ...] = ()  # from toolkit.adopt.plan_adoption, for hand-made databases
+    adoption_problems: tuple[str, ...] = ()  # from waha_db.lifecycle.adopt.plan_adoption, for hand-made databases
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def read_facts(connection: sa.Connection) -> CatalogFacts:
             ).scalar()
     problems: tuple[str, ...] = ()
     if revision is None and {"public.waha_servers", "public.waha_sessions"} & tables:
-        from toolkit.adopt import plan_adoption
+        from waha_db.lifecycle.adopt import plan_adoption
 
         problems = tuple(plan_adoption(connection).problems)
     return CatalogFacts(tables, revision, convertible, problems)
@@ -117,7 +117,7 @@ def read_facts(connection: sa.Connection) -> CatalogFacts:
 
 def known_revisions() -> list[str]:
     """The migrations' revisions, oldest first."""
-    from toolkit.migrate import script_directory
+    from waha_db.lifecycle.migrate import script_directory
 
     return [script.revision for script in reversed(list(script_directory().walk_revisions()))]
 

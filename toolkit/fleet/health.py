@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import httpx
 import sqlalchemy as sa
 
-from toolkit.database import mask_password
+from waha_db.database import mask_password
 
 VERSION_PATH = "/api/server/version"
 # A WAHA version answer is a few dozen bytes; anything much larger is not one.
@@ -435,7 +435,7 @@ def test_servers(
     return checked
 
 
-# pytest would collect test_servers as a test through `from toolkit.health import *`-style imports.
+# pytest would collect test_servers as a test through `from waha_db.fleet.health import *`-style imports.
 test_servers.__test__ = False
 
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import testing.postgresql
 from sqlalchemy.engine import URL
 
-from toolkit.database import create_engine
+from waha_db.database import create_engine
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, postgres) were not found on PATH, in "

@@ -17,7 +17,7 @@ from fractions import Fraction
 import psycopg.errors
 import sqlalchemy as sa
 
-from toolkit import health
+from waha_db.fleet import health
 
 # Option name of the CLI -> column of waha_servers.
 COLUMNS = {

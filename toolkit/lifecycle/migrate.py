@@ -175,7 +175,7 @@ def explain_database_error(error: sa.exc.DBAPIError, *, revision: str | None, lo
 
 # --- the full-schema file -----------------------------------------------------------
 
-CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 FULL_SCHEMA_PATH = CHECKOUT_ROOT / "sql" / "schema.sql"
 
 
@@ -189,7 +189,7 @@ def checkout_schema_file() -> Path | None:
 FULL_SCHEMA_HEADER = """\
 -- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision {head}.
 --
--- GENERATED from migrations/versions by `python -m toolkit.migrate` (toolkit.migrate.full_schema_sql);
+-- GENERATED from migrations/versions by `python -m waha_db.lifecycle.migrate` (waha_db.lifecycle.migrate.full_schema_sql);
 -- do not edit: change the migrations and regenerate. A test fails when this file is stale.
 --
 -- Apply:   psql -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/schema.sql

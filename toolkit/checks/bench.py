@@ -37,9 +37,9 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from toolkit import migrate
-from toolkit.database import conninfo, create_engine, display_url, parse_url
-from toolkit.pgtemp import ThrowawayPostgres, find_server_binaries
+from waha_db.lifecycle import migrate
+from waha_db.database import conninfo, create_engine, display_url, parse_url
+from waha_db.checks.pgtemp import ThrowawayPostgres, find_server_binaries
 
 HEAVY_USER = "00000000-0000-4000-8000-00000000beef"
 
@@ -57,7 +57,7 @@ def hand_written_select(connection: psycopg.Connection) -> str:
     source = "\n".join(line.split("--", 1)[0].rstrip() for line in source.splitlines())
     found = _FUNCTION_QUERY.search(source)
     if not found:
-        raise BenchError("get_available_waha_server's body has no RETURN QUERY statement; update toolkit/bench.py")
+        raise BenchError("get_available_waha_server's body has no RETURN QUERY statement; update toolkit/checks/bench.py")
     query = "\n".join(line for line in found.group(1).splitlines() if line.strip())
     query = query.replace("{", "{{").replace("}", "}}")
     query = re.sub(r"\bexcluded_server_ids\b", "'{{}}'::uuid[]", query)

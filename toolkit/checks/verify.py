@@ -3,13 +3,13 @@
 Runs on a throwaway PostgreSQL when no database is given (so it works on a fresh
 machine with nothing configured), there on two databases: plain PostgreSQL, and one
 shaped like Supabase (auth.users, anon/authenticated/service_role and Supabase's
-default privileges, see toolkit.supabase). Given a database URL, it runs on that
+default privileges, see waha_db.checks.supabase). Given a database URL, it runs on that
 database, which must be empty (nothing in schema public: a fresh Supabase project
 qualifies), and leaves it empty again; the roles authenticated and service_role, if
 the migrations created them, stay (roles are never dropped).
 
 Each check is one function that raises `CheckFailed` with what differs; schemas are
-compared as catalog snapshots (toolkit.drift), which PostgreSQL renders itself, so
+compared as catalog snapshots (waha_db.lifecycle.catalog), which PostgreSQL renders itself, so
 no pg_dump of a matching version is needed.
 """
 
@@ -26,10 +26,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from toolkit import drift, migrate
-from toolkit.database import connect_engine, conninfo, display_url, mask_password, parse_url
-from toolkit.schema import include_object, metadata
-from toolkit.supabase import install_auth_stub
+from waha_db.lifecycle import catalog
+
+from waha_db.lifecycle import migrate
+from waha_db.database import connect_engine, conninfo, display_url, mask_password, parse_url
+from waha_db.lifecycle.model import include_object, metadata
+from waha_db.checks.supabase import install_auth_stub
 
 
 
@@ -133,7 +135,7 @@ class Target:
 
     def snapshot(self) -> dict:
         with self.engine.connect() as connection:
-            return drift.catalog_snapshot(connection)
+            return catalog.catalog_snapshot(connection)
 
     def run_script(self, script: str) -> None:
         """A SQL script as psql would run it with ON_ERROR_STOP (it holds its own BEGIN/COMMIT)."""
@@ -176,7 +178,7 @@ def check_metadata_matches(target: Target) -> None:
         differences = compare_metadata(context, metadata)
     if differences:
         raise CheckFailed(
-            f"{len(differences)} differences between toolkit/schema.py and the migrated database",
+            f"{len(differences)} differences between toolkit/lifecycle/model.py and the migrated database",
             [describe_metadata_difference(difference) for difference in differences],
         )
 
@@ -188,24 +190,24 @@ def describe_metadata_difference(difference) -> str:
     operation, *arguments = difference
     if operation.startswith("modify_"):
         _, schema, table, column, existing, database_value, model_value = difference
-        return f"{operation[7:]} of {table}.{column}: database has {database_value!r}, toolkit/schema.py has {model_value!r}"
+        return f"{operation[7:]} of {table}.{column}: database has {database_value!r}, toolkit/lifecycle/model.py has {model_value!r}"
     subject = arguments[0]
     name = getattr(subject, "name", None) or getattr(getattr(subject, "table", None), "name", "")
     where = getattr(getattr(subject, "table", None), "name", None)
     described = f"{name} on {where}" if where and where != name else str(name)
     if isinstance(subject, sa.ForeignKeyConstraint):
         described += " -> " + ", ".join(element.target_fullname for element in subject.elements)
-    side = "in toolkit/schema.py only" if operation.startswith("add_") else "in the database only"
+    side = "in toolkit/lifecycle/model.py only" if operation.startswith("add_") else "in the database only"
     return f"{operation[operation.index('_') + 1:].replace('_', ' ')} {described}: {side}"
 
 
 def check_no_drift(target: Target) -> None:
     with target.engine.connect() as connection:
-        differences = drift.detect_drift(connection)
+        differences = catalog.detect_drift(connection)
     if differences:
         raise CheckFailed(
-            "the migrated database differs from toolkit/head_catalog.json "
-            "(if the migrations changed on purpose: python -m toolkit.drift --write)",
+            "the migrated database differs from toolkit/lifecycle/head_catalog.json "
+            "(if the migrations changed on purpose: python -m waha_db.lifecycle.catalog --write)",
             differences,
         )
 
@@ -436,7 +438,7 @@ def check_revisions_up_down_up(target: Target) -> int:
         migrate.downgrade(target.engine, "-1")
         migrate.upgrade(target.engine, revision)
         again = target.snapshot()
-        problems += [f"{revision}: {line}" for line in drift.diff_snapshots(first, again, expected_label="first upgrade", actual_label="after down/up")]
+        problems += [f"{revision}: {line}" for line in catalog.diff_snapshots(first, again, expected_label="first upgrade", actual_label="after down/up")]
     if problems:
         raise CheckFailed("a downgrade did not undo its upgrade exactly", problems)
     return len(revisions)
@@ -444,14 +446,14 @@ def check_revisions_up_down_up(target: Target) -> int:
 
 def check_downgrade_to_base(target: Target) -> None:
     target.reset()
-    differences = drift.diff_snapshots(target.baseline, target.snapshot(), expected_label="before", actual_label="after")
+    differences = catalog.diff_snapshots(target.baseline, target.snapshot(), expected_label="before", actual_label="after")
     if differences:
         raise CheckFailed("downgrade to base left objects behind or removed others", differences)
 
 
 def check_offline_equals_online(target: Target) -> None:
     target.run_script(migrate.offline_sql("head"))
-    differences = drift.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label="offline")
+    differences = catalog.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label="offline")
     target.reset()
     if differences:
         raise CheckFailed("the offline script (`waha-db upgrade --sql`) yields another schema than the online upgrade", differences)
@@ -473,7 +475,7 @@ def check_schema_file(target: Target) -> None:
         if script != generated:
             problems.append("sql/schema.sql differs from what the migrations generate: regenerate it with `waha-db sql`")
     target.run_script(script)
-    problems += drift.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label=label)
+    problems += catalog.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label=label)
     with target.engine.connect() as connection:
         recorded = connection.exec_driver_sql("SELECT version_num FROM public.alembic_version").scalar()
     if recorded != migrate.head_revision():
@@ -570,7 +572,7 @@ def _run_on(target: Target, results: list[CheckResult], progress: Progress | Non
     if not results[before].passed:
         return
     for name, check in (
-        ("metadata (toolkit/schema.py) equals the migrated database", check_metadata_matches),
+        ("metadata (toolkit/lifecycle/model.py) equals the migrated database", check_metadata_matches),
         ("no drift from the recorded head catalog", check_no_drift),
         ("security: row security, search_path, anon, TRUNCATE, policies, indexed foreign keys", check_security_rules),
         ("the seed's examples and the selection rules", check_seed_examples),
@@ -595,7 +597,7 @@ def verify(database_url: str | None = None, progress: Progress | None = None) ->
         refuse_unless_empty(database_url)
     _run("one head", results, progress, check_one_head)
     if database_url is None:
-        from toolkit.pgtemp import ThrowawayPostgres
+        from waha_db.checks.pgtemp import ThrowawayPostgres
 
         with ThrowawayPostgres() as server:
             version = _server_version(server.url("postgres"))

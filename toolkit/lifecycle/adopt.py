@@ -10,7 +10,7 @@ migrations build the exact head shape (column order, constraints, indexes, trigg
 function, grants, row security) and record the head revision, every hand-made row is
 copied in, and the moved tables are dropped. Before that, `plan_adoption` checks the
 hand-made tables column by column and row by row against the head schema (the
-recorded catalog `toolkit/head_catalog.json`: its column types, NOT NULLs, defaults,
+recorded catalog `toolkit/lifecycle/head_catalog.json`: its column types, NOT NULLs, defaults,
 CHECKs, UNIQUEs and foreign keys), and lists either the problems (adoption refused,
 nothing touched) or the actions.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from toolkit import drift, migrate
+from waha_db.lifecycle import catalog, migrate
 
 ADOPTED_TABLES = ("waha_servers", "waha_sessions")  # the seed's tables, in copy order
 SCRATCH_SCHEMA = "waha_adopt"
@@ -87,18 +87,18 @@ class AdoptionPlan:
         return not self.problems
 
 
-def head_columns(table: str, catalog: dict | None = None) -> list[HeadColumn]:
-    catalog = catalog or drift.load_head_catalog()
+def head_columns(table: str, head: dict | None = None) -> list[HeadColumn]:
+    head = head or catalog.load_head_catalog()
     columns = []
-    for text in catalog["columns"][f"public.{table}"]:
+    for text in head["columns"][f"public.{table}"]:
         match = _COLUMN.match(text)
         columns.append(HeadColumn(match["name"], match["type"], bool(match["not_null"]), match["default"]))
     return columns
 
 
-def _head_constraints(table: str, catalog: dict) -> dict[str, str]:
+def _head_constraints(table: str, head: dict) -> dict[str, str]:
     prefix = f"public.{table}."
-    return {name[len(prefix):]: definition for name, definition in catalog["constraints"].items() if name.startswith(prefix)}
+    return {name[len(prefix):]: definition for name, definition in head["constraints"].items() if name.startswith(prefix)}
 
 
 def _columns_of(connection: sa.Connection, schema: str, table: str) -> dict[str, str]:
@@ -114,10 +114,10 @@ def _exists(connection: sa.Connection, name: str) -> bool:
     return connection.exec_driver_sql("SELECT pg_catalog.to_regclass(%(name)s) IS NOT NULL", {"name": name}).scalar()
 
 
-def _projection(table: str, source_schema: str, source_columns: dict[str, str], catalog: dict) -> str:
+def _projection(table: str, source_schema: str, source_columns: dict[str, str], head: dict) -> str:
     """A SELECT of the hand-made table as the head table would hold it: head columns, defaults for NULLs."""
     expressions = []
-    for column in head_columns(table, catalog):
+    for column in head_columns(table, head):
         read_as = _READ_AS.get(column.base_type, column.base_type)
         if column.name in source_columns and source_columns[column.name].split("(")[0] in _COMPATIBLE.get(column.base_type, {column.base_type}):
             value = f"source.{_quote(column.name)}::{read_as}"
@@ -140,10 +140,10 @@ def _column_list(definition: str) -> list[str]:
 def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source_schema: str = "public") -> AdoptionPlan:
     """The problems that block adopting this database, or the actions adoption would take.
 
-    Reads only (catalog and the hand-made rows); never changes or locks anything
+    Reads only (the catalog and the hand-made rows); never changes or locks anything
     beyond what SELECT takes.
     """
-    catalog = drift.load_head_catalog()
+    head = catalog.load_head_catalog()
     plan = AdoptionPlan(owner=migrate.parse_owner(owner))
     present = [table for table in ADOPTED_TABLES if _exists(connection, f"{source_schema}.{table}")]
     if not present:
@@ -157,7 +157,7 @@ def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source
     type_problems = False
     for table in present:
         source = _columns_of(connection, source_schema, table)
-        wanted = {column.name: column for column in head_columns(table, catalog)}
+        wanted = {column.name: column for column in head_columns(table, head)}
         for name, source_type in source.items():
             if name not in wanted:
                 plan.problems.append(f"{table}.{name} ({source_type}) is not a V2.1 column: adoption would lose its values; drop it or move them elsewhere first")
@@ -177,7 +177,7 @@ def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source
                 note = " (values read in the session's time zone)" if source_type == "timestamp without time zone" else ""
                 plan.actions.append(f"change {table}.{column.name} from {source_type} to {column.type}{note}")
         if not type_problems:
-            projections[table] = _projection(table, source_schema, source, catalog)
+            projections[table] = _projection(table, source_schema, source, head)
     if type_problems:
         return plan
 
@@ -185,7 +185,7 @@ def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source
         projected = projections[table]
         count = connection.exec_driver_sql(f"SELECT count(*) FROM {source_schema}.{table}").scalar()
         plan.actions.append(f"rebuild {table} in the V2.1 shape and copy its {count} row(s)")
-        for column in head_columns(table, catalog):
+        for column in head_columns(table, head):
             if column.name not in _columns_of(connection, source_schema, table):
                 continue
             if column.length is not None:
@@ -208,7 +208,7 @@ def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source
                     plan.problems.append(f"{nulls} row(s) of {table} have no {column.name} (NULL), which V2.1 requires")
                 else:
                     plan.actions.append(f"{nulls} row(s) of {table}: NULL {column.name} becomes the default {column.default}")
-        for name, definition in _head_constraints(table, catalog).items():
+        for name, definition in _head_constraints(table, head).items():
             if definition.startswith("CHECK"):
                 expression = definition[len("CHECK "):]
                 rows = connection.exec_driver_sql(
@@ -269,8 +269,8 @@ def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source
             plan.problems.append(f"{dependent} depends on {table}: adoption rebuilds the table; drop it first and recreate it after adoption")
 
     _plan_legacy_owner(connection, plan, source_schema)
-    found = drift.waha_objects(drift.catalog_snapshot(connection))
-    for line in drift.diff_snapshots(catalog, found, expected_label="head has", actual_label="database has"):
+    found = catalog.waha_objects(catalog.catalog_snapshot(connection))
+    for line in catalog.diff_snapshots(head, found, expected_label="head has", actual_label="database has"):
         if line.startswith("missing "):
             plan.actions.append("create " + line[len("missing "):])
         elif line.startswith("unexpected ") and not line.startswith("unexpected column"):
@@ -343,7 +343,7 @@ def _rebuild(connection: sa.Connection, plan: AdoptionPlan, *, lock_timeout: flo
         ).scalars().all():
             connection.exec_driver_sql(f'DROP TRIGGER "{trigger}" ON {SCRATCH_SCHEMA}.{table}')
     # Hand-made functions with the names of ours (the seed's get_available_waha_server) make way for the migrations'.
-    our_functions = sorted({name.split("(")[0].split(".", 1)[1] for name in drift.load_head_catalog()["functions"]})
+    our_functions = sorted({name.split("(")[0].split(".", 1)[1] for name in catalog.load_head_catalog()["functions"]})
     for signature in connection.exec_driver_sql(
         "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY (%(names)s)",
         {"names": our_functions},
@@ -351,12 +351,12 @@ def _rebuild(connection: sa.Connection, plan: AdoptionPlan, *, lock_timeout: flo
         connection.exec_driver_sql(f"DROP FUNCTION {signature}")
 
     migrate.upgrade(connection, "0004", lock_timeout=lock_timeout)
-    catalog = drift.load_head_catalog()
+    head = catalog.load_head_catalog()
     for table in present:
         source = _columns_of(connection, SCRATCH_SCHEMA, table)
         target = _columns_of(connection, "public", table)
-        projected = _projection(table, SCRATCH_SCHEMA, source, catalog)
-        head_names = {column.name for column in head_columns(table, catalog)}
+        projected = _projection(table, SCRATCH_SCHEMA, source, head)
+        head_names = {column.name for column in head_columns(table, head)}
         columns = ", ".join(_quote(name) for name in target if name in head_names)
         connection.exec_driver_sql(f"INSERT INTO public.{table} ({columns}) SELECT {columns} FROM ({projected}) AS p")
     migrate.upgrade(connection, "head", owner=plan.owner, lock_timeout=lock_timeout)

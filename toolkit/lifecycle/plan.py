@@ -14,7 +14,9 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
-from toolkit import migrate, state
+from waha_db.lifecycle import migrate
+
+from waha_db.lifecycle import state
 
 # The revision that converts the legacy singleton waha_config into a waha_servers row.
 CONVERSION_REVISION = "0005"

@@ -7,9 +7,9 @@ grants, comments; each rendered by PostgreSQL itself (`pg_get_constraintdef`,
 give equal snapshots whatever SQL built them. `verify` compares snapshots (online vs
 offline SQL vs `sql/schema.sql`, before and after a downgrade to base).
 
-Drift: the WAHA part of a snapshot is compared with `toolkit/head_catalog.json`, the
+Drift: the WAHA part of a snapshot is compared with `toolkit/lifecycle/head_catalog.json`, the
 same snapshot taken of a database migrated to head (regenerate it with
-`python -m toolkit.drift --write`; `waha-db verify` fails when it is stale). Comparing
+`python -m waha_db.lifecycle.catalog --write`; `waha-db verify` fails when it is stale). Comparing
 with a recorded snapshot means `status` needs nothing but read access to the
 database it inspects: no scratch database on a production server.
 
@@ -272,9 +272,9 @@ def render_head_catalog(connection: sa.Connection) -> str:
 
 def build_head_catalog() -> str:
     """head_catalog.json as the migrations make it today, built on a throwaway PostgreSQL."""
-    from toolkit import migrate
-    from toolkit.database import create_engine
-    from toolkit.pgtemp import ThrowawayPostgres
+    from waha_db.lifecycle import migrate
+    from waha_db.database import create_engine
+    from waha_db.checks.pgtemp import ThrowawayPostgres
 
     with ThrowawayPostgres() as server:
         engine = create_engine(server.url(server.create_database()))
@@ -288,6 +288,6 @@ def build_head_catalog() -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m toolkit.drift --write   (regenerates toolkit/head_catalog.json from the migrations)")
+        sys.exit("usage: python -m waha_db.lifecycle.catalog --write   (regenerates toolkit/lifecycle/head_catalog.json from the migrations)")
     HEAD_CATALOG.write_text(build_head_catalog())
     print(f"wrote {HEAD_CATALOG}")

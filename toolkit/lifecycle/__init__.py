@@ -1,0 +1,1 @@
+"""The database's lifecycle: revisions, upgrades and downgrades, plans, state, drift, adoption, the model."""
