@@ -28,17 +28,11 @@ import sqlalchemy as sa
 from alembic.util import CommandError
 
 from waha_db.lifecycle import adopt as adoption
-
 from waha_db.fleet import allocation
-
 from waha_db.checks import bench as benchmark
-
 from waha_db import database
-
 from waha_db.lifecycle import catalog
-
-from waha_db.fleet import health as server_health
-
+from waha_db.fleet import health as server_health, monitor as fleet_monitor, probe, selection
 from waha_db.lifecycle import migrate
 from waha_db.lifecycle import plan as plans
 from waha_db.fleet import servers as server_admin
@@ -57,7 +51,7 @@ USER_ERRORS = (
     CommandError,  # alembic's, e.g. an unknown revision for --sql; migrate.MigrationError is one
     PostgresNotFound,
     server_health.HealthError,
-    server_health.MonitorError,
+    fleet_monitor.MonitorError,
     allocation.ReconcileError,
     benchmark.BenchError,
 )
@@ -724,7 +718,7 @@ def servers_best(ctx, user_id, excluded, as_json):
       waha-db servers best --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --exclude 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
     """
     with _transaction(ctx) as connection:
-        pick = server_admin.best_server(connection, user_id, list(excluded))
+        pick = selection.best_server(connection, user_id, list(excluded))
     if as_json:
         click.echo(json.dumps({
             "server": pick.server.as_json() if pick.server else None,
@@ -784,8 +778,8 @@ def servers_test(ctx, server_id, user_id, as_json, concurrency):
         if not checked:
             click.echo(f"user {user_id} has no active servers")
         for item in checked:
-            url = server_health.display_api_url(item.server.api_url)
-            click.echo(f"{item.server.nome} ({url}): {server_health.describe_probe(item.probe)}")
+            url = probe.display_api_url(item.server.api_url)
+            click.echo(f"{item.server.nome} ({url}): {probe.describe_probe(item.probe)}")
             if item.record_error:
                 click.echo(f"  not recorded: {item.record_error}")
             else:
@@ -818,7 +812,7 @@ def monitor(ctx, interval, once, concurrency):
       waha-db monitor --once
     """
     stop = threading.Event()
-    restore = server_health.stop_on_signals(stop)
+    restore = fleet_monitor.stop_on_signals(stop)
     try:
         with _engine(ctx) as engine:
             click.echo(
@@ -826,7 +820,7 @@ def monitor(ctx, interval, once, concurrency):
                 + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops"),
                 err=True,
             )
-            stats = server_health.monitor(engine, interval=interval, once=once, concurrency=concurrency, stop=stop, emit=click.echo)
+            stats = fleet_monitor.monitor(engine, interval=interval, once=once, concurrency=concurrency, stop=stop, emit=click.echo)
     finally:
         restore()
     click.echo(

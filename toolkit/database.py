@@ -10,6 +10,7 @@ import os
 import re
 from urllib.parse import quote, urlencode
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
@@ -100,6 +101,60 @@ def create_engine(database_url: str | URL) -> sa.Engine:
     """An engine for one-shot work: no pool, psycopg 3, connect timeout of 10 s."""
     url = parse_url(database_url) if isinstance(database_url, str) else database_url
     return sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
+
+
+def driver_error(error: BaseException) -> BaseException:
+    """The driver's (psycopg's) own exception behind a SQLAlchemy wrapper; the error itself otherwise."""
+    if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
+        return error.orig
+    return error
+
+
+def database_message(error: BaseException) -> str:
+    """PostgreSQL's own words for a database error, one line, password masked.
+
+    The one place that reads a message out of a driver error (SQLAlchemy-wrapped or
+    plain psycopg): the server's primary message when there is one, else the first
+    line of the text.
+    """
+    original = driver_error(error)
+    message = getattr(getattr(original, "diag", None), "message_primary", None)
+    if not message:
+        lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+        message = lines[0] if lines else "(no message)"
+    return mask_password(message)
+
+
+def describe_refusal(error: BaseException) -> str:
+    """What the database refused, with its detail and hint, one per line, password masked."""
+    diagnostic = getattr(driver_error(error), "diag", None)
+    lines = [f"the database refused: {database_message(error)}"]
+    for label in ("detail", "hint"):
+        text = getattr(diagnostic, f"message_{label}", None)
+        if text:
+            lines.append(f"{label}: {text}")
+    return mask_password("\n".join(lines))
+
+
+# SQLSTATE classes of a server that cannot be reached or refuses us: 08 connection
+# exception, 28 invalid authorization, 57P0x the server shutting down or starting.
+_CONNECTION_SQLSTATES = ("08", "28", "57P01", "57P02", "57P03", "3D000")
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """Whether the server could not be reached (or refused us, or went away), rather than refusing a statement.
+
+    A connection that never opened carries no SQLSTATE (refused, unknown host,
+    timeout) or one of the classes above; SQLAlchemy marks a connection lost
+    mid-command as invalidated.
+    """
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    original = driver_error(error)
+    if not isinstance(original, psycopg.OperationalError):
+        return False
+    sqlstate = original.sqlstate
+    return sqlstate is None or sqlstate.startswith(_CONNECTION_SQLSTATES)
 
 
 class ConnectionFailure(RuntimeError):

@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from waha_db.fleet.health import Health
-from waha_db.fleet.servers import Server, explain_pick, render_server_list
+from waha_db.fleet.selection import explain_pick
+from waha_db.fleet.servers import Server, render_server_list
 
 EPOCH = datetime(2025, 10, 28, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tests.health.fake_waha import free_port
 from tests.polling import wait_until
-from waha_db.fleet import health
+from waha_db.fleet import monitor as fleet_monitor
 from waha_db.lifecycle import migrate
 from waha_db.database import create_engine
 from waha_db.checks.pgtemp import ThrowawayPostgres
@@ -58,7 +58,7 @@ class RunningMonitor:
 
         def run():
             try:
-                self.stats = health.monitor(engine, stop=self.stop, emit=self.lines.append, **options)
+                self.stats = fleet_monitor.monitor(engine, stop=self.stop, emit=self.lines.append, **options)
             except BaseException as exc:  # surfaced by finish()
                 self.error = exc
 
@@ -75,7 +75,7 @@ class RunningMonitor:
     def lines_with(self, text: str) -> list[str]:
         return [line for line in self.lines if text in line]
 
-    def finish(self) -> health.MonitorStats:
+    def finish(self) -> fleet_monitor.MonitorStats:
         """Stop the monitor and return its stats; it must stop promptly (it only waits on `stop`)."""
         self.stop.set()
         self.thread.join(STOP_WITHIN)
@@ -119,7 +119,7 @@ def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
 def test_monitor_once_runs_one_cycle_and_returns(engine, fake_waha):
     server_id = add_server(engine, "Principal", fake_waha("close").url)
 
-    stats = health.monitor(engine, once=True, emit=lambda line: None, backoff=0)
+    stats = fleet_monitor.monitor(engine, once=True, emit=lambda line: None, backoff=0)
 
     assert (stats.cycles, stats.probes, stats.state_changes) == (1, 1, 1)
     assert failures(engine, server_id) == 1
@@ -129,8 +129,8 @@ def test_monitor_once_says_when_the_database_cannot_be_reached():
     nothing_there = sa.URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=free_port(), database="app")
     engine = create_engine(nothing_there)
 
-    with pytest.raises(health.MonitorError, match="the database cannot be reached"):
-        health.monitor(engine, once=True, emit=lambda line: None)
+    with pytest.raises(fleet_monitor.MonitorError, match="the database cannot be reached"):
+        fleet_monitor.monitor(engine, once=True, emit=lambda line: None)
 
 
 def test_monitor_survives_a_database_restart(fake_waha):

@@ -6,7 +6,7 @@ import threading
 import time
 
 from tests.health.fake_waha import REDIRECT_TARGET, free_port
-from waha_db.fleet.health import describe_probe, probe_server
+from waha_db.fleet.probe import describe_probe, probe_server
 
 
 def test_healthy_server_is_reachable_with_its_version(fake_waha):

@@ -10,14 +10,14 @@ from the constraint's name, instead of a raw SQL error.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from fractions import Fraction
 
 import psycopg.errors
 import sqlalchemy as sa
 
-from waha_db.fleet import health
+from waha_db.database import database_message
 
 # Option name of the CLI -> column of waha_servers.
 COLUMNS = {
@@ -65,8 +65,10 @@ class ServerNotFound(ServerError):
     pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class Server:
+    """A row of public.waha_servers: the one model of that table in the toolkit."""
+
     id: uuid.UUID
     user_id: uuid.UUID
     nome: str
@@ -102,8 +104,21 @@ class Server:
         return data
 
 
+# The columns a Server is read from, named (never `*`: a later revision may add columns).
+SERVER_COLUMNS = ", ".join(field.name for field in fields(Server))
+
+
+def server_columns(alias: str) -> str:
+    """SERVER_COLUMNS qualified by a table alias, for queries that join waha_servers."""
+    return ", ".join(f"{alias}.{field.name}" for field in fields(Server))
+
+
+def server_from_row(row) -> Server:
+    return Server(**{field.name: row._mapping[field.name] for field in fields(Server)})
+
+
 def _servers(rows) -> list[Server]:
-    return [Server(**row._mapping) for row in rows]
+    return [server_from_row(row) for row in rows]
 
 
 def _rule_error(error: sa.exc.DBAPIError) -> ServerError:
@@ -120,21 +135,20 @@ def _rule_error(error: sa.exc.DBAPIError) -> ServerError:
         column = getattr(diag, "column_name", None)
         option = {v: k for k, v in COLUMNS.items()}.get(column, column)
         return ServerRuleError(f"{option} is required")
-    primary = getattr(diag, "message_primary", None) or str(original).splitlines()[0]
-    return ServerError(primary)
+    return ServerError(database_message(error))
 
 
 def list_servers(connection: sa.Connection, user_id: uuid.UUID) -> list[Server]:
     """A user's servers, ordered as the seed's listing query: `ORDER BY prioridade DESC, nome`."""
     rows = connection.execute(
-        sa.text("SELECT * FROM public.waha_servers WHERE user_id = :user_id ORDER BY prioridade DESC, nome"),
+        sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE user_id = :user_id ORDER BY prioridade DESC, nome"),
         {"user_id": user_id},
     )
     return _servers(rows)
 
 
 def get_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
-    rows = _servers(connection.execute(sa.text("SELECT * FROM public.waha_servers WHERE id = :id"), {"id": server_id}))
+    rows = _servers(connection.execute(sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE id = :id"), {"id": server_id}))
     if not rows:
         raise ServerNotFound(f"no WAHA server with id {server_id}: list a user's servers with `waha-db servers list --user UUID`")
     return rows[0]
@@ -148,11 +162,11 @@ def add_server(connection: sa.Connection, user_id: uuid.UUID, **values) -> Serve
     try:
         with connection.begin_nested():
             row = connection.execute(
-                sa.text(f"INSERT INTO public.waha_servers ({names}) VALUES ({placeholders}) RETURNING *"), columns
+                sa.text(f"INSERT INTO public.waha_servers ({names}) VALUES ({placeholders}) RETURNING {SERVER_COLUMNS}"), columns
             ).one()
     except sa.exc.DBAPIError as error:
         raise _rule_error(error) from None
-    return Server(**row._mapping)
+    return server_from_row(row)
 
 
 def update_server(connection: sa.Connection, server_id: uuid.UUID, **values) -> Server:
@@ -164,14 +178,14 @@ def update_server(connection: sa.Connection, server_id: uuid.UUID, **values) -> 
     try:
         with connection.begin_nested():
             row = connection.execute(
-                sa.text(f"UPDATE public.waha_servers SET {assignments} WHERE id = :server_id RETURNING *"),
+                sa.text(f"UPDATE public.waha_servers SET {assignments} WHERE id = :server_id RETURNING {SERVER_COLUMNS}"),
                 changes | {"server_id": server_id},
             ).one_or_none()
     except sa.exc.DBAPIError as error:
         raise _rule_error(error) from None
     if row is None:
         get_server(connection, server_id)  # raises ServerNotFound
-    return Server(**row._mapping)
+    return server_from_row(row)
 
 
 def set_active(connection: sa.Connection, server_id: uuid.UUID, active: bool) -> Server:
@@ -191,7 +205,7 @@ def remove_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
     refuses the delete anyway should a session arrive in between.
     """
     server = _servers(
-        connection.execute(sa.text("SELECT * FROM public.waha_servers WHERE id = :id FOR UPDATE"), {"id": server_id})
+        connection.execute(sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE id = :id FOR UPDATE"), {"id": server_id})
     )
     if not server:
         get_server(connection, server_id)
@@ -208,98 +222,6 @@ def remove_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
     except sa.exc.DBAPIError as error:
         raise _rule_error(error) from None
     return server[0]
-
-
-@dataclass
-class Pick:
-    """The server get_available_waha_server chose, and why."""
-
-    server: Server | None
-    reasons: list[str] = field(default_factory=list)
-    not_candidates: list[str] = field(default_factory=list)
-
-
-def best_server(connection: sa.Connection, user_id: uuid.UUID, excluded: list[uuid.UUID] = ()) -> Pick:
-    """The database's pick (get_available_waha_server), explained from the user's servers and their health."""
-    chosen = _servers(
-        connection.execute(
-            sa.text("SELECT * FROM public.get_available_waha_server(:user_id, CAST(:excluded AS uuid[]))"),
-            {"user_id": user_id, "excluded": list(excluded)},
-        )
-    )
-    now = connection.execute(sa.text("SELECT now()")).scalar_one()
-    cooling = {
-        server_id: record
-        for server_id, record in health.user_health(connection, user_id).items()
-        if health.is_cooling_down(record, now)
-    }
-    return explain_pick(chosen[0] if chosen else None, list_servers(connection, user_id), list(excluded), cooling)
-
-
-def _percent(server: Server) -> str:
-    return f"{server.sessions_ativas}/{server.max_sessions} ({float(server.load):.0%})"
-
-
-def explain_pick(
-    pick: Server | None,
-    servers: list[Server],
-    excluded: list[uuid.UUID],
-    cooling: dict[uuid.UUID, health.Health] | None = None,
-) -> Pick:
-    """Why `pick` won among `servers` by the selection rules: servers cooling down after
-    failures rank after every healthy one (the earliest cooldown end first); among the
-    rest, priority, then load, then free slots, then age.
-
-    Pure: the pick itself is the database's; this only puts its reasons into words.
-    `cooling` maps the id of each server cooling down now to its health record.
-    """
-    cooling = cooling or {}
-    not_candidates = []
-    candidates = []
-    for server in servers:
-        if server.id in excluded:
-            not_candidates.append(f"{server.nome}: excluded")
-        elif not server.ativo:
-            not_candidates.append(f"{server.nome}: disabled")
-        elif not server.has_capacity:
-            not_candidates.append(f"{server.nome}: full, {server.sessions_ativas}/{server.max_sessions} sessions")
-        else:
-            candidates.append(server)
-    if pick is None:
-        return Pick(None, [], not_candidates)
-    rivals = [server for server in candidates if server.id != pick.id]
-    reasons = [f"priority {pick.prioridade}, load {_percent(pick)}"]
-    if pick.id in cooling:
-        reasons.append(f"cooling down ({_cooldown(cooling[pick.id])}), but every other candidate is too")
-    if not rivals:
-        reasons.append("the only active server with free capacity")
-
-    def rank(server: Server):
-        record = cooling.get(server.id)
-        return (record is not None, record.cooldown_until if record else None,
-                -server.prioridade, server.load, server.sessions_ativas - server.max_sessions, server.created_at)
-
-    for rival in sorted(rivals, key=rank):
-        if rival.id in cooling and pick.id not in cooling:
-            why = f"healthy, while {rival.nome} is cooling down ({_cooldown(cooling[rival.id])})"
-        elif rival.id in cooling:
-            why = f"its cooldown ends before that of {rival.nome}"
-        elif pick.prioridade != rival.prioridade:
-            why = f"higher priority than {rival.nome} ({pick.prioridade} > {rival.prioridade})"
-        elif pick.load != rival.load:
-            why = f"same priority as {rival.nome}, lower load ({_percent(pick)} < {_percent(rival)})"
-        elif pick.max_sessions - pick.sessions_ativas != rival.max_sessions - rival.sessions_ativas:
-            why = f"same priority and load as {rival.nome}, more free slots"
-        else:
-            why = f"same priority, load and free slots as {rival.nome}, added earlier"
-        reasons.append(why)
-    return Pick(pick, reasons, not_candidates)
-
-
-def _cooldown(record: health.Health) -> str:
-    error = f": {record.last_error}" if record.last_error else ""
-    until = record.cooldown_until.strftime("%H:%M:%S %Z").strip()
-    return f"{record.consecutive_failures} failure(s) in a row{error}, until {until}"
 
 
 GREEN, RED = "\N{LARGE GREEN CIRCLE}", "\N{LARGE RED CIRCLE}"

@@ -1,0 +1,167 @@
+"""`waha-db monitor`: every active server of every user probed on a schedule, outcomes recorded.
+
+Takes an engine rather than a connection because it reconnects on its own when
+the database goes away; one server's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from waha_db.database import database_message
+from waha_db.fleet.health import (
+    Health, autocommit_connection, describe_health, load_servers, probe_many, record_probe, recorded_health,
+)
+from waha_db.fleet.servers import Server
+from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
+
+
+class MonitorError(RuntimeError):
+    """The monitor cannot run (e.g. `--once` and the database is unreachable)."""
+
+
+@dataclass
+class MonitorStats:
+    """What a monitor run did, for its caller and tests."""
+
+    cycles: int = 0
+    probes: int = 0
+    state_changes: int = 0
+    reconnects: int = 0
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_connection_lost(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+
+
+def monitor(
+    engine: sa.Engine,
+    *,
+    interval: float = 60,
+    once: bool = False,
+    concurrency: int = 8,
+    stop: threading.Event | None = None,
+    emit: Callable[[str], None] = print,
+    backoff: float = DEFAULT_BACKOFF_SECONDS,
+    reconnect_delay: float = 1.0,
+    max_reconnect_delay: float = 30.0,
+) -> MonitorStats:
+    """`waha-db monitor`: probe every active server of every user, every `interval` seconds.
+
+    Runs as the role of the engine's URL (the admin or service_role: it must see
+    every server). Prints one line per state change (healthy -> failing,
+    failing -> healthy), plus a line when the database connection is lost and
+    when it is back. One server's failure never stops the others; a lost
+    database connection is retried with backoff (`reconnect_delay` doubling to
+    `max_reconnect_delay`) until `stop` is set. With `once`, one cycle, and a
+    database that cannot be reached is a MonitorError.
+    """
+    stop = stop or threading.Event()
+    stats = MonitorStats()
+    connection: sa.Connection | None = None
+    delay = reconnect_delay
+    lost = False
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if connection is None:
+                    connection = autocommit_connection(engine)
+                    if lost:
+                        emit(f"{_stamp()} database connection restored")
+                        stats.reconnects += 1
+                        lost = False
+                _monitor_cycle(connection, concurrency, backoff, stop, emit, stats)
+                delay = reconnect_delay
+            except Exception as exc:
+                if not _is_connection_lost(exc):
+                    raise
+                if connection is not None:
+                    try:
+                        connection.close()
+                    except Exception:
+                        pass
+                    connection = None
+                reason = database_message(exc) if isinstance(exc, sa.exc.DBAPIError) else str(exc)
+                if once:
+                    raise MonitorError(f"the database cannot be reached: {reason}") from None
+                if not lost:
+                    emit(f"{_stamp()} database connection lost ({reason}); reconnecting")
+                    lost = True
+                stop.wait(delay)
+                delay = min(delay * 2, max_reconnect_delay)
+                continue
+            if once:
+                break
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        if connection is not None:
+            connection.close()
+    return stats
+
+
+def _monitor_cycle(
+    connection: sa.Connection,
+    concurrency: int,
+    backoff: float,
+    stop: threading.Event,
+    emit: Callable[[str], None],
+    stats: MonitorStats,
+) -> None:
+    servers = load_servers(connection, every_active=True)
+    failing_before = {server_id for server_id, health in recorded_health(connection, [s.id for s in servers]).items() if health.failing}
+    probes = probe_many(servers, concurrency=concurrency, backoff=backoff, stop=stop)
+    for server, probe in zip(servers, probes):
+        try:
+            health = record_probe(connection, server.id, probe)
+        except sa.exc.DBAPIError as exc:
+            if _is_connection_lost(exc):
+                raise
+            emit(f"{_stamp()} {server.nome} ({server.id}): outcome not recorded: {database_message(exc)}")
+            continue
+        stats.probes += 1
+        if health.failing != (server.id in failing_before):
+            stats.state_changes += 1
+            emit(state_change_line(server, probe, health))
+    stats.cycles += 1
+
+
+def state_change_line(server: Server, probe: Probe, health: Health) -> str:
+    """`... Principal (id) https://...: healthy -> failing: connection refused; cooling down 30 s`."""
+    head = f"{_stamp()} {server.nome} ({server.id}) {display_api_url(server.api_url)}"
+    if health.failing:
+        return f"{head}: healthy -> failing: {probe.error}; {describe_health(health)}"
+    return f"{head}: failing -> healthy: {describe_probe(probe)}"
+
+
+def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Set `stop` on SIGTERM and SIGINT (Ctrl-C), so the monitor ends its cycle cleanly.
+
+    Returns a function that puts the previous handlers back. Main thread only.
+    """
+    previous = {}
+
+    def handler(signum, frame):
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
