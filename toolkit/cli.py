@@ -1,13 +1,14 @@
 """`waha-db`: the command line of the toolkit, for DBAs and CI.
 
-A thin layer: each command parses its options, calls one library function of
-toolkit/, and prints the result. Library errors become `click.ClickException` here,
-at the edge, and only here (see `library_errors`): the user sees one message, exit
-status 1, never a traceback and never a password.
+A thin layer: each command parses its options, calls one library function, and
+prints what it returns. Library errors become `click.ClickException` here, at the
+edge, and only here (`library_errors`): the user sees one message, exit status 1,
+never a traceback and never a password.
 
-To add a command: write the library function first, then a function here decorated
-with `@main.command()` (or `@servers.command()` for a subcommand of `servers`) and
-`@library_errors`, whose docstring is its --help text and ends with an `Example:` block.
+To add a command: write the library function first (docs/ARCHITECTURE.md says in
+which room), then a function here decorated with `@main.command()` (or the group's
+`.command()`) and `@library_errors`, whose docstring is its --help text and ends
+with an `Example:` block.
 """
 
 from __future__ import annotations
@@ -17,57 +18,74 @@ import json
 import logging
 import sys
 import threading
-import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import psycopg
 import sqlalchemy as sa
 from alembic.util import CommandError
 
-from waha_db.lifecycle import adopt as adoption
-from waha_db.fleet import allocation
-from waha_db.checks import bench as benchmark
 from waha_db import database
-from waha_db.lifecycle import catalog
-from waha_db.fleet import health as server_health, monitor as fleet_monitor, probe, selection
-from waha_db.lifecycle import migrate
-from waha_db.lifecycle import plan as plans
-from waha_db.fleet import servers as server_admin
-from waha_db.lifecycle import state
+from waha_db.checks import bench as benchmark
 from waha_db.checks import verify as verification
-from waha_db.checks.pgtemp import PostgresNotFound
-
-EXAMPLE_OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
-
-# Errors of the library that carry a message written for the user.
-USER_ERRORS = (
-    database.DatabaseUrlError,
-    database.ConnectionFailure,
-    server_admin.ServerError,
-    verification.VerifyRefused,
-    CommandError,  # alembic's, e.g. an unknown revision for --sql; migrate.MigrationError is one
-    PostgresNotFound,
-    server_health.HealthError,
-    fleet_monitor.MonitorError,
-    allocation.ReconcileError,
-    benchmark.BenchError,
-)
+from waha_db.errors import UserError
+from waha_db.fleet import allocation, health, probe, selection
+from waha_db.fleet import monitor as fleet_monitor
+from waha_db.fleet import servers as server_admin
+from waha_db.lifecycle import adopt as adoption
+from waha_db.lifecycle import migrate, revisions, state
+from waha_db.lifecycle import plan as plans
 
 
 class Refused(click.ClickException):
     """The command will not do what was asked (no confirmation, a problem in the plan)."""
 
 
+@dataclass
+class Invocation:
+    """What the top-level options say for every command: the database, parsed once when first needed."""
+
+    database_url: str | None  # --database-url or DATABASE_URL, as given
+    _url: sa.URL | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.database_url is not None
+
+    @property
+    def url(self) -> sa.URL:
+        """The database's URL; DatabaseUrlError (how to give one) when none or a malformed one was given."""
+        if self._url is None:
+            if not self.database_url:
+                raise database.DatabaseUrlError(
+                    "no database given: pass --database-url postgresql://USER@HOST:PORT/DBNAME or set DATABASE_URL"
+                )
+            self._url = database.parse_url(self.database_url)
+        return self._url
+
+    @contextmanager
+    def engine(self):
+        """An engine on the database whose connection has been proven (one clear line otherwise)."""
+        engine = database.connect_engine(self.url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    @contextmanager
+    def transaction(self):
+        with self.engine() as engine, engine.begin() as connection:
+            yield connection
+
+
 def library_errors(command):
     """Turn the library's errors into one-line ClickExceptions (exit 1), passwords masked.
 
-    Database errors come through SQLAlchemy (most commands) or straight from psycopg
-    (bench, whose clients are plain psycopg connections); both read the same: a server
-    that cannot be reached is `describe_connection_failure`'s one line, any other
-    error is what the database refused, with its detail and hint.
+    A server that cannot be reached, or is lost, is `describe_connection_failure`'s
+    one line; any other database error is what the database refused, with its
+    detail and hint.
     """
 
     @functools.wraps(command)
@@ -76,89 +94,18 @@ def library_errors(command):
             return command(*args, **kwargs)
         except click.ClickException:
             raise
-        except USER_ERRORS as error:
+        except (UserError, CommandError) as error:  # CommandError: Alembic's own (an unknown revision for --sql)
             raise click.ClickException(database.mask_password(str(error))) from None
-        except (sa.exc.OperationalError, psycopg.OperationalError) as error:
-            url = click.get_current_context().obj.get("url")
-            if url is not None and _is_connection_failure(error):
+        except Exception as error:
+            if not database.is_database_error(error):
+                raise
+            invocation = click.get_current_context().find_object(Invocation)
+            url = invocation._url if invocation else None
+            if url is not None and database.is_connection_failure(error):
                 raise click.ClickException(database.describe_connection_failure(url, error)) from None
-            raise click.ClickException(_database_error(error)) from None
-        except (sa.exc.DBAPIError, psycopg.Error) as error:
-            raise click.ClickException(_database_error(error)) from None
+            raise click.ClickException(database.describe_refusal(error)) from None
 
     return wrapper
-
-
-def _is_connection_failure(error: sa.exc.OperationalError | psycopg.OperationalError) -> bool:
-    """Whether the server could not be reached or refused us, rather than refusing a statement."""
-    if isinstance(error, sa.exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        error = error.orig
-    return "connection" in str(error).split(":")[0].lower() or "resolve" in str(error)
-
-
-def _database_error(error: sa.exc.DBAPIError | psycopg.Error) -> str:
-    original = getattr(error, "orig", None) or error
-    diagnostic = getattr(original, "diag", None)
-    lines = [f"the database refused: {getattr(diagnostic, 'message_primary', None) or str(original).splitlines()[0]}"]
-    for label, text in (("detail", getattr(diagnostic, "message_detail", None)), ("hint", getattr(diagnostic, "message_hint", None))):
-        if text:
-            lines.append(f"{label}: {text}")
-    return database.mask_password("\n".join(lines))
-
-
-# --- the top-level group -------------------------------------------------------------------
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    metavar="URL",
-    help="postgresql://USER:PASSWORD@HOST:PORT/DBNAME (postgres:// and postgresql+psycopg:// too); "
-    "default: $DATABASE_URL.",
-)
-@click.version_option(package_name="waha-db")
-@click.pass_context
-def main(ctx: click.Context, database_url: str | None) -> None:
-    """Take a PostgreSQL or Supabase database to the WAHA multi-server schema V2.1, and keep it there.
-
-    The database comes from --database-url or DATABASE_URL; a password in it is never
-    printed.
-
-    \b
-    Exit status:
-      0  success
-      1  any failure: a refusal, a failed check, a database error, a server that
-         cannot be reached (one line on stderr says which)
-      2  a usage error (unknown option, bad value)
-
-    \b
-    Example:
-      waha-db verify                                   # CI: every check, on a throwaway PostgreSQL
-      export DATABASE_URL=postgresql://postgres@127.0.0.1:5432/app
-      waha-db status
-      waha-db upgrade --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
-    """
-    ctx.ensure_object(dict)
-    ctx.obj["database_url"] = database_url
-
-
-def _url(ctx: click.Context) -> sa.URL:
-    url = database.parse_url(database.resolve_url(ctx.obj.get("database_url")))
-    ctx.obj["url"] = url
-    return url
-
-
-@contextmanager
-def _engine(ctx: click.Context):
-    """An engine on the command's database whose connection has been proven (one clear line otherwise)."""
-    engine = database.connect_engine(_url(ctx))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _can_ask() -> bool:
@@ -195,9 +142,88 @@ def _server_notices():
         logger.setLevel(previous)
 
 
-def _print_steps(plan: plans.Plan) -> None:
-    for step in plan.steps:
-        click.echo(f"  {step.revision}  {step.title}")
+def _carry_out(invocation: Invocation, make_plan, run, yes: bool) -> None:
+    """Show the plan, refuse on its problems, ask, run it with the server's notices shown, say it is done."""
+
+    def confirm(plan: plans.Change) -> bool:
+        for line in plan.header():
+            click.echo(line)
+        if plan.problems:
+            raise Refused(plan.refusal())
+        if plan.nothing_to_do:
+            return False
+        for line in plan.describe():
+            click.echo(line)
+        _confirm(plan.question, yes, plan.action)
+        return True
+
+    with invocation.engine() as engine:
+        click.echo(f"database: {database.display_url(invocation.url)}")
+        with _server_notices():
+            plan, seconds = plans.carry_out(engine, make_plan, confirm, run)
+    if seconds is not None:
+        click.echo(plan.done(seconds))
+
+
+class OwnerType(click.ParamType):
+    """--owner: a user's UUID in its usual form, by the migrations' own rule (waha_db.lifecycle.migrate.parse_owner)."""
+
+    name = "UUID"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, uuid.UUID):
+            return value
+        try:
+            return migrate.parse_owner(value, given_as="--owner")
+        except migrate.LegacyConversionRefused as error:
+            raise click.ClickException(str(error)) from None
+
+
+OWNER = OwnerType()
+LOCK_TIMEOUT = click.option(
+    "--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
+    show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.",
+)
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+
+
+# --- the top-level group -------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    metavar="URL",
+    help="postgresql://USER:PASSWORD@HOST:PORT/DBNAME (postgres:// and postgresql+psycopg:// too); "
+    "default: $DATABASE_URL.",
+)
+@click.version_option(package_name="waha-db")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """Take a PostgreSQL or Supabase database to the WAHA multi-server schema V2.1, and keep it there.
+
+    The database comes from --database-url or DATABASE_URL; a password in it is never
+    printed.
+
+    \b
+    Exit status:
+      0  success
+      1  any failure: a refusal, a failed check, a database error, a server that
+         cannot be reached (one line on stderr says which)
+      2  a usage error (unknown option, bad value)
+
+    \b
+    Example:
+      waha-db verify                                   # CI: every check, on a throwaway PostgreSQL
+      export DATABASE_URL=postgresql://postgres@127.0.0.1:5432/app
+      waha-db status
+      waha-db upgrade --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+    """
+    ctx.obj = Invocation(database_url)
+
+
+pass_invocation = click.make_pass_decorator(Invocation)
 
 
 # --- migrations ------------------------------------------------------------------------------
@@ -205,14 +231,13 @@ def _print_steps(plan: plans.Plan) -> None:
 
 @main.command()
 @click.argument("revision", default="head")
-@click.option("--owner", metavar="UUID", help="The user who will own the WAHA server converted from the legacy waha_config.")
+@click.option("--owner", type=OWNER, metavar="UUID", help="The user who will own the WAHA server converted from the legacy waha_config.")
 @click.option("--sql", "offline", is_flag=True, help="Print the SQL script instead of running it (no database needed).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
-@click.option("--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
-              show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.")
-@click.pass_context
+@YES
+@LOCK_TIMEOUT
+@pass_invocation
 @library_errors
-def upgrade(ctx, revision, owner, offline, yes, lock_timeout):
+def upgrade(invocation, revision, owner, offline, yes, lock_timeout):
     """Upgrade the database to REVISION (default: head), after showing the plan.
 
     The plan: the current revision, the revisions to apply, and whether the legacy
@@ -231,43 +256,24 @@ def upgrade(ctx, revision, owner, offline, yes, lock_timeout):
       waha-db upgrade --sql --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 > upgrade.sql
     """
     if offline:
-        click.echo(migrate.offline_sql(revision, owner=migrate.parse_owner(owner)), nl=False)
+        click.echo(migrate.offline_sql(revision, owner=owner), nl=False)
         return
-    with _engine(ctx) as engine:
-        with engine.connect() as connection:
-            plan = plans.plan_upgrade(connection, revision, owner)
-        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
-        click.echo(f"current revision: {plan.current or 'none (no alembic_version)'}")
-        if plan.problems:
-            raise Refused("cannot upgrade: " + "; ".join(plan.problems) + ". Nothing was changed.")
-        if plan.nothing_to_do:
-            click.echo(f"nothing to do: the database is at {plan.current}")
-            return
-        click.echo(f"revisions to apply ({len(plan.steps)}):")
-        _print_steps(plan)
-        if plan.legacy:
-            click.echo(
-                f"legacy waha_config: {len(plan.legacy.api_urls)} server(s) ({', '.join(plan.legacy.api_urls)}) will become "
-                f"'Servidor Padrão' of user {plan.legacy.owner}, priority 10, 50 sessions"
-            )
-        elif any(step.revision == plans.CONVERSION_REVISION for step in plan.steps):
-            click.echo("legacy waha_config: no server to convert")
-        _confirm(f"Upgrade to {plan.target}?", yes, "upgrade")
-        started = time.perf_counter()
-        with _server_notices():
-            migrate.upgrade(engine, revision, owner=owner, lock_timeout=lock_timeout)
-        click.echo(f"upgraded to {plan.target} in {time.perf_counter() - started:.2f}s")
+    _carry_out(
+        invocation,
+        lambda connection: plans.plan_upgrade(connection, revision, owner),
+        lambda connection, plan: migrate.upgrade(connection, plan.target, owner=owner, lock_timeout=lock_timeout),
+        yes,
+    )
 
 
 @main.command()
 @click.argument("revision")
 @click.option("--sql", "offline", is_flag=True, help="Print the SQL script instead of running it (needs no database).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
-@click.option("--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
-              show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.")
-@click.pass_context
+@YES
+@LOCK_TIMEOUT
+@pass_invocation
 @library_errors
-def downgrade(ctx, revision, offline, yes, lock_timeout):
+def downgrade(invocation, revision, offline, yes, lock_timeout):
     """Downgrade the database to REVISION ("base": remove everything), after saying what data it removes.
 
     The plan names the revisions undone and the data lost with row counts (e.g.
@@ -283,34 +289,48 @@ def downgrade(ctx, revision, offline, yes, lock_timeout):
       waha-db downgrade 0004 --sql > downgrade.sql
     """
     if offline:
-        click.echo(migrate.offline_sql(revision, start=migrate.head_revision(), downgrade_to=True), nl=False)
+        click.echo(migrate.offline_sql(revision, start=revisions.head(), downgrade_to=True), nl=False)
         return
-    with _engine(ctx) as engine:
-        with engine.connect() as connection:
-            plan = plans.plan_downgrade(connection, revision)
-        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
-        click.echo(f"current revision: {plan.current or 'none (no alembic_version)'}")
-        if plan.problems:
-            raise Refused("cannot downgrade: " + "; ".join(plan.problems))
-        if plan.nothing_to_do:
-            click.echo(f"nothing to do: the database is at {plan.current}")
-            return
-        click.echo(f"revisions to undo ({len(plan.steps)}):")
-        _print_steps(plan)
-        click.echo("data removed:")
-        for line in plan.removes:
-            click.echo(f"  {line}")
-        _confirm(f"Downgrade to {plan.target or 'base'}?", yes, "downgrade")
-        started = time.perf_counter()
-        with _server_notices():
-            migrate.downgrade(engine, revision, lock_timeout=lock_timeout)
-        click.echo(f"downgraded to {plan.target or 'base'} in {time.perf_counter() - started:.2f}s")
+    _carry_out(
+        invocation,
+        lambda connection: plans.plan_downgrade(connection, revision),
+        lambda connection, plan: migrate.downgrade(connection, plan.target_name, lock_timeout=lock_timeout),
+        yes,
+    )
 
 
 @main.command()
-@click.pass_context
+@click.option("--owner", type=OWNER, metavar="UUID", help="The user who owns the server of a legacy waha_config left beside the tables.")
+@YES
+@LOCK_TIMEOUT
+@pass_invocation
 @library_errors
-def history(ctx):
+def adopt(invocation, owner, yes, lock_timeout):
+    """Bring a V2.1 database made by hand (from the seed's SQL, no Alembic) under management.
+
+    Checks its tables column by column and row by row against V2.1. Where they are
+    compatible it rebuilds them in the head shape (constraints, indexes, triggers,
+    function, grants, row security) keeping every row, and records the head
+    revision, in one transaction; where not, it lists every problem and changes
+    nothing. It asks for confirmation; without a terminal it refuses unless --yes.
+
+    \b
+    Example:
+      waha-db adopt            # shows the plan, asks
+      waha-db adopt --yes --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+    """
+    _carry_out(
+        invocation,
+        lambda connection: adoption.plan_adoption(connection, owner),
+        lambda connection, plan: adoption.adopt(connection, owner, lock_timeout=lock_timeout, plan=plan),
+        yes,
+    )
+
+
+@main.command()
+@pass_invocation
+@library_errors
+def history(invocation):
     """The revisions, oldest first, one line each; the database's current one is marked when a database is given.
 
     \b
@@ -319,16 +339,12 @@ def history(ctx):
       waha-db --database-url postgresql://postgres@127.0.0.1/app history
     """
     current = None
-    if ctx.obj.get("database_url") is not None:
-        with _engine(ctx) as engine, engine.connect() as connection:
-            current = plans.current_revision(connection)
-    script = migrate.script_directory()
-    head = migrate.head_revision()
-    for revision in reversed(list(script.walk_revisions())):
-        marks = [mark for mark, on in (("current", revision.revision == current), ("head", revision.revision == head)) if on]
-        title = (revision.doc or "").strip().splitlines()[0].rstrip(".")
-        click.echo(f"{'*' if revision.revision == current else ' '} {revision.revision}  {title}" + (f"  ({', '.join(marks)})" if marks else ""))
-    if ctx.obj.get("database_url") is not None and current is None:
+    if invocation.given:
+        with invocation.engine() as engine, engine.connect() as connection:
+            current = revisions.current_revision(connection)
+    for line in revisions.describe_history(current):
+        click.echo(line)
+    if invocation.given and current is None:
         click.echo("(no revision recorded in this database)")
 
 
@@ -353,20 +369,17 @@ def sql(output, check):
     if path is None:
         raise click.UsageError("waha-db runs from an installed package, not a repository checkout: "
                                "give --output FILE (or '-' for stdout)")
-    text = migrate.full_schema_sql()
+    to_stdout = str(path) == "-"
+    if check and to_stdout:
+        raise click.UsageError("--check needs a file, not '-'")
     if check:
-        if str(path) == "-":
-            raise click.UsageError("--check needs a file, not '-'")
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            raise click.ClickException(f"{path} is stale (or missing): regenerate it with `waha-db sql`")
-        click.echo(f"{path} is up to date (revision {migrate.head_revision()})")
-        return
-    if str(path) == "-":
-        click.echo(text, nl=False)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {path} (revision {migrate.head_revision()})")
+        migrate.check_full_schema(path)
+        click.echo(f"{path} is up to date (revision {revisions.head()})")
+    elif to_stdout:
+        click.echo(migrate.full_schema_sql(), nl=False)
+    else:
+        migrate.write_full_schema(path)
+        click.echo(f"wrote {path} (revision {revisions.head()})")
 
 
 # --- state of a database ------------------------------------------------------------------------
@@ -375,9 +388,9 @@ def sql(output, check):
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 @click.option("--check", is_flag=True, help="Exit 1 unless the database is at head with no drift (for deploy scripts).")
-@click.pass_context
+@pass_invocation
 @library_errors
-def status(ctx, as_json, check):
+def status(invocation, as_json, check):
     """What state the database is in, and what to do next.
 
     empty; legacy V1 (with or without a server to convert); V2.1 made by hand
@@ -391,98 +404,19 @@ def status(ctx, as_json, check):
       waha-db status --check && echo "at head, no drift"
       waha-db status --json | jq .state
     """
-    with _engine(ctx) as engine, engine.connect() as connection:
-        report = database_status(connection)
+    with invocation.engine() as engine, engine.connect() as connection:
+        report = state.database_status(connection)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
-        click.echo(f"state: {report['summary']}")
-        for line in report["details"]:
+        click.echo(f"database: {database.display_url(invocation.url)}")
+        click.echo(f"state: {report.summary}")
+        for line in report.details:
             click.echo(f"  {line}")
-        if report["next"]:
-            click.echo(f"next: {report['next']}")
-    if check and not report["at_head"]:
-        raise click.ClickException(f"not at head without drift: {report['summary']}")
-
-
-NEXT_STEP = {
-    state.EMPTY: "waha-db upgrade",
-    state.LEGACY: "waha-db upgrade --owner UUID",
-    state.HAND_MADE: "waha-db adopt",
-    state.MANAGED: "waha-db upgrade",
-    state.UNKNOWN_REVISION: "use the waha-db release that made this revision",
-}
-
-
-def database_status(connection: sa.Connection) -> dict:
-    """waha_db.lifecycle.state's classification, plus drift from head (a database at head whose objects differ)."""
-    found = state.database_state(connection)
-    report = {
-        "state": found.kind,
-        "summary": found.summary,
-        "current": found.revision,
-        "head": migrate.head_revision(),
-        "pending": list(found.pending),
-        "details": list(found.adoption_problems),
-        "drift": [],
-        "next": "" if found.at_head else NEXT_STEP[found.kind],
-    }
-    if found.kind == state.LEGACY:
-        urls = plans.legacy_api_urls(connection)
-        report["details"] = [f"to convert: {url}" for url in urls]
-        report["next"] = "waha-db upgrade --owner UUID" if urls else "waha-db upgrade"
-    if found.kind == state.HAND_MADE and found.adoption_problems:
-        report["next"] = "correct the problems above, then `waha-db adopt`"
-    if found.at_head:
-        report["drift"] = catalog.detect_drift(connection)
-        if report["drift"]:
-            report["state"] = "drifted"
-            report["summary"] = f"at head ({found.revision}) but drifted from it: {len(report['drift'])} differences"
-            report["details"] = report["drift"]
-            report["next"] = ("find who changed the WAHA objects by hand and put them back as head has them "
-                              "(toolkit/lifecycle/head_catalog.json shows head's definitions)")
-    report["at_head"] = found.at_head and not report["drift"]
-    return report
-
-
-@main.command()
-@click.option("--owner", metavar="UUID", help="The user who owns the server of a legacy waha_config left beside the tables.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
-@click.option("--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
-              show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.")
-@click.pass_context
-@library_errors
-def adopt(ctx, owner, yes, lock_timeout):
-    """Bring a V2.1 database made by hand (from the seed's SQL, no Alembic) under management.
-
-    Checks its tables column by column and row by row against V2.1. Where they are
-    compatible it rebuilds them in the head shape (constraints, indexes, triggers,
-    function, grants, row security) keeping every row, and records the head
-    revision, in one transaction; where not, it lists every problem and changes
-    nothing. It asks for confirmation; without a terminal it refuses unless --yes.
-
-    \b
-    Example:
-      waha-db adopt            # shows the plan, asks
-      waha-db adopt --yes --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
-    """
-    with _engine(ctx) as engine:
-        with engine.connect() as connection:
-            plan = adoption.plan_adoption(connection, owner)
-        click.echo(f"database: {database.display_url(ctx.obj['url'])}")
-        if plan.problems:
-            click.echo("cannot adopt:")
-            for problem in plan.problems:
-                click.echo(f"  - {problem}")
-            raise Refused(f"{len(plan.problems)} problem(s) block the adoption; nothing was changed")
-        click.echo("adoption plan:")
-        for action in plan.actions:
-            click.echo(f"  + {action}")
-        _confirm("Adopt this database?", yes, "adopt")
-        with _server_notices(), engine.connect() as connection:
-            adoption.adopt(connection, owner, lock_timeout=lock_timeout)
-        click.echo(f"adopted: the database is managed by waha-db, at {migrate.head_revision()}")
+        if report.next:
+            click.echo(f"next: {report.next}")
+    if check and not report.at_head:
+        raise click.ClickException(f"not at head without drift: {report.summary}")
 
 
 # --- CI -------------------------------------------------------------------------------------------
@@ -492,9 +426,9 @@ def adopt(ctx, owner, yes, lock_timeout):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of one line per check.")
 @click.option("--junit-xml", type=click.Path(dir_okay=False, writable=True, path_type=Path), metavar="FILE",
               help="Also write the report as JUnit XML (for CI test reports).")
-@click.pass_context
+@pass_invocation
 @library_errors
-def verify(ctx, as_json, junit_xml):
+def verify(invocation, as_json, junit_xml):
     """Check that the migrations are sound: the CI command.
 
     Without a database URL it starts a throwaway PostgreSQL and checks on two fresh
@@ -511,29 +445,19 @@ def verify(ctx, as_json, junit_xml):
       waha-db verify --junit-xml verify.xml
       waha-db --database-url postgresql://postgres@127.0.0.1:5432/waha_ci verify
     """
-    url = ctx.obj.get("database_url")
-    if url is not None:
-        ctx.obj["url"] = database.parse_url(url)
+    url = invocation.url if invocation.given else None
 
     def progress(check: verification.CheckResult) -> None:
-        if as_json:
-            return
-        click.echo(f"{'PASS' if check.passed else 'FAIL'}  {check.name}{f' ({check.summary})' if check.passed and check.summary else ''}  {check.seconds:.2f}s")
-        if not check.passed:
-            click.echo(f"      {check.summary}")
-        for line in check.details:
-            click.echo(f"      - {line}")
+        if not as_json:
+            for line in check.describe():
+                click.echo(line)
 
     if not as_json:
-        click.echo("waha-db verify: " + ("a throwaway PostgreSQL" if url is None else database.display_url(ctx.obj["url"])))
+        click.echo("waha-db verify: " + ("a throwaway PostgreSQL" if url is None else database.display_url(url)))
     report = verification.verify(url, progress=progress)
     if junit_xml:
         junit_xml.write_text(report.junit_xml(), encoding="utf-8")
-    if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2))
-    else:
-        failed = sum(not check.passed for check in report.checks)
-        click.echo(f"{len(report.checks)} checks on {report.target}: {len(report.checks) - failed} passed, {failed} failed in {report.seconds:.1f}s")
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.summary())
     if not report.passed:
         sys.exit(1)
 
@@ -555,6 +479,7 @@ def servers():
 
 
 USER = click.option("--user", "user_id", type=click.UUID, required=True, metavar="UUID", help="The user (auth.users.id) whose servers these are.")
+SERVER_ID = click.argument("server_id", type=click.UUID, metavar="ID")
 
 
 def server_fields(command):
@@ -578,23 +503,12 @@ def server_fields(command):
     return command
 
 
-@contextmanager
-def _transaction(ctx):
-    with _engine(ctx) as engine, engine.begin() as connection:
-        yield connection
-
-
-def _server_line(server: server_admin.Server) -> str:
-    state = f"active, {server.sessions_ativas}/{server.max_sessions} sessions" if server.ativo else "disabled"
-    return f"{server.nome} ({server.api_url}), priority {server.prioridade}, {state}; id {server.id}"
-
-
 @servers.command("list")
 @USER
 @click.option("--json", "as_json", is_flag=True, help="Print the servers as JSON (secrets masked).")
-@click.pass_context
+@pass_invocation
 @library_errors
-def servers_list(ctx, user_id, as_json):
+def servers_list(invocation, user_id, as_json):
     """The user's servers as the seed's "Meus Servidores WAHA" screen, best priority first.
 
     Green mark: active; red: disabled. Ordered as the seed's listing query
@@ -604,7 +518,7 @@ def servers_list(ctx, user_id, as_json):
     Example:
       waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
     """
-    with _transaction(ctx) as connection:
+    with invocation.transaction() as connection:
         found = server_admin.list_servers(connection, user_id)
     if as_json:
         click.echo(json.dumps([server.as_json() for server in found], indent=2, ensure_ascii=False))
@@ -615,9 +529,9 @@ def servers_list(ctx, user_id, as_json):
 @servers.command("add")
 @USER
 @server_fields
-@click.pass_context
+@pass_invocation
 @library_errors
-def servers_add(ctx, user_id, **values):
+def servers_add(invocation, user_id, **values):
     """Add a server for the user; options not given take the database's defaults.
 
     --name and --url are required. Bad values get the database's rule in plain words.
@@ -631,72 +545,72 @@ def servers_add(ctx, user_id, **values):
     missing = [f"--{name}" for name in ("name", "url") if values[name] is None]
     if missing:
         raise click.UsageError(f"missing {' and '.join(missing)}")
-    with _transaction(ctx) as connection:
+    with invocation.transaction() as connection:
         server = server_admin.add_server(connection, user_id, **values)
-    click.echo(f"added {_server_line(server)}")
+    click.echo(f"added {server.line()}")
 
 
 @servers.command("update")
-@click.argument("server_id", type=click.UUID, metavar="ID")
+@SERVER_ID
 @server_fields
-@click.pass_context
+@pass_invocation
 @library_errors
-def servers_update(ctx, server_id, **values):
+def servers_update(invocation, server_id, **values):
     """Change the given fields of server ID; the others stay as they are.
 
     \b
     Example:
       waha-db servers update 3f0c... --priority 8 --max-sessions 80
     """
-    with _transaction(ctx) as connection:
+    with invocation.transaction() as connection:
         server = server_admin.update_server(connection, server_id, **values)
-    click.echo(f"updated {_server_line(server)}")
+    click.echo(f"updated {server.line()}")
 
 
 @servers.command("enable")
-@click.argument("server_id", type=click.UUID, metavar="ID")
-@click.pass_context
+@SERVER_ID
+@pass_invocation
 @library_errors
-def servers_enable(ctx, server_id):
+def servers_enable(invocation, server_id):
     """Let new sessions go to server ID again.
 
     \b
     Example:
       waha-db servers enable 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
     """
-    with _transaction(ctx) as connection:
+    with invocation.transaction() as connection:
         server = server_admin.set_active(connection, server_id, True)
-    click.echo(f"enabled {_server_line(server)}")
+    click.echo(f"enabled {server.line()}")
 
 
 @servers.command("disable")
-@click.argument("server_id", type=click.UUID, metavar="ID")
-@click.pass_context
+@SERVER_ID
+@pass_invocation
 @library_errors
-def servers_disable(ctx, server_id):
+def servers_disable(invocation, server_id):
     """Send no new sessions to server ID (its current sessions stay).
 
     \b
     Example:
       waha-db servers disable 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
     """
-    with _transaction(ctx) as connection:
+    with invocation.transaction() as connection:
         server = server_admin.set_active(connection, server_id, False)
-    click.echo(f"disabled {_server_line(server)}")
+    click.echo(f"disabled {server.line()}")
 
 
 @servers.command("remove")
-@click.argument("server_id", type=click.UUID, metavar="ID")
-@click.pass_context
+@SERVER_ID
+@pass_invocation
 @library_errors
-def servers_remove(ctx, server_id):
+def servers_remove(invocation, server_id):
     """Delete server ID; refused, with the count, while it still has sessions.
 
     \b
     Example:
       waha-db servers remove 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
     """
-    with _transaction(ctx) as connection:
+    with invocation.transaction() as connection:
         server = server_admin.remove_server(connection, server_id)
     click.echo(f"removed {server.nome} ({server.api_url}); id {server.id}")
 
@@ -705,9 +619,9 @@ def servers_remove(ctx, server_id):
 @USER
 @click.option("--exclude", "excluded", type=click.UUID, multiple=True, metavar="ID", help="A server to leave out (the app's fallback after a failure); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pick and the reasons as JSON.")
-@click.pass_context
+@pass_invocation
 @library_errors
-def servers_best(ctx, user_id, excluded, as_json):
+def servers_best(invocation, user_id, excluded, as_json):
     """The server get_available_waha_server picks for the user's next session, and why.
 
     Exit 1 when no server has free capacity.
@@ -717,27 +631,16 @@ def servers_best(ctx, user_id, excluded, as_json):
       waha-db servers best --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
       waha-db servers best --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --exclude 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
     """
-    with _transaction(ctx) as connection:
+    with invocation.transaction() as connection:
         pick = selection.best_server(connection, user_id, list(excluded))
-    if as_json:
-        click.echo(json.dumps({
-            "server": pick.server.as_json() if pick.server else None,
-            "reasons": pick.reasons,
-            "not_candidates": pick.not_candidates,
-        }, indent=2, ensure_ascii=False))
-    elif pick.server:
-        click.echo(f"best: {_server_line(pick.server)}")
-        for reason in pick.reasons:
-            click.echo(f"  - {reason}")
+    lines = [json.dumps(pick.as_json(), indent=2, ensure_ascii=False)] if as_json else pick.describe()
+    for line in lines:
+        click.echo(line)
     if pick.server is None:
-        reasons = f" ({'; '.join(pick.not_candidates)})" if pick.not_candidates else " (the user has no servers)"
-        raise click.ClickException(f"no server of user {user_id} has free capacity{reasons}")
-    if not as_json:
-        for line in pick.not_candidates:
-            click.echo(f"  not a candidate: {line}")
+        raise click.ClickException(pick.no_server(user_id))
 
 
-# --- server health: `servers test` and `monitor` (toolkit/fleet/health.py) ---------------------------
+# --- server health: `servers test` and `monitor` (waha_db.fleet) ------------------------------
 
 
 @servers.command("test")
@@ -745,9 +648,9 @@ def servers_best(ctx, user_id, excluded, as_json):
 @click.option("--user", "user_id", type=click.UUID, metavar="UUID", help="Test every active server of this user instead of one ID.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON (never the API key).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
-@click.pass_context
+@pass_invocation
 @library_errors
-def servers_test(ctx, server_id, user_id, as_json, concurrency):
+def servers_test(invocation, server_id, user_id, as_json, concurrency):
     """The form's [Testar Conexão]: GET {api_url}/api/server/version, and record the outcome.
 
     Sends X-Api-Key when the server has an api_key, waits at most the server's
@@ -767,23 +670,17 @@ def servers_test(ctx, server_id, user_id, as_json, concurrency):
     """
     if (server_id is None) == (user_id is None):
         raise click.UsageError("give either a server ID or --user UUID (all of that user's active servers)")
-    with _engine(ctx) as engine, server_health.autocommit_connection(engine) as connection:
-        targets = server_health.load_servers(
-            connection, server_ids=[server_id] if server_id else (), user_id=user_id
-        )
-        checked = server_health.test_servers(connection, targets, concurrency=concurrency)
+    with invocation.engine() as engine, health.autocommit_connection(engine) as connection:
+        targets = health.load_servers(connection, server_ids=[server_id] if server_id else (), user_id=user_id)
+        checked = health.test_servers(connection, targets, concurrency=concurrency)
     if as_json:
-        click.echo(json.dumps([server_health.checked_as_json(item) for item in checked], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([health.checked_as_json(item) for item in checked], indent=2, ensure_ascii=False))
     else:
         if not checked:
             click.echo(f"user {user_id} has no active servers")
         for item in checked:
-            url = probe.display_api_url(item.server.api_url)
-            click.echo(f"{item.server.nome} ({url}): {probe.describe_probe(item.probe)}")
-            if item.record_error:
-                click.echo(f"  not recorded: {item.record_error}")
-            else:
-                click.echo(f"  recorded: {server_health.describe_health(item.health)}")
+            for line in health.describe_checked(item):
+                click.echo(line)
     unreachable = [item.server.nome for item in checked if not item.probe.reachable]
     if unreachable:
         raise click.ClickException(f"{len(unreachable)} of {len(checked)} servers unreachable: {', '.join(unreachable)}")
@@ -794,9 +691,9 @@ def servers_test(ctx, server_id, user_id, as_json, concurrency):
               help="Seconds from the start of one round of checks to the next.")
 @click.option("--once", is_flag=True, help="One round of checks, then exit (for cron).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
-@click.pass_context
+@pass_invocation
 @library_errors
-def monitor(ctx, interval, once, concurrency):
+def monitor(invocation, interval, once, concurrency):
     """Check every active server of every user on a schedule, and record the outcomes.
 
     Runs as the role of the database URL, which must see every server (the owner or
@@ -814,9 +711,9 @@ def monitor(ctx, interval, once, concurrency):
     stop = threading.Event()
     restore = fleet_monitor.stop_on_signals(stop)
     try:
-        with _engine(ctx) as engine:
+        with invocation.engine() as engine:
             click.echo(
-                f"monitoring the active WAHA servers of every user at {database.connection_target(ctx.obj['url'])}"
+                f"monitoring the active WAHA servers of every user at {database.connection_target(invocation.url)}"
                 + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops"),
                 err=True,
             )
@@ -829,7 +726,7 @@ def monitor(ctx, interval, once, concurrency):
     )
 
 
-# --- sessions: capacity accounting (toolkit/fleet/allocation.py), and the benchmark (toolkit/checks/bench.py) ---
+# --- sessions: capacity accounting (waha_db.fleet.allocation), and the benchmark (waha_db.checks.bench) ---
 
 
 @main.group()
@@ -847,11 +744,11 @@ def sessions() -> None:
 @click.option("--apply", is_flag=True, help="Correct the counters the rule allows (see above), after confirmation.")
 @click.option("--server", "servers", multiple=True, type=click.UUID, metavar="ID",
               help="Also correct this server's counter when it is above its sessions (repeatable).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@YES
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_context
+@pass_invocation
 @library_errors
-def reconcile(ctx, apply, servers, yes, as_json):
+def reconcile(invocation, apply, servers, yes, as_json):
     """Compare each server's sessions_ativas with its occupying sessions, and correct them.
 
     A session occupies a slot unless its status is STOPPED, FAILED or DISCONNECTED
@@ -866,19 +763,15 @@ def reconcile(ctx, apply, servers, yes, as_json):
       waha-db sessions reconcile --apply --yes
       waha-db sessions reconcile --apply --server 3f0c2a9e-1b4d-4c8e-9f7a-0d1e2f3a4b5c
     """
-    with _engine(ctx) as engine, engine.connect() as connection:
-        report = allocation.reconcile(connection)
-        connection.rollback()
-        if apply and (allocation.to_correct(report.drifts, servers) or servers):
-            if not as_json:
-                click.echo(allocation.render_report(report))
-            _confirm("Correct these counters?", yes, "correct them")
-            with connection.begin():
-                report = allocation.reconcile(connection, apply=True, servers=servers)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
-        click.echo(allocation.render_report(report))
+
+    def confirm(report: allocation.ReconcileReport) -> None:
+        if not as_json:
+            click.echo(allocation.render_report(report))
+        _confirm("Correct these counters?", yes, "correct them")
+
+    with invocation.engine() as engine:
+        report = allocation.reconcile_counters(engine, apply=apply, servers=servers, confirm=confirm)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else allocation.render_report(report))
 
 
 @main.command()
@@ -904,11 +797,12 @@ def bench(ctx, bench_url, seconds, as_json):
       waha-db bench
       waha-db bench --json > bench.json
     """
-    url = bench_url
-    if url is None and ctx.parent.get_parameter_source("database_url") == click.core.ParameterSource.COMMANDLINE:
-        url = ctx.obj.get("database_url")
-    if url is not None:
-        ctx.obj["url"] = database.parse_url(url)  # names the server in a connection failure
+    invocation = ctx.find_object(Invocation)
+    if bench_url is not None:
+        invocation = ctx.obj = Invocation(bench_url)
+    elif ctx.parent.get_parameter_source("database_url") != click.core.ParameterSource.COMMANDLINE:
+        invocation = None  # DATABASE_URL of the environment is never bench's: it fills the database
+    url = invocation.url if invocation is not None else None
     result = benchmark.run_benchmark(url, seconds=seconds, progress=lambda message: click.echo(f"  {message}", err=True))
     click.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json else benchmark.render(result))
     missed = [target.name for target in result.targets if not target.met]

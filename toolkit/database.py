@@ -14,12 +14,13 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
+from waha_db.errors import UserError
 
 DRIVER = "postgresql+psycopg"
 ACCEPTED_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")
 
 
-class DatabaseUrlError(ValueError):
+class DatabaseUrlError(UserError):
     """The database URL is missing or not a PostgreSQL URL."""
 
 
@@ -103,6 +104,11 @@ def create_engine(database_url: str | URL) -> sa.Engine:
     return sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
 
 
+def is_database_error(error: BaseException) -> bool:
+    """Whether `error` came from the database or its driver (through SQLAlchemy or straight from psycopg)."""
+    return isinstance(error, (sa.exc.DBAPIError, psycopg.Error))
+
+
 def driver_error(error: BaseException) -> BaseException:
     """The driver's (psycopg's) own exception behind a SQLAlchemy wrapper; the error itself otherwise."""
     if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
@@ -157,7 +163,7 @@ def is_connection_failure(error: BaseException) -> bool:
     return sqlstate is None or sqlstate.startswith(_CONNECTION_SQLSTATES)
 
 
-class ConnectionFailure(RuntimeError):
+class ConnectionFailure(UserError):
     """The database could not be reached or refused us; the message is one line, password masked."""
 
 

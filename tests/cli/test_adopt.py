@@ -9,6 +9,7 @@ import pytest
 from tests.cli.conftest import sql
 from tests.cli.test_upgrade import revision_of
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 
 # What a DBA following the seed's table lists would have typed (no CHECKs, timestamp columns, a plain FK).
 HAND_MADE_V21 = """
@@ -65,7 +66,7 @@ def test_adopt_keeps_every_row_and_reaches_head_without_drift(waha_db, hand_made
     url = hand_made()
     result = waha_db(url, "adopt", "--yes")
     assert result.exit_code == 0, result.output
-    assert revision_of(url) == migrate.head_revision()
+    assert revision_of(url) == revisions.head()
     assert sql(url, "SELECT nome, sessions_ativas FROM public.waha_servers") == [("Servidor Principal", 1)]
     assert sql(url, "SELECT session_name, status FROM public.waha_sessions") == [("sessao-cliente-001", "connecting")]
     assert waha_db(url, "status", "--check").exit_code == 0

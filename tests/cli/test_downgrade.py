@@ -8,6 +8,7 @@ from tests.cli.conftest import sql
 from tests.cli.test_upgrade import revision_of
 from tests.conftest import LEGACY_OWNER
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 from waha_db.lifecycle import plan as plans
 from waha_db.database import create_engine
 
@@ -130,9 +131,9 @@ def planned_drops(url, target: str) -> set[str]:
 
 def test_every_table_a_revisions_downgrade_drops_is_in_its_plan(fresh_database):
     """Undo the revisions one at a time from head: a new revision whose downgrade drops a
-    table that plan.TABLES_CREATED does not list fails here."""
+    table that migrate.tables_created does not find in its SQL fails here."""
     url = fresh_database("head")
-    script = migrate.script_directory()
+    script = revisions.script_directory()
     for revision in script.walk_revisions():  # head first
         target = revision.down_revision or "base"
         before = tables(url)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 
-HEAD = migrate.head_revision()
+HEAD = revisions.head()
 
 
 def test_history_lists_every_revision_oldest_first_with_head_marked(waha_db):

@@ -6,8 +6,9 @@ import json
 
 from tests.cli.conftest import sql
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 
-HEAD = migrate.head_revision()
+HEAD = revisions.head()
 
 
 def test_empty_database(waha_db, fresh_database):
@@ -50,8 +51,8 @@ def test_managed_database_with_pending_revisions(waha_db, fresh_database, cluste
 
 
 def migrate_revisions_after(revision: str) -> list[str]:
-    revisions = [script.revision for script in reversed(list(migrate.script_directory().walk_revisions()))]
-    return revisions[revisions.index(revision) + 1:]
+    ids = [script.revision for script in reversed(list(revisions.script_directory().walk_revisions()))]
+    return ids[ids.index(revision) + 1:]
 
 
 def test_unknown_revision_is_said_and_fails_check(waha_db, fresh_database):

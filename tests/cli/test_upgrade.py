@@ -10,8 +10,9 @@ import pytest
 from tests.cli.conftest import sql
 from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, conninfo
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 
-HEAD = migrate.head_revision()
+HEAD = revisions.head()
 
 
 def revision_of(url) -> str | None:

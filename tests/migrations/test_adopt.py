@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -10,11 +12,12 @@ from alembic.migration import MigrationContext
 from tests.conftest import conninfo
 from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, upgrade
 from waha_db.lifecycle import adopt as adoption
-from waha_db.lifecycle import state
+from waha_db.lifecycle import migrate, state
 from waha_db.database import create_engine
 from waha_db.lifecycle.catalog import catalog_snapshot, waha_objects
 from waha_db.lifecycle.model import include_object, metadata
-from waha_db.lifecycle.migrate import HandMadeSchema, head_revision
+from waha_db.lifecycle.migrate import HandMadeSchema
+from waha_db.lifecycle.revisions import head as head_revision
 
 USER = "11111111-1111-4111-8111-111111111111"
 OTHER = "22222222-2222-4222-8222-222222222222"
@@ -83,7 +86,7 @@ def plan_of(url, owner=None):
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return adoption.plan_adoption(connection, owner)
+            return adoption.plan_adoption(connection, migrate.parse_owner(owner))
     finally:
         engine.dispose()
 
@@ -92,7 +95,7 @@ def adopt(url, owner=None):
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return adoption.adopt(connection, owner)
+            return adoption.adopt(connection, migrate.parse_owner(owner))
     finally:
         engine.dispose()
 
@@ -221,7 +224,7 @@ def test_adoption_with_the_legacy_table_still_there_infers_the_owner(fresh_datab
     """The seed's manual conversion (INSERT ... SELECT FROM waha_config) left waha_config beside the new tables."""
     url = hand_made(fresh_database, V1_FULL, V1_ROW.replace("https://waha.legacy.example", "https://waha-prod.example"))
     plan = adopt(url)
-    assert plan.owner == USER
+    assert plan.owner == uuid.UUID(USER)
     assert run_sql(url, "SELECT count(*) FROM public.waha_servers") == [(2,)]
     assert run_sql(url, "SELECT count(*) FROM waha_legacy.waha_config_v1") == [(1,)]
 

@@ -30,6 +30,7 @@ from alembic.script import ScriptDirectory
 
 from tests.conftest import conninfo
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 from waha_db.database import create_engine
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ def test_alembic_command_line_with_x_database_url_upgrades_to_head(fresh_databas
     )
     assert done.returncode == 0, done.stderr
     assert "Running upgrade  -> 0001" in done.stderr
-    assert version_of(url) == [migrate.head_revision()]
+    assert version_of(url) == [revisions.head()]
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
@@ -72,7 +73,7 @@ def test_database_url_environment_variable_in_any_accepted_scheme(fresh_database
 
     command.upgrade(repository_config(), "head")
 
-    assert version_of(url) == [migrate.head_revision()]
+    assert version_of(url) == [revisions.head()]
 
 
 def test_handed_in_engine_is_used(fresh_database, monkeypatch):
@@ -85,7 +86,7 @@ def test_handed_in_engine_is_used(fresh_database, monkeypatch):
         command.upgrade(config, "head")
     finally:
         engine.dispose()
-    assert version_of(url) == [migrate.head_revision()]
+    assert version_of(url) == [revisions.head()]
 
 
 def test_handed_in_connection_is_used(fresh_database, monkeypatch):
@@ -100,7 +101,7 @@ def test_handed_in_connection_is_used(fresh_database, monkeypatch):
             command.upgrade(config, "head")
     finally:
         engine.dispose()
-    assert version_of(url) == [migrate.head_revision()]
+    assert version_of(url) == [revisions.head()]
 
 
 @pytest.mark.parametrize("caller_ends_with", ["commit", "rollback"])

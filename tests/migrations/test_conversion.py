@@ -7,7 +7,8 @@ import pytest
 from tests.migrations.upgrade_support import (
     CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, downgrade, run_alembic, run_sql, servers, upgrade,
 )
-from waha_db.lifecycle.migrate import LegacyConversionRefused, head_revision
+from waha_db.lifecycle.migrate import LegacyConversionRefused
+from waha_db.lifecycle.revisions import head as head_revision
 
 
 def legacy(fresh_database, *sql: str):

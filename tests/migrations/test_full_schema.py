@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.migrations.upgrade_support import psql, run_sql, schema_dump, upgrade
-from waha_db.lifecycle.migrate import FULL_SCHEMA_PATH, full_schema_sql, head_revision
+from waha_db.lifecycle.migrate import FULL_SCHEMA_PATH, full_schema_sql
+from waha_db.lifecycle.revisions import head as head_revision
 
 
 def test_schema_file_is_up_to_date_with_the_migrations():

@@ -7,14 +7,15 @@ import re
 from pathlib import Path
 
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 
 
 def revisions_base_first():
-    return list(reversed(list(migrate.script_directory().walk_revisions())))
+    return list(reversed(list(revisions.script_directory().walk_revisions())))
 
 
 def test_history_has_exactly_one_head_and_one_base():
-    script = migrate.script_directory()
+    script = revisions.script_directory()
     assert len(script.get_heads()) == 1
     assert len(script.get_bases()) == 1
 
@@ -50,4 +51,4 @@ def test_each_revision_has_a_downgrade_that_does_something():
 
 
 def test_head_revision_helper_agrees_with_the_scripts():
-    assert migrate.head_revision() == revisions_base_first()[-1].revision
+    assert revisions.head() == revisions_base_first()[-1].revision

@@ -7,7 +7,8 @@ from waha_db.lifecycle.model import HTTP_URL
 from tests.migrations.upgrade_support import (
     CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, psql, run_sql, schema_dump, servers, upgrade,
 )
-from waha_db.lifecycle.migrate import head_revision, offline_sql
+from waha_db.lifecycle.migrate import offline_sql
+from waha_db.lifecycle.revisions import head as head_revision
 
 LEGACY_SQL = V1_FULL + V1_ROW + CAMPAIGNS + """
 ALTER TABLE public.waha_config ADD COLUMN instance_name text DEFAULT 'default';

@@ -12,6 +12,7 @@ from sqlalchemy import event
 
 from tests.migrations.upgrade_support import run_sql
 from waha_db.lifecycle import migrate
+from waha_db.lifecycle import revisions
 from waha_db.database import create_engine
 from waha_db.checks.pgtemp import ThrowawayPostgres
 
@@ -80,7 +81,7 @@ def test_missing_roles_are_created_nologin_with_a_notice(fresh_server):
     owned = database_owned_by(fresh_server, "app_owner")
     assert not any("created role" in notice for notice in upgrade_collecting_notices(owned))
     assert superuser_sql(fresh_server, "SELECT version_num FROM alembic_version", owned.database) == [
-        (migrate.head_revision(),)
+        (revisions.head(),)
     ]
 
 

@@ -15,7 +15,8 @@ from tests.migrations.upgrade_support import (
 from tests.polling import wait_until
 from waha_db.lifecycle import migrate
 from waha_db.database import create_engine
-from waha_db.lifecycle.migrate import LegacyConversionRefused, LockTimeout, head_revision, script_directory
+from waha_db.lifecycle.migrate import LegacyConversionRefused, LockTimeout
+from waha_db.lifecycle.revisions import head as head_revision, script_directory
 
 
 def test_failure_in_a_late_revision_leaves_nothing_of_the_earlier_ones(fresh_database):

@@ -1,4 +1,4 @@
-from waha_db.lifecycle.migrate import head_revision
+from waha_db.lifecycle.revisions import head as head_revision
 
 
 def test_v21_database_is_at_head(db):

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from waha_db.lifecycle import migrate
 from waha_db.database import conninfo, create_engine, display_url, parse_url
 from waha_db.checks.pgtemp import ThrowawayPostgres, find_server_binaries
+from waha_db.errors import UserError
 
 HEAVY_USER = "00000000-0000-4000-8000-00000000beef"
 
@@ -68,7 +69,7 @@ def hand_written_select(connection: psycopg.Connection) -> str:
 RANDOM_USER = "md5('user' || :u)::uuid"
 
 
-class BenchError(RuntimeError):
+class BenchError(UserError):
     """The benchmark could not run; the message says what to do."""
 
 

@@ -25,6 +25,7 @@ import testing.postgresql
 from sqlalchemy.engine import URL
 
 from waha_db.database import create_engine
+from waha_db.errors import UserError
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, postgres) were not found on PATH, in "
@@ -34,7 +35,7 @@ INSTALL_HINT = (
 )
 
 
-class PostgresNotFound(RuntimeError):
+class PostgresNotFound(UserError):
     """No PostgreSQL server binaries on this machine."""
 
 

@@ -27,11 +27,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from waha_db.lifecycle import catalog
+from waha_db.lifecycle import revisions
 
 from waha_db.lifecycle import migrate
 from waha_db.database import connect_engine, conninfo, display_url, mask_password, parse_url
 from waha_db.lifecycle.model import include_object, metadata
 from waha_db.checks.supabase import install_auth_stub
+from waha_db.errors import UserError
 
 
 
@@ -51,7 +53,7 @@ class CheckFailed(Exception):
         self.details = details or []
 
 
-class VerifyRefused(Exception):
+class VerifyRefused(UserError):
     """verify will not run on this database (it is not empty)."""
 
 
@@ -63,6 +65,14 @@ class CheckResult:
     summary: str = ""
     details: list[str] = field(default_factory=list)
 
+    def describe(self) -> list[str]:
+        """`PASS  name  0.12s` (with its note), or `FAIL  name`, what failed, and the details."""
+        note = f" ({self.summary})" if self.passed and self.summary else ""
+        lines = [f"{'PASS' if self.passed else 'FAIL'}  {self.name}{note}  {self.seconds:.2f}s"]
+        if not self.passed:
+            lines.append(f"      {self.summary}")
+        return lines + [f"      - {line}" for line in self.details]
+
 
 @dataclass
 class Report:
@@ -73,6 +83,13 @@ class Report:
     @property
     def passed(self) -> bool:
         return all(check.passed for check in self.checks)
+
+    def summary(self) -> str:
+        failed = sum(not check.passed for check in self.checks)
+        return (
+            f"{len(self.checks)} checks on {self.target}: {len(self.checks) - failed} passed, "
+            f"{failed} failed in {self.seconds:.1f}s"
+        )
 
     def as_json(self) -> dict:
         return {
@@ -153,7 +170,7 @@ class Target:
 
 
 def check_one_head() -> str:
-    heads = migrate.script_directory().get_heads()
+    heads = revisions.script_directory().get_heads()
     if len(heads) != 1:
         raise CheckFailed(f"{len(heads)} heads", [f"head {head}" for head in heads] + ["merge them into one: alembic merge heads"])
     return heads[0]
@@ -161,7 +178,7 @@ def check_one_head() -> str:
 
 def check_upgrade_to_head(target: Target) -> str:
     migrate.upgrade(target.engine)
-    head = migrate.head_revision()
+    head = revisions.head()
     with target.engine.connect() as connection:
         recorded = connection.exec_driver_sql("SELECT version_num FROM public.alembic_version").scalar()
     if recorded != head:
@@ -207,7 +224,7 @@ def check_no_drift(target: Target) -> None:
     if differences:
         raise CheckFailed(
             "the migrated database differs from toolkit/lifecycle/head_catalog.json "
-            "(if the migrations changed on purpose: python -m waha_db.lifecycle.catalog --write)",
+            "(if the migrations changed on purpose: python -m waha_db.checks.head_catalog --write)",
             differences,
         )
 
@@ -431,8 +448,8 @@ def check_revisions_up_down_up(target: Target) -> int:
     """Every revision: upgrade to it, downgrade one step, upgrade again; the schema after each re-upgrade is the same."""
     target.reset()
     problems = []
-    revisions = list(reversed([rev.revision for rev in migrate.script_directory().walk_revisions()]))
-    for revision in revisions:
+    ids = revisions.ids()
+    for revision in ids:
         migrate.upgrade(target.engine, revision)
         first = target.snapshot()
         migrate.downgrade(target.engine, "-1")
@@ -441,7 +458,7 @@ def check_revisions_up_down_up(target: Target) -> int:
         problems += [f"{revision}: {line}" for line in catalog.diff_snapshots(first, again, expected_label="first upgrade", actual_label="after down/up")]
     if problems:
         raise CheckFailed("a downgrade did not undo its upgrade exactly", problems)
-    return len(revisions)
+    return len(ids)
 
 
 def check_downgrade_to_base(target: Target) -> None:
@@ -478,8 +495,8 @@ def check_schema_file(target: Target) -> None:
     problems += catalog.diff_snapshots(target.online_head, target.snapshot(), expected_label="online", actual_label=label)
     with target.engine.connect() as connection:
         recorded = connection.exec_driver_sql("SELECT version_num FROM public.alembic_version").scalar()
-    if recorded != migrate.head_revision():
-        problems.append(f"{label} records revision {recorded}, head is {migrate.head_revision()}")
+    if recorded != revisions.head():
+        problems.append(f"{label} records revision {recorded}, head is {revisions.head()}")
     target.reset()
     if problems:
         raise CheckFailed(f"{label} is stale", problems)
@@ -515,7 +532,7 @@ def check_legacy_conversion(target: Target) -> None:
                 problems.append(f"converted rows: expected {wanted!r}, got {converted!r}")
             if db.execute("SELECT pg_catalog.to_regclass('public.waha_config')").fetchone()[0] is not None:
                 problems.append("public.waha_config still exists at head")
-        migrate.downgrade(target.engine, migrate.script_directory().get_revision("0005").down_revision)
+        migrate.downgrade(target.engine, revisions.previous(migrate.conversion_revision()))
         with psycopg.connect(conninfo(target.url), autocommit=True) as db:
             after = db.execute("SELECT * FROM public.waha_config ORDER BY id").fetchall()
         if after != before:

@@ -25,10 +25,11 @@ found then.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
+from waha_db.errors import UserError
 
 OCCUPYING = "pg_catalog.upper(session_row.status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')"
 
@@ -47,7 +48,7 @@ WHERE server.sessions_ativas <> COALESCE(occupied.sessions, 0)
 """
 
 
-class ReconcileError(Exception):
+class ReconcileError(UserError):
     """Reconciliation was asked for something it cannot do; the message says what to do."""
 
 
@@ -164,6 +165,30 @@ def reconcile(connection: sa.Connection, *, apply: bool = False, servers: Iterab
     if not apply:
         return ReconcileReport(drifts)
     return ReconcileReport(drifts, correct_counters(connection, servers), applied=True)
+
+
+def reconcile_counters(
+    engine: sa.Engine,
+    *,
+    apply: bool = False,
+    servers: Iterable[uuid.UUID] = (),
+    confirm: Callable[[ReconcileReport], None] = lambda report: None,
+) -> ReconcileReport:
+    """`waha-db sessions reconcile`: the report; with `apply`, the corrections the rule allows, once confirmed.
+
+    The report is read first, outside any lasting transaction; when there is
+    something to correct, `confirm` sees it (and raises to refuse), then the
+    corrections run in one transaction of their own, on what is found then.
+    """
+    servers = list(servers)
+    with engine.connect() as connection:
+        report = reconcile(connection)
+        connection.rollback()
+        if not apply or not (to_correct(report.drifts, servers) or servers):
+            return report
+        confirm(report)
+        with connection.begin():
+            return reconcile(connection, apply=True, servers=servers)
 
 
 def render_report(report: ReconcileReport) -> str:

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.fleet.servers import Server, server_columns, server_from_row
-from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, display_api_url, probe_server
+from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url, probe_server
+from waha_db.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def autocommit_connection(engine: sa.Engine) -> sa.Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
-class HealthError(RuntimeError):
+class HealthError(UserError):
     """A health command cannot do what was asked (unknown server, no database...)."""
 
 
@@ -225,6 +226,12 @@ def describe_health(health: Health | None, now: dt.datetime | None = None) -> st
         until = health.cooldown_until.astimezone(dt.timezone.utc).strftime("%H:%M:%S UTC")
         text += f", cooling down {left} s, until {until}"
     return text
+
+
+def describe_checked(item: Checked) -> list[str]:
+    """`servers test`: the server and what the probe found, then what was recorded."""
+    recorded = f"  not recorded: {item.record_error}" if item.record_error else f"  recorded: {describe_health(item.health)}"
+    return [f"{item.server.nome} ({display_api_url(item.server.api_url)}): {describe_probe(item.probe)}", recorded]
 
 
 def checked_as_json(item: Checked) -> dict:

@@ -21,9 +21,10 @@ from waha_db.fleet.health import (
 )
 from waha_db.fleet.servers import Server
 from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
+from waha_db.errors import UserError
 
 
-class MonitorError(RuntimeError):
+class MonitorError(UserError):
     """The monitor cannot run (e.g. `--once` and the database is unreachable)."""
 
 

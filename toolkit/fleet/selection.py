@@ -23,6 +23,28 @@ class Pick:
     reasons: list[str] = field(default_factory=list)
     not_candidates: list[str] = field(default_factory=list)
 
+    def describe(self) -> list[str]:
+        """`servers best`: the pick and its reasons, then the servers that were not candidates; empty without a pick."""
+        if self.server is None:
+            return []
+        return [
+            f"best: {self.server.line()}",
+            *(f"  - {reason}" for reason in self.reasons),
+            *(f"  not a candidate: {line}" for line in self.not_candidates),
+        ]
+
+    def no_server(self, user_id: uuid.UUID) -> str:
+        """Why there is no pick, for the error line."""
+        reasons = f" ({'; '.join(self.not_candidates)})" if self.not_candidates else " (the user has no servers)"
+        return f"no server of user {user_id} has free capacity{reasons}"
+
+    def as_json(self) -> dict:
+        return {
+            "server": self.server.as_json() if self.server else None,
+            "reasons": self.reasons,
+            "not_candidates": self.not_candidates,
+        }
+
 
 def best_server(connection: sa.Connection, user_id: uuid.UUID, excluded: list[uuid.UUID] = ()) -> Pick:
     """The database's pick (get_available_waha_server), explained from the user's servers and their health."""

@@ -18,6 +18,7 @@ import psycopg.errors
 import sqlalchemy as sa
 
 from waha_db.database import database_message
+from waha_db.errors import UserError
 
 # Option name of the CLI -> column of waha_servers.
 COLUMNS = {
@@ -53,7 +54,7 @@ RULES = {
 NAME_LENGTH_RULE = "name must be at most 255 characters"
 
 
-class ServerError(Exception):
+class ServerError(UserError):
     """A server command could not be done; the message says why in plain words."""
 
 
@@ -94,6 +95,11 @@ class Server:
     @property
     def has_capacity(self) -> bool:
         return self.sessions_ativas < self.max_sessions
+
+    def line(self) -> str:
+        """`Principal (https://...), priority 10, active, 3/50 sessions; id ...`, as the CLI prints a server."""
+        state = f"active, {self.sessions_ativas}/{self.max_sessions} sessions" if self.ativo else "disabled"
+        return f"{self.nome} ({self.api_url}), priority {self.prioridade}, {state}; id {self.id}"
 
     def as_json(self, *, show_secrets: bool = False) -> dict:
         data = {key: (str(value) if isinstance(value, (uuid.UUID, datetime)) else value) for key, value in asdict(self).items()}

@@ -22,11 +22,12 @@ does); a NULL in a required column without one is a problem. `timestamp` columns
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from waha_db.lifecycle import catalog, migrate
+from waha_db.lifecycle import catalog, migrate, revisions
 
 ADOPTED_TABLES = ("waha_servers", "waha_sessions")  # the seed's tables, in copy order
 SCRATCH_SCHEMA = "waha_adopt"
@@ -80,11 +81,27 @@ class AdoptionPlan:
 
     problems: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
-    owner: str | None = None  # the owner of the legacy waha_config server, given or inferred
+    owner: uuid.UUID | None = None  # the owner of the legacy waha_config server, given or inferred
+
+    question = "Adopt this database?"
+    action = "adopt"
+    nothing_to_do = False
 
     @property
     def adoptable(self) -> bool:
         return not self.problems
+
+    def header(self) -> list[str]:
+        return ["cannot adopt:", *(f"  - {problem}" for problem in self.problems)] if self.problems else []
+
+    def refusal(self) -> str:
+        return f"{len(self.problems)} problem(s) block the adoption; nothing was changed"
+
+    def describe(self) -> list[str]:
+        return ["adoption plan:", *(f"  + {action}" for action in self.actions)]
+
+    def done(self, seconds: float) -> str:
+        return f"adopted: the database is managed by waha-db, at {revisions.head()} ({seconds:.2f}s)"
 
 
 def head_columns(table: str, head: dict | None = None) -> list[HeadColumn]:
@@ -137,14 +154,16 @@ def _column_list(definition: str) -> list[str]:
     return [name.strip() for name in re.search(r"\(([^)]*)\)", definition).group(1).split(",")]
 
 
-def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source_schema: str = "public") -> AdoptionPlan:
+def plan_adoption(
+    connection: sa.Connection, owner: uuid.UUID | None = None, *, source_schema: str = "public"
+) -> AdoptionPlan:
     """The problems that block adopting this database, or the actions adoption would take.
 
     Reads only (the catalog and the hand-made rows); never changes or locks anything
     beyond what SELECT takes.
     """
     head = catalog.load_head_catalog()
-    plan = AdoptionPlan(owner=migrate.parse_owner(owner))
+    plan = AdoptionPlan(owner=owner)
     present = [table for table in ADOPTED_TABLES if _exists(connection, f"{source_schema}.{table}")]
     if not present:
         plan.problems.append("there is no hand-made public.waha_servers or public.waha_sessions to adopt")
@@ -275,7 +294,7 @@ def plan_adoption(connection: sa.Connection, owner: str | None = None, *, source
             plan.actions.append("create " + line[len("missing "):])
         elif line.startswith("unexpected ") and not line.startswith("unexpected column"):
             plan.actions.append("replace hand-made " + line[len("unexpected "):])
-    plan.actions.append(f"record revision {migrate.head_revision()} in alembic_version")
+    plan.actions.append(f"record revision {revisions.head()} in alembic_version")
     return plan
 
 
@@ -299,7 +318,7 @@ def _plan_legacy_owner(connection: sa.Connection, plan: AdoptionPlan, source_sch
             {"urls": urls},
         ).scalars().all()
     if len(owners) == 1:
-        plan.owner = owners[0]
+        plan.owner = uuid.UUID(owners[0])
         plan.actions.append(f"waha_config's server ({', '.join(urls)}) is already in waha_servers for user {owners[0]}: kept; waha_config moves to waha_legacy.waha_config_v1")
     else:
         plan.problems.append(
@@ -308,18 +327,28 @@ def _plan_legacy_owner(connection: sa.Connection, plan: AdoptionPlan, source_sch
         )
 
 
-def adopt(connection: sa.Connection, owner: str | None = None, *, lock_timeout: float | None = None) -> AdoptionPlan:
+def adopt(
+    connection: sa.Connection,
+    owner: uuid.UUID | None = None,
+    *,
+    lock_timeout: float | None = None,
+    plan: AdoptionPlan | None = None,
+) -> AdoptionPlan:
     """Adopt a hand-made V2.1 database: rebuild its tables in the head shape, keep every row, stamp head.
 
     One transaction (the caller's, when the connection is already in one): with any
-    problem, AdoptionRefused lists them all and nothing is changed.
+    problem, AdoptionRefused lists them all and nothing is changed. `plan`, when
+    given, is one `plan_adoption` made in this transaction (waha_db.lifecycle.plan's
+    carry_out plans under the migrations' advisory lock, then runs); otherwise the
+    lock is taken and the plan made here.
     """
     transaction = None if connection.in_transaction() else connection.begin()
     try:
         timeout_ms = migrate.parse_lock_timeout(lock_timeout if lock_timeout is not None else migrate.DEFAULT_LOCK_TIMEOUT_SECONDS)
-        connection.exec_driver_sql(f"SELECT pg_catalog.pg_advisory_xact_lock({migrate.MIGRATION_LOCK_KEY})")
+        if plan is None:
+            connection.exec_driver_sql(f"SELECT pg_catalog.pg_advisory_xact_lock({migrate.MIGRATION_LOCK_KEY})")
+            plan = plan_adoption(connection, owner)
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = {timeout_ms}")
-        plan = plan_adoption(connection, owner)
         if not plan.adoptable:
             raise AdoptionRefused(plan.problems)
         _rebuild(connection, plan, lock_timeout=timeout_ms / 1000)
@@ -350,7 +379,7 @@ def _rebuild(connection: sa.Connection, plan: AdoptionPlan, *, lock_timeout: flo
     ).scalars().all():
         connection.exec_driver_sql(f"DROP FUNCTION {signature}")
 
-    migrate.upgrade(connection, "0004", lock_timeout=lock_timeout)
+    migrate.upgrade(connection, revisions.previous(migrate.conversion_revision()), lock_timeout=lock_timeout)
     head = catalog.load_head_catalog()
     for table in present:
         source = _columns_of(connection, SCRATCH_SCHEMA, table)

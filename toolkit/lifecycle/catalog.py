@@ -9,7 +9,7 @@ offline SQL vs `sql/schema.sql`, before and after a downgrade to base).
 
 Drift: the WAHA part of a snapshot is compared with `toolkit/lifecycle/head_catalog.json`, the
 same snapshot taken of a database migrated to head (regenerate it with
-`python -m waha_db.lifecycle.catalog --write`; `waha-db verify` fails when it is stale). Comparing
+`python -m waha_db.checks.head_catalog --write`; `waha-db verify` fails when it is stale). Comparing
 with a recorded snapshot means `status` needs nothing but read access to the
 database it inspects: no scratch database on a production server.
 
@@ -21,7 +21,6 @@ plain PostgreSQL, Supabase and upgraded legacy databases: foreign keys to Supaba
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -268,26 +267,3 @@ def detect_drift(connection: sa.Connection) -> list[str]:
 def render_head_catalog(connection: sa.Connection) -> str:
     """The text of head_catalog.json, from a database just migrated to head."""
     return json.dumps(waha_objects(catalog_snapshot(connection)), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def build_head_catalog() -> str:
-    """head_catalog.json as the migrations make it today, built on a throwaway PostgreSQL."""
-    from waha_db.lifecycle import migrate
-    from waha_db.database import create_engine
-    from waha_db.checks.pgtemp import ThrowawayPostgres
-
-    with ThrowawayPostgres() as server:
-        engine = create_engine(server.url(server.create_database()))
-        try:
-            migrate.upgrade(engine)
-            with engine.connect() as connection:
-                return render_head_catalog(connection)
-        finally:
-            engine.dispose()
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m waha_db.lifecycle.catalog --write   (regenerates toolkit/lifecycle/head_catalog.json from the migrations)")
-    HEAD_CATALOG.write_text(build_head_catalog())
-    print(f"wrote {HEAD_CATALOG}")

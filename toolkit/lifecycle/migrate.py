@@ -6,52 +6,41 @@ the package, so the toolkit works from any directory and from an installed wheel
 
 from __future__ import annotations
 
+import functools
 import io
 import re
+import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-import waha_db_migrations
-
-MIGRATIONS_DIR = Path(waha_db_migrations.__file__).resolve().parent
+from waha_db.errors import UserError
+from waha_db.lifecycle import revisions
 
 
 def alembic_config(
     connection: sa.Connection | sa.Engine | None = None,
     *,
     database_url: str | None = None,
-    owner: str | None = None,
+    owner: uuid.UUID | None = None,
     lock_timeout: float | None = None,
     output: io.TextIOBase | None = None,
 ) -> Config:
     """An Alembic Config for our migrations; a connection, when given, is handed to env.py."""
     config = Config(output_buffer=output, stdout=output) if output is not None else Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(revisions.MIGRATIONS_DIR))
     if database_url:
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     if connection is not None:
         config.attributes["connection"] = connection
     if owner is not None:
-        config.attributes["owner"] = owner
+        config.attributes["owner"] = str(owner)
     if lock_timeout is not None:
         config.attributes["lock_timeout"] = lock_timeout
     return config
-
-
-def script_directory() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
-
-
-def head_revision() -> str:
-    heads = script_directory().get_heads()
-    if len(heads) != 1:
-        raise RuntimeError(f"the migrations have {len(heads)} heads ({', '.join(heads)}); expected one")
-    return heads[0]
 
 
 def _for_command(config: Config, name: str) -> Config:
@@ -68,7 +57,9 @@ def downgrade(connection: sa.Connection | sa.Engine, revision: str, **settings) 
     command.downgrade(_for_command(alembic_config(connection, **settings), "downgrade"), revision)
 
 
-def offline_sql(revision: str = "head", *, start: str | None = None, downgrade_to: bool = False, owner: str | None = None) -> str:
+def offline_sql(
+    revision: str = "head", *, start: str | None = None, downgrade_to: bool = False, owner: uuid.UUID | None = None
+) -> str:
     """The SQL script of an upgrade (or downgrade) without a database, as `alembic upgrade --sql` prints it."""
     buffer = io.StringIO()
     config = _for_command(alembic_config(owner=owner, output=buffer), "downgrade" if downgrade_to else "upgrade")
@@ -80,6 +71,32 @@ def offline_sql(revision: str = "head", *, start: str | None = None, downgrade_t
     return buffer.getvalue()
 
 
+# --- what each revision does, read from its own SQL ------------------------------
+
+_CREATES_TABLE = re.compile(r"\bCREATE TABLE (?:IF NOT EXISTS )?public\.(\w+)", re.I)
+
+
+@functools.cache
+def revision_sql(revision: str) -> str:
+    """The SQL an upgrade to `revision` from the one below it runs, as the offline script prints it."""
+    below = revisions.previous(revision)
+    return offline_sql(revision, start=below) if below else offline_sql(revision)
+
+
+def tables_created(revision: str) -> tuple[str, ...]:
+    """The tables of schema public that `revision` creates (and so its downgrade drops), in its order."""
+    return tuple(dict.fromkeys(_CREATES_TABLE.findall(revision_sql(revision))))
+
+
+@functools.cache
+def conversion_revision() -> str:
+    """The revision that converts the legacy waha_config into a server: the first that reads the owner setting."""
+    for revision in revisions.ids():
+        if "current_setting('waha.config_owner'" in revision_sql(revision):
+            return revision
+    raise RuntimeError("no revision reads waha.config_owner: the migrations lost the legacy conversion")
+
+
 # --- settings shared with migrations/env.py ----------------------------------------
 
 # pg_advisory_xact_lock key shared by every waha-db migration run and by adoption ("waha" in ASCII).
@@ -88,7 +105,7 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 5
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
-class MigrationError(CommandError):
+class MigrationError(CommandError, UserError):
     """A migration stopped for a reason the DBA can act on; the message says what to do.
 
     An Alembic CommandError, so the `alembic` command prints it as one `FAILED:` line
@@ -108,19 +125,25 @@ class HandMadeSchema(MigrationError):
     """The database has V2.1 tables made by hand, never managed by Alembic: adopt it first."""
 
 
-def parse_owner(value) -> str | None:
-    """The owner UUID, lower-cased; None when not given; MigrationError when not a UUID."""
+def parse_owner(value, *, given_as: str = "the owner") -> uuid.UUID | None:
+    """The owner of the legacy server as a UUID; None when not given; LegacyConversionRefused when malformed.
+
+    The migrations' own rule (revision 0005 applies it in SQL): the usual
+    8-4-4-4-12 form, any case; not the braces, URN or undashed forms Python's
+    uuid.UUID also takes. `given_as` names where the value came from in the
+    message ("--owner", "the owner").
+    """
     if value is None or str(value).strip() == "":
         return None
-    value = str(value).strip()
-    if not _UUID.match(value):
+    text = str(value).strip()
+    if not _UUID.match(text):
         raise LegacyConversionRefused(
-            f"the owner {value!r} is not a UUID. Nothing was changed.\n"
+            f"{given_as} {text!r} is not a UUID in its usual form (8-4-4-4-12 hexadecimal digits). Nothing was changed.\n"
             "Give the id of the user (auth.users.id on Supabase) who will own the legacy WAHA server, "
             "e.g. `waha-db upgrade --owner 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44` or "
             "`alembic -x owner=0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 upgrade head`."
         )
-    return value.lower()
+    return uuid.UUID(text)
 
 
 def parse_lock_timeout(value) -> int:
@@ -204,7 +227,17 @@ FULL_SCHEMA_HEADER = """\
 
 def full_schema_sql() -> str:
     """The text of sql/schema.sql: the offline upgrade from nothing to head, under a header."""
-    return FULL_SCHEMA_HEADER.format(head=head_revision()) + offline_sql("head")
+    return FULL_SCHEMA_HEADER.format(head=revisions.head()) + offline_sql("head")
+
+
+class StaleSchemaFile(UserError):
+    """sql/schema.sql differs from what the migrations generate."""
+
+
+def check_full_schema(path: Path) -> None:
+    """StaleSchemaFile unless `path` holds exactly what the migrations generate."""
+    if not path.is_file() or path.read_text(encoding="utf-8") != full_schema_sql():
+        raise StaleSchemaFile(f"{path} is stale (or missing): regenerate it with `waha-db sql`")
 
 
 def write_full_schema(path: Path = FULL_SCHEMA_PATH) -> Path:

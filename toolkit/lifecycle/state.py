@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from waha_db.lifecycle import adopt, catalog, revisions
+
 EMPTY, LEGACY, HAND_MADE, MANAGED, UNKNOWN_REVISION = "empty", "legacy", "hand_made", "managed", "unknown_revision"
 
 
@@ -94,9 +96,7 @@ def read_facts(connection: sa.Connection) -> CatalogFacts:
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'waha_legacy')"
     ).scalars())
-    revision = None
-    if "public.alembic_version" in tables:
-        revision = connection.exec_driver_sql("SELECT version_num FROM public.alembic_version").scalar()
+    revision = revisions.current_revision(connection) if "public.alembic_version" in tables else None
     convertible = 0
     if revision is None and "public.waha_config" in tables:
         has_url = connection.exec_driver_sql(
@@ -109,18 +109,91 @@ def read_facts(connection: sa.Connection) -> CatalogFacts:
             ).scalar()
     problems: tuple[str, ...] = ()
     if revision is None and {"public.waha_servers", "public.waha_sessions"} & tables:
-        from waha_db.lifecycle.adopt import plan_adoption
-
-        problems = tuple(plan_adoption(connection).problems)
+        problems = tuple(adopt.plan_adoption(connection).problems)
     return CatalogFacts(tables, revision, convertible, problems)
 
 
-def known_revisions() -> list[str]:
-    """The migrations' revisions, oldest first."""
-    from waha_db.lifecycle.migrate import script_directory
-
-    return [script.revision for script in reversed(list(script_directory().walk_revisions()))]
+def legacy_api_urls(connection: sa.Connection, table: str = "public.waha_config") -> list[str]:
+    """The api_urls of the legacy rows that will be converted (rows without one are not)."""
+    if connection.exec_driver_sql(f"SELECT pg_catalog.to_regclass('{table}')").scalar() is None:
+        return []
+    schema, name = table.split(".")
+    has_api_url = connection.execute(
+        sa.text("SELECT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = :s AND table_name = :t AND column_name = 'api_url')"),
+        {"s": schema, "t": name},
+    ).scalar()
+    if not has_api_url:
+        return []
+    rows = connection.exec_driver_sql(
+        f"SELECT btrim(api_url::text) FROM {table} WHERE NULLIF(btrim(api_url::text), '') IS NOT NULL ORDER BY 1"
+    )
+    return [url for (url,) in rows]
 
 
 def database_state(connection: sa.Connection) -> DatabaseState:
-    return classify(read_facts(connection), known_revisions())
+    return classify(read_facts(connection), revisions.ids())
+
+
+# --- what `waha-db status` reports ----------------------------------------------------
+
+DRIFTED = "drifted"
+
+NEXT_STEP = {
+    EMPTY: "waha-db upgrade",
+    LEGACY: "waha-db upgrade --owner UUID",
+    HAND_MADE: "waha-db adopt",
+    MANAGED: "waha-db upgrade",
+    UNKNOWN_REVISION: "use the waha-db release that made this revision",
+}
+
+
+@dataclass(frozen=True)
+class Status:
+    """The state of a database as `waha-db status` reports it: the classification, plus drift at head."""
+
+    state: str  # one of the kinds above, or DRIFTED
+    summary: str
+    current: str | None
+    head: str
+    pending: tuple[str, ...]
+    details: tuple[str, ...]  # the legacy servers to convert, adoption problems, or drift
+    drift: tuple[str, ...]
+    next: str  # the command to run next; empty at head without drift
+
+    @property
+    def at_head(self) -> bool:
+        """At head with no drift: what `status --check` (and a deploy script) wants."""
+        return not self.next
+
+    def as_dict(self) -> dict:
+        return {
+            "state": self.state, "summary": self.summary, "current": self.current, "head": self.head,
+            "pending": list(self.pending), "details": list(self.details), "drift": list(self.drift),
+            "next": self.next, "at_head": self.at_head,
+        }
+
+
+def database_status(connection: sa.Connection) -> Status:
+    """The classification of `database_state`, plus drift from head (a database at head whose objects differ).
+
+    Reads only: safe on a production database.
+    """
+    found = database_state(connection)
+    kind, summary, details, drift = found.kind, found.summary, tuple(found.adoption_problems), ()
+    next_step = "" if found.at_head else NEXT_STEP[found.kind]
+    if found.kind == LEGACY:
+        urls = legacy_api_urls(connection)
+        details = tuple(f"to convert: {url}" for url in urls)
+        next_step = "waha-db upgrade --owner UUID" if urls else "waha-db upgrade"
+    if found.kind == HAND_MADE and found.adoption_problems:
+        next_step = "correct the problems above, then `waha-db adopt`"
+    if found.at_head:
+        drift = tuple(catalog.detect_drift(connection))
+        if drift:
+            kind, details = DRIFTED, drift
+            summary = f"at head ({found.revision}) but drifted from it: {len(drift)} differences"
+            next_step = (
+                "find who changed the WAHA objects by hand and put them back as head has them "
+                "(toolkit/lifecycle/head_catalog.json shows head's definitions)"
+            )
+    return Status(kind, summary, found.revision, revisions.head(), found.pending, details, drift, next_step)
