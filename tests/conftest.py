@@ -10,43 +10,32 @@ Databases are cloned from template databases built once per session:
 
 ``v21_db`` runs a behavioural test on each kind of V2.1 database (fresh plain,
 fresh Supabase, upgraded legacy), so the same rules are proven on all of them.
+
+A network jail replaces Python's name resolution for every test: 127.0.0.1 and
+localhost resolve, any other name fails as an unknown name would (EAI_NONAME). So
+"name does not resolve" is real client behaviour on a simulated DNS answer, and no
+test can ever look up or reach an outside name. Fake WAHA servers
+(tests/fleet/fake_waha.py) listen on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
+from tests.fleet.fake_waha import FakeWaha
 from waha_db.lifecycle import migrate
-from waha_db.database import conninfo, create_engine  # conninfo: re-exported, tests import it from here
+from waha_db.database import conninfo, create_engine
+from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.checks.supabase import install_auth_stub
 
 LEGACY_OWNER = "7d3c6f0e-2a4b-4c8d-9e1f-0a1b2c3d4e5f"
 
-# A legacy V1 database as the wild has it, in parts the upgrade tests combine
-# (tests/migrations/upgrade_support.py): the singleton waha_config with every V1
-# column, its one row, and a table of the rest of the application.
-LEGACY_V1_TABLE = """
-CREATE TABLE public.waha_config (
-    id integer PRIMARY KEY CHECK (id = 1),
-    api_url text, api_key text, webhook_url text, webhook_secret text,
-    timeout integer, retry_attempts integer, rate_limit integer,
-    created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now()
-);
-"""
-LEGACY_V1_ROW = """
-INSERT INTO public.waha_config (id, api_url, api_key, webhook_url, webhook_secret, timeout, retry_attempts, rate_limit)
-VALUES (1, 'https://waha.legacy.example', 'legacy-key', 'https://app.example/webhook', 'legacy-secret', 45, 5, 120);
-"""
-LEGACY_APP_TABLE = """
-CREATE TABLE public.campaigns (id serial PRIMARY KEY, name text NOT NULL);
-INSERT INTO public.campaigns (name) VALUES ('Black Friday'), ('Natal');
-"""
-LEGACY_V1_SQL = LEGACY_V1_TABLE + LEGACY_V1_ROW + LEGACY_APP_TABLE
 
 
 class Cluster:
@@ -161,3 +150,42 @@ def v21_tx(v21_module_url):
             yield connection
         finally:
             connection.rollback()
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost"})
+
+
+class NetworkJail:
+    def __init__(self, real_getaddrinfo) -> None:
+        self.real_getaddrinfo = real_getaddrinfo
+        self.refused_names: list[str] = []
+
+    def getaddrinfo(self, host, port, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name in LOOPBACK_NAMES:
+            return self.real_getaddrinfo("127.0.0.1", port, *args, **kwargs)
+        self.refused_names.append(name)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.fixture(autouse=True)
+def network_jail(monkeypatch):
+    """Only loopback resolves; every other name is an unknown name (and is recorded)."""
+    jail = NetworkJail(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", jail.getaddrinfo)
+    return jail
+
+
+@pytest.fixture
+def fake_waha():
+    """A factory of fake WAHA servers on 127.0.0.1, stopped at the end of the test."""
+    started = []
+
+    def make(mode: str = "healthy", **options) -> FakeWaha:
+        fake = FakeWaha(mode, **options).start()
+        started.append(fake)
+        return fake
+
+    yield make
+    for fake in started:
+        fake.stop()

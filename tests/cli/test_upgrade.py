@@ -8,7 +8,9 @@ import psycopg
 import pytest
 
 from tests.cli.conftest import sql
-from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, conninfo
+from tests.conftest import LEGACY_OWNER
+from waha_db.checks.legacy import LEGACY_V1_SQL
+from waha_db.database import conninfo
 from waha_db.lifecycle import migrate
 from waha_db.lifecycle import revisions
 

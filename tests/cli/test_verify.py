@@ -15,6 +15,7 @@ from alembic.util import CommandError
 from tests.cli.conftest import sql
 from waha_db.lifecycle import catalog
 from waha_db.lifecycle import migrate
+from waha_db.checks import suite
 from waha_db.checks import verify as verification
 
 
@@ -70,70 +71,6 @@ def test_console_script_verifies_on_a_throwaway_postgresql_and_writes_junit(tmp_
     assert "PASS  [supabase] security: row security" in done.stdout
     suite = ElementTree.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) == 21
-
-
-# --- the security rules, on a database tampered with after a fresh upgrade ----------------------
-
-
-def security_problems(url, *tampering: str) -> list[str]:
-    """What verify's security check reports on the database at `url` after `tampering` (committed: the clone is the test's own)."""
-    for statement in tampering:
-        sql(url, statement)
-    target = verification.Target("", url)
-    try:
-        verification.check_security_rules(target)
-        return []
-    except verification.CheckFailed as failure:
-        return failure.details
-    finally:
-        target.engine.dispose()
-
-
-@pytest.mark.parametrize("kind", ["head", "supabase_head"])
-def test_security_rules_hold_at_head(fresh_database, kind):
-    assert security_problems(fresh_database(kind)) == []
-
-
-def test_security_rules_report_a_foreign_key_whose_index_has_its_columns_in_another_order(fresh_database):
-    """Supabase's linter compares in order: an index on (user_id, server_id) does not cover a key on (server_id, user_id)."""
-    problems = security_problems(
-        fresh_database("supabase_head"),
-        "ALTER TABLE public.waha_server_health DROP CONSTRAINT waha_server_health_user_id_server_id_fkey",
-        "ALTER TABLE public.waha_server_health ADD CONSTRAINT waha_server_health_reversed_fkey "
-        "FOREIGN KEY (server_id, user_id) REFERENCES public.waha_servers (id, user_id)",
-    )
-    assert problems == ["foreign key without an index led by its columns in its order: waha_server_health.waha_server_health_reversed_fkey"]
-
-
-def test_security_rules_report_a_bare_with_check_next_to_a_wrapped_using(fresh_database):
-    problems = security_problems(
-        fresh_database("head"),
-        "ALTER POLICY waha_servers_update_own ON public.waha_servers WITH CHECK (user_id = public.waha_request_user_id())",
-    )
-    assert problems == [
-        "policy that evaluates the caller per row, not once per query (write it as (select ...)): waha_servers.waha_servers_update_own WITH CHECK"
-    ]
-
-
-def test_security_rules_report_two_permissive_policies_for_one_role_and_command(fresh_database):
-    problems = security_problems(
-        fresh_database("supabase_head"),
-        "CREATE POLICY waha_sessions_select_shared ON public.waha_sessions FOR SELECT TO authenticated "
-        "USING (status = (SELECT 'WORKING'))",
-    )
-    assert problems == [
-        "more than one permissive policy for a role and command: "
-        "waha_sessions: authenticated SELECT (waha_sessions_select_own, waha_sessions_select_shared)"
-    ]
-
-
-def test_restrictive_policy_next_to_a_permissive_one_is_not_reported(fresh_database):
-    problems = security_problems(
-        fresh_database("head"),
-        "CREATE POLICY waha_sessions_select_working ON public.waha_sessions AS RESTRICTIVE FOR SELECT TO authenticated "
-        "USING (status = (SELECT 'WORKING'))",
-    )
-    assert problems == []
 
 
 # --- a check that breaks unexpectedly ------------------------------------------------------------

@@ -28,7 +28,7 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 
-from tests.conftest import conninfo
+from waha_db.database import conninfo
 from waha_db.lifecycle import migrate
 from waha_db.lifecycle import revisions
 from waha_db.database import create_engine

@@ -16,15 +16,6 @@ UPDATE public.waha_config SET created_at = '2025-01-02 03:04:05+00', updated_at 
 """
 
 
-def test_offline_script_on_an_empty_database_gives_the_online_schema(cluster, fresh_database):
-    online, offline = fresh_database("empty"), fresh_database("empty")
-    upgrade(online)
-    applied = psql(cluster, offline, input=offline_sql("head"))
-    assert applied.returncode == 0, applied.stderr
-    assert schema_dump(cluster, offline) == schema_dump(cluster, online)
-    assert run_sql(offline, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
-
-
 def test_offline_script_with_set_owner_converts_a_legacy_database_as_online(cluster, fresh_database):
     online, offline = fresh_database("empty"), fresh_database("empty")
     for url in (online, offline):

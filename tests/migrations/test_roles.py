@@ -110,3 +110,14 @@ def test_upgrade_without_the_right_to_create_the_roles_stops_and_names_them(bare
         "SELECT pg_catalog.to_regclass('public.waha_servers'), pg_catalog.to_regclass('public.alembic_version')",
         url.database,
     ) == [(None, None)]
+
+
+def test_roles_are_kept_at_base(cluster, fresh_database):
+    url = fresh_database("empty")
+    cluster.migrate(url.database, "head")
+    engine = create_engine(url)
+    try:
+        migrate.downgrade(engine, "base")
+    finally:
+        engine.dispose()
+    assert run_sql(url, ROLES_SQL) == [("authenticated", False, False, False), ("service_role", False, True, False)]

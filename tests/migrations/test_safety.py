@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from tests.conftest import conninfo
+from waha_db.database import conninfo
 from tests.migrations.upgrade_support import (
     CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, servers, start_alembic, upgrade,
 )

@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from tests.conftest import LEGACY_APP_TABLE, LEGACY_V1_ROW, LEGACY_V1_TABLE, conninfo
+from waha_db.checks.legacy import LEGACY_APP_TABLE, LEGACY_V1_ROW, LEGACY_V1_TABLE
+from waha_db.database import conninfo
 from waha_db.lifecycle import migrate
 from waha_db.database import create_engine
 from waha_db.lifecycle.catalog import catalog_snapshot

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.conftest import conninfo
+from waha_db.database import conninfo
 
 V21_KINDS = ("head", "supabase_head", "legacy_head")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from tests.conftest import conninfo
+from waha_db.database import conninfo
 from tests.sql.conftest import add_server, has_auth_users
 
 WORKERS = 8

@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tests.conftest import conninfo
+from waha_db.database import conninfo
 from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, upgrade
 from waha_db.lifecycle import adopt as adoption
 from waha_db.lifecycle import migrate, state

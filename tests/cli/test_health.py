@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import conninfo
-from tests.health.fake_waha import free_port
+from waha_db.database import conninfo
+from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
 from waha_db import cli
 

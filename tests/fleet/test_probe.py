@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.health.fake_waha import REDIRECT_TARGET, free_port
+from tests.fleet.fake_waha import REDIRECT_TARGET, free_port
 from waha_db.fleet.probe import describe_probe, probe_server
 
 

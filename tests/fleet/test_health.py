@@ -8,7 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.health.fake_waha import free_port
+from tests.fleet.fake_waha import free_port
 from waha_db.fleet import health
 from waha_db.database import create_engine
 

@@ -7,7 +7,7 @@ import json
 import psycopg
 from click.testing import CliRunner
 
-from tests.conftest import conninfo
+from waha_db.database import conninfo
 from waha_db.cli import main
 
 

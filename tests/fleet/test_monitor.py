@@ -8,7 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.health.fake_waha import free_port
+from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.lifecycle import migrate

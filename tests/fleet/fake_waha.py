@@ -14,7 +14,7 @@ Every request is kept in ``requests`` (path and headers), so a test can prove
 what the client sent and where.
 
 Run on its own for a demonstration (the health transcript):
-``python -m tests.health.fake_waha --port 8101 [--mode healthy] [--api-key KEY]``.
+``python -m tests.fleet.fake_waha --port 8101 [--mode healthy] [--api-key KEY]``.
 """
 
 from __future__ import annotations
