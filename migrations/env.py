@@ -76,9 +76,14 @@ $$
 """
 
 
+def given_url() -> str | None:
+    """The URL as given: `-x database_url`, else DATABASE_URL (the one place env.py reads it)."""
+    return x_arguments.get("database_url") or os.environ.get("DATABASE_URL")
+
+
 def database_url() -> sa.URL:
     """The database's URL on the psycopg 3 driver; a MigrationError that never shows it when missing or malformed."""
-    url = x_arguments.get("database_url") or os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    url = given_url() or config.get_main_option("sqlalchemy.url")
     if not url:
         raise MigrationError(
             "no database given: use `alembic -x database_url=postgresql://USER@HOST/DB upgrade head` "
@@ -162,7 +167,7 @@ def _guards_hand_made_schema() -> bool:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=database_url() if (x_arguments.get("database_url") or os.environ.get("DATABASE_URL")) else "postgresql+psycopg://",
+        url=database_url() if given_url() else "postgresql+psycopg://",
         target_metadata=metadata,
         include_object=include_object,
         literal_binds=True,

@@ -91,10 +91,12 @@ def main() -> None:
                 connection.execute("SELECT pg_catalog.txid_current()")
                 connection.rollback()
 
-        print(describe(
-            "hand a test a rolled-back transaction instead (connect, begin, rollback)",
-            [timed(rolled_back_transaction) for _ in range(arguments.clones)],
-        ))
+        print(
+            describe(
+                "hand a test a rolled-back transaction instead (connect, begin, rollback)",
+                [timed(rolled_back_transaction) for _ in range(arguments.clones)],
+            )
+        )
 
 
 if __name__ == "__main__":

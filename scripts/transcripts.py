@@ -50,15 +50,71 @@ def main() -> None:
             run(environment, "upgrade")
             run(environment, "upgrade", "--yes")
             run(environment, "status", "--check")
-            run(environment, "servers", "add", "--user", USER, "--name", "Servidor Principal", "--url", principal.url,
-                "--api-key", "key1", "--description", "Servidor principal de produção", "--priority", "10", "--max-sessions", "50")
-            run(environment, "servers", "add", "--user", USER, "--name", "Servidor Backup", "--url", backup.url,
-                "--api-key", "key2", "--priority", "5", "--max-sessions", "30")
-            run(environment, "servers", "add", "--user", USER, "--name", "Servidor de Teste", "--url", teste.url,
-                "--inactive", "--max-sessions", "10")
+            run(
+                environment,
+                "servers",
+                "add",
+                "--user",
+                USER,
+                "--name",
+                "Servidor Principal",
+                "--url",
+                principal.url,
+                "--api-key",
+                "key1",
+                "--description",
+                "Servidor principal de produção",
+                "--priority",
+                "10",
+                "--max-sessions",
+                "50",
+            )
+            run(
+                environment,
+                "servers",
+                "add",
+                "--user",
+                USER,
+                "--name",
+                "Servidor Backup",
+                "--url",
+                backup.url,
+                "--api-key",
+                "key2",
+                "--priority",
+                "5",
+                "--max-sessions",
+                "30",
+            )
+            run(
+                environment,
+                "servers",
+                "add",
+                "--user",
+                USER,
+                "--name",
+                "Servidor de Teste",
+                "--url",
+                teste.url,
+                "--inactive",
+                "--max-sessions",
+                "10",
+            )
             run(environment, "servers", "list", "--user", USER)
             run(environment, "servers", "best", "--user", USER)
-            run(environment, "servers", "add", "--user", USER, "--name", "Bad", "--url", "waha.example.com", "--priority", "11")
+            run(
+                environment,
+                "servers",
+                "add",
+                "--user",
+                USER,
+                "--name",
+                "Bad",
+                "--url",
+                "waha.example.com",
+                "--priority",
+                "11",
+            )
 
             print("## 2. Failover: Principal fails, then recovers\n")
             run(environment, "servers", "test", "--user", USER)

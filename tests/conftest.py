@@ -37,7 +37,6 @@ from waha_db.checks.supabase import install_auth_stub
 LEGACY_OWNER = "7d3c6f0e-2a4b-4c8d-9e1f-0a1b2c3d4e5f"
 
 
-
 class Cluster:
     """The session's server, its template databases, and fresh clones of them."""
 

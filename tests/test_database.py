@@ -9,9 +9,17 @@ from waha_db.database import conninfo
 
 
 def test_every_part_survives_libpq_parsing_even_spaces_and_url_delimiters():
-    parsed = conninfo_to_dict(conninfo("postgres://app%40ops:p%40ss%3A%2F%25%20word@127.0.0.1:6543/my%20app?sslmode=disable"))
-    assert parsed == {"user": "app@ops", "password": "p@ss:/% word", "host": "127.0.0.1", "port": "6543",
-                      "dbname": "my app", "sslmode": "disable"}
+    parsed = conninfo_to_dict(
+        conninfo("postgres://app%40ops:p%40ss%3A%2F%25%20word@127.0.0.1:6543/my%20app?sslmode=disable")
+    )
+    assert parsed == {
+        "user": "app@ops",
+        "password": "p@ss:/% word",
+        "host": "127.0.0.1",
+        "port": "6543",
+        "dbname": "my app",
+        "sslmode": "disable",
+    }
 
 
 def test_an_ipv6_host_is_bracketed():

@@ -117,7 +117,9 @@ def _confirm(question: str, yes: bool, action: str) -> None:
     if yes:
         return
     if not _can_ask():
-        raise Refused(f"not confirmed: there is no terminal to ask on, so nothing was done; pass --yes to {action} without asking")
+        raise Refused(
+            f"not confirmed: there is no terminal to ask on, so nothing was done; pass --yes to {action} without asking"
+        )
     if not click.confirm(question, default=False):
         raise Refused("not confirmed: nothing was done")
 
@@ -181,8 +183,12 @@ class OwnerType(click.ParamType):
 
 OWNER = OwnerType()
 LOCK_TIMEOUT = click.option(
-    "--lock-timeout", type=click.FloatRange(min=0, min_open=True), default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
-    show_default=True, metavar="SECONDS", help="Give up on a table lock after this long, rather than block the app.",
+    "--lock-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up on a table lock after this long, rather than block the app.",
 )
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
 
@@ -231,7 +237,12 @@ pass_invocation = click.make_pass_decorator(Invocation)
 
 @main.command()
 @click.argument("revision", default="head")
-@click.option("--owner", type=OWNER, metavar="UUID", help="The user who will own the WAHA server converted from the legacy waha_config.")
+@click.option(
+    "--owner",
+    type=OWNER,
+    metavar="UUID",
+    help="The user who will own the WAHA server converted from the legacy waha_config.",
+)
 @click.option("--sql", "offline", is_flag=True, help="Print the SQL script instead of running it (no database needed).")
 @YES
 @LOCK_TIMEOUT
@@ -300,7 +311,12 @@ def downgrade(invocation, revision, offline, yes, lock_timeout):
 
 
 @main.command()
-@click.option("--owner", type=OWNER, metavar="UUID", help="The user who owns the server of a legacy waha_config left beside the tables.")
+@click.option(
+    "--owner",
+    type=OWNER,
+    metavar="UUID",
+    help="The user who owns the server of a legacy waha_config left beside the tables.",
+)
 @YES
 @LOCK_TIMEOUT
 @pass_invocation
@@ -349,9 +365,16 @@ def history(invocation):
 
 
 @main.command()
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write it (default: sql/schema.sql of the repository checkout); '-' for stdout.")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the file differs from what the migrations generate.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write it (default: sql/schema.sql of the repository checkout); '-' for stdout.",
+)
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 when the file differs from what the migrations generate."
+)
 @library_errors
 def sql(output, check):
     """Write the full V2.1 schema for fresh installs, generated from the migrations.
@@ -367,8 +390,9 @@ def sql(output, check):
     """
     path = output or migrate.checkout_schema_file()
     if path is None:
-        raise click.UsageError("waha-db runs from an installed package, not a repository checkout: "
-                               "give --output FILE (or '-' for stdout)")
+        raise click.UsageError(
+            "waha-db runs from an installed package, not a repository checkout: give --output FILE (or '-' for stdout)"
+        )
     to_stdout = str(path) == "-"
     if check and to_stdout:
         raise click.UsageError("--check needs a file, not '-'")
@@ -424,8 +448,12 @@ def status(invocation, as_json, check):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of one line per check.")
-@click.option("--junit-xml", type=click.Path(dir_okay=False, writable=True, path_type=Path), metavar="FILE",
-              help="Also write the report as JUnit XML (for CI test reports).")
+@click.option(
+    "--junit-xml",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="FILE",
+    help="Also write the report as JUnit XML (for CI test reports).",
+)
 @pass_invocation
 @library_errors
 def verify(invocation, as_json, junit_xml):
@@ -478,7 +506,14 @@ def servers():
     """
 
 
-USER = click.option("--user", "user_id", type=click.UUID, required=True, metavar="UUID", help="The user (auth.users.id) whose servers these are.")
+USER = click.option(
+    "--user",
+    "user_id",
+    type=click.UUID,
+    required=True,
+    metavar="UUID",
+    help="The user (auth.users.id) whose servers these are.",
+)
 SERVER_ID = click.argument("server_id", type=click.UUID, metavar="ID")
 
 
@@ -617,7 +652,14 @@ def servers_remove(invocation, server_id):
 
 @servers.command("best")
 @USER
-@click.option("--exclude", "excluded", type=click.UUID, multiple=True, metavar="ID", help="A server to leave out (the app's fallback after a failure); repeatable.")
+@click.option(
+    "--exclude",
+    "excluded",
+    type=click.UUID,
+    multiple=True,
+    metavar="ID",
+    help="A server to leave out (the app's fallback after a failure); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the pick and the reasons as JSON.")
 @pass_invocation
 @library_errors
@@ -645,7 +687,13 @@ def servers_best(invocation, user_id, excluded, as_json):
 
 @servers.command("test")
 @click.argument("server_id", type=click.UUID, required=False, metavar="[ID]")
-@click.option("--user", "user_id", type=click.UUID, metavar="UUID", help="Test every active server of this user instead of one ID.")
+@click.option(
+    "--user",
+    "user_id",
+    type=click.UUID,
+    metavar="UUID",
+    help="Test every active server of this user instead of one ID.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON (never the API key).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
 @pass_invocation
@@ -683,12 +731,20 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
                 click.echo(line)
     unreachable = [item.server.nome for item in checked if not item.probe.reachable]
     if unreachable:
-        raise click.ClickException(f"{len(unreachable)} of {len(checked)} servers unreachable: {', '.join(unreachable)}")
+        raise click.ClickException(
+            f"{len(unreachable)} of {len(checked)} servers unreachable: {', '.join(unreachable)}"
+        )
 
 
 @main.command()
-@click.option("--interval", type=click.FloatRange(min=1), default=60, show_default=True, metavar="SECONDS",
-              help="Seconds from the start of one round of checks to the next.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds from the start of one round of checks to the next.",
+)
 @click.option("--once", is_flag=True, help="One round of checks, then exit (for cron).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
 @pass_invocation
@@ -717,7 +773,9 @@ def monitor(invocation, interval, once, concurrency):
                 + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops"),
                 err=True,
             )
-            stats = fleet_monitor.monitor(engine, interval=interval, once=once, concurrency=concurrency, stop=stop, emit=click.echo)
+            stats = fleet_monitor.monitor(
+                engine, interval=interval, once=once, concurrency=concurrency, stop=stop, emit=click.echo
+            )
     finally:
         restore()
     click.echo(
@@ -742,8 +800,14 @@ def sessions() -> None:
 
 @sessions.command()
 @click.option("--apply", is_flag=True, help="Correct the counters the rule allows (see above), after confirmation.")
-@click.option("--server", "servers", multiple=True, type=click.UUID, metavar="ID",
-              help="Also correct this server's counter when it is above its sessions (repeatable).")
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    type=click.UUID,
+    metavar="ID",
+    help="Also correct this server's counter when it is above its sessions (repeatable).",
+)
 @YES
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_invocation
@@ -775,11 +839,16 @@ def reconcile(invocation, apply, servers, yes, as_json):
 
 
 @main.command()
-@click.option("--database-url", "bench_url", metavar="URL",
-              help="Run on this EMPTY database instead of a throwaway PostgreSQL (it gets filled). "
-              "DATABASE_URL is never used by bench.")
-@click.option("--seconds", type=click.FloatRange(min=1), default=5, show_default=True,
-              help="Duration of each selection measure.")
+@click.option(
+    "--database-url",
+    "bench_url",
+    metavar="URL",
+    help="Run on this EMPTY database instead of a throwaway PostgreSQL (it gets filled). "
+    "DATABASE_URL is never used by bench.",
+)
+@click.option(
+    "--seconds", type=click.FloatRange(min=1), default=5, show_default=True, help="Duration of each selection measure."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.pass_context
 @library_errors
@@ -803,7 +872,9 @@ def bench(ctx, bench_url, seconds, as_json):
     elif ctx.parent.get_parameter_source("database_url") != click.core.ParameterSource.COMMANDLINE:
         invocation = None  # DATABASE_URL of the environment is never bench's: it fills the database
     url = invocation.url if invocation is not None else None
-    result = benchmark.run_benchmark(url, seconds=seconds, progress=lambda message: click.echo(f"  {message}", err=True))
+    result = benchmark.run_benchmark(
+        url, seconds=seconds, progress=lambda message: click.echo(f"  {message}", err=True)
+    )
     click.echo(json.dumps(result.as_dict(), indent=2, default=str) if as_json else benchmark.render(result))
     missed = [target.name for target in result.targets if not target.met]
     if missed:

@@ -24,17 +24,6 @@ class DatabaseUrlError(UserError):
     """The database URL is missing or not a PostgreSQL URL."""
 
 
-def resolve_url(database_url: str | None) -> str:
-    """The URL given explicitly, else `DATABASE_URL`; an error that says how to give one."""
-    url = database_url or os.environ.get("DATABASE_URL")
-    if not url:
-        raise DatabaseUrlError(
-            "no database given: pass --database-url postgresql://USER@HOST:PORT/DBNAME "
-            "or set DATABASE_URL"
-        )
-    return url
-
-
 def parse_url(database_url: str) -> URL:
     """A SQLAlchemy URL on the psycopg 3 driver, from any accepted PostgreSQL URL form."""
     try:
@@ -47,8 +36,7 @@ def parse_url(database_url: str) -> URL:
         ) from None
     if url.drivername not in ACCEPTED_SCHEMES:
         raise DatabaseUrlError(
-            f"unsupported URL scheme {url.drivername!r}: use postgresql://, postgres:// "
-            "or postgresql+psycopg://"
+            f"unsupported URL scheme {url.drivername!r}: use postgresql://, postgres:// or postgresql+psycopg://"
         )
     return url.set(drivername=DRIVER)
 

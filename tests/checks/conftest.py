@@ -33,12 +33,17 @@ class DumpedDatabase(suite.Database):
     def schema(self) -> str:
         done = subprocess.run(
             [self.pg_dump, "--schema-only", "--exclude-table=public.alembic_version", "-d", conninfo(self.url)],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         return _DUMP_NOISE.sub("", done.stdout)
 
     def differences(self, expected, actual, expected_label, actual_label) -> list[str]:
-        diff = difflib.unified_diff(expected.splitlines(), actual.splitlines(), expected_label, actual_label, lineterm="", n=0)
+        diff = difflib.unified_diff(
+            expected.splitlines(), actual.splitlines(), expected_label, actual_label, lineterm="", n=0
+        )
         return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 

@@ -12,16 +12,31 @@ def test_benchmark_runs_every_measure_on_an_empty_database(fresh_database):
     url = fresh_database("empty")
 
     result = bench.run_benchmark(
-        url.render_as_string(hide_password=False), users=50, heavy_servers=40, seconds=1, selection_clients=2,
-        allocation_clients=4, allocation_servers=2, slots_per_server=10, allocation_rounds=1, server_side_calls=20,
+        url.render_as_string(hide_password=False),
+        users=50,
+        heavy_servers=40,
+        seconds=1,
+        selection_clients=2,
+        allocation_clients=4,
+        allocation_servers=2,
+        slots_per_server=10,
+        allocation_rounds=1,
+        server_side_calls=20,
     )
 
     assert [measure.name for measure in result.selection][:3] == [
-        "SELECT 1 (ceiling)", "hand-written SELECT", "get_available_waha_server",
+        "SELECT 1 (ceiling)",
+        "hand-written SELECT",
+        "get_available_waha_server",
     ]
     assert all(measure.calls_per_second > 0 for measure in result.selection)
     ours = result.allocation[0]
-    assert (ours.name, ours.allocations, ours.over_allocated, ours.counter_above_max) == ("allocate_waha_session", 20, 0, 0)
+    assert (ours.name, ours.allocations, ours.over_allocated, ours.counter_above_max) == (
+        "allocate_waha_session",
+        20,
+        0,
+        0,
+    )
     assert result.plan_uses_index, result.plan
     table = bench.render(result)
     assert "allocate_waha_session" in table and "seed 3-statement flow" in table and "targets:" in table

@@ -35,7 +35,9 @@ def test_security_rules_report_a_foreign_key_whose_index_has_its_columns_in_anot
         "ALTER TABLE public.waha_server_health ADD CONSTRAINT waha_server_health_reversed_fkey "
         "FOREIGN KEY (server_id, user_id) REFERENCES public.waha_servers (id, user_id)",
     )
-    assert problems == ["foreign key without an index led by its columns in its order: waha_server_health.waha_server_health_reversed_fkey"]
+    assert problems == [
+        "foreign key without an index led by its columns in its order: waha_server_health.waha_server_health_reversed_fkey"
+    ]
 
 
 def test_security_rules_report_a_bare_with_check_next_to_a_wrapped_using(fresh_database):

@@ -67,7 +67,9 @@ def test_stairway_reports_a_downgrade_that_does_not_undo_its_upgrade(fresh_datab
             suite.check_revisions_up_down_up(database)
     finally:
         database.close()
-    assert any(line.startswith("0003: unexpected function public.get_available_waha_server") for line in failure.value.details)
+    assert any(
+        line.startswith("0003: unexpected function public.get_available_waha_server") for line in failure.value.details
+    )
 
 
 def test_downgrade_to_base_reports_an_object_left_behind(checked_database, cluster):
@@ -91,8 +93,11 @@ def test_downgrade_to_base_reports_rows_of_the_application_that_changed(checked_
 def test_seed_examples_report_a_selection_that_breaks_the_seeds_order(fresh_database, cluster):
     url = fresh_database("head")
     # Priority turned upside down: the seed's Principal (10) would lose to Backup (5).
-    cluster.run_sql(url.database, "UPDATE pg_catalog.pg_proc SET prosrc = replace(prosrc, 'prioridade DESC', 'prioridade ASC') "
-                                  "WHERE proname = 'get_available_waha_server'")
+    cluster.run_sql(
+        url.database,
+        "UPDATE pg_catalog.pg_proc SET prosrc = replace(prosrc, 'prioridade DESC', 'prioridade ASC') "
+        "WHERE proname = 'get_available_waha_server'",
+    )
     database = suite.Database(url)
     try:
         with pytest.raises(suite.CheckFailed) as failure:

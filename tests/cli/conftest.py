@@ -31,7 +31,11 @@ def waha_db():
     runner = CliRunner()
 
     def run(url: sa.URL | str | None, *args: str, input: str | None = None):
-        prefix = [] if url is None else ["--database-url", url if isinstance(url, str) else url.render_as_string(hide_password=False)]
+        prefix = (
+            []
+            if url is None
+            else ["--database-url", url if isinstance(url, str) else url.render_as_string(hide_password=False)]
+        )
         return runner.invoke(cli.main, [*prefix, *args], input=input, catch_exceptions=False)
 
     return run

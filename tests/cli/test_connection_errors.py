@@ -38,7 +38,7 @@ def test_wrong_password_is_the_servers_reason_without_the_password(waha_db, clus
     result = waha_db(url, "status")
     assert result.exit_code == 1
     assert SECRET not in result.output
-    assert f"database postgres: password authentication failed for user \"{password_role}\"" in result.output
+    assert f'database postgres: password authentication failed for user "{password_role}"' in result.output
     assert result.output.count("\n") == 1
 
 
@@ -76,7 +76,9 @@ def test_no_database_given_says_how_to_give_one(waha_db):
 
 
 def test_database_url_comes_from_the_environment(waha_db, fresh_database, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", fresh_database("head").set(drivername="postgres").render_as_string(hide_password=False))
+    monkeypatch.setenv(
+        "DATABASE_URL", fresh_database("head").set(drivername="postgres").render_as_string(hide_password=False)
+    )
     result = waha_db(None, "status")
     assert result.exit_code == 0, result.output
     assert "at head" in result.output
@@ -90,9 +92,17 @@ def test_usage_error_exits_2(waha_db):
 def test_console_script_reports_a_refused_connection_in_one_line():
     port = closed_port()
     done = subprocess.run(
-        [sys.executable, "-c", "from waha_db.cli import main; main()", "--database-url",
-         f"postgresql://app:{SECRET}@127.0.0.1:{port}/appdb", "history"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from waha_db.cli import main; main()",
+            "--database-url",
+            f"postgresql://app:{SECRET}@127.0.0.1:{port}/appdb",
+            "history",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert SECRET not in done.stdout + done.stderr
@@ -121,4 +131,7 @@ def test_bench_refused_by_the_database_says_what_it_refused(waha_db, cluster, fr
     cluster.run_sql("postgres", f"CREATE ROLE {role} LOGIN")
     result = waha_db(None, "bench", "--database-url", url.set(username=role).render_as_string(hide_password=False))
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == "Error: the database refused: permission denied for table waha_servers"
+    assert (
+        result.output.strip().splitlines()[-1]
+        == "Error: the database refused: permission denied for table waha_servers"
+    )

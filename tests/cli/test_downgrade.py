@@ -16,12 +16,18 @@ from waha_db.database import create_engine
 def fill(url, user_of, servers: int, sessions: int) -> None:
     user = user_of(url)
     for number in range(servers):
-        sql(url, "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, %s, %s)",
-            (user, f"server {number}", f"https://waha{number}.example"))
+        sql(
+            url,
+            "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, %s, %s)",
+            (user, f"server {number}", f"https://waha{number}.example"),
+        )
     server = sql(url, "SELECT id FROM public.waha_servers WHERE user_id = %s LIMIT 1", (user,))[0][0]
     for number in range(sessions):
-        sql(url, "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, %s)",
-            (user, server, f"session-{number}"))
+        sql(
+            url,
+            "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, %s)",
+            (user, server, f"session-{number}"),
+        )
 
 
 def test_downgrade_says_which_tables_and_rows_it_drops_and_refuses_without_terminal(waha_db, fresh_database, user_of):
@@ -114,10 +120,16 @@ def test_downgrade_of_a_database_at_an_unknown_revision_is_refused_and_says_to_u
 
 def tables(url) -> set[str]:
     """Every table of the database, schema-qualified, but the catalogs' and Alembic's own."""
-    return {name for (name,) in sql(url, """
+    return {
+        name
+        for (name,) in sql(
+            url,
+            """
         SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-          AND (n.nspname, c.relname) <> ('public', 'alembic_version')""")}
+          AND (n.nspname, c.relname) <> ('public', 'alembic_version')""",
+        )
+    }
 
 
 def planned_drops(url, target: str) -> set[str]:
@@ -160,7 +172,9 @@ def test_downgrade_to_base_counts_the_rows_of_the_waha_config_0001_made(waha_db,
 
 
 @pytest.mark.parametrize("target", ["0004", "base"])
-def test_downgrade_keeps_the_legacy_waha_config_of_the_dba_and_does_not_count_it_as_dropped(waha_db, fresh_database, target):
+def test_downgrade_keeps_the_legacy_waha_config_of_the_dba_and_does_not_count_it_as_dropped(
+    waha_db, fresh_database, target
+):
     url = fresh_database("legacy_head")
     result = waha_db(url, "downgrade", target, "--yes")
     assert result.exit_code == 0, result.output

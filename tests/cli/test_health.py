@@ -144,7 +144,10 @@ def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
     environment = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
     process = subprocess.Popen(
         [sys.executable, "-c", "from waha_db.cli import main; main()", "monitor", "--interval", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
     watchdog = threading.Timer(60, process.kill)  # a monitor that never prints must not hang the test on readline
     watchdog.daemon = True

@@ -28,4 +28,14 @@ def test_every_command_help_has_an_example(waha_db):
         assert result.exit_code == 0, path
         assert "Example:" in result.output, f"waha-db {' '.join(path)} --help has no Example: block"
         names.append(" ".join(path))
-    assert {"upgrade", "downgrade", "status", "adopt", "history", "sql", "verify", "servers list", "servers best"} <= set(names)
+    assert {
+        "upgrade",
+        "downgrade",
+        "status",
+        "adopt",
+        "history",
+        "sql",
+        "verify",
+        "servers list",
+        "servers best",
+    } <= set(names)

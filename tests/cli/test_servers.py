@@ -10,10 +10,39 @@ import pytest
 from tests.cli.conftest import sql
 
 SEED_SERVERS = (
-    ("--name", "Servidor Principal", "--url", "https://waha1.seudominio.example", "--api-key", "sua-api-key",
-     "--description", "Servidor principal de produção", "--priority", "10", "--max-sessions", "50"),
-    ("--name", "Servidor Backup", "--url", "https://waha2.seudominio.example", "--priority", "5", "--max-sessions", "30"),
-    ("--name", "Servidor de Teste", "--url", "https://waha-test.seudominio.example", "--inactive", "--max-sessions", "10"),
+    (
+        "--name",
+        "Servidor Principal",
+        "--url",
+        "https://waha1.seudominio.example",
+        "--api-key",
+        "sua-api-key",
+        "--description",
+        "Servidor principal de produção",
+        "--priority",
+        "10",
+        "--max-sessions",
+        "50",
+    ),
+    (
+        "--name",
+        "Servidor Backup",
+        "--url",
+        "https://waha2.seudominio.example",
+        "--priority",
+        "5",
+        "--max-sessions",
+        "30",
+    ),
+    (
+        "--name",
+        "Servidor de Teste",
+        "--url",
+        "https://waha-test.seudominio.example",
+        "--inactive",
+        "--max-sessions",
+        "10",
+    ),
 )
 
 
@@ -50,7 +79,7 @@ def test_list_renders_the_seeds_screen(waha_db, url, user):
     assert result.exit_code == 0, result.output
     lines = [line.strip("│ ").rstrip() for line in result.output.splitlines()]
     assert "Meus Servidores WAHA" in lines[1]
-    blocks = [lines[i:i + 3] for i, line in enumerate(lines) if line.startswith(("🟢", "🔴"))]
+    blocks = [lines[i : i + 3] for i, line in enumerate(lines) if line.startswith(("🟢", "🔴"))]
     assert blocks == [
         ["🟢 Servidor Principal", "https://waha1.seudominio.example", "Sessões: 15/50  |  Prioridade: 10"],
         ["🟢 Servidor Backup", "https://waha2.seudominio.example", "Sessões: 8/30   |  Prioridade: 5"],
@@ -60,7 +89,22 @@ def test_list_renders_the_seeds_screen(waha_db, url, user):
 
 def test_list_orders_by_priority_then_name(waha_db, url, user):
     for name, priority in (("b", "3"), ("a", "3"), ("c", "9")):
-        assert waha_db(url, "servers", "add", "--user", user, "--name", name, "--url", f"https://{name}.example", "--priority", priority).exit_code == 0
+        assert (
+            waha_db(
+                url,
+                "servers",
+                "add",
+                "--user",
+                user,
+                "--name",
+                name,
+                "--url",
+                f"https://{name}.example",
+                "--priority",
+                priority,
+            ).exit_code
+            == 0
+        )
     result = waha_db(url, "servers", "list", "--user", user, "--json")
     assert [server["nome"] for server in json.loads(result.output)] == ["c", "a", "b"]
 
@@ -95,8 +139,11 @@ def test_add_refuses_bad_values_with_the_rule_in_words(waha_db, plain_url, user_
 
 @pytest.mark.parametrize(
     ("name", "server_url", "rule"),
-    [("   ", "https://x.example", "name must not be blank"), ("X", "ftp://x.example", "URL must be an http:// or https:// URL"),
-     ("N" * 256, "https://x.example", "name must be at most 255 characters")],
+    [
+        ("   ", "https://x.example", "name must not be blank"),
+        ("X", "ftp://x.example", "URL must be an http:// or https:// URL"),
+        ("N" * 256, "https://x.example", "name must be at most 255 characters"),
+    ],
 )
 def test_add_refuses_bad_name_or_url(waha_db, plain_url, user_of, name, server_url, rule):
     url, user = plain_url, str(user_of(plain_url))
@@ -107,7 +154,9 @@ def test_add_refuses_bad_name_or_url(waha_db, plain_url, user_of, name, server_u
 
 def test_add_refuses_a_url_the_user_already_has(waha_db, url, user):
     add_seed_servers(waha_db, url, user)
-    result = waha_db(url, "servers", "add", "--user", user, "--name", "Again", "--url", "https://waha1.seudominio.example")
+    result = waha_db(
+        url, "servers", "add", "--user", user, "--name", "Again", "--url", "https://waha1.seudominio.example"
+    )
     assert result.exit_code == 1
     assert "this user already has a server with that URL" in result.output
 
@@ -123,9 +172,9 @@ def test_update_changes_only_what_is_given(waha_db, url, user):
     backup = ids["Servidor Backup"]
     result = waha_db(url, "servers", "update", backup, "--priority", "8", "--description", "agora preferido")
     assert result.exit_code == 0, result.output
-    assert sql(url, "SELECT prioridade, descricao, max_sessions, nome FROM public.waha_servers WHERE id = %s", (backup,)) == [
-        (8, "agora preferido", 30, "Servidor Backup")
-    ]
+    assert sql(
+        url, "SELECT prioridade, descricao, max_sessions, nome FROM public.waha_servers WHERE id = %s", (backup,)
+    ) == [(8, "agora preferido", 30, "Servidor Backup")]
     refused = waha_db(url, "servers", "update", backup, "--priority", "42")
     assert refused.exit_code == 1 and "priority must be between 0 and 10" in refused.output
 
@@ -150,7 +199,11 @@ def test_remove_with_sessions_is_refused_with_the_count(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
     principal = ids["Servidor Principal"]
     for name in ("sessao-cliente-001", "sessao-cliente-002"):
-        sql(url, "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, %s)", (user, principal, name))
+        sql(
+            url,
+            "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, %s)",
+            (user, principal, name),
+        )
     result = waha_db(url, "servers", "remove", principal)
     assert result.exit_code == 1
     assert "still has 2 sessions" in result.output and "servers disable" in result.output
@@ -161,7 +214,10 @@ def test_remove_without_sessions(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
     result = waha_db(url, "servers", "remove", ids["Servidor de Teste"])
     assert result.exit_code == 0, result.output
-    assert sql(url, "SELECT nome FROM public.waha_servers ORDER BY nome") == [("Servidor Backup",), ("Servidor Principal",)]
+    assert sql(url, "SELECT nome FROM public.waha_servers ORDER BY nome") == [
+        ("Servidor Backup",),
+        ("Servidor Principal",),
+    ]
 
 
 def test_best_shows_the_pick_and_why(waha_db, url, user):
@@ -179,8 +235,16 @@ def test_best_shows_the_pick_and_why(waha_db, url, user):
 
 def test_best_on_equal_priority_explains_the_load(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
-    sql(url, "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 20 WHERE id = %s", (ids["Servidor Principal"],))
-    sql(url, "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 6 WHERE id = %s", (ids["Servidor Backup"],))
+    sql(
+        url,
+        "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 20 WHERE id = %s",
+        (ids["Servidor Principal"],),
+    )
+    sql(
+        url,
+        "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 6 WHERE id = %s",
+        (ids["Servidor Backup"],),
+    )
     result = waha_db(url, "servers", "best", "--user", user)
     assert result.output.startswith("best: Servidor Backup")
     assert "same priority as Servidor Principal, lower load (6/30 (20%) < 20/50 (40%))" in result.output
@@ -200,7 +264,10 @@ def test_best_when_no_server_has_capacity(waha_db, url, user):
     sql(url, "UPDATE public.waha_servers SET sessions_ativas = max_sessions WHERE ativo")
     result = waha_db(url, "servers", "best", "--user", user)
     assert result.exit_code == 1
-    assert "has free capacity (Servidor Principal: full, 50/50 sessions; Servidor Backup: full, 30/30 sessions; Servidor de Teste: disabled)" in result.output
+    assert (
+        "has free capacity (Servidor Principal: full, 50/50 sessions; Servidor Backup: full, 30/30 sessions; Servidor de Teste: disabled)"
+        in result.output
+    )
 
 
 def test_best_for_a_user_without_servers(waha_db, url, user):

@@ -52,7 +52,7 @@ def test_managed_database_with_pending_revisions(waha_db, fresh_database, cluste
 
 def migrate_revisions_after(revision: str) -> list[str]:
     ids = [script.revision for script in reversed(list(revisions.script_directory().walk_revisions()))]
-    return ids[ids.index(revision) + 1:]
+    return ids[ids.index(revision) + 1 :]
 
 
 def test_unknown_revision_is_said_and_fails_check(waha_db, fresh_database):

@@ -88,7 +88,9 @@ def test_upgrade_plan_names_the_owner_and_converts(waha_db, legacy_url):
         f"legacy waha_config: 1 server(s) (https://waha.legacy.example) will become 'Servidor Padrão' of user {LEGACY_OWNER}"
         in result.output
     )
-    assert sql(legacy_url, "SELECT user_id::text, nome, prioridade FROM public.waha_servers") == [(LEGACY_OWNER, "Servidor Padrão", 10)]
+    assert sql(legacy_url, "SELECT user_id::text, nome, prioridade FROM public.waha_servers") == [
+        (LEGACY_OWNER, "Servidor Padrão", 10)
+    ]
     # The rest of the app is untouched.
     assert sql(legacy_url, "SELECT name FROM public.campaigns ORDER BY id") == [("Black Friday",), ("Natal",)]
 
@@ -144,11 +146,14 @@ def test_upgrade_sql_to_an_unknown_revision_is_one_line(waha_db):
 # --- the owner is checked by the plan with the migrations' own rule, before anything is asked --------
 
 
-@pytest.mark.parametrize("owner", [
-    LEGACY_OWNER.replace("-", ""),  # Python's uuid.UUID() takes these three; the migrations do not
-    "{" + LEGACY_OWNER + "}",
-    "urn:uuid:" + LEGACY_OWNER,
-])
+@pytest.mark.parametrize(
+    "owner",
+    [
+        LEGACY_OWNER.replace("-", ""),  # Python's uuid.UUID() takes these three; the migrations do not
+        "{" + LEGACY_OWNER + "}",
+        "urn:uuid:" + LEGACY_OWNER,
+    ],
+)
 def test_owner_the_migrations_would_refuse_is_refused_by_the_plan_before_asking(waha_db, legacy_url, terminal, owner):
     result = waha_db(legacy_url, "upgrade", "--owner", owner, input="y\n")
     assert result.exit_code == 1

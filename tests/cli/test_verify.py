@@ -56,7 +56,10 @@ def test_verify_reports_what_differs_when_a_check_fails(waha_db, fresh_database,
     lines = result.output.splitlines()
     failed = [line for line in lines if line.startswith("FAIL")]
     assert failed == [next(line for line in lines if line.startswith("FAIL  no drift from the recorded head catalog"))]
-    assert "      - unexpected index public.waha_servers.waha_servers_ativo_idx: 'CREATE INDEX waha_servers_ativo_idx" in result.output
+    assert (
+        "      - unexpected index public.waha_servers.waha_servers_ativo_idx: 'CREATE INDEX waha_servers_ativo_idx"
+        in result.output
+    )
     assert lines[-1].startswith("11 checks on") and "10 passed, 1 failed" in lines[-1]
 
 
@@ -64,7 +67,9 @@ def test_console_script_verifies_on_a_throwaway_postgresql_and_writes_junit(tmp_
     junit = tmp_path / "verify.xml"
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     script = os.path.join(os.path.dirname(sys.executable), "waha-db")
-    done = subprocess.run([script, "verify", "--junit-xml", str(junit)], capture_output=True, text=True, timeout=120, env=environment)
+    done = subprocess.run(
+        [script, "verify", "--junit-xml", str(junit)], capture_output=True, text=True, timeout=120, env=environment
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("waha-db verify: a throwaway PostgreSQL\n")
     assert "PASS  [postgres] upgrade an empty database to head" in done.stdout
@@ -76,17 +81,24 @@ def test_console_script_verifies_on_a_throwaway_postgresql_and_writes_junit(tmp_
 # --- a check that breaks unexpectedly ------------------------------------------------------------
 
 
-def test_a_check_that_raises_a_database_error_is_one_fail_line_and_the_others_still_run(waha_db, fresh_database, monkeypatch):
+def test_a_check_that_raises_a_database_error_is_one_fail_line_and_the_others_still_run(
+    waha_db, fresh_database, monkeypatch
+):
     """Broken offline SQL makes psycopg raise inside a check: verify reports it and goes on to the next checks."""
-    monkeypatch.setattr(migrate, "offline_sql", lambda *args, **kwargs: "BEGIN;\nCREATE TABLE public.broken (;\nCOMMIT;\n")
+    monkeypatch.setattr(
+        migrate, "offline_sql", lambda *args, **kwargs: "BEGIN;\nCREATE TABLE public.broken (;\nCOMMIT;\n"
+    )
     result = waha_db(fresh_database("empty"), "verify")
 
     assert result.exit_code == 1
     lines = result.output.splitlines()
     failed = [line.split("  ")[1] for line in lines if line.startswith("FAIL")]
-    assert failed == ["offline SQL yields the schema of the online upgrade", "sql/schema.sql is fresh and yields the same schema"]
+    assert failed == [
+        "offline SQL yields the schema of the online upgrade",
+        "sql/schema.sql is fresh and yields the same schema",
+    ]
     offline = lines.index(next(line for line in lines if line.startswith("FAIL  offline SQL")))
-    assert lines[offline + 1] == "      database error 42601: syntax error at or near \";\""
+    assert lines[offline + 1] == '      database error 42601: syntax error at or near ";"'
     assert any(line.startswith("PASS  the legacy waha_config converts") for line in lines)
     assert "Traceback" not in result.output
     assert lines[-1].startswith("11 checks on") and "9 passed, 2 failed" in lines[-1]
@@ -108,7 +120,10 @@ def test_a_check_that_raises_an_alembic_error_is_one_fail_line(waha_db, fresh_da
 
 def test_error_of_a_check_is_reported_without_the_password():
     error = psycopg.OperationalError('connection to "postgresql://waha:s3cret@127.0.0.1:1/x" failed\nDETAIL: more')
-    assert verification.describe_error(error) == 'database error: connection to "postgresql://waha:***@127.0.0.1:1/x" failed'
+    assert (
+        verification.describe_error(error)
+        == 'database error: connection to "postgresql://waha:***@127.0.0.1:1/x" failed'
+    )
 
 
 def test_installed_package_without_a_checkout_verifies_the_generated_full_schema(waha_db, fresh_database, monkeypatch):

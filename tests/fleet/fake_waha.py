@@ -97,7 +97,9 @@ class FakeWaha:
         self.requests: list[tuple[str, dict]] = []
         self.release = threading.Event()
         self._server = _Server(("127.0.0.1", port), self)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=f"fake-waha-{mode}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name=f"fake-waha-{mode}", daemon=True
+        )
 
     @property
     def port(self) -> int:

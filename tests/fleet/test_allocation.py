@@ -8,7 +8,14 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from waha_db.fleet.allocation import CounterDrift, ReconcileError, find_counter_drift, reconcile, render_report, to_correct
+from waha_db.fleet.allocation import (
+    CounterDrift,
+    ReconcileError,
+    find_counter_drift,
+    reconcile,
+    render_report,
+    to_correct,
+)
 from waha_db.database import create_engine
 
 
@@ -164,8 +171,11 @@ def test_correction_during_concurrent_allocations_counts_every_session(fresh_dat
 
         with engine.connect() as check:
             assert find_counter_drift(check) == []
-            assert check.execute(
-                sa.text("SELECT sessions_ativas FROM public.waha_servers WHERE id = :id"), {"id": server}
-            ).scalar_one() == 5 + 4 * 40
+            assert (
+                check.execute(
+                    sa.text("SELECT sessions_ativas FROM public.waha_servers WHERE id = :id"), {"id": server}
+                ).scalar_one()
+                == 5 + 4 * 40
+            )
     finally:
         engine.dispose()

@@ -28,7 +28,9 @@ def connection(engine):
         yield connection
 
 
-def add_server(connection, name, url, *, user=USER, api_key=None, prioridade=0, timeout=1, retry_attempts=0, ativo=True):
+def add_server(
+    connection, name, url, *, user=USER, api_key=None, prioridade=0, timeout=1, retry_attempts=0, ativo=True
+):
     return connection.execute(
         sa.text(
             """
@@ -36,15 +38,25 @@ def add_server(connection, name, url, *, user=USER, api_key=None, prioridade=0, 
             VALUES (:user, :name, :url, :api_key, :prioridade, :timeout, :retry_attempts, :ativo) RETURNING id
             """
         ),
-        dict(user=user, name=name, url=url, api_key=api_key, prioridade=prioridade, timeout=timeout,
-             retry_attempts=retry_attempts, ativo=ativo),
+        dict(
+            user=user,
+            name=name,
+            url=url,
+            api_key=api_key,
+            prioridade=prioridade,
+            timeout=timeout,
+            retry_attempts=retry_attempts,
+            ativo=ativo,
+        ),
     ).scalar()
 
 
 def stored_health(connection, server_id):
     return connection.execute(
-        sa.text("SELECT consecutive_failures, last_error, cooldown_until IS NOT NULL, last_success_at IS NOT NULL"
-                " FROM public.waha_server_health WHERE server_id = :id"),
+        sa.text(
+            "SELECT consecutive_failures, last_error, cooldown_until IS NOT NULL, last_success_at IS NOT NULL"
+            " FROM public.waha_server_health WHERE server_id = :id"
+        ),
         {"id": server_id},
     ).one_or_none()
 
@@ -69,8 +81,14 @@ def test_each_outcome_is_recorded_in_plain_words(connection, fake_waha):
     checked = health.test_servers(connection, health.load_servers(connection, user_id=USER), backoff=0)
 
     assert {item.server.nome: item.probe.reachable for item in checked} == {
-        "healthy": True, "keyed": True, "wrong key": False, "hanging": False,
-        "broken": False, "closing": False, "refused": False, "unknown name": False,
+        "healthy": True,
+        "keyed": True,
+        "wrong key": False,
+        "hanging": False,
+        "broken": False,
+        "closing": False,
+        "refused": False,
+        "unknown name": False,
     }
     recorded = {name: stored_health(connection, server_id) for name, server_id in servers.items()}
     assert recorded == {

@@ -36,7 +36,8 @@ def add_server(engine, name, url, *, ativo=True):
 def failures(engine, server_id):
     with engine.connect() as connection:
         return connection.execute(
-            sa.text("SELECT consecutive_failures FROM public.waha_server_health WHERE server_id = :id"), {"id": server_id}
+            sa.text("SELECT consecutive_failures FROM public.waha_server_health WHERE server_id = :id"),
+            {"id": server_id},
         ).scalar()
 
 
@@ -110,7 +111,10 @@ def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
 
     assert len(monitor.lines) == 2, monitor.lines
     down, up = monitor.lines
-    assert f"Principal ({principal_id}) {principal.url}: healthy -> failing: server error (HTTP 500); failing (1 in a row), cooling down 30 s" in down
+    assert (
+        f"Principal ({principal_id}) {principal.url}: healthy -> failing: server error (HTTP 500); failing (1 in a row), cooling down 30 s"
+        in down
+    )
     assert f"Principal ({principal_id}) {principal.url}: failing -> healthy: reachable, " in up
     assert failures(engine, backup_id) == 0 and len(backup.requests) >= 4
     assert stats.state_changes == 2 and stats.cycles >= 4
@@ -126,7 +130,9 @@ def test_monitor_once_runs_one_cycle_and_returns(engine, fake_waha):
 
 
 def test_monitor_once_says_when_the_database_cannot_be_reached():
-    nothing_there = sa.URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=free_port(), database="app")
+    nothing_there = sa.URL.create(
+        "postgresql+psycopg", username="postgres", host="127.0.0.1", port=free_port(), database="app"
+    )
     engine = create_engine(nothing_there)
 
     with pytest.raises(fleet_monitor.MonitorError, match="the database cannot be reached"):

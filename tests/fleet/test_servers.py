@@ -12,12 +12,27 @@ from waha_db.fleet.servers import Server, render_server_list
 EPOCH = datetime(2025, 10, 28, tzinfo=timezone.utc)
 
 
-def server(name: str, priority: int, active_sessions: int, capacity: int, *, active: bool = True, age: int = 0) -> Server:
+def server(
+    name: str, priority: int, active_sessions: int, capacity: int, *, active: bool = True, age: int = 0
+) -> Server:
     return Server(
-        id=uuid.uuid4(), user_id=uuid.UUID(int=1), nome=name, api_url=f"https://{name.lower()}.example", api_key=None,
-        descricao=None, ativo=active, webhook_url=None, webhook_secret=None, timeout=30, retry_attempts=3, rate_limit=100,
-        prioridade=priority, max_sessions=capacity, sessions_ativas=active_sessions,
-        created_at=EPOCH - timedelta(days=age), updated_at=EPOCH,
+        id=uuid.uuid4(),
+        user_id=uuid.UUID(int=1),
+        nome=name,
+        api_url=f"https://{name.lower()}.example",
+        api_key=None,
+        descricao=None,
+        ativo=active,
+        webhook_url=None,
+        webhook_secret=None,
+        timeout=30,
+        retry_attempts=3,
+        rate_limit=100,
+        prioridade=priority,
+        max_sessions=capacity,
+        sessions_ativas=active_sessions,
+        created_at=EPOCH - timedelta(days=age),
+        updated_at=EPOCH,
     )
 
 
@@ -54,7 +69,9 @@ def test_when_all_cool_down_the_earliest_cooldown_end_is_explained():
         second.id: Health(second.id, 3, EPOCH + timedelta(minutes=4), None, EPOCH, None),
     }
     pick = explain_pick(first, [first, second], [], cooling)
-    assert pick.reasons[1] == "cooling down (1 failure(s) in a row, until 00:00:30 UTC), but every other candidate is too"
+    assert (
+        pick.reasons[1] == "cooling down (1 failure(s) in a row, until 00:00:30 UTC), but every other candidate is too"
+    )
     assert pick.reasons[2] == "its cooldown ends before that of Second"
 
 

@@ -132,7 +132,10 @@ def test_seed_database_is_adoptable_and_the_plan_says_what_it_will_do(fresh_data
     url = hand_made(fresh_database)
     plan = plan_of(url)
     assert plan.problems == []
-    assert "change waha_servers.created_at from timestamp without time zone to timestamp with time zone (values read in the session's time zone)" in plan.actions
+    assert (
+        "change waha_servers.created_at from timestamp without time zone to timestamp with time zone (values read in the session's time zone)"
+        in plan.actions
+    )
     assert "1 row(s) of waha_servers: NULL timeout becomes the default 30" in plan.actions
     assert "rebuild waha_servers in the V2.1 shape and copy its 2 row(s)" in plan.actions
     assert f"record revision {head_revision()} in alembic_version" in plan.actions
@@ -148,11 +151,23 @@ def test_adoption_keeps_every_row_and_leaves_no_drift(fresh_database):
         context = MigrationContext.configure(connection, opts={"include_object": include_object, "compare_type": True})
         assert compare_metadata(context, metadata) == []
     engine.dispose()
-    assert run_sql(url, "SELECT nome, timeout, prioridade, max_sessions, sessions_ativas, created_at::text FROM public.waha_servers ORDER BY nome") == [
-        ("Backup", 30, 5, 50, 0, run_sql(url, "SELECT created_at::text FROM public.waha_servers WHERE nome = 'Backup'")[0][0]),
+    assert run_sql(
+        url,
+        "SELECT nome, timeout, prioridade, max_sessions, sessions_ativas, created_at::text FROM public.waha_servers ORDER BY nome",
+    ) == [
+        (
+            "Backup",
+            30,
+            5,
+            50,
+            0,
+            run_sql(url, "SELECT created_at::text FROM public.waha_servers WHERE nome = 'Backup'")[0][0],
+        ),
         ("Principal", 30, 10, 100, 1, "2025-01-01 10:00:00+00"),
     ]
-    assert run_sql(url, "SELECT session_name, status FROM public.waha_sessions") == [("sessao-cliente-001", "connecting")]
+    assert run_sql(url, "SELECT session_name, status FROM public.waha_sessions") == [
+        ("sessao-cliente-001", "connecting")
+    ]
     assert run_sql(url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert run_sql(url, "SELECT to_regnamespace('waha_adopt')") == [(None,)]
     assert state_of(url).at_head
@@ -163,17 +178,23 @@ def test_adopted_database_keeps_the_v21_guarantees(fresh_database):
     adopt(url)
     with psycopg.connect(conninfo(url), autocommit=True) as db:
         with pytest.raises(psycopg.errors.CheckViolation):
-            db.execute(f"INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES ('{USER}', 'x', 'waha.example')")
+            db.execute(
+                f"INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES ('{USER}', 'x', 'waha.example')"
+            )
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
-            db.execute(f"INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) "
-                       f"VALUES ('{OTHER}', 'aaaaaaaa-0000-4000-8000-000000000001', 'stranger')")
+            db.execute(
+                f"INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) "
+                f"VALUES ('{OTHER}', 'aaaaaaaa-0000-4000-8000-000000000001', 'stranger')"
+            )
         picked = db.execute(f"SELECT nome FROM public.get_available_waha_server('{USER}')").fetchall()
         assert picked == [("Principal",)]
         with db.transaction():
             db.execute("SET LOCAL ROLE authenticated")
             db.execute("SELECT set_config('request.jwt.claims', %s, true)", (f'{{"sub": "{OTHER}"}}',))
             assert db.execute("SELECT count(*) FROM public.waha_servers").fetchone()[0] == 0
-        assert db.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'public.waha_servers'::regclass").fetchone()[0]
+        assert db.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'public.waha_servers'::regclass").fetchone()[
+            0
+        ]
 
 
 def test_adoption_refuses_with_the_exact_problems_and_touches_nothing(fresh_database):
@@ -188,14 +209,17 @@ def test_adoption_refuses_with_the_exact_problems_and_touches_nothing(fresh_data
 
 
 def test_adoption_lists_every_data_problem(fresh_database):
-    url = hand_made(fresh_database, f"""
+    url = hand_made(
+        fresh_database,
+        f"""
         ALTER TABLE public.waha_servers DROP CONSTRAINT waha_servers_user_id_api_url_key;
         INSERT INTO public.waha_servers (id, user_id, nome, api_url, prioridade) VALUES
             ('aaaaaaaa-0000-4000-8000-000000000003', '{USER}', 'Dup', 'https://waha-prod.example', 0),
             ('aaaaaaaa-0000-4000-8000-000000000004', '{OTHER}', 'Other', 'https://other.example', 42);
         INSERT INTO public.waha_sessions (id, user_id, waha_server_id, session_name)
         VALUES ('bbbbbbbb-0000-4000-8000-000000000002', '{USER}', 'aaaaaaaa-0000-4000-8000-000000000004', 'bad name!');
-    """)
+    """,
+    )
     before = database_state(url)
     plan = plan_of(url)
     assert plan.problems == [
@@ -210,10 +234,13 @@ def test_adoption_lists_every_data_problem(fresh_database):
 
 
 def test_adoption_refuses_extra_columns_and_dependent_views(fresh_database):
-    url = hand_made(fresh_database, """
+    url = hand_made(
+        fresh_database,
+        """
         ALTER TABLE public.waha_servers ADD COLUMN region text;
         CREATE VIEW public.active_servers AS SELECT id, nome FROM public.waha_servers WHERE ativo;
-    """)
+    """,
+    )
     assert plan_of(url).problems == [
         "waha_servers.region (text) is not a V2.1 column: adoption would lose its values; drop it or move them elsewhere first",
         "view active_servers depends on waha_servers: adoption rebuilds the table; drop it first and recreate it after adoption",
@@ -241,7 +268,11 @@ def test_adoption_needs_an_owner_for_a_legacy_server_not_yet_converted(fresh_dat
 
 def test_only_one_hand_made_table_is_completed_with_the_other(fresh_database):
     url = fresh_database("empty")
-    run_sql(url, SEED_TABLES.split("CREATE TABLE public.waha_sessions")[0] + SEED_ROWS.split("INSERT INTO public.waha_sessions")[0])
+    run_sql(
+        url,
+        SEED_TABLES.split("CREATE TABLE public.waha_sessions")[0]
+        + SEED_ROWS.split("INSERT INTO public.waha_sessions")[0],
+    )
     adopt(url)
     assert run_sql(url, "SELECT count(*) FROM public.waha_servers") == [(2,)]
     assert run_sql(url, "SELECT count(*) FROM public.waha_sessions") == [(0,)]

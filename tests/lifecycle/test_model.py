@@ -29,7 +29,12 @@ def differences(url, *changes: str) -> list:
                 connection.exec_driver_sql(change)
             context = MigrationContext.configure(
                 connection,
-                opts={"compare_type": True, "compare_server_default": False, "include_object": include_object, "target_metadata": metadata},
+                opts={
+                    "compare_type": True,
+                    "compare_server_default": False,
+                    "include_object": include_object,
+                    "target_metadata": metadata,
+                },
             )
             found = compare_metadata(context, metadata)
             connection.rollback()
@@ -52,7 +57,13 @@ def test_changed_column_type_is_detected(fresh_database):
     found = differences(fresh_database("head"), "ALTER TABLE public.waha_servers ALTER COLUMN nome TYPE varchar(100)")
     assert len(found) == 1
     ((change, _schema, table, column, _info, old_type, new_type),) = found[0]
-    assert (change, table, column, str(old_type), str(new_type)) == ("modify_type", "waha_servers", "nome", "VARCHAR(100)", "VARCHAR(255)")
+    assert (change, table, column, str(old_type), str(new_type)) == (
+        "modify_type",
+        "waha_servers",
+        "nome",
+        "VARCHAR(100)",
+        "VARCHAR(255)",
+    )
 
 
 def test_extra_column_and_missing_unique_constraint_are_detected(fresh_database):

@@ -45,9 +45,7 @@ def test_each_revision_has_a_downgrade_that_does_something():
             isinstance(statement, ast.Pass)
             or (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant))
             for statement in body
-        ), (
-            f"{revision.path}: downgrade() does nothing"
-        )
+        ), f"{revision.path}: downgrade() does nothing"
 
 
 def test_head_revision_helper_agrees_with_the_scripts():

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from waha_db.lifecycle.state import EMPTY, HAND_MADE, LEGACY, MANAGED, UNKNOWN_REVISION, CatalogFacts, DatabaseState, classify
+from waha_db.lifecycle.state import (
+    EMPTY,
+    HAND_MADE,
+    LEGACY,
+    MANAGED,
+    UNKNOWN_REVISION,
+    CatalogFacts,
+    DatabaseState,
+    classify,
+)
 
 REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
 
@@ -26,7 +35,9 @@ def test_legacy_with_and_without_a_convertible_row():
 def test_hand_made_tables_without_alembic_version_are_hand_made():
     adoptable = classify(facts("public.waha_servers", "public.waha_sessions", "public.waha_config"), REVISIONS)
     assert (adoptable.kind, adoptable.adoptable) == (HAND_MADE, True)
-    blocked = classify(facts("public.waha_servers", problems=["waha_servers.prioridade is text, expected integer"]), REVISIONS)
+    blocked = classify(
+        facts("public.waha_servers", problems=["waha_servers.prioridade is text, expected integer"]), REVISIONS
+    )
     assert blocked.adoptable is False
     assert blocked.summary.endswith("waha_servers.prioridade is text, expected integer")
 

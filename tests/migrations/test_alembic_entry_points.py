@@ -54,7 +54,15 @@ def test_alembic_command_line_with_x_database_url_upgrades_to_head(fresh_databas
     url = fresh_database("empty")
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"database_url={url.render_as_string(hide_password=False)}", "upgrade", "head"],
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-x",
+            f"database_url={url.render_as_string(hide_password=False)}",
+            "upgrade",
+            "head",
+        ],
         cwd=REPOSITORY,
         env=environment,
         capture_output=True,
@@ -105,7 +113,9 @@ def test_handed_in_connection_is_used(fresh_database, monkeypatch):
 
 
 @pytest.mark.parametrize("caller_ends_with", ["commit", "rollback"])
-def test_handed_in_connection_inside_the_callers_transaction_is_left_to_the_caller(fresh_database, monkeypatch, caller_ends_with):
+def test_handed_in_connection_inside_the_callers_transaction_is_left_to_the_caller(
+    fresh_database, monkeypatch, caller_ends_with
+):
     """Alembic's cookbook: when the caller has begun a transaction, the caller decides whether it stays."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
     url = fresh_database("empty")
@@ -138,8 +148,14 @@ def closed_port() -> int:
 def alembic(*arguments: str) -> subprocess.CompletedProcess:
     """`alembic ARGUMENTS` from the repository root, as a DBA types it (no DATABASE_URL from our environment)."""
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    return subprocess.run([sys.executable, "-m", "alembic", *arguments], cwd=REPOSITORY, env=environment,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *arguments],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def failed_lines(done: subprocess.CompletedProcess) -> list[str]:
@@ -158,11 +174,14 @@ def test_alembic_command_on_an_unreachable_server_is_one_failed_line_without_the
     ]
 
 
-@pytest.mark.parametrize("url", [
-    f"postgresql://app:{SECRET}@127.0.0.1:not-a-port/appdb",
-    f"not a url {SECRET}",
-    f"mysql://app:{SECRET}@127.0.0.1/appdb",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://app:{SECRET}@127.0.0.1:not-a-port/appdb",
+        f"not a url {SECRET}",
+        f"mysql://app:{SECRET}@127.0.0.1/appdb",
+    ],
+)
 def test_alembic_command_with_a_malformed_url_is_one_failed_line_without_the_password(url):
     done = alembic("-x", f"database_url={url}", "upgrade", "head")
     assert done.returncode != 0
@@ -188,7 +207,9 @@ def test_alembic_command_upgrade_refuses_a_hand_made_schema_but_current_works(ha
     database_url = f"database_url={hand_made_url.render_as_string(hide_password=False)}"
     refused = alembic("-x", database_url, "upgrade", "head")
     assert refused.returncode != 0
-    assert [line.split(":", 2)[1].strip() for line in failed_lines(refused)] == ["this database holds a hand-made V2.1 schema"]
+    assert [line.split(":", 2)[1].strip() for line in failed_lines(refused)] == [
+        "this database holds a hand-made V2.1 schema"
+    ]
     current = alembic("-x", database_url, "current")
     assert current.returncode == 0, current.stdout + current.stderr
     assert version_of(hand_made_url) == []

@@ -5,15 +5,29 @@ from __future__ import annotations
 from waha_db.lifecycle.model import HTTP_URL
 
 from tests.migrations.upgrade_support import (
-    CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, psql, run_sql, schema_dump, servers, upgrade,
+    CAMPAIGNS,
+    OWNER,
+    V1_FULL,
+    V1_ROW,
+    database_state,
+    psql,
+    run_sql,
+    schema_dump,
+    servers,
+    upgrade,
 )
 from waha_db.lifecycle.migrate import offline_sql
 from waha_db.lifecycle.revisions import head as head_revision
 
-LEGACY_SQL = V1_FULL + V1_ROW + CAMPAIGNS + """
+LEGACY_SQL = (
+    V1_FULL
+    + V1_ROW
+    + CAMPAIGNS
+    + """
 ALTER TABLE public.waha_config ADD COLUMN instance_name text DEFAULT 'default';
 UPDATE public.waha_config SET created_at = '2025-01-02 03:04:05+00', updated_at = '2025-01-02 03:04:05+00';
 """
+)
 
 
 def test_offline_script_with_set_owner_converts_a_legacy_database_as_online(cluster, fresh_database):
@@ -27,7 +41,10 @@ def test_offline_script_with_set_owner_converts_a_legacy_database_as_online(clus
     assert applied.returncode == 0, applied.stderr
     assert schema_dump(cluster, offline) == schema_dump(cluster, online)
     assert servers(offline) == servers(online) and len(servers(offline)) == 1
-    assert database_state(offline)["rows"]["waha_legacy.waha_config_v1"] == database_state(online)["rows"]["waha_legacy.waha_config_v1"]
+    assert (
+        database_state(offline)["rows"]["waha_legacy.waha_config_v1"]
+        == database_state(online)["rows"]["waha_legacy.waha_config_v1"]
+    )
 
 
 def test_offline_script_generated_with_an_owner_carries_it(cluster, fresh_database):

@@ -10,7 +10,15 @@ import pytest
 
 from waha_db.database import conninfo
 from tests.migrations.upgrade_support import (
-    CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, servers, start_alembic, upgrade,
+    CAMPAIGNS,
+    OWNER,
+    V1_FULL,
+    V1_ROW,
+    database_state,
+    run_sql,
+    servers,
+    start_alembic,
+    upgrade,
 )
 from tests.polling import wait_until
 from waha_db.lifecycle import migrate
@@ -44,7 +52,10 @@ def test_two_upgrades_started_together_both_succeed_and_build_once(fresh_databas
                 deploy.kill()
                 deploy.wait()
     assert [deploy.returncode for deploy in deploys] == [0, 0], outputs
-    assert sorted(output.count("Running upgrade") for output in outputs) == [0, len(list(script_directory().walk_revisions()))]
+    assert sorted(output.count("Running upgrade") for output in outputs) == [
+        0,
+        len(list(script_directory().walk_revisions())),
+    ]
     assert run_sql(url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert len(servers(url)) == 1
 
@@ -70,7 +81,9 @@ def test_migration_that_cannot_get_its_lock_fails_fast_and_says_why(legacy_at_00
     # rest is slack for a loaded machine (start-up, Alembic, a stalled process).
     assert waited < 4.5, f"the upgrade gave up after {waited:.1f} s, not after the 0.5 s lock_timeout"
     message = str(timed_out.value)
-    assert message.startswith("revision 0005 could not lock a WAHA table within 0.5 s: another transaction holds a lock on it")
+    assert message.startswith(
+        "revision 0005 could not lock a WAHA table within 0.5 s: another transaction holds a lock on it"
+    )
     assert "pg_stat_activity" in message and "-x lock_timeout=30" in message and "Nothing was changed" in message
     assert run_sql(legacy_at_0004, "SELECT version_num FROM alembic_version") == [("0004",)]
 
@@ -80,7 +93,11 @@ def test_lock_timeout_defaults_to_five_seconds_and_is_set_after_the_advisory_loc
     from waha_db.lifecycle.migrate import offline_sql
 
     script = offline_sql("head")
-    assert script.index("pg_advisory_xact_lock") < script.index("SET LOCAL lock_timeout = 5000;") < script.index("Running upgrade")
+    assert (
+        script.index("pg_advisory_xact_lock")
+        < script.index("SET LOCAL lock_timeout = 5000;")
+        < script.index("Running upgrade")
+    )
 
 
 RELATIONS_LOCKED_BY_THIS_TRANSACTION = """
@@ -132,7 +149,9 @@ class CampaignWriter:
                 self.writes[phase] += 1
 
     def wait_for_writes(self, phase: str, count: int = 3) -> None:
-        wait_until(lambda: self.refused or self.writes[phase] >= count, f"{count} writes to campaigns {phase} the upgrade")
+        wait_until(
+            lambda: self.refused or self.writes[phase] >= count, f"{count} writes to campaigns {phase} the upgrade"
+        )
         assert self.refused == [], f"writes to campaigns had to wait for the upgrade: {self.refused}"
 
     def __enter__(self) -> "CampaignWriter":
@@ -163,7 +182,9 @@ def test_upgrade_never_blocks_writers_of_other_tables(fresh_database):
     engine = create_engine(url)
     try:
         with CampaignWriter(url) as application, psycopg.connect(conninfo(url)) as long_transaction:
-            long_transaction.execute("UPDATE public.campaigns SET name = name WHERE id = 1")  # row lock held until rollback
+            long_transaction.execute(
+                "UPDATE public.campaigns SET name = name WHERE id = 1"
+            )  # row lock held until rollback
             application.wait_for_writes("before")
 
             with engine.connect() as upgrading, upgrading.begin():
@@ -183,33 +204,48 @@ def test_upgrade_never_blocks_writers_of_other_tables(fresh_database):
     finally:
         engine.dispose()
 
-    assert ("waha_legacy.waha_config_v1", "AccessExclusiveLock") in locks, f"the lock query missed the conversion: {locks}"
-    outside = sorted((table, mode) for table, mode in locks if not table.startswith("pg_catalog.") and not is_waha(table))
+    assert ("waha_legacy.waha_config_v1", "AccessExclusiveLock") in locks, (
+        f"the lock query missed the conversion: {locks}"
+    )
+    outside = sorted(
+        (table, mode) for table, mode in locks if not table.startswith("pg_catalog.") and not is_waha(table)
+    )
     assert outside == [], f"the upgrade locked tables outside the WAHA objects: {outside}"
     catalog_modes = {mode for table, mode in locks if table.startswith("pg_catalog.")}
     assert catalog_modes <= {"AccessShareLock", "RowExclusiveLock"}, f"strong locks on PostgreSQL's catalogs: {locks}"
     # Information only (no timing bound): the slowest write, which the 50 ms lock_timeout kept from ever blocking.
     assert application.slowest < 30, f"a write to campaigns took {application.slowest:.1f} s"
     assert run_sql(url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
-    assert run_sql(url, "SELECT name FROM public.campaigns WHERE id <= 2 ORDER BY id") == [("Black Friday",), ("Natal",)]
+    assert run_sql(url, "SELECT name FROM public.campaigns WHERE id <= 2 ORDER BY id") == [
+        ("Black Friday",),
+        ("Natal",),
+    ]
 
 
 def test_upgrade_touches_no_object_outside_waha(fresh_database):
     url = fresh_database("empty")
-    run_sql(url, V1_FULL + V1_ROW + CAMPAIGNS + """
+    run_sql(
+        url,
+        V1_FULL
+        + V1_ROW
+        + CAMPAIGNS
+        + """
         CREATE SCHEMA app;
         CREATE TABLE app.contacts (id bigint PRIMARY KEY, phone text);
         CREATE FUNCTION public.app_version() RETURNS text LANGUAGE sql AS $$ SELECT '1.0' $$;
-    """)
+    """,
+    )
     before = database_state(url)
     upgrade(url, owner=OWNER)
     after = database_state(url)
 
     def outside_waha(state):
         return {
-            section: {name: value for name, value in items.items()
-                      if "waha" not in name and "alembic_version" not in name}
-            for section, items in state["catalog"].items() if isinstance(items, dict)
+            section: {
+                name: value for name, value in items.items() if "waha" not in name and "alembic_version" not in name
+            }
+            for section, items in state["catalog"].items()
+            if isinstance(items, dict)
         }, {table: rows for table, rows in state["rows"].items() if "waha" not in table and "alembic" not in table}
 
     assert outside_waha(after) == outside_waha(before)

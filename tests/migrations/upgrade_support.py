@@ -58,13 +58,18 @@ def database_state(url: sa.URL) -> dict:
     try:
         with engine.connect() as connection:
             state = {"catalog": catalog_snapshot(connection), "rows": {}}
-            tables = connection.exec_driver_sql(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_catalog.pg_tables "
-                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
-            ).scalars().all()
+            tables = (
+                connection.exec_driver_sql(
+                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_catalog.pg_tables "
+                    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+                )
+                .scalars()
+                .all()
+            )
             for table in tables:
                 state["rows"][table] = sorted(
-                    str(row) for row in connection.exec_driver_sql(f"SELECT to_jsonb(t)::text FROM {table} AS t").scalars()
+                    str(row)
+                    for row in connection.exec_driver_sql(f"SELECT to_jsonb(t)::text FROM {table} AS t").scalars()
                 )
             state["roles"] = sorted(connection.exec_driver_sql("SELECT rolname FROM pg_catalog.pg_roles").scalars())
             return state
@@ -84,8 +89,20 @@ def servers(url: sa.URL) -> list[dict]:
 def psql(cluster, database_url: sa.URL, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     """psql -v ON_ERROR_STOP=1 on a database; the completed process (never raises)."""
     return subprocess.run(
-        [str(cluster.server.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo(database_url), *args],
-        input=input, capture_output=True, text=True, timeout=60,
+        [
+            str(cluster.server.bin_dir / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conninfo(database_url),
+            *args,
+        ],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -96,7 +113,10 @@ def schema_dump(cluster, url: sa.URL) -> str:
     """pg_dump --schema-only, normalised only for the database name (and pg_dump's random \\restrict key)."""
     done = subprocess.run(
         [str(cluster.server.bin_dir / "pg_dump"), "--schema-only", "-d", conninfo(url)],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return _DUMP_NOISE.sub("", done.stdout).replace(url.database, "DBNAME")
 

@@ -62,7 +62,9 @@ def tx(request, cluster, shared_v21_databases) -> Iterator[psycopg.Connection]:
         yield connection
         if connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
             still_in = connection.execute("SELECT pg_catalog.txid_current()").fetchone()[0]
-            assert still_in == opened_in, "the test committed its transaction: it must leave the shared database as it found it"
+            assert still_in == opened_in, (
+                "the test committed its transaction: it must leave the shared database as it found it"
+            )
         connection.rollback()
 
 
@@ -107,7 +109,9 @@ def add_server(connection: psycopg.Connection, user_id: uuid.UUID, name: str = "
     return insert_row(connection, "public.waha_servers", {**values, **columns})
 
 
-def add_session(connection: psycopg.Connection, user_id: uuid.UUID, server_id: uuid.UUID, name: str = "loja-01", **columns) -> uuid.UUID:
+def add_session(
+    connection: psycopg.Connection, user_id: uuid.UUID, server_id: uuid.UUID, name: str = "loja-01", **columns
+) -> uuid.UUID:
     values = {"user_id": user_id, "waha_server_id": server_id, "session_name": name}
     return insert_row(connection, "public.waha_sessions", {**values, **columns})
 
@@ -154,7 +158,9 @@ def assert_insert_refused(
     )
 
 
-def assert_updated_at_is_set_by_the_database(connection: psycopg.Connection, table: str, row_id: uuid.UUID, change: str) -> None:
+def assert_updated_at_is_set_by_the_database(
+    connection: psycopg.Connection, table: str, row_id: uuid.UUID, change: str
+) -> None:
     """An UPDATE doing `change` and also setting updated_at to the row's past leaves updated_at = now(), created_at alone.
 
     The row must have been inserted with created_at = updated_at = 2001-01-01 UTC (`PAST`).
@@ -176,7 +182,9 @@ def _counts_as_superuser(connection: psycopg.Connection) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def acting_as(connection: psycopg.Connection, role: str, user_id: uuid.UUID | None = None, *, legacy_claim: bool = False):
+def acting_as(
+    connection: psycopg.Connection, role: str, user_id: uuid.UUID | None = None, *, legacy_claim: bool = False
+):
     """The transaction runs as `role` with the JWT `sub` of `user_id`, as Supabase's API does; restored after.
 
     `legacy_claim` sets the older `request.jwt.claim.sub` instead of `request.jwt.claims`.

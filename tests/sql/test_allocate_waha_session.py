@@ -18,6 +18,7 @@ def db(v21_tx):
     """Each test in a transaction rolled back at its end, on a database of each kind."""
     return v21_tx
 
+
 OCCUPYING_COUNT = """
 SELECT count(*) FROM public.waha_sessions
 WHERE waha_server_id = %s AND upper(status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')
@@ -79,7 +80,17 @@ def test_allocation_follows_get_available_waha_server_choice_at_every_step(db, n
         chosen.append(db.execute("SELECT nome FROM public.waha_servers WHERE id = %s", (server_id,)).fetchone()[0])
 
     # priority first; among equal priority the lower load, then more free slots.
-    assert chosen == ["high", "high", "mid-large", "mid-small", "mid-large", "mid-large", "mid-small", "mid-large", "low"]
+    assert chosen == [
+        "high",
+        "high",
+        "mid-large",
+        "mid-small",
+        "mid-large",
+        "mid-large",
+        "mid-small",
+        "mid-large",
+        "low",
+    ]
 
 
 def test_full_inactive_and_excluded_servers_are_skipped(db, new_user):
@@ -158,7 +169,9 @@ def test_signed_in_user_allocates_on_own_server_never_on_another_users(db, new_u
     assert own_full.value.sqlstate == "WAH10"
     assert for_stranger.value.sqlstate == "WAH10"
     assert counter(db, theirs) == 0
-    assert db.execute("SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = %s", (theirs,)).fetchone()[0] == 0
+    assert (
+        db.execute("SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = %s", (theirs,)).fetchone()[0] == 0
+    )
 
 
 def test_service_role_allocates_for_any_user(db, new_user):

@@ -39,7 +39,9 @@ def connect(url, acting_user=None):
     connection = psycopg.connect(conninfo(url), autocommit=True, options="-c statement_timeout=60s")
     if acting_user is not None:
         connection.execute("SET ROLE authenticated")
-        connection.execute("SELECT set_config('request.jwt.claims', %s, false)", (json.dumps({"sub": str(acting_user)}),))
+        connection.execute(
+            "SELECT set_config('request.jwt.claims', %s, false)", (json.dumps({"sub": str(acting_user)}),)
+        )
     return connection
 
 
@@ -232,5 +234,7 @@ def test_churn_of_allocations_and_releases_keeps_counters_equal_to_sessions(fres
         still_held = sum(held for held, _ in results)
         state = accounting(admin)
         for name, (max_sessions, counter, occupying) in state.items():
-            assert counter == occupying <= max_sessions, f"{name}: counter {counter}, occupying {occupying}, max {max_sessions}"
+            assert counter == occupying <= max_sessions, (
+                f"{name}: counter {counter}, occupying {occupying}, max {max_sessions}"
+            )
         assert sum(counter for _, counter, _ in state.values()) == still_held

@@ -128,7 +128,11 @@ def test_the_seeds_order_holds_among_healthy_servers(tx, add_user):
     excluded = []
     while (pick := best(tx, user, excluded)) is not None:
         picks.append(pick)
-        excluded.append(tx.execute("SELECT id FROM public.waha_servers WHERE user_id = %s AND nome = %s", (user, pick)).fetchone()[0])
+        excluded.append(
+            tx.execute("SELECT id FROM public.waha_servers WHERE user_id = %s AND nome = %s", (user, pick)).fetchone()[
+                0
+            ]
+        )
 
     assert picks == ["Leve-20-grande", "Leve-20", "Cheio-70", "Baixa", "Principal"]
 

@@ -85,7 +85,9 @@ def test_load_is_compared_exactly_not_rounded(tx, add_user):
     """2/3 < 3/4; both are 0 in integer division and have one free slot, so only the exact ratio decides."""
     user = add_user()
     add_server(tx, user, "three-quarters", max_sessions=4, sessions_ativas=3, created_at=EPOCH)
-    two_thirds = add_server(tx, user, "two-thirds", max_sessions=3, sessions_ativas=2, created_at=EPOCH + datetime.timedelta(days=1))
+    two_thirds = add_server(
+        tx, user, "two-thirds", max_sessions=3, sessions_ativas=2, created_at=EPOCH + datetime.timedelta(days=1)
+    )
     assert pick(tx, user) == [two_thirds]
 
 
@@ -94,14 +96,23 @@ def test_load_ratios_that_differ_in_the_nineteenth_decimal_are_told_apart(tx, ad
     user = add_user()
     n = 2**31 - 1
     add_server(tx, user, "bigger-load", max_sessions=n, sessions_ativas=n - 1, created_at=EPOCH)
-    lighter = add_server(tx, user, "lighter-load", max_sessions=n - 1, sessions_ativas=n - 2, created_at=EPOCH + datetime.timedelta(days=1))
+    lighter = add_server(
+        tx,
+        user,
+        "lighter-load",
+        max_sessions=n - 1,
+        sessions_ativas=n - 2,
+        created_at=EPOCH + datetime.timedelta(days=1),
+    )
     assert pick(tx, user) == [lighter]
 
 
 def test_at_equal_load_more_free_slots_win(tx, add_user):
     user = add_user()
     add_server(tx, user, "small", max_sessions=2, sessions_ativas=1, created_at=EPOCH)
-    large = add_server(tx, user, "large", max_sessions=10, sessions_ativas=5, created_at=EPOCH + datetime.timedelta(days=1))
+    large = add_server(
+        tx, user, "large", max_sessions=10, sessions_ativas=5, created_at=EPOCH + datetime.timedelta(days=1)
+    )
     assert pick(tx, user) == [large]
 
 

@@ -167,7 +167,9 @@ def test_server_with_sessions_keeps_its_sessions_when_reported(tx, add_user):
 
     fail(tx, server)
 
-    assert tx.execute("SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = %s", (server,)).fetchone()[0] == 1
+    assert (
+        tx.execute("SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = %s", (server,)).fetchone()[0] == 1
+    )
 
 
 # --- row security -----------------------------------------------------------

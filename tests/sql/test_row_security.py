@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sql.conftest import FOREIGN_KEY_VIOLATION, INSUFFICIENT_PRIVILEGE, acting_as, add_server, add_session, assert_refused
+from tests.sql.conftest import (
+    FOREIGN_KEY_VIOLATION,
+    INSUFFICIENT_PRIVILEGE,
+    acting_as,
+    add_server,
+    add_session,
+    assert_refused,
+)
 
 
 @pytest.fixture
@@ -30,7 +37,9 @@ def visible(tx, table: str) -> set:
     return {row[0] for row in tx.execute(f"SELECT id FROM public.{table}")}
 
 
-def refused_to_ana(tx, two_users, statement: str, params, *, sqlstate: str = INSUFFICIENT_PRIVILEGE, constraint: str | None = None):
+def refused_to_ana(
+    tx, two_users, statement: str, params, *, sqlstate: str = INSUFFICIENT_PRIVILEGE, constraint: str | None = None
+):
     """`statement`, run by Ana signed in, is refused as `assert_refused` checks; the error."""
     with acting_as(tx, "authenticated", two_users["ana"]["user"]):
         return assert_refused(tx, statement, params, sqlstate=sqlstate, constraint=constraint)
@@ -95,7 +104,10 @@ def test_user_creates_servers_and_sessions_of_their_own(tx, two_users):
 def test_inserting_a_server_for_another_user_is_refused(tx, two_users):
     bruno = two_users["bruno"]
     error = refused_to_ana(
-        tx, two_users, "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'x', 'https://x.example')", (bruno["user"],)
+        tx,
+        two_users,
+        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, 'x', 'https://x.example')",
+        (bruno["user"],),
     )
     assert "row-level security" in str(error)
 
@@ -125,7 +137,9 @@ def test_parking_a_session_on_a_strangers_server_by_its_id_is_refused(tx, two_us
 
 def test_giving_own_server_to_another_user_is_refused(tx, two_users):
     ana, bruno = two_users["ana"], two_users["bruno"]
-    refused_to_ana(tx, two_users, "UPDATE public.waha_servers SET user_id = %s WHERE id = %s", (bruno["user"], ana["spare"]))
+    refused_to_ana(
+        tx, two_users, "UPDATE public.waha_servers SET user_id = %s WHERE id = %s", (bruno["user"], ana["spare"])
+    )
 
 
 def test_truncate_is_refused_to_users(tx, two_users):
@@ -142,7 +156,9 @@ def test_service_role_sees_and_changes_everything(tx, two_users):
         assert visible(tx, "waha_servers") == every_server
         assert visible(tx, "waha_sessions") == every_session
         assert tx.execute("UPDATE public.waha_servers SET descricao = 'admin'").rowcount == len(every_server)
-        picked = tx.execute("SELECT id FROM public.get_available_waha_server(%s)", (two_users["bruno"]["user"],)).fetchall()
+        picked = tx.execute(
+            "SELECT id FROM public.get_available_waha_server(%s)", (two_users["bruno"]["user"],)
+        ).fetchall()
     assert picked == [(two_users["bruno"]["server"],)]
 
 

@@ -31,7 +31,9 @@ def test_an_example_reports_what_differs(tx, add_user):
     user = add_user()
     seed.run_seed(tx, seed.CREATE_SERVER, user=user)
     seed.run_seed(tx, seed.ADD_MORE_SERVERS, user=user)
-    tx.execute("UPDATE public.waha_servers SET ativo = false WHERE user_id = %s AND nome = 'Servidor Principal'", (user,))
+    tx.execute(
+        "UPDATE public.waha_servers SET ativo = false WHERE user_id = %s AND nome = 'Servidor Principal'", (user,)
+    )
     assert seed.best(tx, user) == ["Servidor Backup"]
     assert seed.expect("best", seed.best(tx, user), ["Servidor Principal"]) == [
         "best: expected ['Servidor Principal'], got ['Servidor Backup']"

@@ -52,7 +52,6 @@ SPEC_COLUMNS = [
 ]
 
 
-
 def breaking(column: str, constraint: str, *values) -> list:
     """One case per value: a server whose `column` is that value breaks the CHECK `constraint`."""
     return [pytest.param(column, value, constraint, id=f"{column}={value!r}") for value in values]
@@ -135,16 +134,34 @@ def test_priority_at_the_bounds_is_accepted(tx, add_user, prioridade):
         *breaking("retry_attempts", "waha_servers_retry_attempts_not_negative_check", -1),
         *breaking("rate_limit", "waha_servers_rate_limit_positive_check", 0),
         *breaking(
-            "api_url", "waha_servers_api_url_http_check",
-            "ftp://waha.example", "waha.example", "javascript:alert(1)", "http://", "https:///path", " https://waha.example", "",
+            "api_url",
+            "waha_servers_api_url_http_check",
+            "ftp://waha.example",
+            "waha.example",
+            "javascript:alert(1)",
+            "http://",
+            "https:///path",
+            " https://waha.example",
+            "",
             "file:///etc/passwd",
             # the whole string is the URL: no space, no credentials, nothing trailing
-            "https://a b", "https://waha.example/api v2", "https://user:pw@waha.example", "https://user@waha.example",
-            "https://waha.example ", "https://waha.example\n", "https://waha.example:", "https://waha.example:http", "http://[::1",
+            "https://a b",
+            "https://waha.example/api v2",
+            "https://user:pw@waha.example",
+            "https://user@waha.example",
+            "https://waha.example ",
+            "https://waha.example\n",
+            "https://waha.example:",
+            "https://waha.example:http",
+            "http://[::1",
         ),
         *breaking(
-            "webhook_url", "waha_servers_webhook_url_http_check",
-            "ftp://hooks.example", "hooks.example/waha", "mailto:ops@example.com", "https://hooks.example/a b",
+            "webhook_url",
+            "waha_servers_webhook_url_http_check",
+            "ftp://hooks.example",
+            "hooks.example/waha",
+            "mailto:ops@example.com",
+            "https://hooks.example/a b",
             "https://bot:s3cret@hooks.example",
         ),
         *breaking("nome", "waha_servers_nome_not_blank_check", "", " ", "   ", "\t\n"),
@@ -181,8 +198,14 @@ def test_session_counter_cannot_be_decremented_below_zero(tx, add_user):
 @pytest.mark.parametrize(
     "url",
     [
-        "http://127.0.0.1:3000", "https://waha1.seudominio.com", "https://waha-prod.com", "HTTPS://WAHA.EXAMPLE/api",
-        "http://localhost:3000/", "https://waha.example.com/api", "http://[::1]:3000", "https://waha.example/api?x=1#top",
+        "http://127.0.0.1:3000",
+        "https://waha1.seudominio.com",
+        "https://waha-prod.com",
+        "HTTPS://WAHA.EXAMPLE/api",
+        "http://localhost:3000/",
+        "https://waha.example.com/api",
+        "http://[::1]:3000",
+        "https://waha.example/api?x=1#top",
     ],
 )
 def test_http_and_https_api_urls_are_accepted(tx, add_user, url):
@@ -219,7 +242,9 @@ def test_same_url_twice_for_one_user_is_refused(tx, add_user):
 def test_same_url_for_two_users_is_allowed(tx, add_user):
     add_server(tx, add_user(), api_url="https://shared.waha.example")
     add_server(tx, add_user(), api_url="https://shared.waha.example")
-    count = tx.execute("SELECT count(*) FROM public.waha_servers WHERE api_url = 'https://shared.waha.example'").fetchone()[0]
+    count = tx.execute(
+        "SELECT count(*) FROM public.waha_servers WHERE api_url = 'https://shared.waha.example'"
+    ).fetchone()[0]
     assert count == 2
 
 
@@ -293,7 +318,11 @@ def test_deleting_the_auth_user_removes_their_servers_and_sessions(tx, add_user)
 @pytest.mark.parametrize("tx", ["supabase_head"], indirect=True)
 def test_server_of_a_user_missing_from_auth_users_is_refused(tx):
     assert_insert_refused(
-        tx, "public.waha_servers", a_server(uuid.uuid4()), sqlstate=FOREIGN_KEY_VIOLATION, constraint="waha_servers_user_id_fkey"
+        tx,
+        "public.waha_servers",
+        a_server(uuid.uuid4()),
+        sqlstate=FOREIGN_KEY_VIOLATION,
+        constraint="waha_servers_user_id_fkey",
     )
 
 

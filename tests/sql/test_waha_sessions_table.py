@@ -165,14 +165,18 @@ def test_session_on_another_users_server_is_refused(tx, add_user):
     owner, intruder = add_user(), add_user()
     server = add_server(tx, owner)
     assert_refused_by_the_owner_key(
-        tx, "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'intrusa')", (intruder, server)
+        tx,
+        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, 'intrusa')",
+        (intruder, server),
     )
 
 
 def test_session_on_a_missing_server_is_refused(tx, add_user):
     user = add_user()
     assert_refused_by_the_owner_key(
-        tx, "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, gen_random_uuid(), 'orfa')", (user,)
+        tx,
+        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, gen_random_uuid(), 'orfa')",
+        (user,),
     )
 
 
@@ -180,13 +184,17 @@ def test_moving_a_session_to_another_users_server_is_refused(tx, add_user):
     owner, stranger = add_user(), add_user()
     session = add_session(tx, owner, add_server(tx, owner))
     strangers_server = add_server(tx, stranger)
-    assert_refused_by_the_owner_key(tx, "UPDATE public.waha_sessions SET waha_server_id = %s WHERE id = %s", (strangers_server, session))
+    assert_refused_by_the_owner_key(
+        tx, "UPDATE public.waha_sessions SET waha_server_id = %s WHERE id = %s", (strangers_server, session)
+    )
 
 
 def test_giving_a_session_to_another_user_is_refused(tx, add_user):
     owner, stranger = add_user(), add_user()
     session = add_session(tx, owner, add_server(tx, owner))
-    assert_refused_by_the_owner_key(tx, "UPDATE public.waha_sessions SET user_id = %s WHERE id = %s", (stranger, session))
+    assert_refused_by_the_owner_key(
+        tx, "UPDATE public.waha_sessions SET user_id = %s WHERE id = %s", (stranger, session)
+    )
 
 
 def test_moving_a_session_between_own_servers_is_allowed(tx, add_user):

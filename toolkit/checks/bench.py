@@ -58,7 +58,9 @@ def hand_written_select(connection: psycopg.Connection) -> str:
     source = "\n".join(line.split("--", 1)[0].rstrip() for line in source.splitlines())
     found = _FUNCTION_QUERY.search(source)
     if not found:
-        raise BenchError("get_available_waha_server's body has no RETURN QUERY statement; update toolkit/checks/bench.py")
+        raise BenchError(
+            "get_available_waha_server's body has no RETURN QUERY statement; update toolkit/checks/bench.py"
+        )
     query = "\n".join(line for line in found.group(1).splitlines() if line.strip())
     query = query.replace("{", "{{").replace("}", "}}")
     query = re.sub(r"\bexcluded_server_ids\b", "'{{}}'::uuid[]", query)
@@ -143,7 +145,9 @@ def _pgbench() -> str:
         candidate = None
     if candidate and candidate.is_file():
         return str(candidate)
-    raise BenchError("pgbench was not found on PATH or next to the PostgreSQL server binaries; install postgresql-client (it ships pgbench)")
+    raise BenchError(
+        "pgbench was not found on PATH or next to the PostgreSQL server binaries; install postgresql-client (it ships pgbench)"
+    )
 
 
 def load_data(connection: psycopg.Connection, users: int, servers_per_user: int, heavy_servers: int) -> None:
@@ -177,16 +181,41 @@ def load_data(connection: psycopg.Connection, users: int, servers_per_user: int,
     connection.execute("ANALYZE public.waha_servers")
 
 
-def _pgbench_run(url: sa.URL, script: str, *, clients: int, seconds: float, workdir: Path, name: str,
-                 variables: dict[str, str] | None = None) -> tuple[float, list[float]]:
+def _pgbench_run(
+    url: sa.URL,
+    script: str,
+    *,
+    clients: int,
+    seconds: float,
+    workdir: Path,
+    name: str,
+    variables: dict[str, str] | None = None,
+) -> tuple[float, list[float]]:
     """(transactions/s, latencies in ms) of one pgbench run of `script`."""
     script_path = workdir / f"{name}.sql"
     script_path.write_text(script)
     prefix = workdir / f"log_{name}"
     command = [
-        _pgbench(), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
-        "-T", str(max(1, round(seconds))), "-l", f"--log-prefix={prefix}", "-f", str(script_path),
-        "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres",
+        _pgbench(),
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, os.cpu_count() or 1)),
+        "-T",
+        str(max(1, round(seconds))),
+        "-l",
+        f"--log-prefix={prefix}",
+        "-f",
+        str(script_path),
+        "-h",
+        url.host or "127.0.0.1",
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        url.username or "postgres",
     ]
     for key, value in (variables or {}).items():
         command += ["-D", f"{key}={value}"]
@@ -220,17 +249,28 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 SELECTION_ROUNDS = 5
 
 
-def measure_selection(url: sa.URL, hand_written: str, *, users: int, clients: int, seconds: float, workdir: Path) -> list[Measure]:
+def measure_selection(
+    url: sa.URL, hand_written: str, *, users: int, clients: int, seconds: float, workdir: Path
+) -> list[Measure]:
     pick_user = f"\\set u random(1, {users})\n"
     scripts = [
         ("SELECT 1 (ceiling)", "select_1", "SELECT 1;\n"),
         ("hand-written SELECT", "hand_written", pick_user + hand_written.format(user=RANDOM_USER).strip() + ";\n"),
-        ("get_available_waha_server", "function",
-         pick_user + f"SELECT * FROM public.get_available_waha_server({RANDOM_USER});\n"),
-        ("get_available_waha_server, heavy user (1,000 servers)", "function_heavy",
-         f"SELECT * FROM public.get_available_waha_server('{HEAVY_USER}'::uuid);\n"),
-        ("hand-written SELECT, heavy user", "hand_written_heavy",
-         hand_written.format(user=f"'{HEAVY_USER}'::uuid").strip() + ";\n"),
+        (
+            "get_available_waha_server",
+            "function",
+            pick_user + f"SELECT * FROM public.get_available_waha_server({RANDOM_USER});\n",
+        ),
+        (
+            "get_available_waha_server, heavy user (1,000 servers)",
+            "function_heavy",
+            f"SELECT * FROM public.get_available_waha_server('{HEAVY_USER}'::uuid);\n",
+        ),
+        (
+            "hand-written SELECT, heavy user",
+            "hand_written_heavy",
+            hand_written.format(user=f"'{HEAVY_USER}'::uuid").strip() + ";\n",
+        ),
     ]
     # Rounds alternate between the queries, so a burst of load from elsewhere on the
     # machine hits every query alike and the ratios stay comparable.
@@ -239,11 +279,15 @@ def measure_selection(url: sa.URL, hand_written: str, *, users: int, clients: in
     latencies: dict[str, list[float]] = {name: [] for _, name, _ in scripts}
     for _ in range(rounds):
         for _, name, script in scripts:
-            rate, logged = _pgbench_run(url, script, clients=clients, seconds=seconds / rounds, workdir=workdir, name=name)
+            rate, logged = _pgbench_run(
+                url, script, clients=clients, seconds=seconds / rounds, workdir=workdir, name=name
+            )
             rates[name].append(rate)
             latencies[name] += logged
     measures = [
-        Measure(label, statistics.fmean(rates[name]), _percentile(latencies[name], 0.5), _percentile(latencies[name], 0.99))
+        Measure(
+            label, statistics.fmean(rates[name]), _percentile(latencies[name], 0.5), _percentile(latencies[name], 0.99)
+        )
         for label, name, _ in scripts
     ]
     ceiling = measures[0].calls_per_second
@@ -362,11 +406,15 @@ def allocate_with_seed_flow(connection: psycopg.Connection, user: str, name: str
         "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status) VALUES (%s, %s, %s, 'connecting')",
         (user, picked[0], name),
     )
-    connection.execute("UPDATE public.waha_servers SET sessions_ativas = sessions_ativas + 1 WHERE id = %s", (picked[0],))
+    connection.execute(
+        "UPDATE public.waha_servers SET sessions_ativas = sessions_ativas + 1 WHERE id = %s", (picked[0],)
+    )
     return True
 
 
-def measure_allocation(url: sa.URL, *, clients: int, servers: int, slots_per_server: int, rounds: int) -> list[AllocationMeasure]:
+def measure_allocation(
+    url: sa.URL, *, clients: int, servers: int, slots_per_server: int, rounds: int
+) -> list[AllocationMeasure]:
     user = "00000000-0000-4000-8000-0000000a110c"
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
         connection.execute(
@@ -378,7 +426,10 @@ def measure_allocation(url: sa.URL, *, clients: int, servers: int, slots_per_ser
             (user, slots_per_server, servers),
         )
         measures = []
-        for label, allocate_one in (("allocate_waha_session", allocate_with_function), ("seed 3-statement flow", allocate_with_seed_flow)):
+        for label, allocate_one in (
+            ("allocate_waha_session", allocate_with_function),
+            ("seed 3-statement flow", allocate_with_seed_flow),
+        ):
             total, seconds, over, above = 0, 0.0, 0, 0
             for _ in range(rounds):
                 _reset_allocation(connection, user)
@@ -408,14 +459,33 @@ def evaluate(result: BenchResult) -> list[Target]:
     selection_ratio = function.calls_per_second / hand.calls_per_second if hand.calls_per_second else 0.0
     allocation_ratio = ours.allocations_per_second / seed.allocations_per_second if seed.allocations_per_second else 0.0
     return [
-        Target("selection function vs hand-written SELECT", ">= 0.80x", f"{selection_ratio:.2f}x", selection_ratio >= 0.8),
-        Target("heavy user p99, server side", "< 1 ms", f"{heavy_p99:.3f} ms" if heavy_p99 is not None else "n/a",
-               heavy_p99 is not None and heavy_p99 < 1.0),
-        Target("allocate_waha_session over-allocated slots", "0", str(ours.over_allocated + ours.counter_above_max),
-               ours.over_allocated == 0 and ours.counter_above_max == 0),
-        Target("allocate_waha_session vs seed flow throughput", ">= 0.50x", f"{allocation_ratio:.2f}x", allocation_ratio >= 0.5),
-        Target("plan of the selection uses an index on waha_servers", "no Seq Scan", "index" if result.plan_uses_index else "seq scan",
-               result.plan_uses_index),
+        Target(
+            "selection function vs hand-written SELECT", ">= 0.80x", f"{selection_ratio:.2f}x", selection_ratio >= 0.8
+        ),
+        Target(
+            "heavy user p99, server side",
+            "< 1 ms",
+            f"{heavy_p99:.3f} ms" if heavy_p99 is not None else "n/a",
+            heavy_p99 is not None and heavy_p99 < 1.0,
+        ),
+        Target(
+            "allocate_waha_session over-allocated slots",
+            "0",
+            str(ours.over_allocated + ours.counter_above_max),
+            ours.over_allocated == 0 and ours.counter_above_max == 0,
+        ),
+        Target(
+            "allocate_waha_session vs seed flow throughput",
+            ">= 0.50x",
+            f"{allocation_ratio:.2f}x",
+            allocation_ratio >= 0.5,
+        ),
+        Target(
+            "plan of the selection uses an index on waha_servers",
+            "no Seq Scan",
+            "index" if result.plan_uses_index else "seq scan",
+            result.plan_uses_index,
+        ),
     ]
 
 
@@ -463,12 +533,24 @@ def _run(url: sa.URL, options: dict, progress) -> BenchResult:
         machine={**machine(), "postgresql": version},
         sizes={
             key: options[key]
-            for key in ("users", "servers_per_user", "heavy_servers", "seconds", "selection_clients", "allocation_clients",
-                        "allocation_servers", "slots_per_server", "allocation_rounds", "server_side_calls")
+            for key in (
+                "users",
+                "servers_per_user",
+                "heavy_servers",
+                "seconds",
+                "selection_clients",
+                "allocation_clients",
+                "allocation_servers",
+                "slots_per_server",
+                "allocation_rounds",
+                "server_side_calls",
+            )
         },
     )
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        progress(f"loading {options['users']} users x {options['servers_per_user']} servers + 1 user x {options['heavy_servers']}")
+        progress(
+            f"loading {options['users']} users x {options['servers_per_user']} servers + 1 user x {options['heavy_servers']}"
+        )
         load_data(connection, options["users"], options["servers_per_user"], options["heavy_servers"])
         result.plan = selection_plan(connection)
         result.plan_uses_index = "Seq Scan" not in result.plan and "Index" in result.plan
@@ -480,12 +562,20 @@ def _run(url: sa.URL, options: dict, progress) -> BenchResult:
         with psycopg.connect(conninfo(url), autocommit=True) as connection:
             hand_written = hand_written_select(connection)
         result.selection = measure_selection(
-            url, hand_written, users=options["users"], clients=options["selection_clients"], seconds=options["seconds"], workdir=Path(workdir)
+            url,
+            hand_written,
+            users=options["users"],
+            clients=options["selection_clients"],
+            seconds=options["seconds"],
+            workdir=Path(workdir),
         )
     progress("allocation under contention")
     result.allocation = measure_allocation(
-        url, clients=options["allocation_clients"], servers=options["allocation_servers"],
-        slots_per_server=options["slots_per_server"], rounds=options["allocation_rounds"],
+        url,
+        clients=options["allocation_clients"],
+        servers=options["allocation_servers"],
+        slots_per_server=options["slots_per_server"],
+        rounds=options["allocation_rounds"],
     )
     result.targets = evaluate(result)
     return result
@@ -528,5 +618,7 @@ def render(result: BenchResult) -> str:
         )
     lines += ["", "targets:"]
     for target in result.targets:
-        lines.append(f"  {'met ' if target.met else 'MISSED'} {target.name}: {target.measured} (wanted {target.wanted})")
+        lines.append(
+            f"  {'met ' if target.met else 'MISSED'} {target.name}: {target.measured} (wanted {target.wanted})"
+        )
     return "\n".join(lines)

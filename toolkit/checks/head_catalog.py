@@ -29,6 +29,8 @@ def build_head_catalog() -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m waha_db.checks.head_catalog --write   (regenerates toolkit/lifecycle/head_catalog.json)")
+        sys.exit(
+            "usage: python -m waha_db.checks.head_catalog --write   (regenerates toolkit/lifecycle/head_catalog.json)"
+        )
     catalog.HEAD_CATALOG.write_text(build_head_catalog())
     print(f"wrote {catalog.HEAD_CATALOG}")

@@ -186,7 +186,9 @@ class ThrowawayPostgres:
         return Path(self._server.postgres).parent
 
     def url(self, database: str = "postgres") -> URL:
-        return URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=self.port, database=database)
+        return URL.create(
+            "postgresql+psycopg", username="postgres", host="127.0.0.1", port=self.port, database=database
+        )
 
     def execute_autocommit(self, *statements: str, database: str = "postgres") -> None:
         """Statements that cannot run in a transaction (CREATE/DROP DATABASE)."""

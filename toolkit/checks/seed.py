@@ -200,26 +200,36 @@ def _seed_servers(db: psycopg.Connection, new_user: NewUser) -> uuid.UUID:
 @example
 def como_usar_creates_the_servers_the_seed_lists(db, new_user):
     user = _seed_servers(db, new_user)
-    return expect("the seed's listing", run_seed(db, LIST_SERVERS, user=user), [
-        ("Servidor Principal", "https://waha1.seudominio.com", True, 0, 50, 10),
-        ("Servidor Backup", "https://waha2.seudominio.com", True, 0, 30, 5),
-        ("Servidor de Teste", "https://waha-test.seudominio.com", False, 0, 10, 0),
-    ])
+    return expect(
+        "the seed's listing",
+        run_seed(db, LIST_SERVERS, user=user),
+        [
+            ("Servidor Principal", "https://waha1.seudominio.com", True, 0, 50, 10),
+            ("Servidor Backup", "https://waha2.seudominio.com", True, 0, 30, 5),
+            ("Servidor de Teste", "https://waha-test.seudominio.com", False, 0, 10, 0),
+        ],
+    )
 
 
 @example
 def como_usar_best_server_is_the_principal(db, new_user):
     user = _seed_servers(db, new_user)
     rows = run_seed(db, BEST_SERVER, user=user)
-    return expect("the seed's best server (id, nome)", [(row[0], row[2]) for row in rows],
-                  [(server_id_named(db, user, "Servidor Principal"), "Servidor Principal")])
+    return expect(
+        "the seed's best server (id, nome)",
+        [(row[0], row[2]) for row in rows],
+        [(server_id_named(db, user, "Servidor Principal"), "Servidor Principal")],
+    )
 
 
 @example
 def load_balancing_example_without_schema_prefix_picks_the_principal(db, new_user):
     user = _seed_servers(db, new_user)
-    return expect("get_available_waha_server without public.", [row[2] for row in run_seed(db, LOAD_BALANCING, user=user)],
-                  ["Servidor Principal"])
+    return expect(
+        "get_available_waha_server without public.",
+        [row[2] for row in run_seed(db, LOAD_BALANCING, user=user)],
+        ["Servidor Principal"],
+    )
 
 
 @example
@@ -257,10 +267,28 @@ def scenario_1_positional_inserts_fill_the_columns_in_order(db, new_user):
         """,
         (user,),
     ).fetchall()
-    return expect("Cenário 1's positional rows", rows, [
-        ("Principal", "https://waha-prod.com", "key1", "Servidor principal", True, None, None, 30, 3, 100, 10, 100, 0),
-        ("Backup", "https://waha-backup.com", "key2", "Servidor de backup", True, None, None, 30, 3, 100, 5, 50, 0),
-    ])
+    return expect(
+        "Cenário 1's positional rows",
+        rows,
+        [
+            (
+                "Principal",
+                "https://waha-prod.com",
+                "key1",
+                "Servidor principal",
+                True,
+                None,
+                None,
+                30,
+                3,
+                100,
+                10,
+                100,
+                0,
+            ),
+            ("Backup", "https://waha-backup.com", "key2", "Servidor de backup", True, None, None, 30, 3, 100, 5, 50, 0),
+        ],
+    )
 
 
 @example
@@ -269,7 +297,10 @@ def scenario_1_uses_principal_first_then_backup_when_principal_is_full(db, new_u
     run_seed(db, SCENARIO_1, user=user)
     problems = expect("Cenário 1, nothing used", best(db, user), ["Principal"])
     for sessions, wanted in ((99, ["Principal"]), (100, ["Backup"])):
-        db.execute("UPDATE public.waha_servers SET sessions_ativas = %s WHERE user_id = %s AND nome = 'Principal'", (sessions, user))
+        db.execute(
+            "UPDATE public.waha_servers SET sessions_ativas = %s WHERE user_id = %s AND nome = 'Principal'",
+            (sessions, user),
+        )
         problems += expect(f"Cenário 1, Principal at {sessions}/100", best(db, user), wanted)
     return problems
 
@@ -318,7 +349,8 @@ def the_forms_rules_are_the_databases(db, new_user):
         try:
             with db.transaction():
                 db.execute(
-                    f"INSERT INTO public.waha_servers (user_id, {columns}) VALUES (%s{', %s' * len(values)})", (user, *values)
+                    f"INSERT INTO public.waha_servers (user_id, {columns}) VALUES (%s{', %s' * len(values)})",
+                    (user, *values),
                 )
             problems.append(f"{column} = {value!r} was accepted; expected {constraint} to refuse it")
         except psycopg.errors.CheckViolation as error:

@@ -39,10 +39,12 @@ class CheckFailed(Exception):
 
 def waha_tables(connection: sa.Connection) -> list[str]:
     """The WAHA tables of public (every `waha_*` table but the legacy waha_config)."""
-    return list(connection.exec_driver_sql(
-        "SELECT relname FROM pg_catalog.pg_class WHERE relnamespace = 'public'::pg_catalog.regnamespace "
-        "AND relkind IN ('r', 'p') AND relname LIKE 'waha\\_%%' AND relname <> 'waha_config' ORDER BY 1"
-    ).scalars())
+    return list(
+        connection.exec_driver_sql(
+            "SELECT relname FROM pg_catalog.pg_class WHERE relnamespace = 'public'::pg_catalog.regnamespace "
+            "AND relkind IN ('r', 'p') AND relname LIKE 'waha\\_%%' AND relname <> 'waha_config' ORDER BY 1"
+        ).scalars()
+    )
 
 
 _USER_TABLES = """
@@ -81,9 +83,9 @@ class Database:
         with self.engine.connect() as connection:
             snapshot = catalog.catalog_snapshot(connection)
         return {
-            section: items if isinstance(items, list) else {
-                name: value for name, value in items.items() if not name.startswith("public.alembic_version")
-            }
+            section: items
+            if isinstance(items, list)
+            else {name: value for name, value in items.items() if not name.startswith("public.alembic_version")}
             for section, items in snapshot.items()
         }
 
@@ -137,7 +139,9 @@ class Database:
 def check_one_head() -> str:
     heads = revisions.script_directory().get_heads()
     if len(heads) != 1:
-        raise CheckFailed(f"{len(heads)} heads", [f"head {head}" for head in heads] + ["merge them into one: alembic merge heads"])
+        raise CheckFailed(
+            f"{len(heads)} heads", [f"head {head}" for head in heads] + ["merge them into one: alembic merge heads"]
+        )
     return heads[0]
 
 
@@ -182,9 +186,7 @@ def describe_metadata_difference(difference) -> str:
     if isinstance(subject, sa.ForeignKeyConstraint):
         described += " -> " + ", ".join(element.target_fullname for element in subject.elements)
     side = "in toolkit/lifecycle/model.py only" if operation.startswith("add_") else "in the database only"
-    return f"{operation[operation.index('_') + 1:].replace('_', ' ')} {described}: {side}"
-
-
+    return f"{operation[operation.index('_') + 1 :].replace('_', ' ')} {described}: {side}"
 
 
 def check_no_drift(database: Database) -> None:
@@ -277,8 +279,6 @@ SECURITY_QUERIES = {
 }
 
 
-
-
 def check_security_rules(database: Database) -> list[str]:
     """Row security on, fixed search_path, nothing for anon and PUBLIC, no TRUNCATE for authenticated,
     a policy per command in the (select ...) form, every foreign key indexed (Supabase's linter's rules)."""
@@ -290,7 +290,9 @@ def check_security_rules(database: Database) -> list[str]:
         for rule, query in SECURITY_QUERIES.items():
             for (found,) in connection.exec_driver_sql(query, parameters):
                 problems.append(f"{rule}: {found}")
-        anon = connection.exec_driver_sql("SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon')").scalar()
+        anon = connection.exec_driver_sql(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon')"
+        ).scalar()
     if problems:
         raise CheckFailed(f"{len(problems)} security rules broken", problems)
     return [] if anon else ["role anon does not exist here (plain PostgreSQL): nothing to revoke from it"]
@@ -330,13 +332,19 @@ def check_revisions_up_down_up(database: Database) -> int:
         if first == before and not legacy_kept:  # the first revision keeps a legacy waha_config as it is
             problems.append(f"{revision}: changed nothing")
         database.downgrade(revisions.previous(revision) or "base")
-        problems += [f"{revision}: {line}" for line in database.differences(before, database.schema(), "before it", "after its downgrade")]
+        problems += [
+            f"{revision}: {line}"
+            for line in database.differences(before, database.schema(), "before it", "after its downgrade")
+        ]
         try:
             database.upgrade(revision)
         except Exception as error:  # a downgrade that left objects behind makes the upgrade collide with them
             problems.append(f"{revision}: upgrading again after the downgrade failed: {database_message(error)}")
             raise CheckFailed("a downgrade did not undo its upgrade exactly", problems) from None
-        problems += [f"{revision}: {line}" for line in database.differences(first, database.schema(), "first upgrade", "after down/up")]
+        problems += [
+            f"{revision}: {line}"
+            for line in database.differences(first, database.schema(), "first upgrade", "after down/up")
+        ]
         before = first
     if problems:
         raise CheckFailed("a downgrade did not undo its upgrade exactly", problems)
@@ -354,8 +362,11 @@ def check_downgrade_to_base(database: Database) -> None:
     left = catalog.waha_objects(database.catalog())
     problems += [f"left behind: {section} {name}" for section, items in left.items() for name in items]
     rows = database.rows()
-    problems += [f"rows of {table} differ from before the upgrade" for table, before in database.baseline_rows.items()
-                 if rows.get(table) != before]
+    problems += [
+        f"rows of {table} differ from before the upgrade"
+        for table, before in database.baseline_rows.items()
+        if rows.get(table) != before
+    ]
     if problems:
         raise CheckFailed("downgrade to base left objects behind or removed others", problems)
 
@@ -371,7 +382,9 @@ def check_offline_equals_online(database: Database) -> None:
         differences.append(f"the offline script records revision {database.revision()}, head is {revisions.head()}")
     database.reset()
     if differences:
-        raise CheckFailed("the offline script (`waha-db upgrade --sql`) yields another schema than the online upgrade", differences)
+        raise CheckFailed(
+            "the offline script (`waha-db upgrade --sql`) yields another schema than the online upgrade", differences
+        )
 
 
 def check_schema_file(database: Database) -> None:
@@ -389,7 +402,9 @@ def check_schema_file(database: Database) -> None:
     else:
         script, label = schema_file.read_text(encoding="utf-8"), "sql/schema.sql"
         if script != generated:
-            problems.append("sql/schema.sql differs from what the migrations generate: regenerate it with `waha-db sql`")
+            problems.append(
+                "sql/schema.sql differs from what the migrations generate: regenerate it with `waha-db sql`"
+            )
     database.head()
     database.reset()
     database.run_script(script)
@@ -423,7 +438,21 @@ def check_legacy_conversion(database: Database) -> None:
                 "SELECT user_id, nome, api_url, api_key, webhook_url, webhook_secret, timeout, retry_attempts, rate_limit, "
                 "prioridade, max_sessions FROM public.waha_servers"
             ).fetchall()
-            wanted = [(owner, "Servidor Padrão", "https://waha.legacy.example", "legacy-key", None, "legacy-secret", 45, 3, 120, 10, 50)]
+            wanted = [
+                (
+                    owner,
+                    "Servidor Padrão",
+                    "https://waha.legacy.example",
+                    "legacy-key",
+                    None,
+                    "legacy-secret",
+                    45,
+                    3,
+                    120,
+                    10,
+                    50,
+                )
+            ]
             if converted != wanted:
                 problems.append(f"converted rows: expected {wanted!r}, got {converted!r}")
             if db.execute("SELECT pg_catalog.to_regclass('public.waha_config')").fetchone()[0] is not None:

@@ -73,7 +73,13 @@ class Report:
             "passed": self.passed,
             "seconds": round(self.seconds, 3),
             "checks": [
-                {"name": c.name, "passed": c.passed, "seconds": round(c.seconds, 3), "summary": c.summary, "details": c.details}
+                {
+                    "name": c.name,
+                    "passed": c.passed,
+                    "seconds": round(c.seconds, 3),
+                    "summary": c.summary,
+                    "details": c.details,
+                }
                 for c in self.checks
             ],
         }
@@ -81,11 +87,17 @@ class Report:
     def junit_xml(self) -> str:
         failures = sum(not check.passed for check in self.checks)
         suite = ElementTree.Element(
-            "testsuite", name="waha-db verify", tests=str(len(self.checks)), failures=str(failures),
-            errors="0", time=f"{self.seconds:.3f}",
+            "testsuite",
+            name="waha-db verify",
+            tests=str(len(self.checks)),
+            failures=str(failures),
+            errors="0",
+            time=f"{self.seconds:.3f}",
         )
         for check in self.checks:
-            case = ElementTree.SubElement(suite, "testcase", classname="waha-db.verify", name=check.name, time=f"{check.seconds:.3f}")
+            case = ElementTree.SubElement(
+                suite, "testcase", classname="waha-db.verify", name=check.name, time=f"{check.seconds:.3f}"
+            )
             if not check.passed:
                 failure = ElementTree.SubElement(case, "failure", message=check.summary)
                 failure.text = "\n".join(check.details)

@@ -139,8 +139,7 @@ def correct_counters(connection: sa.Connection, named: Iterable[uuid.UUID] = ())
     }
     if unknown:
         raise ReconcileError(
-            f"no WAHA server with id {', '.join(sorted(map(str, unknown)))}; "
-            "name servers by the ids the report shows"
+            f"no WAHA server with id {', '.join(sorted(map(str, unknown)))}; name servers by the ids the report shows"
         )
     candidates = to_correct(find_counter_drift(connection), named)
     if not candidates:
@@ -155,7 +154,9 @@ def correct_counters(connection: sa.Connection, named: Iterable[uuid.UUID] = ())
             sa.text("UPDATE public.waha_servers SET sessions_ativas = :occupying WHERE id = :id"),
             {"occupying": drift.occupying, "id": drift.server_id},
         )
-        corrections.append(Correction(drift.server_id, drift.server_name, drift.user_id, drift.counter, drift.occupying))
+        corrections.append(
+            Correction(drift.server_id, drift.server_name, drift.user_id, drift.counter, drift.occupying)
+        )
     return corrections
 
 

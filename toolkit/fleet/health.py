@@ -167,7 +167,9 @@ def probe_many(
 
     if not servers:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(servers))), thread_name_prefix="waha-probe") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(concurrency, len(servers))), thread_name_prefix="waha-probe"
+    ) as pool:
         return list(pool.map(one, servers))
 
 
@@ -230,7 +232,9 @@ def describe_health(health: Health | None, now: dt.datetime | None = None) -> st
 
 def describe_checked(item: Checked) -> list[str]:
     """`servers test`: the server and what the probe found, then what was recorded."""
-    recorded = f"  not recorded: {item.record_error}" if item.record_error else f"  recorded: {describe_health(item.health)}"
+    recorded = (
+        f"  not recorded: {item.record_error}" if item.record_error else f"  recorded: {describe_health(item.health)}"
+    )
     return [f"{item.server.nome} ({display_api_url(item.server.api_url)}): {describe_probe(item.probe)}", recorded]
 
 

@@ -17,7 +17,13 @@ import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.fleet.health import (
-    Health, autocommit_connection, describe_health, load_servers, probe_many, record_probe, recorded_health,
+    Health,
+    autocommit_connection,
+    describe_health,
+    load_servers,
+    probe_many,
+    record_probe,
+    recorded_health,
 )
 from waha_db.fleet.servers import Server
 from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
@@ -123,7 +129,11 @@ def _monitor_cycle(
     stats: MonitorStats,
 ) -> None:
     servers = load_servers(connection, every_active=True)
-    failing_before = {server_id for server_id, health in recorded_health(connection, [s.id for s in servers]).items() if health.failing}
+    failing_before = {
+        server_id
+        for server_id, health in recorded_health(connection, [s.id for s in servers]).items()
+        if health.failing
+    }
     probes = probe_many(servers, concurrency=concurrency, backoff=backoff, stop=stop)
     for server, probe in zip(servers, probes):
         try:

@@ -99,9 +99,7 @@ def describe_transport_error(exc: httpx.TransportError, host: str, timeout: floa
         return _Failure("connection refused", retry=True)
     if isinstance(exc, httpx.RemoteProtocolError):
         return _Failure("connection closed by the server before a complete answer", retry=True)
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)) or any(
-        isinstance(c, ConnectionResetError) for c in causes
-    ):
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError)) or any(isinstance(c, ConnectionResetError) for c in causes):
         return _Failure("connection reset by the server", retry=True)
     if isinstance(exc, httpx.UnsupportedProtocol):
         return _Failure("not an http:// or https:// URL", retry=False)
@@ -124,8 +122,7 @@ def read_version(response: httpx.Response, body: bytes, has_api_key: bool) -> tu
     if 300 <= status < 400:
         target = response.headers.get("location", "?")
         raise _Failure(
-            f"redirected (HTTP {status}) to {display_api_url(target)}: not followed; "
-            "set api_url to the final address",
+            f"redirected (HTTP {status}) to {display_api_url(target)}: not followed; set api_url to the final address",
             retry=False,
         )
     if status != 200:

@@ -102,8 +102,14 @@ def explain_pick(
 
     def rank(server: Server):
         record = cooling.get(server.id)
-        return (record is not None, record.cooldown_until if record else None,
-                -server.prioridade, server.load, server.sessions_ativas - server.max_sessions, server.created_at)
+        return (
+            record is not None,
+            record.cooldown_until if record else None,
+            -server.prioridade,
+            server.load,
+            server.sessions_ativas - server.max_sessions,
+            server.created_at,
+        )
 
     for rival in sorted(rivals, key=rank):
         if rival.id in cooling and pick.id not in cooling:

@@ -102,7 +102,10 @@ class Server:
         return f"{self.nome} ({self.api_url}), priority {self.prioridade}, {state}; id {self.id}"
 
     def as_json(self, *, show_secrets: bool = False) -> dict:
-        data = {key: (str(value) if isinstance(value, (uuid.UUID, datetime)) else value) for key, value in asdict(self).items()}
+        data = {
+            key: (str(value) if isinstance(value, (uuid.UUID, datetime)) else value)
+            for key, value in asdict(self).items()
+        }
         if not show_secrets:
             for secret in ("api_key", "webhook_secret"):
                 if data[secret] is not None:
@@ -147,16 +150,24 @@ def _rule_error(error: sa.exc.DBAPIError) -> ServerError:
 def list_servers(connection: sa.Connection, user_id: uuid.UUID) -> list[Server]:
     """A user's servers, ordered as the seed's listing query: `ORDER BY prioridade DESC, nome`."""
     rows = connection.execute(
-        sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE user_id = :user_id ORDER BY prioridade DESC, nome"),
+        sa.text(
+            f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE user_id = :user_id ORDER BY prioridade DESC, nome"
+        ),
         {"user_id": user_id},
     )
     return _servers(rows)
 
 
 def get_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
-    rows = _servers(connection.execute(sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE id = :id"), {"id": server_id}))
+    rows = _servers(
+        connection.execute(
+            sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE id = :id"), {"id": server_id}
+        )
+    )
     if not rows:
-        raise ServerNotFound(f"no WAHA server with id {server_id}: list a user's servers with `waha-db servers list --user UUID`")
+        raise ServerNotFound(
+            f"no WAHA server with id {server_id}: list a user's servers with `waha-db servers list --user UUID`"
+        )
     return rows[0]
 
 
@@ -168,7 +179,10 @@ def add_server(connection: sa.Connection, user_id: uuid.UUID, **values) -> Serve
     try:
         with connection.begin_nested():
             row = connection.execute(
-                sa.text(f"INSERT INTO public.waha_servers ({names}) VALUES ({placeholders}) RETURNING {SERVER_COLUMNS}"), columns
+                sa.text(
+                    f"INSERT INTO public.waha_servers ({names}) VALUES ({placeholders}) RETURNING {SERVER_COLUMNS}"
+                ),
+                columns,
             ).one()
     except sa.exc.DBAPIError as error:
         raise _rule_error(error) from None
@@ -184,7 +198,9 @@ def update_server(connection: sa.Connection, server_id: uuid.UUID, **values) -> 
     try:
         with connection.begin_nested():
             row = connection.execute(
-                sa.text(f"UPDATE public.waha_servers SET {assignments} WHERE id = :server_id RETURNING {SERVER_COLUMNS}"),
+                sa.text(
+                    f"UPDATE public.waha_servers SET {assignments} WHERE id = :server_id RETURNING {SERVER_COLUMNS}"
+                ),
                 changes | {"server_id": server_id},
             ).one_or_none()
     except sa.exc.DBAPIError as error:
@@ -211,7 +227,9 @@ def remove_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
     refuses the delete anyway should a session arrive in between.
     """
     server = _servers(
-        connection.execute(sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE id = :id FOR UPDATE"), {"id": server_id})
+        connection.execute(
+            sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE id = :id FOR UPDATE"), {"id": server_id}
+        )
     )
     if not server:
         get_server(connection, server_id)

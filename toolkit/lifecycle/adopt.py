@@ -115,7 +115,9 @@ def head_columns(table: str, head: dict | None = None) -> list[HeadColumn]:
 
 def _head_constraints(table: str, head: dict) -> dict[str, str]:
     prefix = f"public.{table}."
-    return {name[len(prefix):]: definition for name, definition in head["constraints"].items() if name.startswith(prefix)}
+    return {
+        name[len(prefix) :]: definition for name, definition in head["constraints"].items() if name.startswith(prefix)
+    }
 
 
 def _columns_of(connection: sa.Connection, schema: str, table: str) -> dict[str, str]:
@@ -136,7 +138,9 @@ def _projection(table: str, source_schema: str, source_columns: dict[str, str], 
     expressions = []
     for column in head_columns(table, head):
         read_as = _READ_AS.get(column.base_type, column.base_type)
-        if column.name in source_columns and source_columns[column.name].split("(")[0] in _COMPATIBLE.get(column.base_type, {column.base_type}):
+        if column.name in source_columns and source_columns[column.name].split("(")[0] in _COMPATIBLE.get(
+            column.base_type, {column.base_type}
+        ):
             value = f"source.{_quote(column.name)}::{read_as}"
             if column.default is not None and column.not_null:
                 value = f"COALESCE({value}, {column.default})"
@@ -169,7 +173,9 @@ def plan_adoption(
         plan.problems.append("there is no hand-made public.waha_servers or public.waha_sessions to adopt")
         return plan
     if _exists(connection, "public.alembic_version"):
-        plan.problems.append("alembic_version exists: this database is managed by the migrations; use `waha-db upgrade`")
+        plan.problems.append(
+            "alembic_version exists: this database is managed by the migrations; use `waha-db upgrade`"
+        )
         return plan
 
     projections: dict[str, str] = {}
@@ -179,21 +185,30 @@ def plan_adoption(
         wanted = {column.name: column for column in head_columns(table, head)}
         for name, source_type in source.items():
             if name not in wanted:
-                plan.problems.append(f"{table}.{name} ({source_type}) is not a V2.1 column: adoption would lose its values; drop it or move them elsewhere first")
+                plan.problems.append(
+                    f"{table}.{name} ({source_type}) is not a V2.1 column: adoption would lose its values; drop it or move them elsewhere first"
+                )
         for column in wanted.values():
             if column.name not in source:
                 if column.not_null and column.default is None:
-                    plan.problems.append(f"{table}.{column.name} is missing and V2.1 requires it ({column.type} NOT NULL, no default)")
+                    plan.problems.append(
+                        f"{table}.{column.name} is missing and V2.1 requires it ({column.type} NOT NULL, no default)"
+                    )
                     type_problems = True
                 else:
-                    plan.actions.append(f"add column {table}.{column.name} {column.type}" + (f" DEFAULT {column.default}" if column.default else ""))
+                    plan.actions.append(
+                        f"add column {table}.{column.name} {column.type}"
+                        + (f" DEFAULT {column.default}" if column.default else "")
+                    )
                 continue
             source_type = source[column.name]
             if source_type.split("(")[0] not in _COMPATIBLE.get(column.base_type, {column.base_type}):
                 plan.problems.append(f"{table}.{column.name} is {source_type}, expected {column.type}")
                 type_problems = True
             elif source_type != column.type:
-                note = " (values read in the session's time zone)" if source_type == "timestamp without time zone" else ""
+                note = (
+                    " (values read in the session's time zone)" if source_type == "timestamp without time zone" else ""
+                )
                 plan.actions.append(f"change {table}.{column.name} from {source_type} to {column.type}{note}")
         if not type_problems:
             projections[table] = _projection(table, source_schema, source, head)
@@ -212,13 +227,17 @@ def plan_adoption(
                     f"SELECT count(*) FROM ({projected}) AS p WHERE length(p.{_quote(column.name)}) > {column.length}"
                 ).scalar()
                 if too_long:
-                    plan.problems.append(f"{too_long} row(s) of {table} have a {column.name} longer than {column.length} characters")
+                    plan.problems.append(
+                        f"{too_long} row(s) of {table} have a {column.name} longer than {column.length} characters"
+                    )
             if column.base_type == "integer":
                 out_of_range = connection.exec_driver_sql(
                     f"SELECT count(*) FROM ({projected}) AS p WHERE p.{_quote(column.name)} NOT BETWEEN -2147483648 AND 2147483647"
                 ).scalar()
                 if out_of_range:
-                    plan.problems.append(f"{out_of_range} row(s) of {table} have a {column.name} outside the integer range")
+                    plan.problems.append(
+                        f"{out_of_range} row(s) of {table} have a {column.name} outside the integer range"
+                    )
             nulls = connection.exec_driver_sql(
                 f"SELECT count(*) FROM {source_schema}.{table} AS source WHERE source.{_quote(column.name)} IS NULL"
             ).scalar()
@@ -226,13 +245,19 @@ def plan_adoption(
                 if column.default is None:
                     plan.problems.append(f"{nulls} row(s) of {table} have no {column.name} (NULL), which V2.1 requires")
                 else:
-                    plan.actions.append(f"{nulls} row(s) of {table}: NULL {column.name} becomes the default {column.default}")
+                    plan.actions.append(
+                        f"{nulls} row(s) of {table}: NULL {column.name} becomes the default {column.default}"
+                    )
         for name, definition in _head_constraints(table, head).items():
             if definition.startswith("CHECK"):
-                expression = definition[len("CHECK "):]
-                rows = connection.exec_driver_sql(
-                    f"SELECT p.id::text FROM ({projected}) AS p WHERE NOT {expression} ORDER BY 1"
-                ).scalars().all()
+                expression = definition[len("CHECK ") :]
+                rows = (
+                    connection.exec_driver_sql(
+                        f"SELECT p.id::text FROM ({projected}) AS p WHERE NOT {expression} ORDER BY 1"
+                    )
+                    .scalars()
+                    .all()
+                )
                 if rows:
                     plan.problems.append(
                         f"{len(rows)} row(s) of {table} violate {name} {definition}: id {', '.join(rows[:5])}"
@@ -257,7 +282,9 @@ def plan_adoption(
             if server_user is None:
                 plan.problems.append(f"waha_sessions id={session} is on server {server}, which is not in waha_servers")
             else:
-                plan.problems.append(f"waha_sessions id={session} of user {user} is on server {server} of another user ({server_user})")
+                plan.problems.append(
+                    f"waha_sessions id={session} of user {user} is on server {server} of another user ({server_user})"
+                )
     if _exists(connection, "auth.users"):
         for table in present:
             strangers = connection.exec_driver_sql(
@@ -267,8 +294,9 @@ def plan_adoption(
                 plan.problems.append(f"{strangers} row(s) of {table} have a user_id that is not in auth.users")
 
     for table in present:
-        dependents = connection.exec_driver_sql(
-            """
+        dependents = (
+            connection.exec_driver_sql(
+                """
             SELECT DISTINCT description FROM (
                 SELECT 'view ' || v.oid::regclass::text AS description
                 FROM pg_catalog.pg_depend d
@@ -282,18 +310,23 @@ def plan_adoption(
                   AND k.conrelid::regclass::text NOT IN ('waha_servers', 'waha_sessions', 'public.waha_servers', 'public.waha_sessions')
             ) AS found ORDER BY 1
             """,
-            {"table": f"{source_schema}.{table}"},
-        ).scalars().all()
+                {"table": f"{source_schema}.{table}"},
+            )
+            .scalars()
+            .all()
+        )
         for dependent in dependents:
-            plan.problems.append(f"{dependent} depends on {table}: adoption rebuilds the table; drop it first and recreate it after adoption")
+            plan.problems.append(
+                f"{dependent} depends on {table}: adoption rebuilds the table; drop it first and recreate it after adoption"
+            )
 
     _plan_legacy_owner(connection, plan, source_schema)
     found = catalog.waha_objects(catalog.catalog_snapshot(connection))
     for line in catalog.diff_snapshots(head, found, expected_label="head has", actual_label="database has"):
         if line.startswith("missing "):
-            plan.actions.append("create " + line[len("missing "):])
+            plan.actions.append("create " + line[len("missing ") :])
         elif line.startswith("unexpected ") and not line.startswith("unexpected column"):
-            plan.actions.append("replace hand-made " + line[len("unexpected "):])
+            plan.actions.append("replace hand-made " + line[len("unexpected ") :])
     plan.actions.append(f"record revision {revisions.head()} in alembic_version")
     return plan
 
@@ -304,22 +337,36 @@ def _plan_legacy_owner(connection: sa.Connection, plan: AdoptionPlan, source_sch
     When none is given and the legacy server is already in waha_servers for exactly one
     user (the seed's manual INSERT ... SELECT), that user is the owner.
     """
-    if not _exists(connection, "public.waha_config") or "api_url" not in _columns_of(connection, "public", "waha_config"):
+    if not _exists(connection, "public.waha_config") or "api_url" not in _columns_of(
+        connection, "public", "waha_config"
+    ):
         return
-    urls = connection.exec_driver_sql(
-        "SELECT DISTINCT pg_catalog.btrim(api_url::text) FROM public.waha_config WHERE NULLIF(pg_catalog.btrim(api_url::text), '') IS NOT NULL"
-    ).scalars().all()
+    urls = (
+        connection.exec_driver_sql(
+            "SELECT DISTINCT pg_catalog.btrim(api_url::text) FROM public.waha_config WHERE NULLIF(pg_catalog.btrim(api_url::text), '') IS NOT NULL"
+        )
+        .scalars()
+        .all()
+    )
     if not urls or plan.owner is not None:
         return
     owners = []
-    if _exists(connection, f"{source_schema}.waha_servers") and "api_url" in _columns_of(connection, source_schema, "waha_servers"):
-        owners = connection.exec_driver_sql(
-            f"SELECT DISTINCT user_id::text FROM {source_schema}.waha_servers WHERE api_url::text = ANY (%(urls)s)",
-            {"urls": urls},
-        ).scalars().all()
+    if _exists(connection, f"{source_schema}.waha_servers") and "api_url" in _columns_of(
+        connection, source_schema, "waha_servers"
+    ):
+        owners = (
+            connection.exec_driver_sql(
+                f"SELECT DISTINCT user_id::text FROM {source_schema}.waha_servers WHERE api_url::text = ANY (%(urls)s)",
+                {"urls": urls},
+            )
+            .scalars()
+            .all()
+        )
     if len(owners) == 1:
         plan.owner = uuid.UUID(owners[0])
-        plan.actions.append(f"waha_config's server ({', '.join(urls)}) is already in waha_servers for user {owners[0]}: kept; waha_config moves to waha_legacy.waha_config_v1")
+        plan.actions.append(
+            f"waha_config's server ({', '.join(urls)}) is already in waha_servers for user {owners[0]}: kept; waha_config moves to waha_legacy.waha_config_v1"
+        )
     else:
         plan.problems.append(
             f"waha_config still holds a WAHA server ({', '.join(urls)}) and no owner was given: "
@@ -344,7 +391,9 @@ def adopt(
     """
     transaction = None if connection.in_transaction() else connection.begin()
     try:
-        timeout_ms = migrate.parse_lock_timeout(lock_timeout if lock_timeout is not None else migrate.DEFAULT_LOCK_TIMEOUT_SECONDS)
+        timeout_ms = migrate.parse_lock_timeout(
+            lock_timeout if lock_timeout is not None else migrate.DEFAULT_LOCK_TIMEOUT_SECONDS
+        )
         if plan is None:
             connection.exec_driver_sql(f"SELECT pg_catalog.pg_advisory_xact_lock({migrate.MIGRATION_LOCK_KEY})")
             plan = plan_adoption(connection, owner)
@@ -366,17 +415,25 @@ def _rebuild(connection: sa.Connection, plan: AdoptionPlan, *, lock_timeout: flo
     connection.exec_driver_sql(f"CREATE SCHEMA {SCRATCH_SCHEMA}")
     for table in present:
         connection.exec_driver_sql(f"ALTER TABLE public.{table} SET SCHEMA {SCRATCH_SCHEMA}")
-        for trigger in connection.exec_driver_sql(
-            "SELECT tgname FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass(%(t)s) AND NOT tgisinternal",
-            {"t": f"{SCRATCH_SCHEMA}.{table}"},
-        ).scalars().all():
+        for trigger in (
+            connection.exec_driver_sql(
+                "SELECT tgname FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass(%(t)s) AND NOT tgisinternal",
+                {"t": f"{SCRATCH_SCHEMA}.{table}"},
+            )
+            .scalars()
+            .all()
+        ):
             connection.exec_driver_sql(f'DROP TRIGGER "{trigger}" ON {SCRATCH_SCHEMA}.{table}')
     # Hand-made functions with the names of ours (the seed's get_available_waha_server) make way for the migrations'.
     our_functions = sorted({name.split("(")[0].split(".", 1)[1] for name in catalog.load_head_catalog()["functions"]})
-    for signature in connection.exec_driver_sql(
-        "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY (%(names)s)",
-        {"names": our_functions},
-    ).scalars().all():
+    for signature in (
+        connection.exec_driver_sql(
+            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY (%(names)s)",
+            {"names": our_functions},
+        )
+        .scalars()
+        .all()
+    ):
         connection.exec_driver_sql(f"DROP FUNCTION {signature}")
 
     migrate.upgrade(connection, revisions.previous(migrate.conversion_revision()), lock_timeout=lock_timeout)

@@ -29,7 +29,19 @@ HEAD_CATALOG = Path(__file__).with_name("head_catalog.json")
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 LEGACY_TABLES = ("waha_config",)
-SECTIONS = ("schemas", "relations", "columns", "constraints", "indexes", "triggers", "functions", "policies", "row_security", "grants", "comments")
+SECTIONS = (
+    "schemas",
+    "relations",
+    "columns",
+    "constraints",
+    "indexes",
+    "triggers",
+    "functions",
+    "policies",
+    "row_security",
+    "grants",
+    "comments",
+)
 
 _SCHEMA_FILTER = """
     n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
@@ -165,7 +177,7 @@ def _is_waha(name: str) -> bool:
     waha_config aside) or something on one, or a function of public with `waha` in its name."""
     if not name.startswith("public."):
         return False
-    rest = name[len("public."):]
+    rest = name[len("public.") :]
     if "(" in rest.split(".")[0]:
         return "waha" in rest.split("(")[0]
     table = rest.split(".")[0]
@@ -188,14 +200,23 @@ def waha_objects(snapshot: dict) -> dict:
 
 def _describe(section: str, name: str) -> str:
     singular = {
-        "relations": "relation", "columns": "table", "constraints": "constraint", "indexes": "index",
-        "triggers": "trigger", "functions": "function", "policies": "policy", "row_security": "row security of",
-        "grants": "grants on", "comments": "comment on",
+        "relations": "relation",
+        "columns": "table",
+        "constraints": "constraint",
+        "indexes": "index",
+        "triggers": "trigger",
+        "functions": "function",
+        "policies": "policy",
+        "row_security": "row security of",
+        "grants": "grants on",
+        "comments": "comment on",
     }.get(section, section)
     return f"{singular} {name}"
 
 
-def diff_snapshots(expected: dict, actual: dict, *, expected_label: str = "expected", actual_label: str = "found") -> list[str]:
+def diff_snapshots(
+    expected: dict, actual: dict, *, expected_label: str = "expected", actual_label: str = "found"
+) -> list[str]:
     """What differs between two snapshots, one readable line per difference; empty when equal."""
     differences: list[str] = []
     for section in SECTIONS:
@@ -223,7 +244,9 @@ def diff_snapshots(expected: dict, actual: dict, *, expected_label: str = "expec
     return differences
 
 
-def _column_differences(table: str, want: list[str], have: list[str], expected_label: str, actual_label: str) -> list[str]:
+def _column_differences(
+    table: str, want: list[str], have: list[str], expected_label: str, actual_label: str
+) -> list[str]:
     def by_name(columns):
         return {column.split(" ", 1)[0]: column for column in columns}
 
@@ -232,10 +255,13 @@ def _column_differences(table: str, want: list[str], have: list[str], expected_l
     lines += [f"unexpected column {table}.{name} ({found[name]})" for name in found if name not in wanted]
     lines += [
         f"changed column {table}.{name}: {expected_label} {wanted[name]!r}, {actual_label} {found[name]!r}"
-        for name in wanted if name in found and wanted[name] != found[name]
+        for name in wanted
+        if name in found and wanted[name] != found[name]
     ]
     if not lines and list(wanted) != list(found):
-        lines.append(f"column order of {table}: {expected_label} {', '.join(wanted)}; {actual_label} {', '.join(found)}")
+        lines.append(
+            f"column order of {table}: {expected_label} {', '.join(wanted)}; {actual_label} {', '.join(found)}"
+        )
     return lines
 
 
@@ -244,7 +270,9 @@ def _first_difference(wanted, found) -> tuple:
     if not (isinstance(wanted, str) and isinstance(found, str) and "\n" in wanted + found):
         return wanted, found
     wanted_lines, found_lines = wanted.splitlines(), found.splitlines()
-    for number, (left, right) in enumerate(zip(wanted_lines + [""] * len(found_lines), found_lines + [""] * len(wanted_lines)), 1):
+    for number, (left, right) in enumerate(
+        zip(wanted_lines + [""] * len(found_lines), found_lines + [""] * len(wanted_lines)), 1
+    ):
         if left != right:
             return f"line {number}: {left.strip()}", f"line {number}: {right.strip()}"
     return wanted, found
@@ -261,7 +289,12 @@ def load_head_catalog() -> dict:
 
 def detect_drift(connection: sa.Connection) -> list[str]:
     """How the WAHA objects of this database differ from the schema at head; empty when they do not."""
-    return diff_snapshots(load_head_catalog(), waha_objects(catalog_snapshot(connection)), expected_label="head has", actual_label="database has")
+    return diff_snapshots(
+        load_head_catalog(),
+        waha_objects(catalog_snapshot(connection)),
+        expected_label="head has",
+        actual_label="database has",
+    )
 
 
 def render_head_catalog(connection: sa.Connection) -> str:

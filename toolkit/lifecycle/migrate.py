@@ -159,12 +159,18 @@ def parse_lock_timeout(value) -> int:
     return max(1, int(seconds * 1000))
 
 
-_REFUSALS = {"WAH01": LegacyConversionRefused, "WAH02": LegacyConversionRefused,
-             "WAH03": LegacyConversionRefused, "WAH04": LegacyConversionRefused,
-             "WAH05": HandMadeSchema}
+_REFUSALS = {
+    "WAH01": LegacyConversionRefused,
+    "WAH02": LegacyConversionRefused,
+    "WAH03": LegacyConversionRefused,
+    "WAH04": LegacyConversionRefused,
+    "WAH05": HandMadeSchema,
+}
 
 
-def explain_database_error(error: sa.exc.DBAPIError, *, revision: str | None, lock_timeout_seconds: float) -> MigrationError | None:
+def explain_database_error(
+    error: sa.exc.DBAPIError, *, revision: str | None, lock_timeout_seconds: float
+) -> MigrationError | None:
     """A MigrationError for the DBA from a database error of a migration run; None when there is none to give.
 
     The migrations raise their refusals with SQLSTATEs WAH01..WAH05 and a hint; a lock
@@ -208,6 +214,7 @@ def checkout_schema_file() -> Path | None:
     if (CHECKOUT_ROOT / "migrations" / "env.py").is_file() and (CHECKOUT_ROOT / "pyproject.toml").is_file():
         return FULL_SCHEMA_PATH
     return None
+
 
 FULL_SCHEMA_HEADER = """\
 -- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision {head}.

@@ -53,14 +53,19 @@ waha_servers = sa.Table(
     sa.Column("prioridade", sa.Integer, nullable=False, server_default=sa.text("0"), comment="Higher wins, 0..10."),
     sa.Column("max_sessions", sa.Integer, nullable=False, server_default=sa.text("50")),
     sa.Column(
-        "sessions_ativas", sa.Integer, nullable=False, server_default=sa.text("0"),
+        "sessions_ativas",
+        sa.Integer,
+        nullable=False,
+        server_default=sa.text("0"),
         comment="Sessions occupying capacity on this server.",
     ),
     sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
     sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
     sa.UniqueConstraint("user_id", "api_url"),
     sa.UniqueConstraint("id", "user_id"),
-    sa.Index("waha_servers_user_id_prioridade_idx", "user_id", sa.text("prioridade DESC"), postgresql_where=sa.text("ativo")),
+    sa.Index(
+        "waha_servers_user_id_prioridade_idx", "user_id", sa.text("prioridade DESC"), postgresql_where=sa.text("ativo")
+    ),
     sa.Index("waha_servers_ativo_idx", "ativo"),
     sa.Index("waha_servers_prioridade_idx", sa.text("prioridade DESC")),
     sa.CheckConstraint(r"nome ~ '\S'", name="nome_not_blank"),
@@ -83,7 +88,10 @@ waha_sessions = sa.Table(
     sa.Column("waha_server_id", postgresql.UUID(as_uuid=True), nullable=False),
     sa.Column("session_name", sa.String(255), nullable=False),
     sa.Column(
-        "status", sa.String(50), nullable=False, server_default=sa.text("'STOPPED'::character varying"),
+        "status",
+        sa.String(50),
+        nullable=False,
+        server_default=sa.text("'STOPPED'::character varying"),
         comment="WAHA status, free text; STOPPED, FAILED and DISCONNECTED (any case) occupy no capacity.",
     ),
     sa.Column("phone_number", sa.String(20)),
@@ -93,9 +101,7 @@ waha_sessions = sa.Table(
     sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
     sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
     sa.UniqueConstraint("waha_server_id", "session_name"),
-    sa.ForeignKeyConstraint(
-        ["waha_server_id", "user_id"], ["waha_servers.id", "waha_servers.user_id"]
-    ),
+    sa.ForeignKeyConstraint(["waha_server_id", "user_id"], ["waha_servers.id", "waha_servers.user_id"]),
     sa.Index("waha_sessions_user_id_idx", "user_id"),
     sa.Index("waha_sessions_waha_server_id_user_id_idx", "waha_server_id", "user_id"),
     sa.Index("waha_sessions_status_idx", "status"),
@@ -113,16 +119,21 @@ waha_server_health = sa.Table(
     sa.Column("last_success_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("last_failure_at", sa.TIMESTAMP(timezone=True)),
     sa.Column(
-        "consecutive_failures", sa.Integer, nullable=False, server_default=sa.text("0"),
+        "consecutive_failures",
+        sa.Integer,
+        nullable=False,
+        server_default=sa.text("0"),
         comment="Failures since the last success; 0 is healthy.",
     ),
     sa.Column(
-        "last_error", sa.Text,
+        "last_error",
+        sa.Text,
         comment="The last failure in plain words (e.g. connection refused, API key rejected); "
         "kept after a success, with last_failure_at.",
     ),
     sa.Column(
-        "cooldown_until", sa.TIMESTAMP(timezone=True),
+        "cooldown_until",
+        sa.TIMESTAMP(timezone=True),
         comment="Until then the server is ranked after every healthy server: 30 s doubling per "
         "consecutive failure, capped at 10 minutes. NULL when healthy.",
     ),
@@ -133,7 +144,9 @@ waha_server_health = sa.Table(
     sa.CheckConstraint("cooldown_until IS NULL OR consecutive_failures > 0", name="cooldown_only_when_failing"),
     sa.Index("waha_server_health_user_id_server_id_idx", "user_id", "server_id"),
     sa.Index(
-        "waha_server_health_user_id_cooldown_until_idx", "user_id", "cooldown_until",
+        "waha_server_health_user_id_cooldown_until_idx",
+        "user_id",
+        "cooldown_until",
         postgresql_where=sa.text("cooldown_until IS NOT NULL"),
     ),
     comment="Health of each WAHA server, written by report_waha_server_failure / report_waha_server_success. "
@@ -147,8 +160,8 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     """What the drift comparison looks at: the WAHA tables in public, without the
     foreign keys to Supabase's auth.users (present only where auth.users exists)."""
     if type_ == "table":
-        return obj.schema in (None, "public") and name not in UNMODELLED_TABLES and (
-            not reflected or name in WAHA_TABLES
+        return (
+            obj.schema in (None, "public") and name not in UNMODELLED_TABLES and (not reflected or name in WAHA_TABLES)
         )
     if type_ == "foreign_key_constraint":
         return obj.referred_table.schema != "auth"

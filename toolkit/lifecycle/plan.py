@@ -82,7 +82,9 @@ class Plan:
     steps: list[Revision]  # in the order they run
     legacy: LegacyConversion | None = None
     converts: bool = False  # the steps include the conversion of the legacy waha_config
-    drops: list[tuple[str, int]] = field(default_factory=list)  # tables of public a downgrade drops, with their rows now
+    drops: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # tables of public a downgrade drops, with their rows now
     removes: list[str] = field(default_factory=list)  # what data a downgrade removes, in plain words
     problems: list[str] = field(default_factory=list)  # why it cannot run as asked; empty when it can
 
@@ -154,7 +156,9 @@ def _owner_problem(connection: sa.Connection, owner: uuid.UUID | None, urls: lis
             "and no owner was given: pass --owner UUID, the id of the user who will own it"
         )
     if _table_exists(connection, "auth.users"):
-        known = connection.execute(sa.text("SELECT EXISTS (SELECT FROM auth.users WHERE id = :id)"), {"id": owner}).scalar()
+        known = connection.execute(
+            sa.text("SELECT EXISTS (SELECT FROM auth.users WHERE id = :id)"), {"id": owner}
+        ).scalar()
         if not known:
             return f"--owner {owner} is not a user in auth.users: SELECT id, email FROM auth.users; lists them"
     return None
@@ -222,7 +226,9 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
     target_revision = revisions.resolve(target)
     plan = Plan("downgrade", current, target_revision, [])
     if current is None:
-        plan.problems.append("no revision is recorded in this database (no alembic_version): there is nothing to downgrade")
+        plan.problems.append(
+            "no revision is recorded in this database (no alembic_version): there is nothing to downgrade"
+        )
         return plan
     if target_revision is not None and target_revision not in revisions.between(current, None):
         plan.problems.append(
@@ -231,14 +237,18 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
         return plan
     plan.steps = list(reversed(_steps(current, target_revision)))
     undone = [step.id for step in plan.steps]
-    servers_revision = next(revision for revision in revisions.ids() if "waha_servers" in migrate.tables_created(revision))
+    servers_revision = next(
+        revision for revision in revisions.ids() if "waha_servers" in migrate.tables_created(revision)
+    )
     for revision in undone:
         dropped = []
         for table in reversed(migrate.tables_created(revision)):
             where = (
                 _legacy_table_dropped(connection, undone)
                 if revision == revisions.base()
-                else f"public.{table}" if _table_exists(connection, f"public.{table}") else None
+                else f"public.{table}"
+                if _table_exists(connection, f"public.{table}")
+                else None
             )
             if where is not None:
                 dropped.append((table, _count(connection, where)))

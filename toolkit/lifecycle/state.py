@@ -61,8 +61,10 @@ class DatabaseState:
             return "empty: no WAHA objects; `waha-db upgrade` installs V2.1"
         if self.kind == LEGACY:
             if self.legacy_convertible_rows:
-                return (f"legacy V1: waha_config holds {self.legacy_convertible_rows} WAHA server(s) to convert; "
-                        "`waha-db upgrade --owner UUID`")
+                return (
+                    f"legacy V1: waha_config holds {self.legacy_convertible_rows} WAHA server(s) to convert; "
+                    "`waha-db upgrade --owner UUID`"
+                )
             return "legacy V1: waha_config holds nothing to convert; `waha-db upgrade`"
         if self.kind == HAND_MADE:
             if self.adoption_problems:
@@ -80,7 +82,7 @@ def classify(facts: CatalogFacts, revisions: list[str]) -> DatabaseState:
     if facts.revision is not None:
         if facts.revision not in revisions:
             return DatabaseState(UNKNOWN_REVISION, revision=facts.revision)
-        pending = tuple(revisions[revisions.index(facts.revision) + 1:])
+        pending = tuple(revisions[revisions.index(facts.revision) + 1 :])
         return DatabaseState(MANAGED, revision=facts.revision, pending=pending)
     if {"public.waha_servers", "public.waha_sessions"} & facts.tables:
         return DatabaseState(HAND_MADE, adoption_problems=tuple(facts.adoption_problems))
@@ -91,11 +93,13 @@ def classify(facts: CatalogFacts, revisions: list[str]) -> DatabaseState:
 
 def read_facts(connection: sa.Connection) -> CatalogFacts:
     """The facts of `classify`, read with SELECTs only (adoption problems included when hand-made)."""
-    tables = frozenset(connection.exec_driver_sql(
-        "SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'waha_legacy')"
-    ).scalars())
+    tables = frozenset(
+        connection.exec_driver_sql(
+            "SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'waha_legacy')"
+        ).scalars()
+    )
     revision = revisions.current_revision(connection) if "public.alembic_version" in tables else None
     convertible = 0
     if revision is None and "public.waha_config" in tables:
@@ -119,7 +123,9 @@ def legacy_api_urls(connection: sa.Connection, table: str = "public.waha_config"
         return []
     schema, name = table.split(".")
     has_api_url = connection.execute(
-        sa.text("SELECT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = :s AND table_name = :t AND column_name = 'api_url')"),
+        sa.text(
+            "SELECT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = :s AND table_name = :t AND column_name = 'api_url')"
+        ),
         {"s": schema, "t": name},
     ).scalar()
     if not has_api_url:
@@ -167,9 +173,15 @@ class Status:
 
     def as_dict(self) -> dict:
         return {
-            "state": self.state, "summary": self.summary, "current": self.current, "head": self.head,
-            "pending": list(self.pending), "details": list(self.details), "drift": list(self.drift),
-            "next": self.next, "at_head": self.at_head,
+            "state": self.state,
+            "summary": self.summary,
+            "current": self.current,
+            "head": self.head,
+            "pending": list(self.pending),
+            "details": list(self.details),
+            "drift": list(self.drift),
+            "next": self.next,
+            "at_head": self.at_head,
         }
 
 
