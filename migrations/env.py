@@ -59,17 +59,25 @@ x_arguments = context.get_x_argument(as_dictionary=True)
 notices = logging.getLogger("alembic.env")
 
 # Refuses a hand-made V2.1 schema (tables present, never managed by Alembic) before
-# any revision runs: 0002 would otherwise die on "relation already exists".
-HAND_MADE_SCHEMA_GUARD = """
+# any revision runs: the first V2.1 revision would otherwise die on "relation already exists".
+HAND_MADE_SCHEMA_MESSAGE = (
+    "this database holds a hand-made V2.1 schema: public.waha_servers or public.waha_sessions exists, "
+    "but no Alembic revision was ever recorded (no alembic_version table)"
+)
+HAND_MADE_SCHEMA_HINT = (
+    "Adopt the database: `waha-db adopt` (or waha_db.lifecycle.adopt.adopt) checks its tables against V2.1, "
+    "lists what blocks the adoption, and otherwise completes them and records the head revision."
+)
+HAND_MADE_SCHEMA_GUARD = f"""
 DO $$
 BEGIN
     IF pg_catalog.to_regclass('public.alembic_version') IS NULL
        AND (pg_catalog.to_regclass('public.waha_servers') IS NOT NULL
             OR pg_catalog.to_regclass('public.waha_sessions') IS NOT NULL) THEN
-        RAISE EXCEPTION 'this database holds a hand-made V2.1 schema: public.waha_servers or public.waha_sessions exists, but no Alembic revision was ever recorded (no alembic_version table)'
+        RAISE EXCEPTION '{HAND_MADE_SCHEMA_MESSAGE}'
             USING ERRCODE = 'WAH05',
                   DETAIL = 'The migrations would fail on "relation already exists".',
-                  HINT = 'Adopt the database: `waha-db adopt` (or waha_db.lifecycle.adopt.adopt) checks its tables against V2.1, lists what blocks the adoption, and otherwise completes them and records the head revision.';
+                  HINT = '{HAND_MADE_SCHEMA_HINT}';
     END IF;
 END
 $$

@@ -20,9 +20,9 @@ import time
 
 import psycopg
 
-from waha_db.lifecycle import migrate
-from waha_db.database import create_engine
 from waha_db.checks.pgtemp import ThrowawayPostgres
+from waha_db.database import create_engine
+from waha_db.lifecycle import migrate
 
 
 def timed(action) -> float:
@@ -61,7 +61,7 @@ def measure_clones(server: ThrowawayPostgres, template: str, times: int) -> tupl
             name = server.create_database(template=template)
 
         creates.append(timed(create))
-        drops.append(timed(lambda: server.drop_database(name)))
+        drops.append(timed(lambda name=name: server.drop_database(name)))
     return creates, drops
 
 

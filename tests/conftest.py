@@ -28,11 +28,11 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fleet.fake_waha import FakeWaha
-from waha_db.lifecycle import migrate
-from waha_db.database import conninfo, create_engine
 from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.checks.supabase import install_auth_stub
+from waha_db.database import conninfo, create_engine
+from waha_db.lifecycle import migrate
 
 LEGACY_OWNER = "7d3c6f0e-2a4b-4c8d-9e1f-0a1b2c3d4e5f"
 

@@ -31,7 +31,7 @@ from waha_db import database
 from waha_db.checks import bench as benchmark
 from waha_db.checks import verify as verification
 from waha_db.errors import UserError
-from waha_db.fleet import allocation, health, probe, selection
+from waha_db.fleet import allocation, health, selection
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
 from waha_db.lifecycle import adopt as adoption

@@ -14,6 +14,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
+
 from waha_db.errors import UserError
 
 DRIVER = "postgresql+psycopg"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import uuid
 import re
 import subprocess
+import uuid
 
 import pytest
 

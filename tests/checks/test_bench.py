@@ -45,6 +45,7 @@ def test_benchmark_runs_every_measure_on_an_empty_database(fresh_database):
 def test_benchmark_refuses_a_database_that_holds_servers(fresh_database):
     url = fresh_database("head")
     import psycopg
+
     from tests.conftest import conninfo
 
     with psycopg.connect(conninfo(url), autocommit=True) as connection:

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from waha_db import cli
 from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.database import conninfo
-from waha_db import cli
 
 PASSWORD_ROLE = "waha_cli_password_user"
 PASSWORD = "correct-horse-battery-staple"

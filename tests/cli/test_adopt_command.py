@@ -8,7 +8,6 @@ import pytest
 
 from tests.cli.conftest import sql
 from tests.cli.test_upgrade import revision_of
-from waha_db.lifecycle import migrate
 from waha_db.lifecycle import revisions
 
 # What a DBA following the seed's table lists would have typed (no CHECKs, timestamp columns, a plain FK).

@@ -7,10 +7,9 @@ import pytest
 from tests.cli.conftest import sql
 from tests.cli.test_upgrade import revision_of
 from tests.conftest import LEGACY_OWNER
-from waha_db.lifecycle import migrate
-from waha_db.lifecycle import revisions
-from waha_db.lifecycle import plan as plans
 from waha_db.database import create_engine
+from waha_db.lifecycle import migrate, revisions
+from waha_db.lifecycle import plan as plans
 
 
 def fill(url, user_of, servers: int, sessions: int) -> None:

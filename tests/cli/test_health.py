@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from waha_db.database import conninfo
 from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
 from waha_db import cli
+from waha_db.database import conninfo
 
 USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 

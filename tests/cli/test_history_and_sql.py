@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from waha_db.lifecycle import migrate
-from waha_db.lifecycle import revisions
+from waha_db.lifecycle import migrate, revisions
 
 HEAD = revisions.head()
 

@@ -7,8 +7,8 @@ import json
 import psycopg
 from click.testing import CliRunner
 
-from waha_db.database import conninfo
 from waha_db.cli import main
+from waha_db.database import conninfo
 
 
 def broken_counters(url):

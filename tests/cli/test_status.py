@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from tests.cli.conftest import sql
-from waha_db.lifecycle import migrate
 from waha_db.lifecycle import revisions
 
 HEAD = revisions.head()

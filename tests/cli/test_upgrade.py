@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import psycopg
 import pytest
 
@@ -11,7 +9,6 @@ from tests.cli.conftest import sql
 from tests.conftest import LEGACY_OWNER
 from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.database import conninfo
-from waha_db.lifecycle import migrate
 from waha_db.lifecycle import revisions
 
 HEAD = revisions.head()

@@ -9,14 +9,11 @@ import sys
 from xml.etree import ElementTree
 
 import psycopg
-import pytest
 from alembic.util import CommandError
 
 from tests.cli.conftest import sql
-from waha_db.lifecycle import catalog
-from waha_db.lifecycle import migrate
-from waha_db.checks import suite
 from waha_db.checks import verify as verification
+from waha_db.lifecycle import catalog, migrate
 
 
 def test_verify_refuses_a_database_that_is_not_empty(waha_db, fresh_database):

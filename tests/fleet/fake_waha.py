@@ -30,7 +30,7 @@ REDIRECT_TARGET = "http://waha-elsewhere.example/api/server/version"
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format, *args):  # keep test output clean
         pass
@@ -81,7 +81,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, fake: "FakeWaha"):
+    def __init__(self, address, fake: FakeWaha):
         self.fake = fake
         super().__init__(address, _Handler)
 
@@ -109,7 +109,7 @@ class FakeWaha:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FakeWaha":
+    def start(self) -> FakeWaha:
         self._thread.start()
         return self
 
@@ -119,7 +119,7 @@ class FakeWaha:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeWaha":
+    def __enter__(self) -> FakeWaha:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -8,6 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from waha_db.database import create_engine
 from waha_db.fleet.allocation import (
     CounterDrift,
     ReconcileError,
@@ -16,7 +17,6 @@ from waha_db.fleet.allocation import (
     render_report,
     to_correct,
 )
-from waha_db.database import create_engine
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fleet.fake_waha import free_port
-from waha_db.fleet import health
 from waha_db.database import create_engine
+from waha_db.fleet import health
 
 USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
 

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 
 from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
+from waha_db.checks.pgtemp import ThrowawayPostgres
+from waha_db.database import create_engine
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.lifecycle import migrate
-from waha_db.database import create_engine
-from waha_db.checks.pgtemp import ThrowawayPostgres
 
 USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
 # Generous bounds: they only cut short a test that would otherwise hang; a loaded
@@ -65,7 +65,7 @@ class RunningMonitor:
 
         self.thread = threading.Thread(target=run, name="monitor-under-test", daemon=True)
 
-    def __enter__(self) -> "RunningMonitor":
+    def __enter__(self) -> RunningMonitor:
         self.thread.start()
         return self
 

@@ -9,14 +9,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from waha_db.database import conninfo
 from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, upgrade
+from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import adopt as adoption
 from waha_db.lifecycle import migrate, state
-from waha_db.database import create_engine
 from waha_db.lifecycle.catalog import catalog_snapshot, waha_objects
-from waha_db.lifecycle.model import include_object, metadata
 from waha_db.lifecycle.migrate import HandMadeSchema
+from waha_db.lifecycle.model import include_object, metadata
 from waha_db.lifecycle.revisions import head as head_revision
 
 USER = "11111111-1111-4111-8111-111111111111"
@@ -223,10 +222,13 @@ def test_adoption_lists_every_data_problem(fresh_database):
     before = database_state(url)
     plan = plan_of(url)
     assert plan.problems == [
-        "1 row(s) of waha_servers violate waha_servers_prioridade_range_check CHECK (((prioridade >= 0) AND (prioridade <= 10))): id aaaaaaaa-0000-4000-8000-000000000004",
+        "1 row(s) of waha_servers violate waha_servers_prioridade_range_check "
+        "CHECK (((prioridade >= 0) AND (prioridade <= 10))): id aaaaaaaa-0000-4000-8000-000000000004",
         f"2 rows of waha_servers share (user_id, api_url) = ({USER},https://waha-prod.example)",
-        "1 row(s) of waha_sessions violate waha_sessions_session_name_waha_rule_check CHECK (((session_name)::text ~ '^[A-Za-z0-9_-]{1,54}$'::text)): id bbbbbbbb-0000-4000-8000-000000000002",
-        f"waha_sessions id=bbbbbbbb-0000-4000-8000-000000000002 of user {USER} is on server aaaaaaaa-0000-4000-8000-000000000004 of another user ({OTHER})",
+        "1 row(s) of waha_sessions violate waha_sessions_session_name_waha_rule_check "
+        "CHECK (((session_name)::text ~ '^[A-Za-z0-9_-]{1,54}$'::text)): id bbbbbbbb-0000-4000-8000-000000000002",
+        f"waha_sessions id=bbbbbbbb-0000-4000-8000-000000000002 of user {USER} "
+        f"is on server aaaaaaaa-0000-4000-8000-000000000004 of another user ({OTHER})",
     ]
     with pytest.raises(adoption.AdoptionRefused):
         adopt(url)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from waha_db.lifecycle import catalog
 from waha_db.database import create_engine
+from waha_db.lifecycle import catalog
 
 HEAD_TABLE = {
     "public.waha_servers": [

@@ -6,7 +6,6 @@ import ast
 import re
 from pathlib import Path
 
-from waha_db.lifecycle import migrate
 from waha_db.lifecycle import revisions
 
 

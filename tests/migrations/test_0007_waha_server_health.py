@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from waha_db.lifecycle import migrate
 from waha_db.database import create_engine
+from waha_db.lifecycle import migrate
 
 SELECTION_STATE = """
 SELECT pg_catalog.pg_get_functiondef(proc.oid), proc.proacl::text,

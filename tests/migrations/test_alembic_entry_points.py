@@ -28,10 +28,8 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 
-from waha_db.database import conninfo
-from waha_db.lifecycle import migrate
-from waha_db.lifecycle import revisions
-from waha_db.database import create_engine
+from waha_db.database import conninfo, create_engine
+from waha_db.lifecycle import migrate, revisions
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 

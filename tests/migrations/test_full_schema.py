@@ -6,8 +6,7 @@ run on every kind of database by tests/checks/test_suite.py.
 
 from __future__ import annotations
 
-from tests.migrations.upgrade_support import psql, run_sql, schema_dump, upgrade
-from waha_db.lifecycle.migrate import FULL_SCHEMA_PATH, full_schema_sql
+from waha_db.lifecycle.migrate import FULL_SCHEMA_PATH
 from waha_db.lifecycle.revisions import head as head_revision
 
 

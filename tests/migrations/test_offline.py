@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from waha_db.lifecycle.model import HTTP_URL
-
 from tests.migrations.upgrade_support import (
     CAMPAIGNS,
     OWNER,
@@ -17,7 +15,7 @@ from tests.migrations.upgrade_support import (
     upgrade,
 )
 from waha_db.lifecycle.migrate import offline_sql
-from waha_db.lifecycle.revisions import head as head_revision
+from waha_db.lifecycle.model import HTTP_URL
 
 LEGACY_SQL = (
     V1_FULL

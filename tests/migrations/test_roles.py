@@ -11,10 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from tests.migrations.upgrade_support import run_sql
-from waha_db.lifecycle import migrate
-from waha_db.lifecycle import revisions
-from waha_db.database import create_engine
 from waha_db.checks.pgtemp import ThrowawayPostgres
+from waha_db.database import create_engine
+from waha_db.lifecycle import migrate, revisions
 
 ROLES_SQL = """
 SELECT rolname, rolcanlogin, rolbypassrls, rolsuper FROM pg_catalog.pg_roles

@@ -8,7 +8,6 @@ import time
 import psycopg
 import pytest
 
-from waha_db.database import conninfo
 from tests.migrations.upgrade_support import (
     CAMPAIGNS,
     OWNER,
@@ -21,10 +20,11 @@ from tests.migrations.upgrade_support import (
     upgrade,
 )
 from tests.polling import wait_until
+from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import migrate
-from waha_db.database import create_engine
 from waha_db.lifecycle.migrate import LegacyConversionRefused, LockTimeout
-from waha_db.lifecycle.revisions import head as head_revision, script_directory
+from waha_db.lifecycle.revisions import head as head_revision
+from waha_db.lifecycle.revisions import script_directory
 
 
 def test_failure_in_a_late_revision_leaves_nothing_of_the_earlier_ones(fresh_database):
@@ -154,7 +154,7 @@ class CampaignWriter:
         )
         assert self.refused == [], f"writes to campaigns had to wait for the upgrade: {self.refused}"
 
-    def __enter__(self) -> "CampaignWriter":
+    def __enter__(self) -> CampaignWriter:
         self.thread.start()
         return self
 

@@ -17,9 +17,8 @@ import psycopg
 import sqlalchemy as sa
 
 from waha_db.checks.legacy import LEGACY_APP_TABLE, LEGACY_V1_ROW, LEGACY_V1_TABLE
-from waha_db.database import conninfo
+from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import migrate
-from waha_db.database import create_engine
 from waha_db.lifecycle.catalog import catalog_snapshot
 
 OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from waha_db.database import conninfo
 from tests.sql.conftest import add_server, has_auth_users
+from waha_db.database import conninfo
 
 WORKERS = 8
 OCCUPYING = "upper(session_row.status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')"

@@ -219,7 +219,8 @@ def test_grants_are_exactly_the_spec(tx):
 
 def test_row_security_is_enabled_with_one_policy_per_command(tx):
     enabled = tx.execute(
-        "SELECT relname, relrowsecurity FROM pg_catalog.pg_class WHERE oid IN ('public.waha_servers'::regclass, 'public.waha_sessions'::regclass) ORDER BY 1"
+        "SELECT relname, relrowsecurity FROM pg_catalog.pg_class "
+        "WHERE oid IN ('public.waha_servers'::regclass, 'public.waha_sessions'::regclass) ORDER BY 1"
     ).fetchall()
     policies = tx.execute(
         """

@@ -37,10 +37,10 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from waha_db.lifecycle import migrate
-from waha_db.database import conninfo, create_engine, display_url, parse_url
 from waha_db.checks.pgtemp import ThrowawayPostgres, find_server_binaries
+from waha_db.database import conninfo, create_engine, display_url, parse_url
 from waha_db.errors import UserError
+from waha_db.lifecycle import migrate
 
 HEAVY_USER = "00000000-0000-4000-8000-00000000beef"
 
@@ -118,7 +118,7 @@ class BenchResult:
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        for measure, row in zip(self.allocation, data["allocation"]):
+        for measure, row in zip(self.allocation, data["allocation"], strict=True):
             row["allocations_per_second"] = round(measure.allocations_per_second, 1)
         return data
 
@@ -591,7 +591,8 @@ def render(result: BenchResult) -> str:
     lines = [
         f"machine: {host['cpus']} CPUs, {host['cpu_model']}, PostgreSQL {host['postgresql']}",
         "",
-        f"selection: pgbench, {sizes['selection_clients']} clients, prepared, {sizes['seconds']:g} s per row in {SELECTION_ROUNDS} alternating rounds; "
+        f"selection: pgbench, {sizes['selection_clients']} clients, prepared, "
+        f"{sizes['seconds']:g} s per row in {SELECTION_ROUNDS} alternating rounds; "
         f"{sizes['users']:,} users x {sizes['servers_per_user']} servers + 1 user x {sizes['heavy_servers']:,} servers",
         f"  {'query':56} {'calls/s':>9} {'x SELECT 1':>10} {'median ms':>9} {'p99 ms':>8}",
     ]

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import sqlalchemy as sa
 import testing.postgresql
 from sqlalchemy.engine import URL
 
@@ -120,7 +119,7 @@ class _Postgresql(testing.postgresql.Postgresql):
             return
         self.prestart()
         log_path = os.path.join(self.base_dir, f"{self.name}.log")
-        with open(log_path, "wt") as log:
+        with open(log_path, "w") as log:
             self.child_process = subprocess.Popen(
                 self.get_server_commandline(), stdout=log, stderr=log, **self._as_account()
             )
@@ -143,7 +142,7 @@ class ThrowawayPostgres:
         self._server: _Postgresql | None = None
         self._names = itertools.count(1)
 
-    def start(self) -> "ThrowawayPostgres":
+    def start(self) -> ThrowawayPostgres:
         binaries = find_server_binaries()
         self._server = _Postgresql(
             account=unprivileged_account(),
@@ -171,7 +170,7 @@ class ThrowawayPostgres:
         """Start a halted server again on the same port and data."""
         self._server.start()
 
-    def __enter__(self) -> "ThrowawayPostgres":
+    def __enter__(self) -> ThrowawayPostgres:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from waha_db.checks import suite
 from waha_db.checks.suite import CheckFailed
 from waha_db.checks.supabase import install_auth_stub
-from waha_db.database import connect_engine, create_engine, database_message, display_url, driver_error, parse_url
+from waha_db.database import connect_engine, create_engine, database_message, display_url, driver_error
 from waha_db.errors import UserError
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from waha_db.database import database_message
-from waha_db.fleet.servers import Server, server_columns, server_from_row
-from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url, probe_server
 from waha_db.errors import UserError
+from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url, probe_server
+from waha_db.fleet.servers import Server, server_columns, server_from_row
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def test_servers(
     """
     probes = probe_many(servers, concurrency=concurrency, backoff=backoff)
     checked = []
-    for server, probe in zip(servers, probes):
+    for server, probe in zip(servers, probes, strict=True):
         if not record:
             checked.append(Checked(server, probe, None))
             continue

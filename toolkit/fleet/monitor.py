@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from waha_db.database import database_message
+from waha_db.errors import UserError
 from waha_db.fleet.health import (
     Health,
     autocommit_connection,
@@ -25,9 +26,8 @@ from waha_db.fleet.health import (
     record_probe,
     recorded_health,
 )
-from waha_db.fleet.servers import Server
 from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
-from waha_db.errors import UserError
+from waha_db.fleet.servers import Server
 
 
 class MonitorError(UserError):
@@ -135,7 +135,7 @@ def _monitor_cycle(
         if health.failing
     }
     probes = probe_many(servers, concurrency=concurrency, backoff=backoff, stop=stop)
-    for server, probe in zip(servers, probes):
+    for server, probe in zip(servers, probes, strict=True):
         try:
             health = record_probe(connection, server.id, probe)
         except sa.exc.DBAPIError as exc:

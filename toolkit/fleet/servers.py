@@ -10,7 +10,7 @@ from the constraint's name, instead of a raw SQL error.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from fractions import Fraction
 

@@ -365,7 +365,8 @@ def _plan_legacy_owner(connection: sa.Connection, plan: AdoptionPlan, source_sch
     if len(owners) == 1:
         plan.owner = uuid.UUID(owners[0])
         plan.actions.append(
-            f"waha_config's server ({', '.join(urls)}) is already in waha_servers for user {owners[0]}: kept; waha_config moves to waha_legacy.waha_config_v1"
+            f"waha_config's server ({', '.join(urls)}) is already in waha_servers for user {owners[0]}: kept; "
+            "waha_config moves to waha_legacy.waha_config_v1"
         )
     else:
         plan.problems.append(
@@ -428,7 +429,8 @@ def _rebuild(connection: sa.Connection, plan: AdoptionPlan, *, lock_timeout: flo
     our_functions = sorted({name.split("(")[0].split(".", 1)[1] for name in catalog.load_head_catalog()["functions"]})
     for signature in (
         connection.exec_driver_sql(
-            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY (%(names)s)",
+            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p "
+            "WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY (%(names)s)",
             {"names": our_functions},
         )
         .scalars()

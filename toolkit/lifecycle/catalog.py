@@ -157,7 +157,7 @@ def catalog_snapshot(connection: sa.Connection) -> dict:
         rows = connection.exec_driver_sql(query.replace("%", "%%")).all()
         if section == "columns":
             tables: dict[str, list] = {}
-            for table, number, column in sorted(rows):
+            for table, _number, column in sorted(rows):
                 tables.setdefault(table, []).append(column)
             snapshot[section] = tables
         elif section == "schemas":
@@ -271,7 +271,7 @@ def _first_difference(wanted, found) -> tuple:
         return wanted, found
     wanted_lines, found_lines = wanted.splitlines(), found.splitlines()
     for number, (left, right) in enumerate(
-        zip(wanted_lines + [""] * len(found_lines), found_lines + [""] * len(wanted_lines)), 1
+        zip(wanted_lines + [""] * len(found_lines), found_lines + [""] * len(wanted_lines), strict=True), 1
     ):
         if left != right:
             return f"line {number}: {left.strip()}", f"line {number}: {right.strip()}"

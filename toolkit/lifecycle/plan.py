@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
