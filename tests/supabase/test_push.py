@@ -1,0 +1,145 @@
+"""The export pushed with the real Supabase CLI (`supabase db push --db-url`), and the hand-over
+between the CLI and waha-db in both directions, on throwaway databases."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL
+from tests.migrations.upgrade_support import database_state, run_sql, servers, upgrade
+from tests.supabase.conftest import (
+    CLI_HISTORY_SCHEMA, exported_workdir, listed_migrations, push, pushed, recorded_by_cli, schema_of, versions_of,
+)
+from waha_db.lifecycle import revisions
+
+pytestmark = pytest.mark.supabase_cli
+
+
+def alembic_version(url) -> list[str]:
+    return [row[0] for row in run_sql(url, "SELECT version_num FROM public.alembic_version")]
+
+
+def state_without_cli_history(url) -> dict:
+    state = database_state(url)
+    state["rows"] = {table: values for table, values in state["rows"].items() if not table.startswith(CLI_HISTORY_SCHEMA + ".")}
+    state["catalog"] = schema_of(url)
+    return state
+
+
+@pytest.mark.parametrize(("empty", "upgraded"), [("supabase_empty", "supabase_head"), ("empty", "head")],
+                         ids=["supabase", "postgres"])
+def test_pushed_export_yields_the_schema_of_an_upgrade(supabase_cli, export, fresh_database, empty, upgraded):
+    url = fresh_database(empty)
+    pushed(supabase_cli, url, export)
+    assert schema_of(url) == schema_of(fresh_database(upgraded))
+    assert alembic_version(url) == [revisions.head()]
+
+
+def test_migration_list_shows_every_file_applied(supabase_cli, export, fresh_database):
+    url = fresh_database("supabase_empty")
+    pushed(supabase_cli, url, export)
+    assert listed_migrations(supabase_cli, url, export) == [(version, version) for version in versions_of(export)]
+
+
+def test_waha_db_manages_a_pushed_database(supabase_cli, export, fresh_database, waha_db):
+    url = fresh_database("supabase_empty")
+    pushed(supabase_cli, url, export)
+    status = waha_db(url, "status", "--check")
+    assert status.exit_code == 0, status.output
+    assert f"state: at head ({revisions.head()})" in status.output
+    upgraded = waha_db(url, "upgrade", "--yes")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"nothing to do: the database is at {revisions.head()}" in upgraded.output
+
+
+def test_cli_and_waha_db_take_turns_without_applying_anything_twice(supabase_cli, fresh_database, waha_db, tmp_path):
+    """An older release's export pushed; waha-db upgrades the rest; today's export pushed on top."""
+    older_head = revisions.ids()[4]
+    older = exported_workdir(tmp_path / "older", head=older_head)
+    url = fresh_database("supabase_empty")
+    pushed(supabase_cli, url, older)
+    assert alembic_version(url) == [older_head]
+
+    upgraded = waha_db(url, "upgrade", "--yes")
+    assert upgraded.exit_code == 0, upgraded.output
+    newer = revisions.ids()[5:]
+    assert f"revisions to apply ({len(newer)}):" in upgraded.output
+    assert [line.split()[0] for line in upgraded.output.splitlines() if line.startswith("  0")] == newer
+
+    today = exported_workdir(tmp_path / "today")
+    before = state_without_cli_history(url)
+    pushed(supabase_cli, url, today)
+    assert state_without_cli_history(url) == before, "the files of revisions waha-db applied must change nothing"
+    assert recorded_by_cli(url) == versions_of(today)
+    assert schema_of(url) == schema_of(fresh_database("supabase_head"))
+
+
+def test_push_after_a_waha_db_upgrade_changes_nothing_and_records_every_file(supabase_cli, export, fresh_database):
+    url = fresh_database("legacy_head")
+    before = state_without_cli_history(url)
+    pushed(supabase_cli, url, export)
+    assert state_without_cli_history(url) == before
+    assert listed_migrations(supabase_cli, url, export) == [(version, version) for version in versions_of(export)]
+
+
+def test_push_completes_a_partial_waha_db_upgrade(supabase_cli, export, fresh_database):
+    url = fresh_database("supabase_empty")
+    upgrade(url, revisions.ids()[2])
+    pushed(supabase_cli, url, export)
+    assert alembic_version(url) == [revisions.head()]
+    assert schema_of(url) == schema_of(fresh_database("supabase_head"))
+
+
+# --- the legacy waha_config, converted through a push ------------------------------------------------
+
+
+def legacy_database(fresh_database):
+    url = fresh_database("empty")
+    run_sql(url, LEGACY_V1_SQL)
+    return url
+
+
+def test_legacy_conversion_with_the_owner_written_into_the_export(supabase_cli, fresh_database, tmp_path):
+    url = legacy_database(fresh_database)
+    pushed(supabase_cli, url, exported_workdir(tmp_path, owner=LEGACY_OWNER))
+    upgraded = fresh_database("legacy_head")
+    assert servers(url) == servers(upgraded)
+    assert servers(url)[0]["user_id"] == LEGACY_OWNER and servers(url)[0]["nome"] == "Servidor Padrão"
+    assert schema_of(url) == schema_of(upgraded)
+    assert run_sql(url, "SELECT name FROM public.campaigns ORDER BY id") == [("Black Friday",), ("Natal",)]
+
+
+def test_legacy_conversion_with_the_owner_in_the_push_url(supabase_cli, export, fresh_database):
+    url = legacy_database(fresh_database)
+    pushed(supabase_cli, url_with_owner(url, LEGACY_OWNER), export)
+    assert servers(url) == servers(fresh_database("legacy_head"))
+
+
+def url_with_owner(url, owner: str) -> str:
+    """The push's --db-url carrying the owner as a session setting (libpq's `options`)."""
+    return (f"postgresql://postgres@127.0.0.1:{url.port}/{url.database}"
+            f"?sslmode=disable&options=-c%20waha.config_owner%3D{owner}")
+
+
+@pytest.mark.parametrize(("kind", "owner", "message", "way_out"), [
+    ("empty", None, "waha_config holds a WAHA server to convert, but no owner was given (SQLSTATE WAH01)",
+     "Give the id of the user who will own it (auth.users.id), then push again: "
+     "export the files with `waha-db export supabase --owner UUID`"),
+    ("empty", "not-a-uuid", "the owner of the legacy WAHA server, 'not-a-uuid', is not a UUID (SQLSTATE WAH02)",
+     "Give the id of a user"),
+    ("supabase_empty", "1f7e6b0a-5c4d-4e3f-8a2b-9c0d1e2f3a4b",
+     "the owner of the legacy WAHA server, 1f7e6b0a-5c4d-4e3f-8a2b-9c0d1e2f3a4b, is not a user in auth.users (SQLSTATE WAH02)",
+     "Give the id of an existing user"),
+], ids=["no owner", "not a uuid", "not a user"])
+def test_push_without_a_usable_owner_stops_before_anything_is_applied(
+    supabase_cli, export, fresh_database, kind, owner, message, way_out
+):
+    url = fresh_database(kind)
+    run_sql(url, LEGACY_V1_SQL)
+    before = state_without_cli_history(url)
+    done = push(supabase_cli, url if owner is None else url_with_owner(url, owner), export)
+    assert done.returncode != 0
+    assert f"ERROR: {message}" in done.stderr
+    assert f"Nothing was applied. {way_out}" in done.stderr
+    assert recorded_by_cli(url) == []
+    assert state_without_cli_history(url) == before
