@@ -87,10 +87,19 @@ def conninfo(url: URL | str) -> str:
     return f"postgresql://{userinfo}{host}{port}/{database}{query}"
 
 
+# psycopg prepares a statement once it has run it five times on a connection, and uses the
+# prepared statement after that. Behind a pooler in transaction mode (Supabase's on port 6543,
+# PgBouncer before 1.21) the next transaction may run on another server connection, which
+# has no such statement: "prepared statement "_pg3_0" does not exist". waha-db runs few
+# statements per command, so it never prepares them, whatever the URL points at.
+DRIVER_CONNECT_ARGS = {"connect_timeout": 10, "prepare_threshold": None}
+
+
 def create_engine(database_url: str | URL) -> sa.Engine:
-    """An engine for one-shot work: no pool, psycopg 3, connect timeout of 10 s."""
+    """An engine for one-shot work: no pool, psycopg 3, connect timeout of 10 s, no prepared
+    statements (so it works through a transaction-mode pooler, see DRIVER_CONNECT_ARGS)."""
     url = parse_url(database_url) if isinstance(database_url, str) else database_url
-    return sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
+    return sa.create_engine(url, poolclass=NullPool, connect_args=dict(DRIVER_CONNECT_ARGS))
 
 
 def is_database_error(error: BaseException) -> bool:
