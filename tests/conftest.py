@@ -21,6 +21,7 @@ test can ever look up or reach an outside name. Fake WAHA servers
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 
 import psycopg
@@ -35,6 +36,9 @@ from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import migrate
 
 LEGACY_OWNER = "7d3c6f0e-2a4b-4c8d-9e1f-0a1b2c3d4e5f"
+# A login role that must authenticate with a password (see `password_role`).
+PASSWORD_ROLE = "waha_cli_password_user"
+PASSWORD = "correct-horse-battery-staple"
 
 
 class Cluster:
@@ -50,6 +54,10 @@ class Cluster:
     def run_sql(self, database: str, sql: str) -> None:
         with psycopg.connect(conninfo(self.url(database)), autocommit=True) as connection:
             connection.execute(sql)
+
+    def query(self, database: str, sql: str) -> list[tuple]:
+        with psycopg.connect(conninfo(self.url(database)), autocommit=True) as connection:
+            return connection.execute(sql).fetchall()
 
     def migrate(self, database: str, revision: str = "head", **settings) -> None:
         engine = create_engine(self.url(database))
@@ -84,6 +92,35 @@ class Cluster:
 def cluster():
     with ThrowawayPostgres() as server:
         yield Cluster(server)
+
+
+@pytest.fixture(scope="session")
+def password_role(cluster):
+    """A login role that must authenticate with a password over TCP (the harness trusts everyone else).
+
+    A pg_hba.conf line for this role alone is put first, so the rest of the suite keeps
+    trust authentication.
+    """
+    cluster.run_sql("postgres", f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
+    hba_file = cluster.query("postgres", "SHOW hba_file")[0][0]
+    with open(hba_file) as handle:
+        original = handle.read()
+    with open(hba_file, "w") as handle:
+        handle.write(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{original}")
+    cluster.run_sql("postgres", "SELECT pg_reload_conf()")
+    wrong = cluster.url("postgres").set(username=PASSWORD_ROLE, password="not-the-password")
+    for _ in range(600):  # the reload is asynchronous; up to 30 s on a loaded machine
+        try:
+            psycopg.connect(conninfo(wrong)).close()
+        except psycopg.OperationalError:
+            break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("pg_hba.conf reload did not take effect")
+    yield PASSWORD_ROLE
+    with open(hba_file, "w") as handle:
+        handle.write(original)
+    cluster.run_sql("postgres", "SELECT pg_reload_conf()")
 
 
 @pytest.fixture

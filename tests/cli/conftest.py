@@ -3,7 +3,6 @@ databases of the session's throwaway PostgreSQL (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import psycopg
@@ -11,12 +10,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from tests.conftest import PASSWORD, PASSWORD_ROLE  # noqa: F401  (the password role of tests/conftest.py)
 from waha_db import cli
 from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.database import conninfo
-
-PASSWORD_ROLE = "waha_cli_password_user"
-PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(autouse=True)
@@ -73,32 +70,3 @@ def user_of(request):
         return user_id
 
     return make
-
-
-@pytest.fixture(scope="session")
-def password_role(cluster):
-    """A login role that must authenticate with a password over TCP (the harness trusts everyone else).
-
-    A pg_hba.conf line for this role alone is put first, so the rest of the suite keeps
-    trust authentication.
-    """
-    cluster.run_sql("postgres", f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
-    hba_file = sql(cluster.url("postgres"), "SHOW hba_file")[0][0]
-    with open(hba_file) as handle:
-        original = handle.read()
-    with open(hba_file, "w") as handle:
-        handle.write(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{original}")
-    sql(cluster.url("postgres"), "SELECT pg_reload_conf()")
-    wrong = cluster.url("postgres").set(username=PASSWORD_ROLE, password="not-the-password")
-    for _ in range(600):  # the reload is asynchronous; up to 30 s on a loaded machine
-        try:
-            psycopg.connect(conninfo(wrong)).close()
-        except psycopg.OperationalError:
-            break
-        time.sleep(0.05)
-    else:
-        raise RuntimeError("pg_hba.conf reload did not take effect")
-    yield PASSWORD_ROLE
-    with open(hba_file, "w") as handle:
-        handle.write(original)
-    sql(cluster.url("postgres"), "SELECT pg_reload_conf()")

@@ -10,15 +10,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
 from tests.cli.conftest import no_database_url_in_environment, waha_db  # noqa: F401  (fixtures)
-from tests.conftest import conninfo
+from tests.migrations.upgrade_support import database_state, run_sql
 from waha_db.checks.supabase_cli import SupabaseCli, ToolNotFound
-from waha_db.database import create_engine
-from waha_db.lifecycle.catalog import catalog_snapshot
 from waha_db.lifecycle.export import export_supabase
 
 CLI_HISTORY_SCHEMA = "supabase_migrations"
@@ -77,19 +74,20 @@ def versions_of(workdir: Path) -> list[str]:
 
 def recorded_by_cli(url: sa.URL) -> list[str]:
     """The versions in the CLI's history table (empty when it has none)."""
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        if connection.execute("SELECT to_regclass('supabase_migrations.schema_migrations')").fetchone()[0] is None:
-            return []
-        return [row[0] for row in connection.execute("SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1")]
+    if run_sql(url, "SELECT to_regclass('supabase_migrations.schema_migrations')")[0][0] is None:
+        return []
+    return [row[0] for row in run_sql(url, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1")]
 
 
 def without_cli_history(snapshot: dict) -> dict:
     """A catalog snapshot minus the Supabase CLI's own history schema (the only thing a push adds)."""
+
     def kept(name: str) -> bool:
         return name != CLI_HISTORY_SCHEMA and not name.startswith(CLI_HISTORY_SCHEMA + ".")
 
     return {
-        section: [name for name in items if kept(name)] if isinstance(items, list)
+        section: [name for name in items if kept(name)]
+        if isinstance(items, list)
         else {name: value for name, value in items.items() if kept(name)}
         for section, items in snapshot.items()
     }
@@ -98,10 +96,4 @@ def without_cli_history(snapshot: dict) -> dict:
 def schema_of(url: sa.URL) -> dict:
     """The whole catalog of the database (tables, constraints, indexes, functions, policies, grants...),
     the Supabase CLI's history left out."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return without_cli_history(catalog_snapshot(connection))
-    finally:
-        engine.dispose()
-
+    return without_cli_history(database_state(url)["catalog"])

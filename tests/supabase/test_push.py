@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL
+from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, PASSWORD
 from tests.migrations.upgrade_support import database_state, run_sql, servers, upgrade
 from tests.supabase.conftest import (
-    CLI_HISTORY_SCHEMA, exported_workdir, listed_migrations, push, pushed, recorded_by_cli, schema_of, versions_of,
+    CLI_HISTORY_SCHEMA,
+    exported_workdir,
+    listed_migrations,
+    push,
+    pushed,
+    recorded_by_cli,
+    schema_of,
+    versions_of,
+    without_cli_history,
 )
 from waha_db.lifecycle import revisions
 
@@ -20,14 +28,18 @@ def alembic_version(url) -> list[str]:
 
 
 def state_without_cli_history(url) -> dict:
+    """The catalog and every row, the Supabase CLI's history left out."""
     state = database_state(url)
-    state["rows"] = {table: values for table, values in state["rows"].items() if not table.startswith(CLI_HISTORY_SCHEMA + ".")}
-    state["catalog"] = schema_of(url)
+    state["rows"] = {
+        table: values for table, values in state["rows"].items() if not table.startswith(CLI_HISTORY_SCHEMA + ".")
+    }
+    state["catalog"] = without_cli_history(state["catalog"])
     return state
 
 
-@pytest.mark.parametrize(("empty", "upgraded"), [("supabase_empty", "supabase_head"), ("empty", "head")],
-                         ids=["supabase", "postgres"])
+@pytest.mark.parametrize(
+    ("empty", "upgraded"), [("supabase_empty", "supabase_head"), ("empty", "head")], ids=["supabase", "postgres"]
+)
 def test_pushed_export_yields_the_schema_of_an_upgrade(supabase_cli, export, fresh_database, empty, upgraded):
     url = fresh_database(empty)
     pushed(supabase_cli, url, export)
@@ -90,6 +102,60 @@ def test_push_completes_a_partial_waha_db_upgrade(supabase_cli, export, fresh_da
     assert schema_of(url) == schema_of(fresh_database("supabase_head"))
 
 
+def test_waha_files_older_than_the_apps_applied_migrations_go_in_with_include_all(
+    supabase_cli, fresh_database, tmp_path
+):
+    url = fresh_database("supabase_empty")
+    migrations = tmp_path / "supabase" / "migrations"
+    migrations.mkdir(parents=True)
+    (migrations / "20991231120000_create_campaigns.sql").write_text(
+        "CREATE TABLE public.campaigns (id serial PRIMARY KEY);\n"
+    )
+    pushed(supabase_cli, url, tmp_path)
+    exported_workdir(tmp_path)
+    refused = push(supabase_cli, url, tmp_path)
+    assert refused.returncode != 0 and "Rerun the command with --include-all flag" in refused.stdout + refused.stderr
+    done = supabase_cli.run("db", "push", "--yes", "--include-all", workdir=tmp_path, url=url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert alembic_version(url) == [revisions.head()]
+    assert recorded_by_cli(url) == versions_of(tmp_path)
+
+
+def test_a_push_with_a_file_missing_stops_at_the_gap(supabase_cli, fresh_database, tmp_path):
+    workdir = exported_workdir(tmp_path)
+    missing = next((workdir / "supabase" / "migrations").glob("*_waha_0003_*.sql"))
+    missing.unlink()
+    url = fresh_database("supabase_empty")
+    done = push(supabase_cli, url, workdir)
+    assert done.returncode != 0
+    assert (
+        "ERROR: waha-db revision 0004 applies on top of revision 0003, but the database is at 0002 (SQLSTATE WAH06)"
+        in done.stderr
+    )
+    assert alembic_version(url) == ["0002"]
+
+
+def test_a_push_onto_tables_made_by_hand_is_refused_before_anything_is_applied(supabase_cli, export, fresh_database):
+    url = fresh_database("empty")
+    run_sql(
+        url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL, nome varchar(255) NOT NULL)"
+    )
+    before = state_without_cli_history(url)
+    done = push(supabase_cli, url, export)
+    assert done.returncode != 0
+    assert "(SQLSTATE WAH05)" in done.stderr and "Adopt the database first with `waha-db adopt`" in done.stderr
+    assert state_without_cli_history(url) == before
+
+
+def test_a_password_in_the_push_url_never_reaches_the_output(supabase_cli, export, fresh_database, password_role):
+    wrong = "not-" + PASSWORD
+    url = fresh_database("supabase_empty").set(username=password_role, password=wrong)
+    done = push(supabase_cli, url, export)
+    assert done.returncode != 0
+    assert f'password authentication failed for user "{password_role}"' in done.stderr
+    assert wrong not in done.stdout + done.stderr + " ".join(done.args)
+
+
 # --- the legacy waha_config, converted through a push ------------------------------------------------
 
 
@@ -117,20 +183,38 @@ def test_legacy_conversion_with_the_owner_in_the_push_url(supabase_cli, export, 
 
 def url_with_owner(url, owner: str) -> str:
     """The push's --db-url carrying the owner as a session setting (libpq's `options`)."""
-    return (f"postgresql://postgres@127.0.0.1:{url.port}/{url.database}"
-            f"?sslmode=disable&options=-c%20waha.config_owner%3D{owner}")
+    return (
+        f"postgresql://postgres@127.0.0.1:{url.port}/{url.database}"
+        f"?sslmode=disable&options=-c%20waha.config_owner%3D{owner}"
+    )
 
 
-@pytest.mark.parametrize(("kind", "owner", "message", "way_out"), [
-    ("empty", None, "waha_config holds a WAHA server to convert, but no owner was given (SQLSTATE WAH01)",
-     "Give the id of the user who will own it (auth.users.id), then push again: "
-     "export the files with `waha-db export supabase --owner UUID`"),
-    ("empty", "not-a-uuid", "the owner of the legacy WAHA server, 'not-a-uuid', is not a UUID (SQLSTATE WAH02)",
-     "Give the id of a user"),
-    ("supabase_empty", "1f7e6b0a-5c4d-4e3f-8a2b-9c0d1e2f3a4b",
-     "the owner of the legacy WAHA server, 1f7e6b0a-5c4d-4e3f-8a2b-9c0d1e2f3a4b, is not a user in auth.users (SQLSTATE WAH02)",
-     "Give the id of an existing user"),
-], ids=["no owner", "not a uuid", "not a user"])
+@pytest.mark.parametrize(
+    ("kind", "owner", "message", "way_out"),
+    [
+        (
+            "empty",
+            None,
+            "waha_config holds a WAHA server to convert, but no owner was given (SQLSTATE WAH01)",
+            "Give the id of the user who will own it (auth.users.id), then push again: "
+            "export the files with `waha-db export supabase --owner UUID`",
+        ),
+        (
+            "empty",
+            "not-a-uuid",
+            "the owner of the legacy WAHA server, 'not-a-uuid', is not a UUID (SQLSTATE WAH02)",
+            "Give the id of a user",
+        ),
+        (
+            "supabase_empty",
+            "1f7e6b0a-5c4d-4e3f-8a2b-9c0d1e2f3a4b",
+            "the owner of the legacy WAHA server, 1f7e6b0a-5c4d-4e3f-8a2b-9c0d1e2f3a4b, is not a user in auth.users"
+            " (SQLSTATE WAH02)",
+            "Give the id of an existing user",
+        ),
+    ],
+    ids=["no owner", "not a uuid", "not a user"],
+)
 def test_push_without_a_usable_owner_stops_before_anything_is_applied(
     supabase_cli, export, fresh_database, kind, owner, message, way_out
 ):
