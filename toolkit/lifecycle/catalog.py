@@ -16,6 +16,12 @@ database it inspects: no scratch database on a production server.
 Left out of the drift comparison because they legitimately differ between fresh
 plain PostgreSQL, Supabase and upgraded legacy databases: foreign keys to Supabase's
 `auth.users`, grants held by the tables' owner, and comments.
+
+The same schema gives the same snapshot on every supported server version (15 to
+18), so a catalog recorded on one compares with a database on another: what one
+version records and another cannot is normalised in the queries below (PostgreSQL
+18's NOT NULL constraints in pg_constraint; "every privilege" as ALL, since
+PostgreSQL 17's MAINTAIN is part of it there and does not exist on 15).
 """
 
 from __future__ import annotations
@@ -78,6 +84,10 @@ _QUERIES = {
         JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE {_SCHEMA_FILTER}
+          -- PostgreSQL 18 records every NOT NULL here too; the column's NOT NULL already
+          -- says it (older servers can say nothing more). Kept: NOT VALID ones (the column
+          -- may hold NULLs) and NO INHERIT ones, which change behaviour.
+          AND NOT (k.contype = 'n' AND k.convalidated AND NOT k.connoinherit)
     """,
     "indexes": f"""
         SELECT n.nspname || '.' || t.relname || '.' || c.relname, pg_catalog.pg_get_indexdef(c.oid)
@@ -112,26 +122,44 @@ _QUERIES = {
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p') AND {_SCHEMA_FILTER}
     """,
+    # A grantee holding every privilege this server has for a relation is written ALL:
+    # what GRANT ALL gives grew with the server (PostgreSQL 17 added MAINTAIN), and
+    # pg_dump, hence pg_upgrade, carries ALL over as ALL. Anything less is listed, so a
+    # missing or an extra privilege (MAINTAIN included) is still seen on every version.
+    # Functions have only EXECUTE, on every version: listed as it is.
     "grants": f"""
-        SELECT object, grantee, pg_catalog.string_agg(privilege, ', ' ORDER BY privilege)
+        SELECT object, grantee,
+               CASE WHEN everything IS NOT NULL AND everything <@ held THEN 'ALL'
+                    ELSE pg_catalog.array_to_string(held, ', ') END
         FROM (
-            SELECT n.nspname || '.' || c.relname AS object,
-                   CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END AS grantee,
-                   acl.privilege_type AS privilege
-            FROM pg_catalog.pg_class c
-            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS acl
-            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND acl.grantee <> c.relowner AND {_SCHEMA_FILTER}
-            UNION ALL
-            SELECT n.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
-                   CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END,
-                   acl.privilege_type
-            FROM pg_catalog.pg_proc p
-            JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-            CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS acl
-            WHERE acl.grantee <> p.proowner AND {_SCHEMA_FILTER}
-        ) AS granted
-        GROUP BY object, grantee
+            SELECT object, grantee, pg_catalog.array_agg(privilege ORDER BY privilege) AS held, everything
+            FROM (
+                SELECT n.nspname || '.' || c.relname AS object,
+                       CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END AS grantee,
+                       acl.privilege_type AS privilege,
+                       ARRAY(
+                           SELECT owner.privilege_type
+                           FROM pg_catalog.aclexplode(pg_catalog.acldefault(
+                               CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner
+                           )) AS owner
+                           WHERE owner.grantee = c.relowner
+                       ) AS everything
+                FROM pg_catalog.pg_class c
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS acl
+                WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND acl.grantee <> c.relowner AND {_SCHEMA_FILTER}
+                UNION ALL
+                SELECT n.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
+                       CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END,
+                       acl.privilege_type,
+                       NULL
+                FROM pg_catalog.pg_proc p
+                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS acl
+                WHERE acl.grantee <> p.proowner AND {_SCHEMA_FILTER}
+            ) AS granted
+            GROUP BY object, grantee, everything
+        ) AS held_by_grantee
     """,
     "comments": f"""
         SELECT n.nspname || '.' || c.relname || COALESCE('.' || a.attname, ''), d.description
