@@ -11,7 +11,9 @@ Modes:
 - ``redirect``: 302 to another host (a client must not follow it).
 
 Every request is kept in ``requests`` (path and headers), so a test can prove
-what the client sent and where.
+what the client sent and where. ``healthy_after=N`` makes a server healthy from its
+(N+1)th request on, whatever its mode: a server that recovers, counted in requests
+rather than timed, so a loaded machine cannot move the recovery.
 
 Run on its own for a demonstration (the health transcript):
 ``python -m tests.fleet.fake_waha --port 8101 [--mode healthy] [--api-key KEY]``.
@@ -44,8 +46,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         fake = self.server.fake
-        fake.requests.append((self.path, dict(self.headers.items())))
-        mode = fake.mode
+        with fake.lock:
+            fake.requests.append((self.path, dict(self.headers.items())))
+            recovered = fake.healthy_after is not None and len(fake.requests) > fake.healthy_after
+        mode = "healthy" if recovered else fake.mode
         if mode == "hang":
             fake.release.wait()
             self.close_connection = True
@@ -89,12 +93,16 @@ class _Server(ThreadingHTTPServer):
 class FakeWaha:
     """One fake WAHA server in a background thread; a context manager."""
 
-    def __init__(self, mode: str = "healthy", *, api_key: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self, mode: str = "healthy", *, api_key: str | None = None, port: int = 0, healthy_after: int | None = None
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         self.mode = mode
         self.api_key = api_key
+        self.healthy_after = healthy_after
         self.requests: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
         self.release = threading.Event()
         self._server = _Server(("127.0.0.1", port), self)
         self._thread = threading.Thread(
