@@ -20,7 +20,8 @@ A database whose V2.1 tables were made by hand (no ``alembic_version``) is refus
 in SQL too, before anything runs, with a pointer to ``waha-db adopt``.
 
 Errors the DBA can act on (a refused conversion, a lock not obtained in time, a
-hand-made schema, a malformed URL, a server that cannot be reached) are raised as
+hand-made schema, a malformed URL, a server that cannot be reached, a server older
+than waha-db supports) are raised as
 ``waha_db.lifecycle.migrate.MigrationError``, an Alembic ``CommandError``: the ``alembic``
 command prints them as one ``FAILED:`` message, never with the URL's password.
 
@@ -38,7 +39,14 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
-from waha_db.database import DatabaseUrlError, create_engine, describe_connection_failure, parse_url
+from waha_db.database import (
+    DatabaseUrlError,
+    UnsupportedServer,
+    create_engine,
+    describe_connection_failure,
+    parse_url,
+    require_supported_server,
+)
 from waha_db.lifecycle.migrate import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     MIGRATION_LOCK_KEY,
@@ -206,6 +214,10 @@ def failing_revision(applied: list, started_at: str | None) -> str | None:
 
 
 def run_with_connection(connection: sa.Connection) -> None:
+    try:
+        require_supported_server(connection)
+    except UnsupportedServer as error:
+        raise MigrationError(str(error)) from None
     applied: list = []  # alembic MigrationInfo of each revision run so far, to name the one that failed
     started_at: list[str | None] = []
     context.configure(

@@ -435,6 +435,7 @@ def status(invocation, as_json, check):
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         click.echo(f"database: {database.display_url(invocation.url)}")
+        click.echo(f"server: PostgreSQL {report.server_version}")
         click.echo(f"state: {report.summary}")
         for line in report.details:
             click.echo(f"  {line}")

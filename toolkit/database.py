@@ -198,14 +198,91 @@ def connect_engine(database_url: str | URL) -> sa.Engine:
     """An engine whose first connection has succeeded; `ConnectionFailure` (one line) when it cannot.
 
     Commands call this before any work so that an unreachable server, a wrong password
-    or an unknown host is reported once, plainly, instead of as a driver traceback.
+    or an unknown host is reported once, plainly, instead of as a driver traceback; and
+    a server older than waha-db supports is refused (`UnsupportedServer`) before anything
+    is read or changed.
     """
     url = parse_url(database_url) if isinstance(database_url, str) else database_url
     engine = create_engine(url)
     try:
-        with engine.connect():
-            pass
+        with engine.connect() as connection:
+            require_supported_server(connection)
     except sa.exc.OperationalError as error:
         engine.dispose()
         raise ConnectionFailure(describe_connection_failure(url, error)) from None
+    except UnsupportedServer:
+        engine.dispose()
+        raise
     return engine
+
+
+# --- the server's version ---------------------------------------------------------------
+
+# The oldest PostgreSQL waha-db runs on, as server_version_num. The suite runs on 15, 16
+# and 18; 17 lies between them, and what it introduced (the MAINTAIN privilege) is in 18.
+# 13 and 14 are refused rather than trusted unseen: no build of them can be tested here,
+# and drift compares catalogs as the server renders them. Below 13 the migrations cannot
+# run at all (gen_random_uuid(), the ids' default, is built in from 13 on).
+MINIMUM_SERVER_VERSION = 150000
+TESTED_MAJOR_VERSIONS = (15, 16, 18)
+
+
+class UnsupportedServer(UserError):
+    """The PostgreSQL server is older than waha-db supports; the message says what to do."""
+
+
+def version_number(version: str) -> int:
+    """server_version_num from a version's text: '18.6' -> 180006, '15.18 (Debian ...)' -> 150018, '9.6.24' -> 90624."""
+    match = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    if not match:
+        raise ValueError(f"not a PostgreSQL version: {version!r}")
+    major, minor, patch = (int(part or 0) for part in match.groups())
+    return major * 10000 + minor if major >= 10 else major * 10000 + minor * 100 + patch
+
+
+def minimum_major_version() -> int:
+    """15: the oldest major version of PostgreSQL that waha-db supports."""
+    return MINIMUM_SERVER_VERSION // 10000
+
+
+def unsupported_server_reason(version_num: int, version: str) -> str | None:
+    """Why waha-db refuses a server of this version; None when it supports it. Pure."""
+    if version_num >= MINIMUM_SERVER_VERSION:
+        return None
+    tested = ", ".join(str(major) for major in TESTED_MAJOR_VERSIONS[:-1]) + f" and {TESTED_MAJOR_VERSIONS[-1]}"
+    reason = (
+        f"PostgreSQL {version} is older than waha-db supports: it needs PostgreSQL "
+        f"{minimum_major_version()} or later (tested on {tested})"
+    )
+    if version_num < 130000:
+        reason += "; before 13, gen_random_uuid(), the default of every id, is not even built in"
+    return reason
+
+
+def require_supported_version(version_num: int, version: str, remedy: str | None = None) -> None:
+    """UnsupportedServer, saying why and what to do (`remedy`), when waha-db does not support this version."""
+    reason = unsupported_server_reason(version_num, version)
+    if reason:
+        remedy = remedy or (
+            f"Nothing was done. Upgrade the server to PostgreSQL {minimum_major_version()} or later first "
+            "(pg_upgrade, or your provider's major-version upgrade), then run waha-db again."
+        )
+        raise UnsupportedServer(f"{reason}. {remedy}")
+
+
+def server_version(connection: sa.Connection) -> tuple[int, str]:
+    """The server's version as (server_version_num, text): (180006, '18.6').
+
+    Read from what the driver learnt when it connected: no statement is run, so this is
+    safe on a connection that Alembic has yet to begin its transaction on.
+    """
+    parts = connection.dialect.server_version_info
+    text = ".".join(str(part) for part in parts)
+    return version_number(text), text
+
+
+def require_supported_server(connection: sa.Connection) -> str:
+    """The server's version, e.g. '18.6'; UnsupportedServer (what to do included) when it is too old."""
+    number, text = server_version(connection)
+    require_supported_version(number, text)
+    return text

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from waha_db.database import server_version
 from waha_db.lifecycle import adopt, catalog, revisions
 
 EMPTY, LEGACY, HAND_MADE, MANAGED, UNKNOWN_REVISION = "empty", "legacy", "hand_made", "managed", "unknown_revision"
@@ -165,6 +166,7 @@ class Status:
     details: tuple[str, ...]  # the legacy servers to convert, adoption problems, or drift
     drift: tuple[str, ...]
     next: str  # the command to run next; empty at head without drift
+    server_version: str  # the PostgreSQL server's, e.g. "17.4"
 
     @property
     def at_head(self) -> bool:
@@ -182,6 +184,7 @@ class Status:
             "drift": list(self.drift),
             "next": self.next,
             "at_head": self.at_head,
+            "server_version": self.server_version,
         }
 
 
@@ -208,4 +211,14 @@ def database_status(connection: sa.Connection) -> Status:
                 "find who changed the WAHA objects by hand and put them back as head has them "
                 "(toolkit/lifecycle/head_catalog.json shows head's definitions)"
             )
-    return Status(kind, summary, found.revision, revisions.head(), found.pending, details, drift, next_step)
+    return Status(
+        kind,
+        summary,
+        found.revision,
+        revisions.head(),
+        found.pending,
+        details,
+        drift,
+        next_step,
+        server_version(connection)[1],
+    )
