@@ -30,7 +30,13 @@ import sqlalchemy as sa
 
 from tests.fleet.fake_waha import FakeWaha
 from waha_db.checks.legacy import LEGACY_V1_SQL
-from waha_db.checks.pgtemp import ThrowawayPostgres
+from waha_db.checks.pgtemp import (
+    PostgresNotFound,
+    ThrowawayPostgres,
+    binaries_version,
+    find_server_binaries,
+    unprivileged_account,
+)
 from waha_db.checks.supabase import install_auth_stub
 from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import migrate
@@ -86,6 +92,15 @@ class Cluster:
 
     def clone(self, kind: str) -> str:
         return self.server.create_database(template=self.template(kind))
+
+
+def pytest_report_header(config):
+    """The PostgreSQL every test of this run uses (WAHA_DB_PG_BIN chooses it), at the top of the run."""
+    try:
+        binaries = find_server_binaries()
+        return f"PostgreSQL {binaries_version(binaries, unprivileged_account())} from {binaries}"
+    except (PostgresNotFound, RuntimeError) as error:
+        return f"PostgreSQL: {error}"
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from alembic.util import CommandError
 from waha_db import database
 from waha_db.checks import bench as benchmark
 from waha_db.checks import verify as verification
+from waha_db.checks.pgtemp import find_server_binaries
 from waha_db.errors import UserError
 from waha_db.fleet import allocation, health, selection
 from waha_db.fleet import monitor as fleet_monitor
@@ -456,9 +457,18 @@ def status(invocation, as_json, check):
     metavar="FILE",
     help="Also write the report as JUnit XML (for CI test reports).",
 )
+@click.option(
+    "--pg-bin",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="WAHA_DB_PG_BIN",
+    metavar="DIR",
+    help="The bin directory (initdb, postgres) of the PostgreSQL the throwaway server runs, e.g. the major "
+    "version of your production server; default $WAHA_DB_PG_BIN, else PATH and the newest "
+    "/usr/lib/postgresql/*/bin.",
+)
 @pass_invocation
 @library_errors
-def verify(invocation, as_json, junit_xml):
+def verify(invocation, as_json, junit_xml, pg_bin):
     """Check that the migrations are sound: the CI command.
 
     Without a database URL it starts a throwaway PostgreSQL and checks on two fresh
@@ -467,15 +477,26 @@ def verify(invocation, as_json, junit_xml):
     metadata equals the migrated database; no drift from the recorded head catalog;
     security rules; the seed's examples and the selection rules; every revision
     up/down/up; downgrade to base; offline SQL equals online; sql/schema.sql fresh;
-    the legacy conversion and back. One line per check; exit 1 if any fails.
+    the legacy conversion and back. One line per check; exit 1 if any fails. The
+    last line names the PostgreSQL version the checks ran on.
+
+    --pg-bin runs the throwaway server from other binaries: check the migrations on
+    the major version of your production server before you upgrade it.
 
     \b
     Example:
       waha-db verify
+      waha-db verify --pg-bin /usr/lib/postgresql/17/bin
       waha-db verify --junit-xml verify.xml
       waha-db --database-url postgresql://postgres@127.0.0.1:5432/waha_ci verify
     """
     url = invocation.url if invocation.given else None
+    if url is None:
+        pg_bin = find_server_binaries(pg_bin)
+    elif click.get_current_context().get_parameter_source("pg_bin") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(
+            "--pg-bin chooses the binaries of a throwaway server; with a database URL there is none to start"
+        )
 
     def progress(check: verification.CheckResult) -> None:
         if not as_json:
@@ -483,8 +504,10 @@ def verify(invocation, as_json, junit_xml):
                 click.echo(line)
 
     if not as_json:
-        click.echo("waha-db verify: " + ("a throwaway PostgreSQL" if url is None else database.display_url(url)))
-    report = verification.verify(url, progress=progress)
+        click.echo(
+            "waha-db verify: " + (f"a throwaway PostgreSQL from {pg_bin}" if url is None else database.display_url(url))
+        )
+    report = verification.verify(url, progress=progress, pg_bin=pg_bin if url is None else None)
     if junit_xml:
         junit_xml.write_text(report.junit_xml(), encoding="utf-8")
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.summary())

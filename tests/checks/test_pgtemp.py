@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from waha_db.checks import pgtemp
-from waha_db.checks.pgtemp import PostgresNotFound, ThrowawayPostgres, find_server_binaries
+from waha_db.checks.pgtemp import PostgresNotFound, PostgresNotRunnable, ThrowawayPostgres, find_server_binaries
 
 
 def fake_bin_dir(root: Path, version: str) -> Path:
@@ -25,6 +28,12 @@ def test_waha_db_pg_bin_is_used_first(tmp_path, monkeypatch):
     chosen = fake_bin_dir(tmp_path, "custom")
     monkeypatch.setenv("WAHA_DB_PG_BIN", str(chosen))
     assert find_server_binaries() == chosen
+
+
+def test_a_directory_given_explicitly_beats_waha_db_pg_bin(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAHA_DB_PG_BIN", str(fake_bin_dir(tmp_path, "from-environment")))
+    chosen = fake_bin_dir(tmp_path, "given")
+    assert find_server_binaries(chosen) == chosen
 
 
 def test_waha_db_pg_bin_pointing_nowhere_is_an_error_that_says_so(tmp_path, monkeypatch):
@@ -75,3 +84,56 @@ def test_server_is_stopped_even_when_the_body_fails():
             base_dir = Path(server._server.base_dir)
             raise RuntimeError("boom")
     assert not base_dir.exists()
+
+
+def test_the_binaries_version_is_the_version_of_the_server_they_start(cluster):
+    version = pgtemp.binaries_version(cluster.server.bin_dir, pgtemp.unprivileged_account())
+    running = psycopg.connect(
+        cluster.url("postgres").set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    with running:
+        assert version == running.execute("SHOW server_version").fetchone()[0].split()[0]
+    assert cluster.server.version == version
+
+
+@pytest.fixture
+def open_tmp():
+    """A directory every account may enter (pytest's tmp_path sits under a private one when run as root)."""
+    directory = Path(tempfile.mkdtemp(prefix="waha-db-test-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def account(uid: int, gid: int) -> pwd.struct_passwd:
+    return pwd.struct_passwd(("waha-test-account", "x", uid, gid, "", "/", "/bin/sh"))
+
+
+def test_closed_directory_is_the_first_on_the_way_that_the_account_may_not_enter(open_tmp):
+    private = open_tmp / "private"
+    (private / "venv" / "bin").mkdir(parents=True)
+    stranger = account(uid=os.getuid() + 4242, gid=os.getgid() + 4242)
+
+    private.chmod(0o700)
+    assert pgtemp.closed_directory(private / "venv" / "bin", stranger) == private
+    private.chmod(0o755)
+    assert pgtemp.closed_directory(private / "venv" / "bin", stranger) is None
+    # The owner of a 0700 directory may enter it.
+    private.chmod(0o700)
+    assert pgtemp.closed_directory(private / "venv" / "bin", account(uid=os.getuid(), gid=os.getgid() + 4242)) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another account")
+def test_binaries_the_server_account_cannot_reach_are_one_error_naming_the_directory(open_tmp, cluster):
+    """A venv under a private directory (/root, say): the account that runs the server is shut out."""
+    private = open_tmp / "root-only"
+    private.mkdir(mode=0o700)
+    (private / "bin").symlink_to(cluster.server.bin_dir)
+    with pytest.raises(PostgresNotRunnable) as refused:
+        ThrowawayPostgres(private / "bin").start()
+    message = str(refused.value)
+    assert (
+        f"the PostgreSQL binaries in {private / 'bin'} cannot be run by the account {pgtemp.unprivileged_account().pw_name}"
+        in message
+    )
+    assert f"{private} (mode drwx------, owner uid 0) shuts it out" in message

@@ -119,3 +119,11 @@ def test_plain_alembic_refuses_a_server_too_old_and_changes_nothing(fresh_databa
     finally:
         engine.dispose()
     assert sql(url, "SELECT to_regclass('public.alembic_version')") == [(None,)]
+
+
+def test_verify_refuses_throwaway_binaries_too_old_before_starting_them(waha_db, cluster, server_too_old):
+    result = waha_db(None, "verify", "--pg-bin", str(cluster.server.bin_dir))
+    assert result.exit_code == 1
+    assert f"Error: {server_too_old}" in result.output
+    assert "Nothing was started. Point --pg-bin or WAHA_DB_PG_BIN at the bin directory of PostgreSQL" in result.output
+    assert "[postgres]" not in result.output  # no check ran on a database

@@ -60,19 +60,46 @@ def test_verify_reports_what_differs_when_a_check_fails(waha_db, fresh_database,
     assert lines[-1].startswith("11 checks on") and "10 passed, 1 failed" in lines[-1]
 
 
-def test_console_script_verifies_on_a_throwaway_postgresql_and_writes_junit(tmp_path):
+def test_console_script_verifies_on_a_throwaway_postgresql_of_the_binaries_given_and_writes_junit(tmp_path, cluster):
+    """--pg-bin wins over WAHA_DB_PG_BIN, and the last line names the version those binaries run."""
     junit = tmp_path / "verify.xml"
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    environment["WAHA_DB_PG_BIN"] = str(tmp_path / "not-a-postgresql")
     script = os.path.join(os.path.dirname(sys.executable), "waha-db")
+    binaries = cluster.server.bin_dir
     done = subprocess.run(
-        [script, "verify", "--junit-xml", str(junit)], capture_output=True, text=True, timeout=120, env=environment
+        [script, "verify", "--pg-bin", str(binaries), "--junit-xml", str(junit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("waha-db verify: a throwaway PostgreSQL\n")
+    assert done.stdout.startswith(f"waha-db verify: a throwaway PostgreSQL from {binaries}\n")
     assert "PASS  [postgres] upgrade an empty database to head" in done.stdout
     assert "PASS  [supabase] security: row security" in done.stdout
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith(f"21 checks on throwaway PostgreSQL {cluster.server.version} on 127.0.0.1:")
     suite = ElementTree.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) == 21
+
+
+def test_verify_pg_bin_pointing_nowhere_is_one_error(waha_db, tmp_path):
+    result = waha_db(None, "verify", "--pg-bin", str(tmp_path))
+    assert result.exit_code == 1
+    assert (
+        f"Error: the PostgreSQL bin directory {tmp_path} (--pg-bin or WAHA_DB_PG_BIN) holds no initdb and postgres"
+        in result.output
+    )
+
+
+def test_verify_pg_bin_with_a_database_url_is_a_usage_error(waha_db, fresh_database, cluster):
+    result = waha_db(fresh_database("empty"), "verify", "--pg-bin", str(cluster.server.bin_dir))
+    assert result.exit_code == 2
+    assert (
+        "--pg-bin chooses the binaries of a throwaway server; with a database URL there is none to start"
+        in result.output
+    )
 
 
 # --- a check that breaks unexpectedly ------------------------------------------------------------

@@ -1,11 +1,15 @@
 """A throwaway PostgreSQL server, for tests, `waha-db verify` and `waha-db bench`.
 
 Built on testing.postgresql, extended to:
-- find the server binaries on PATH, in /usr/lib/postgresql/*/bin, or where
-  WAHA_DB_PG_BIN points, with one clear error when there are none;
+- find the server binaries in the directory given (`verify --pg-bin`), or where
+  WAHA_DB_PG_BIN points, else on PATH or in /usr/lib/postgresql/*/bin, with one
+  clear error when there are none; and refuse binaries of a PostgreSQL older
+  than waha-db supports before starting anything;
 - run as root: initdb and postgres refuse to, so they run as an unprivileged OS
   user (WAHA_DB_PG_USER, default `postgres`, else `nobody`) that owns the data
-  directory; a normal user runs them as itself;
+  directory; a normal user runs them as itself. Binaries that account cannot
+  reach (a venv under a private /root, say) are one clear error naming the
+  directory that shuts it out;
 - be fast: fsync off, and databases cloned from templates (`CREATE DATABASE ...
   TEMPLATE`) instead of migrated anew.
 """
@@ -13,17 +17,20 @@ Built on testing.postgresql, extended to:
 from __future__ import annotations
 
 import glob
+import grp
 import itertools
 import os
 import pwd
+import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
 import testing.postgresql
 from sqlalchemy.engine import URL
 
-from waha_db.database import create_engine
+from waha_db.database import create_engine, minimum_major_version, require_supported_version, version_number
 from waha_db.errors import UserError
 
 INSTALL_HINT = (
@@ -38,25 +45,30 @@ class PostgresNotFound(UserError):
     """No PostgreSQL server binaries on this machine."""
 
 
+class PostgresNotRunnable(PostgresNotFound):
+    """Server binaries were found, but the account that must run them cannot."""
+
+
 def _version_key(directory: str) -> tuple[int, ...]:
     """(16,) for /usr/lib/postgresql/16/bin: versions compare as numbers, so 16 beats 9.6."""
     version = Path(directory).parent.name
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-def find_server_binaries() -> Path:
+def find_server_binaries(directory: str | Path | None = None) -> Path:
     """The directory holding initdb and postgres.
 
-    WAHA_DB_PG_BIN, when set, is the only place looked at (a wrong setting is an
-    error, not silently ignored); otherwise PATH, then the newest
-    /usr/lib/postgresql/*/bin.
+    `directory` when given, else WAHA_DB_PG_BIN when set, is the only place looked
+    at (a wrong setting is an error, not silently ignored); otherwise PATH, then the
+    newest /usr/lib/postgresql/*/bin.
     """
-    if os.environ.get("WAHA_DB_PG_BIN"):
-        directory = Path(os.environ["WAHA_DB_PG_BIN"])
-        if (directory / "initdb").is_file() and (directory / "postgres").is_file():
-            return directory
+    chosen = directory or os.environ.get("WAHA_DB_PG_BIN")
+    if chosen:
+        chosen = Path(chosen)
+        if (chosen / "initdb").is_file() and (chosen / "postgres").is_file():
+            return chosen
         raise PostgresNotFound(
-            f"WAHA_DB_PG_BIN points at {directory}, which holds no initdb and postgres: "
+            f"the PostgreSQL bin directory {chosen} (--pg-bin or WAHA_DB_PG_BIN) holds no initdb and postgres: "
             "point it at the bin directory of a PostgreSQL installation (e.g. /usr/lib/postgresql/16/bin), "
             "or unset it to search PATH and /usr/lib/postgresql/*/bin"
         )
@@ -83,6 +95,53 @@ def unprivileged_account() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     raise RuntimeError("running as root, and no unprivileged account (postgres, nobody) exists to run PostgreSQL")
+
+
+def closed_directory(path: Path, account: pwd.struct_passwd) -> Path | None:
+    """The first directory on the way from / to `path` that `account` may not enter, by its mode bits; None when all are open."""
+    groups = {account.pw_gid} | {group.gr_gid for group in grp.getgrall() if account.pw_name in group.gr_mem}
+    for directory in [*reversed(path.parents), path]:
+        info = directory.stat()
+        if info.st_uid == account.pw_uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return directory
+    return None
+
+
+def binaries_version(binaries: Path, account: pwd.struct_passwd | None) -> str:
+    """The PostgreSQL version of the server binaries in `binaries`, e.g. '18.6', as `postgres --version`
+    says when run by the account that will run the server; PostgresNotRunnable when it cannot run them."""
+    as_account = {} if account is None else {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    try:
+        done = subprocess.run(
+            [str(binaries / "postgres"), "--version"], capture_output=True, text=True, timeout=60, **as_account
+        )
+    except OSError as error:  # exec refused: permissions, or not a program for this machine
+        detail = error.strerror or str(error)
+    else:
+        found = re.search(r"\(PostgreSQL\) (\S+)", done.stdout)
+        if done.returncode == 0 and found:
+            return found.group(1)
+        detail = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
+    if account is None:
+        raise PostgresNotRunnable(f"{binaries / 'postgres'} --version failed: {detail}")
+    closed = closed_directory(Path(os.path.abspath(binaries)), account)
+    why = (
+        f"{closed} (mode {stat.filemode(closed.stat().st_mode)}, owner uid {closed.stat().st_uid}) shuts it out"
+        if closed
+        else f"{detail}: the files themselves are not readable and executable by it"
+    )
+    raise PostgresNotRunnable(
+        f"the PostgreSQL binaries in {binaries} cannot be run by the account {account.pw_name}, which runs the "
+        f"throwaway server because waha-db runs as root (initdb and postgres refuse root): {why}. Install them "
+        "where every account can read them (e.g. a venv outside /root, or chmod -R o+rX the installation), set "
+        "WAHA_DB_PG_USER to an account that can run them, or run waha-db as a normal user."
+    )
 
 
 class _Postgresql(testing.postgresql.Postgresql):
@@ -138,14 +197,24 @@ class ThrowawayPostgres:
     superuser `postgres` (trust authentication, no password).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bin_dir: str | Path | None = None) -> None:
         self._server: _Postgresql | None = None
         self._names = itertools.count(1)
+        self._chosen_bin_dir = bin_dir
+        self.version: str | None = None
 
     def start(self) -> ThrowawayPostgres:
-        binaries = find_server_binaries()
+        binaries = find_server_binaries(self._chosen_bin_dir)
+        account = unprivileged_account()
+        self.version = binaries_version(binaries, account)
+        require_supported_version(
+            version_number(self.version),
+            self.version,
+            remedy=f"Nothing was started. Point --pg-bin or WAHA_DB_PG_BIN at the bin directory of PostgreSQL "
+            f"{minimum_major_version()} or later (these binaries are in {binaries}).",
+        )
         self._server = _Postgresql(
-            account=unprivileged_account(),
+            account=account,
             initdb=str(binaries / "initdb"),
             postgres=str(binaries / "postgres"),
             initdb_args="-U postgres -A trust -E UTF8 --locale=C --no-sync",

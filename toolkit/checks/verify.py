@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from xml.etree import ElementTree
 
 import psycopg
@@ -25,7 +26,14 @@ import sqlalchemy as sa
 from waha_db.checks import suite
 from waha_db.checks.suite import CheckFailed
 from waha_db.checks.supabase import install_auth_stub
-from waha_db.database import connect_engine, create_engine, database_message, display_url, driver_error
+from waha_db.database import (
+    connect_engine,
+    create_engine,
+    database_message,
+    display_url,
+    driver_error,
+    server_version,
+)
 from waha_db.errors import UserError
 
 
@@ -171,8 +179,9 @@ def _run_on(database: suite.Database, results: list[CheckResult], progress: Prog
         pass
 
 
-def verify(url: sa.URL | None = None, progress: Progress | None = None) -> Report:
-    """Run every check; on a throwaway PostgreSQL when `url` is None. See the module doc."""
+def verify(url: sa.URL | None = None, progress: Progress | None = None, pg_bin: str | Path | None = None) -> Report:
+    """Run every check; on a throwaway PostgreSQL when `url` is None, from the server binaries in
+    `pg_bin` (default: see waha_db.checks.pgtemp.find_server_binaries). See the module doc."""
     started = time.perf_counter()
     results: list[CheckResult] = []
     if url is not None:
@@ -181,9 +190,8 @@ def verify(url: sa.URL | None = None, progress: Progress | None = None) -> Repor
     if url is None:
         from waha_db.checks.pgtemp import ThrowawayPostgres
 
-        with ThrowawayPostgres() as server:
-            version = _server_version(server.url("postgres"))
-            description = f"throwaway PostgreSQL {version} on 127.0.0.1:{server.port}"
+        with ThrowawayPostgres(pg_bin) as server:
+            description = f"throwaway PostgreSQL {server.version} on 127.0.0.1:{server.port}"
             plain = suite.Database(server.url(server.create_database("verify_plain")), "postgres")
             supabase_url = server.url(server.create_database("verify_supabase"))
             engine = create_engine(supabase_url)
@@ -227,6 +235,6 @@ def _server_version(url: sa.URL) -> str:
     engine = connect_engine(url)
     try:
         with engine.connect() as connection:
-            return connection.exec_driver_sql("SHOW server_version").scalar().split()[0]
+            return server_version(connection)[1]
     finally:
         engine.dispose()
