@@ -51,6 +51,12 @@ def sql(url: sa.URL, statement: str, parameters=None) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
+def server_version(url: sa.URL) -> tuple[int, str]:
+    """The server's own word: (server_version_num, server_version without a distribution's suffix)."""
+    ((number, text),) = sql(url, "SELECT current_setting('server_version_num')::int, current_setting('server_version')")
+    return number, text.split()[0]
+
+
 @pytest.fixture
 def legacy_url(cluster, fresh_database) -> sa.URL:
     """A legacy V1 database: waha_config with a convertible row, plus a table of the rest of the app."""

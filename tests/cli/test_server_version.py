@@ -12,7 +12,7 @@ import json
 import pytest
 from alembic.util import CommandError
 
-from tests.cli.conftest import sql
+from tests.cli.conftest import server_version, sql
 from waha_db import database
 from waha_db.database import create_engine
 from waha_db.lifecycle import migrate
@@ -65,22 +65,16 @@ def test_the_refusal_says_what_to_do():
 # --- on the session's real server ------------------------------------------------------------------
 
 
-def running_version(url) -> tuple[int, str]:
-    """The server's own word: (server_version_num, server_version without a distribution's suffix)."""
-    ((number, text),) = sql(url, "SELECT current_setting('server_version_num')::int, current_setting('server_version')")
-    return number, text.split()[0]
-
-
 def test_status_names_the_server_version(waha_db, fresh_database):
     url = fresh_database("head")
-    _, version = running_version(url)
+    _, version = server_version(url)
     assert f"server: PostgreSQL {version}\n" in waha_db(url, "status").output
     assert json.loads(waha_db(url, "status", "--json").output)["server_version"] == version
 
 
 def test_verify_on_a_database_url_names_the_server_version(waha_db, fresh_database):
     url = fresh_database("empty")
-    _, version = running_version(url)
+    _, version = server_version(url)
     result = waha_db(url, "verify")
     assert result.exit_code == 0, result.output
     assert f"(PostgreSQL {version}): 11 passed, 0 failed" in result.output.splitlines()[-1]
@@ -89,7 +83,7 @@ def test_verify_on_a_database_url_names_the_server_version(waha_db, fresh_databa
 @pytest.fixture
 def server_too_old(monkeypatch, fresh_database):
     """The minimum raised to the major version after the running server's: what an old server meets."""
-    number, version = running_version(fresh_database("empty"))
+    number, version = server_version(fresh_database("empty"))
     minimum = (number // 10000 + 1) * 10000
     monkeypatch.setattr(database, "MINIMUM_SERVER_VERSION", minimum)
     return f"PostgreSQL {version} is older than waha-db supports: it needs PostgreSQL {minimum // 10000} or later"

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tests.cli.conftest import sql
+from tests.cli.conftest import server_version, sql
 from waha_db.database import create_engine
 from waha_db.lifecycle import catalog
 
@@ -92,10 +92,6 @@ def test_the_head_catalog_recorded_on_this_server_is_the_file_byte_for_byte(fres
 HEAD_GRANTS = "authenticated: DELETE, INSERT, SELECT, UPDATE; service_role: ALL"
 
 
-def server_major(url: sa.URL) -> int:
-    return int(sql(url, "SHOW server_version_num")[0][0]) // 10000
-
-
 def drift_after(url: sa.URL, statement: str) -> list[str]:
     sql(url, statement)
     return detect(url)
@@ -156,7 +152,7 @@ def test_a_real_difference_is_one_line_of_drift_on_every_version(fresh_database,
 
 def test_service_role_short_of_one_privilege_no_longer_holds_all(fresh_database):
     url = fresh_database("head")
-    maintain = "MAINTAIN, " if server_major(url) >= 17 else ""
+    maintain = "MAINTAIN, " if server_version(url)[0] // 10000 >= 17 else ""
     assert drift_after(url, "REVOKE TRUNCATE ON public.waha_sessions FROM service_role") == [
         f"changed grants on public.waha_sessions: head has '{HEAD_GRANTS}', "
         f"database has 'authenticated: DELETE, INSERT, SELECT, UPDATE; service_role: DELETE, INSERT, {maintain}REFERENCES, SELECT, TRIGGER, UPDATE'"
@@ -213,7 +209,7 @@ def test_service_role_short_of_one_privilege_no_longer_holds_all(fresh_database)
 )
 def test_what_only_newer_servers_can_express_is_judged_where_it_exists(fresh_database, since, statement, expected):
     url = fresh_database("head")
-    if server_major(url) < since:
+    if server_version(url)[0] // 10000 < since:
         with pytest.raises(psycopg.Error):
             sql(url, statement)
         assert detect(url) == []
