@@ -1,10 +1,13 @@
-"""waha_db.database.conninfo: the one libpq connection string the toolkit (bench), the tests and psql use."""
+"""waha_db.database: conninfo, the one libpq connection string the toolkit (bench), the tests and psql use;
+and the oldest server version waha-db supports."""
 
 from __future__ import annotations
 
 import psycopg
+import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from waha_db import database
 from waha_db.database import conninfo
 
 
@@ -33,3 +36,50 @@ def test_psycopg_connects_to_a_database_whose_name_has_a_space(cluster):
             assert connection.execute("SELECT current_database()").fetchone() == ("waha cli conninfo",)
     finally:
         cluster.run_sql("postgres", 'DROP DATABASE "waha cli conninfo"')
+
+
+# --- the server's version ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "number"),
+    [
+        ("18.6", 180006),
+        ("15.18 (Debian 15.18-0+deb12u1)", 150018),
+        ("17beta1", 170000),
+        ("14.11", 140011),
+        ("9.6.24", 90624),
+    ],
+)
+def test_version_number_reads_a_version_as_the_server_counts_it(version, number):
+    assert database.version_number(version) == number
+
+
+@pytest.mark.parametrize(
+    ("number", "version"), [(150000, "15.0"), (160002, "16.2"), (170004, "17.4"), (180006, "18.6")]
+)
+def test_15_and_later_are_supported(number, version):
+    assert database.unsupported_server_reason(number, version) is None
+
+
+@pytest.mark.parametrize(("number", "version"), [(140011, "14.11"), (130016, "13.16")])
+def test_13_and_14_are_refused_as_untested(number, version):
+    assert database.unsupported_server_reason(number, version) == (
+        f"PostgreSQL {version} is older than waha-db supports: it needs PostgreSQL 15 or later (tested on 15, 16 and 18)"
+    )
+
+
+@pytest.mark.parametrize(("number", "version"), [(120020, "12.20"), (90624, "9.6.24")])
+def test_older_than_13_is_refused_and_says_what_is_missing(number, version):
+    reason = database.unsupported_server_reason(number, version)
+    assert reason.startswith(f"PostgreSQL {version} is older than waha-db supports: it needs PostgreSQL 15 or later")
+    assert reason.endswith("before 13, gen_random_uuid(), the default of every id, is not even built in")
+
+
+def test_the_refusal_says_what_to_do():
+    with pytest.raises(database.UnsupportedServer) as refused:
+        database.require_supported_version(140011, "14.11")
+    assert str(refused.value).endswith(
+        "Nothing was done. Upgrade the server to PostgreSQL 15 or later first "
+        "(pg_upgrade, or your provider's major-version upgrade), then run waha-db again."
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.conftest import sql
+from tests.cli.conftest import server_version, sql
 from waha_db.lifecycle import revisions
 
 HEAD = revisions.head()
@@ -82,3 +82,10 @@ def test_hand_made_schema_points_to_adopt(waha_db, fresh_database):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["state"] == "hand_made" and "adopt" in report["next"]
+
+
+def test_status_names_the_server_version(waha_db, fresh_database):
+    url = fresh_database("head")
+    _, version = server_version(url)
+    assert f"server: PostgreSQL {version}\n" in waha_db(url, "status").output
+    assert json.loads(waha_db(url, "status", "--json").output)["server_version"] == version

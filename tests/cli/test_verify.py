@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 import psycopg
 from alembic.util import CommandError
 
-from tests.cli.conftest import sql
+from tests.cli.conftest import server_version, sql
 from waha_db.checks import verify as verification
 from waha_db.lifecycle import catalog, migrate
 
@@ -166,3 +166,11 @@ def test_stale_schema_file_of_the_checkout_fails_verify(waha_db, fresh_database,
     assert result.exit_code == 1
     assert "FAIL  sql/schema.sql is fresh and yields the same schema" in result.output
     assert "regenerate it with `waha-db sql`" in result.output
+
+
+def test_verify_on_a_database_url_names_the_server_version(waha_db, fresh_database):
+    url = fresh_database("empty")
+    _, version = server_version(url)
+    result = waha_db(url, "verify")
+    assert result.exit_code == 0, result.output
+    assert f"(PostgreSQL {version}): 11 passed, 0 failed" in result.output.splitlines()[-1]
