@@ -1,10 +1,10 @@
--- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0007.
+-- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0008.
 --
 -- GENERATED from migrations/versions by `python -m waha_db.lifecycle.migrate` (waha_db.lifecycle.migrate.full_schema_sql);
 -- do not edit: change the migrations and regenerate. A test fails when this file is stale.
 --
 -- Apply:   psql -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/schema.sql
--- It runs in one transaction and records revision 0007 in alembic_version, so
+-- It runs in one transaction and records revision 0008 in alembic_version, so
 -- `alembic upgrade head` / `waha-db upgrade` manage the database afterwards.
 -- On a database with the legacy waha_config, set the owner of its server first:
 --   psql -v ON_ERROR_STOP=1 -c "SET waha.config_owner = 'UUID'" -f sql/schema.sql
@@ -850,6 +850,84 @@ REVOKE ALL ON TABLE public.waha_server_health FROM PUBLIC, authenticated, servic
         $$;;
 
 UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
+
+-- Running upgrade 0007 -> 0008
+
+CREATE OR REPLACE FUNCTION public.get_available_waha_server(
+            user_uuid uuid,
+            excluded_server_ids uuid[] DEFAULT '{}'
+        )
+            RETURNS SETOF public.waha_servers
+            LANGUAGE plpgsql
+            STABLE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        BEGIN
+            -- The servers not cooling down (no health row, or a cooldown that has
+            -- ended), in the seed's order, one priority level at a time from the
+            -- top (prioridade is 0..10): each level is an index look-up of
+            -- (user_id, prioridade) whose candidates are sorted by load, and the
+            -- first level with a candidate ends the query, under a generic plan as
+            -- under a custom one. The levels are sorted by their own ORDER BY, so
+            -- the nested loop returns the best level first and needs no sort; the
+            -- user's cooling servers are read once (a few rows of a partial index).
+            RETURN QUERY
+            WITH cooling AS MATERIALIZED (
+                SELECT health.server_id
+                FROM public.waha_server_health AS health
+                WHERE health.user_id = user_uuid
+                  AND health.cooldown_until > pg_catalog.now()
+            )
+            SELECT best.*
+            FROM (SELECT level
+                  FROM pg_catalog.generate_series(10, 0, -1) AS level
+                  ORDER BY level DESC) AS levels
+            CROSS JOIN LATERAL (
+                SELECT server.*
+                FROM public.waha_servers AS server
+                WHERE server.user_id = user_uuid
+                  AND server.ativo
+                  AND server.prioridade = levels.level
+                  AND server.sessions_ativas < server.max_sessions
+                  AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
+                  -- server_id is the primary key, never NULL, so NOT IN is a plain anti-join.
+                  AND server.id NOT IN (SELECT cooling.server_id FROM cooling)
+                ORDER BY server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+                         server.max_sessions - server.sessions_ativas DESC,
+                         server.created_at ASC,
+                         server.id ASC
+                LIMIT 1) AS best
+            ORDER BY levels.level DESC
+            LIMIT 1;
+            IF FOUND THEN
+                RETURN;
+            END IF;
+
+            -- Every candidate is cooling down: still offer one, the one whose
+            -- cooldown ends first (it failed least recently), rather than nothing.
+            -- A STABLE function sees one snapshot, so both queries agree.
+            RETURN QUERY
+            SELECT server.*
+            FROM public.waha_server_health AS health
+            JOIN public.waha_servers AS server ON server.id = health.server_id
+            WHERE health.user_id = user_uuid
+              AND health.cooldown_until > pg_catalog.now()
+              AND server.user_id = user_uuid
+              AND server.ativo
+              AND server.sessions_ativas < server.max_sessions
+              AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
+            ORDER BY health.cooldown_until ASC,
+                     server.prioridade DESC,
+                     server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+                     server.max_sessions - server.sessions_ativas DESC,
+                     server.created_at ASC,
+                     server.id ASC
+            LIMIT 1;
+        END
+        $$;;
+
+UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num = '0007';
 
 COMMIT;
 
