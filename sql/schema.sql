@@ -866,12 +866,20 @@ CREATE OR REPLACE FUNCTION public.get_available_waha_server(
         BEGIN
             -- The servers not cooling down (no health row, or a cooldown that has
             -- ended), in the seed's order, one priority level at a time from the
-            -- top (prioridade is 0..10): each level is an index look-up of
+            -- top (prioridade is 0..10). Each level is an index look-up of
             -- (user_id, prioridade) whose candidates are sorted by load, and the
             -- first level with a candidate ends the query, under a generic plan as
-            -- under a custom one. The levels are sorted by their own ORDER BY, so
-            -- the nested loop returns the best level first and needs no sort; the
-            -- user's cooling servers are read once (a few rows of a partial index).
+            -- under a custom one: the levels are sorted by their own ORDER BY, so
+            -- the nested loop returns the best level first and needs no sort. A
+            -- level sorts ids and keys only; the chosen row is read once, by id.
+            -- The user's cooling servers are read once (a few rows of a partial
+            -- index).
+            --
+            -- Load, sessions_ativas / max_sessions, is compared exactly and in
+            -- int8 (numeric costs more): as floor(sessions_ativas * 2^62 /
+            -- max_sessions), written in two 31-bit digits. Two different ratios of
+            -- integers below 2^31 differ by more than 2^-62, so they never share
+            -- a key, and equal ratios always do.
             RETURN QUERY
             WITH cooling AS MATERIALIZED (
                 SELECT health.server_id
@@ -879,12 +887,12 @@ CREATE OR REPLACE FUNCTION public.get_available_waha_server(
                 WHERE health.user_id = user_uuid
                   AND health.cooldown_until > pg_catalog.now()
             )
-            SELECT best.*
+            SELECT chosen.*
             FROM (SELECT level
                   FROM pg_catalog.generate_series(10, 0, -1) AS level
                   ORDER BY level DESC) AS levels
             CROSS JOIN LATERAL (
-                SELECT server.*
+                SELECT server.id
                 FROM public.waha_servers AS server
                 WHERE server.user_id = user_uuid
                   AND server.ativo
@@ -893,11 +901,17 @@ CREATE OR REPLACE FUNCTION public.get_available_waha_server(
                   AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
                   -- server_id is the primary key, never NULL, so NOT IN is a plain anti-join.
                   AND server.id NOT IN (SELECT cooling.server_id FROM cooling)
-                ORDER BY server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+                ORDER BY (server.sessions_ativas::int8 << 31) / server.max_sessions ASC,
+                         (((server.sessions_ativas::int8 << 31) % server.max_sessions) << 31) / server.max_sessions ASC,
                          server.max_sessions - server.sessions_ativas DESC,
                          server.created_at ASC,
                          server.id ASC
                 LIMIT 1) AS best
+            CROSS JOIN LATERAL (
+                SELECT server.*
+                FROM public.waha_servers AS server
+                WHERE server.id = best.id
+                LIMIT 1) AS chosen
             ORDER BY levels.level DESC
             LIMIT 1;
             IF FOUND THEN
@@ -919,7 +933,8 @@ CREATE OR REPLACE FUNCTION public.get_available_waha_server(
               AND NOT COALESCE(server.id = ANY (excluded_server_ids), false)
             ORDER BY health.cooldown_until ASC,
                      server.prioridade DESC,
-                     server.sessions_ativas::numeric(40, 30) / server.max_sessions ASC,
+                     (server.sessions_ativas::int8 << 31) / server.max_sessions ASC,
+                     (((server.sessions_ativas::int8 << 31) % server.max_sessions) << 31) / server.max_sessions ASC,
                      server.max_sessions - server.sessions_ativas DESC,
                      server.created_at ASC,
                      server.id ASC
