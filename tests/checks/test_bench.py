@@ -7,6 +7,7 @@ nothing here asserts a speed.
 from __future__ import annotations
 
 import json
+import statistics
 
 import psycopg
 import pytest
@@ -106,12 +107,14 @@ def figures(*, light: float, heavy: float, heavy_on_large: float, function_vs_qu
     latency = bench.Latency(0.05, 0.1)
 
     def user(servers: int, calls: float) -> bench.UserSelection:
-        return bench.UserSelection(servers, calls, calls / function_vs_query, latency, latency, rows_read, 85)
+        windows = [calls * 0.9, calls, calls * 1.1]  # one slower and one faster round, as load comes and goes
+        return bench.UserSelection(servers, windows, [window / function_vs_query for window in windows], latency, latency,
+                                   rows_read, 85)
 
     return bench.BenchResult(
         machine={}, sizes={},
-        tables=[bench.TableSelection(10_000, 80_000, [user(5, light), user(1_000, heavy)]),
-                bench.TableSelection(1_000_000, 80_000, [user(5, light), user(1_000, heavy_on_large)])],
+        tables=[bench.TableSelection(10_000, [80_000], [user(5, light), user(1_000, heavy)]),
+                bench.TableSelection(1_000_000, [80_000], [user(5, light), user(1_000, heavy_on_large)])],
         allocation=[bench.AllocationMeasure(32, 1, "allocate_waha_session", 1_000, 1.0, over_allocated, 0, counters_off),
                     bench.AllocationMeasure(32, 1, "seed 3-statement flow", 1_050, 1.0, 50, 50, 0)],
     )
@@ -139,3 +142,11 @@ def test_goals_are_met_by_figures_that_meet_them():
 def test_each_goal_is_missed_by_figures_that_miss_it(changed, missed):
     measured = {"light": 16_000, "heavy": 9_000, "heavy_on_large": 9_000, **changed}
     assert goals_missed(figures(**measured)) == [missed]
+
+
+def test_a_ratio_pairs_the_windows_of_each_round_so_a_burst_of_load_cancels_out():
+    # The machine is loaded in rounds 2 and 3; in round 3 the load arrived between the two windows.
+    function, query = [100, 40, 40], [125, 50, 125]
+
+    assert bench.paired_ratio(function, query) == pytest.approx(0.8)
+    assert statistics.median(function) / statistics.median(query) == pytest.approx(0.32)  # what medians alone would say

@@ -8,8 +8,10 @@ and the excluded list are parameters on both sides, so both go through the same
 plan caching (custom plans, then the generic plan PostgreSQL keeps).
 - calls/s: pgbench, C clients, prepared statements; the queries run in windows,
   rounds alternating between them so that load from elsewhere on the machine hits
-  them alike; the figure is the median over the windows. `SELECT 1` is the
-  ceiling of one round trip.
+  them alike; the figure is the median over the windows, and a ratio (function
+  against query, one user against another) is the median of the ratios of the
+  windows of one round, measured seconds apart. `SELECT 1` is the ceiling of one
+  round trip.
 - latency, server side: clock_timestamp() around each call in a plpgsql loop,
   function and query alternating, which leaves out the network and the client.
   (pgbench's per-transaction log is not used: it reuses one clock reading across
@@ -105,28 +107,46 @@ class Latency:
     p99_ms: float
 
 
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of the ratios of windows measured side by side (the same round), so load from elsewhere cancels out."""
+    ratios = [numerator / denominator for numerator, denominator in zip(numerators, denominators) if denominator]
+    return statistics.median(ratios) if ratios else 0.0
+
+
 @dataclass
 class UserSelection:
     """The selection for one measured user: the function against its own query."""
 
     user_servers: int
-    function_calls_per_second: float
-    query_calls_per_second: float
+    function_windows: list[float]  # calls/s of each window, in round order
+    query_windows: list[float]
     function_server_side: Latency
     query_server_side: Latency
     rows_read: int  # rows of waha_servers one call reads under the generic plan
     rows_bound: int  # the user's active servers at its best level and above, + 1: the chosen row, read again
 
     @property
+    def function_calls_per_second(self) -> float:
+        return statistics.median(self.function_windows)
+
+    @property
+    def query_calls_per_second(self) -> float:
+        return statistics.median(self.query_windows)
+
+    @property
     def function_vs_query(self) -> float:
-        return self.function_calls_per_second / self.query_calls_per_second if self.query_calls_per_second else 0.0
+        return paired_ratio(self.function_windows, self.query_windows)
 
 
 @dataclass
 class TableSelection:
     table_servers: int
-    select_1_calls_per_second: float
+    select_1_windows: list[float]
     users: list[UserSelection] = field(default_factory=list)
+
+    @property
+    def select_1_calls_per_second(self) -> float:
+        return statistics.median(self.select_1_windows)
 
     def user(self, servers: int) -> UserSelection:
         return next(measure for measure in self.users if measure.user_servers == servers)
@@ -187,7 +207,10 @@ class BenchResult:
     def as_dict(self) -> dict:
         data = asdict(self)
         for table, table_row in zip(self.tables, data["tables"]):
+            table_row["select_1_calls_per_second"] = round(table.select_1_calls_per_second, 1)
             for measure, row in zip(table.users, table_row["users"]):
+                row["function_calls_per_second"] = round(measure.function_calls_per_second, 1)
+                row["query_calls_per_second"] = round(measure.query_calls_per_second, 1)
                 row["function_vs_query"] = round(measure.function_vs_query, 3)
         for measure, row in zip(self.allocation, data["allocation"]):
             row["allocations_per_second"] = round(measure.allocations_per_second, 1)
@@ -291,10 +314,10 @@ FUNCTION_CALL = "SELECT * FROM public.get_available_waha_server(:user::uuid, :ex
 
 
 def measure_throughput(url: sa.URL, own_query: str, *, user_servers: tuple[int, ...], clients: int, seconds: float,
-                       windows: int, workdir: Path, load: LoadAverage) -> dict[str, float]:
-    """Median calls/s over `windows` windows of SELECT 1 and, per measured user, of the function and its query.
+                       windows: int, workdir: Path, load: LoadAverage) -> dict[str, list[float]]:
+    """Calls/s of each of `windows` rounds of SELECT 1 and, per measured user, of the function and its query.
 
-    Keys: "select_1", "function_N", "query_N" (N: the user's servers).
+    Keys: "select_1", "function_N", "query_N" (N: the user's servers); each round runs every one once, in that order.
     """
     runs = [("select_1", "SELECT 1;\n", {})]
     for servers in user_servers:
@@ -308,7 +331,7 @@ def measure_throughput(url: sa.URL, own_query: str, *, user_servers: tuple[int, 
             rates[name].append(
                 _pgbench_run(url, script, clients=clients, seconds=window, workdir=workdir, name=name, variables=arguments)
             )
-    return {name: statistics.median(rate) for name, rate in rates.items()}
+    return rates
 
 
 SERVER_SIDE_TIMING = """
@@ -507,7 +530,7 @@ def evaluate(result: BenchResult) -> list[Goal]:
         smallest, largest = result.tables[0], result.tables[-1]
         fewest, most = smallest.users[0].user_servers, smallest.users[-1].user_servers
         if fewest != most:
-            ratio = _ratio(smallest.user(most).function_calls_per_second, smallest.user(fewest).function_calls_per_second)
+            ratio = paired_ratio(smallest.user(most).function_windows, smallest.user(fewest).function_windows)
             goals.append(Goal(
                 f"{most:,}-server user vs {fewest}-server user, calls/s, {smallest.table_servers:,}-server table",
                 ">= 0.50x", f"{ratio:.2f}x", ratio >= 0.5,
@@ -562,8 +585,8 @@ def run_benchmark(
     *,
     table_servers: tuple[int, ...] = TABLE_SERVERS,
     user_servers: tuple[int, ...] = USER_SERVERS,
-    seconds: float = 5.0,
-    windows: int = 5,
+    seconds: float = 10.0,
+    windows: int = 10,
     selection_clients: int | None = None,
     server_side_calls: int = 2_000,
     allocation_clients: tuple[int, ...] = ALLOCATION_CLIENTS,
@@ -651,8 +674,9 @@ def render(result: BenchResult) -> str:
         "",
         f"selection: pgbench, {sizes['selection_clients']} clients, prepared statements, the user and the excluded list "
         "as parameters of both the function and its own query;",
-        f"  calls/s: median of {sizes['windows']} windows of {window} s, rounds alternating between the queries; "
-        f"server side: median/p99 of {sizes['server_side_calls']:,} calls each, timed with clock_timestamp() in plpgsql;",
+        f"  calls/s: median of {sizes['windows']} windows of {window} s, rounds alternating between the queries; f/query: "
+        "median of the ratios of the two windows of each round;",
+        f"  server side: median/p99 of {sizes['server_side_calls']:,} calls each, timed with clock_timestamp() in plpgsql;",
         "  rows read: rows of waha_servers one call reads under the generic plan / the user's active servers at its "
         "best level and above, + 1 (the chosen row, read again)",
     ]
