@@ -92,10 +92,12 @@ def test_downgrade_to_base_reports_rows_of_the_application_that_changed(checked_
 
 def test_seed_examples_report_a_selection_that_breaks_the_seeds_order(fresh_database, cluster):
     url = fresh_database("head")
-    # Priority turned upside down: the seed's Principal (10) would lose to Backup (5).
+    # Priority turned upside down (the levels walked from the bottom, and the fallback's
+    # order): the seed's Principal (10) would lose to Backup (5).
     cluster.run_sql(
         url.database,
-        "UPDATE pg_catalog.pg_proc SET prosrc = replace(prosrc, 'prioridade DESC', 'prioridade ASC') "
+        "UPDATE pg_catalog.pg_proc "
+        "SET prosrc = replace(replace(prosrc, 'prioridade DESC', 'prioridade ASC'), 'level DESC', 'level ASC') "
         "WHERE proname = 'get_available_waha_server'",
     )
     database = suite.Database(url)
