@@ -12,8 +12,8 @@ import statistics
 import psycopg
 import pytest
 
-from waha_db.database import conninfo
 from waha_db.checks import bench
+from waha_db.database import conninfo
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,17 @@ def toy_run(cluster):
     name = cluster.server.create_database("bench_toy")
     try:
         yield bench.run_benchmark(
-            cluster.url(name).render_as_string(hide_password=False), table_servers=(600, 300), user_servers=(40, 5),
-            seconds=1, windows=1, selection_clients=2, server_side_calls=20, allocation_clients=(2, 4),
-            allocation_users=(1, 4), allocation_slots=20, allocation_rounds=1,
+            cluster.url(name).render_as_string(hide_password=False),
+            table_servers=(600, 300),
+            user_servers=(40, 5),
+            seconds=1,
+            windows=1,
+            selection_clients=2,
+            server_side_calls=20,
+            allocation_clients=(2, 4),
+            allocation_users=(1, 4),
+            allocation_slots=20,
+            allocation_rounds=1,
         )
     finally:
         cluster.server.drop_database(name)
@@ -50,13 +58,26 @@ def test_allocate_waha_session_fills_every_slot_and_keeps_the_counters_exact(toy
     ours = [measure for measure in toy_run.allocation if measure.flow == "allocate_waha_session"]
     assert [(measure.clients, measure.users) for measure in ours] == [(2, 1), (4, 1), (2, 4), (4, 4)]
     for measure in ours:
-        assert (measure.allocations, measure.over_allocated, measure.counter_above_max, measure.counters_off) == (20, 0, 0, 0)
+        assert (measure.allocations, measure.over_allocated, measure.counter_above_max, measure.counters_off) == (
+            20,
+            0,
+            0,
+            0,
+        )
 
 
 def test_the_report_shows_each_part_and_the_figures_are_json(toy_run):
     table = bench.render(toy_run)
-    for part in ("load average", "table of 300 servers", "table of 600 servers", "generic plan", "Index Cond",
-                 "allocate_waha_session", "seed 3-statement flow", "goals:"):
+    for part in (
+        "load average",
+        "table of 300 servers",
+        "table of 600 servers",
+        "generic plan",
+        "Index Cond",
+        "allocate_waha_session",
+        "seed 3-statement flow",
+        "goals:",
+    ):
         assert part in table
     figures = json.loads(json.dumps(toy_run.as_dict(), default=str))
     assert figures["tables"][0]["users"][0]["function_vs_query"] > 0
@@ -67,15 +88,21 @@ def test_the_functions_own_query_with_parameters_answers_as_the_function(fresh_d
     url = fresh_database("head")
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
         bench.load_table(connection, 1_200, (5, 100))
-        connection.execute(f"PREPARE own_query (uuid, uuid[]) AS {bench.function_query(connection, user='$1', excluded='$2')}")
+        connection.execute(
+            f"PREPARE own_query (uuid, uuid[]) AS {bench.function_query(connection, user='$1', excluded='$2')}"
+        )
         for servers in (5, 100):
             user = bench.measured_user(servers)
-            best = connection.execute("SELECT id FROM public.get_available_waha_server(%s::uuid)", (user,)).fetchone()[0]
+            best = connection.execute("SELECT id FROM public.get_available_waha_server(%s::uuid)", (user,)).fetchone()[
+                0
+            ]
             for excluded in ([], [best]):
                 # EXECUTE takes no bound parameters: the client writes the arguments in.
-                by_hand = psycopg.ClientCursor(connection).execute(
-                    "EXECUTE own_query (%s::uuid, %s::uuid[])", (user, excluded)
-                ).fetchall()
+                by_hand = (
+                    psycopg.ClientCursor(connection)
+                    .execute("EXECUTE own_query (%s::uuid, %s::uuid[])", (user, excluded))
+                    .fetchall()
+                )
                 by_function = connection.execute(
                     "SELECT * FROM public.get_available_waha_server(%s::uuid, %s::uuid[])", (user, excluded)
                 ).fetchall()
@@ -85,7 +112,9 @@ def test_the_functions_own_query_with_parameters_answers_as_the_function(fresh_d
 def test_a_table_too_small_for_the_measured_users_is_refused_before_anything_is_written(fresh_database):
     url = fresh_database("head")
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        connection.execute("INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (gen_random_uuid(), 'kept', 'https://kept.waha.example')")
+        connection.execute(
+            "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (gen_random_uuid(), 'kept', 'https://kept.waha.example')"
+        )
         with pytest.raises(bench.BenchError, match="cannot hold the measured users' 1,005 servers"):
             bench.load_table(connection, 1_000, (5, 1_000))
         assert connection.execute("SELECT nome FROM public.waha_servers").fetchall() == [("kept",)]
@@ -101,22 +130,36 @@ def test_benchmark_refuses_a_database_that_holds_servers(fresh_database):
         bench.run_benchmark(url.render_as_string(hide_password=False), table_servers=(1_200,))
 
 
-def figures(*, light: float, heavy: float, heavy_on_large: float, function_vs_query: float = 0.9,
-            rows_read: int = 10, over_allocated: int = 0, counters_off: int = 0) -> bench.BenchResult:
+def figures(
+    *,
+    light: float,
+    heavy: float,
+    heavy_on_large: float,
+    function_vs_query: float = 0.9,
+    rows_read: int = 10,
+    over_allocated: int = 0,
+    counters_off: int = 0,
+) -> bench.BenchResult:
     """A result made by hand: two tables, a 5- and a 1,000-server user, one allocation run per flow."""
     latency = bench.Latency(0.05, 0.1)
 
     def user(servers: int, calls: float) -> bench.UserSelection:
         windows = [calls * 0.9, calls, calls * 1.1]  # one slower and one faster round, as load comes and goes
-        return bench.UserSelection(servers, windows, [window / function_vs_query for window in windows], latency, latency,
-                                   rows_read, 85)
+        return bench.UserSelection(
+            servers, windows, [window / function_vs_query for window in windows], latency, latency, rows_read, 85
+        )
 
     return bench.BenchResult(
-        machine={}, sizes={},
-        tables=[bench.TableSelection(10_000, [80_000], [user(5, light), user(1_000, heavy)]),
-                bench.TableSelection(1_000_000, [80_000], [user(5, light), user(1_000, heavy_on_large)])],
-        allocation=[bench.AllocationMeasure(32, 1, "allocate_waha_session", 1_000, 1.0, over_allocated, 0, counters_off),
-                    bench.AllocationMeasure(32, 1, "seed 3-statement flow", 1_050, 1.0, 50, 50, 0)],
+        machine={},
+        sizes={},
+        tables=[
+            bench.TableSelection(10_000, [80_000], [user(5, light), user(1_000, heavy)]),
+            bench.TableSelection(1_000_000, [80_000], [user(5, light), user(1_000, heavy_on_large)]),
+        ],
+        allocation=[
+            bench.AllocationMeasure(32, 1, "allocate_waha_session", 1_000, 1.0, over_allocated, 0, counters_off),
+            bench.AllocationMeasure(32, 1, "seed 3-statement flow", 1_050, 1.0, 50, 50, 0),
+        ],
     )
 
 
@@ -132,7 +175,10 @@ def test_goals_are_met_by_figures_that_meet_them():
     ("changed", "missed"),
     [
         ({"heavy": 7_000, "heavy_on_large": 7_000}, "1,000-server user vs 5-server user, calls/s, 10,000-server table"),
-        ({"heavy_on_large": 11_000}, "1,000-server user on the 10,000-server table vs the 1,000,000-server one, calls/s"),
+        (
+            {"heavy_on_large": 11_000},
+            "1,000-server user on the 10,000-server table vs the 1,000,000-server one, calls/s",
+        ),
         ({"function_vs_query": 0.7}, "function vs its own query with a parameter, every table and user"),
         ({"rows_read": 1_001}, "rows one call reads under the generic plan, every table and user"),
         ({"over_allocated": 1}, "allocate_waha_session over-allocated slots at 32 clients"),

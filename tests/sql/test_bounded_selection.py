@@ -51,7 +51,8 @@ def expected_pick(servers: list[Server], excluded: list | None, now: datetime.da
     """The seed's rules applied to the whole fleet at once: what the function must return."""
     skipped = {server_id for server_id in excluded or [] if server_id is not None}
     candidates = [
-        server for server in servers
+        server
+        for server in servers
         if server.ativo and server.sessions_ativas < server.max_sessions and server.id not in skipped
     ]
 
@@ -107,8 +108,19 @@ def random_fleet(tx, add_user, seed: int, users: int) -> tuple[dict[uuid.UUID, l
         "FROM STDIN"
     ) as copy:
         for server in (server for fleet in fleets.values() for server in fleet):
-            copy.write_row((server.id, server.user_id, "random", f"https://{server.id}.waha.example", server.ativo,
-                            server.prioridade, server.max_sessions, server.sessions_ativas, server.created_at))
+            copy.write_row(
+                (
+                    server.id,
+                    server.user_id,
+                    "random",
+                    f"https://{server.id}.waha.example",
+                    server.ativo,
+                    server.prioridade,
+                    server.max_sessions,
+                    server.sessions_ativas,
+                    server.created_at,
+                )
+            )
     with tx.cursor().copy(
         "COPY public.waha_server_health (server_id, user_id, consecutive_failures, cooldown_until) FROM STDIN"
     ) as copy:
@@ -133,7 +145,9 @@ def test_the_pick_equals_the_whole_fleet_sorted_by_the_rules_on_random_fleets(tx
     for mode in PLAN_CACHE_MODES:
         tx.execute(f"SET LOCAL plan_cache_mode = {mode}")
         for user, excluded in asked:
-            row = tx.execute("SELECT id FROM public.get_available_waha_server(%s, %s::uuid[])", (user, excluded)).fetchone()
+            row = tx.execute(
+                "SELECT id FROM public.get_available_waha_server(%s, %s::uuid[])", (user, excluded)
+            ).fetchone()
             picked, wanted = (row[0] if row else None), expected_pick(fleets[user], excluded, now)
             if picked != wanted:
                 wrong.append(f"{mode}: user {user} excluding {excluded}: picked {picked}, the rules say {wanted}")
@@ -150,7 +164,9 @@ def test_allocation_takes_the_slot_the_rules_give_on_random_fleets(tx, add_user,
         wanted = expected_pick(fleet, None, now)
         if wanted is None:
             continue
-        session = tx.execute("SELECT waha_server_id FROM public.allocate_waha_session(%s, 'rules-check')", (user,)).fetchone()
+        session = tx.execute(
+            "SELECT waha_server_id FROM public.allocate_waha_session(%s, 'rules-check')", (user,)
+        ).fetchone()
         if session[0] != wanted:
             wrong.append(f"user {user}: allocated on {session[0]}, the rules say {wanted}")
 
@@ -246,7 +262,9 @@ def test_a_top_level_without_room_costs_its_own_servers_and_the_next_level(v21_t
         read, picked = rows_read_by(v21_tx, PICK, (large_fleets["none free at the top"],))
 
     assert picked == ("level 9",)
-    assert read <= 1 + LEVEL_SIZE + 1, f"one pick read {read} rows of waha_servers; levels 10 and 9 hold {1 + LEVEL_SIZE} active"
+    assert read <= 1 + LEVEL_SIZE + 1, (
+        f"one pick read {read} rows of waha_servers; levels 10 and 9 hold {1 + LEVEL_SIZE} active"
+    )
 
 
 @pytest.mark.parametrize("mode", PLAN_CACHE_MODES)

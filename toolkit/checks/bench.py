@@ -95,7 +95,9 @@ def function_query(connection: psycopg.Connection, *, user: str, excluded: str) 
     source = "\n".join(line.split("--", 1)[0].rstrip() for line in source.splitlines())
     found = _FUNCTION_QUERY.search(source)
     if not found:
-        raise BenchError("get_available_waha_server's body has no RETURN QUERY statement; update toolkit/checks/bench.py")
+        raise BenchError(
+            "get_available_waha_server's body has no RETURN QUERY statement; update toolkit/checks/bench.py"
+        )
     query = "\n".join(line for line in found.group(1).splitlines() if line.strip())
     query = re.sub(r"\bexcluded_server_ids\b", lambda _: excluded, query)
     return re.sub(r"\buser_uuid\b", lambda _: user, query)
@@ -109,7 +111,9 @@ class Latency:
 
 def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
     """The median of the ratios of windows measured side by side (the same round), so load from elsewhere cancels out."""
-    ratios = [numerator / denominator for numerator, denominator in zip(numerators, denominators) if denominator]
+    ratios = [
+        numerator / denominator for numerator, denominator in zip(numerators, denominators, strict=True) if denominator
+    ]
     return statistics.median(ratios) if ratios else 0.0
 
 
@@ -206,13 +210,13 @@ class BenchResult:
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        for table, table_row in zip(self.tables, data["tables"]):
+        for table, table_row in zip(self.tables, data["tables"], strict=True):
             table_row["select_1_calls_per_second"] = round(table.select_1_calls_per_second, 1)
-            for measure, row in zip(table.users, table_row["users"]):
+            for measure, row in zip(table.users, table_row["users"], strict=True):
                 row["function_calls_per_second"] = round(measure.function_calls_per_second, 1)
                 row["query_calls_per_second"] = round(measure.query_calls_per_second, 1)
                 row["function_vs_query"] = round(measure.function_vs_query, 3)
-        for measure, row in zip(self.allocation, data["allocation"]):
+        for measure, row in zip(self.allocation, data["allocation"], strict=True):
             row["allocations_per_second"] = round(measure.allocations_per_second, 1)
         return data
 
@@ -239,7 +243,9 @@ def _pgbench() -> str:
         candidate = None
     if candidate and candidate.is_file():
         return str(candidate)
-    raise BenchError("pgbench was not found on PATH or next to the PostgreSQL server binaries; install postgresql-client (it ships pgbench)")
+    raise BenchError(
+        "pgbench was not found on PATH or next to the PostgreSQL server binaries; install postgresql-client (it ships pgbench)"
+    )
 
 
 def load_table(connection: psycopg.Connection, table_servers: int, user_servers: tuple[int, ...]) -> None:
@@ -285,15 +291,31 @@ def load_table(connection: psycopg.Connection, table_servers: int, user_servers:
     connection.execute("ANALYZE public.waha_server_health")
 
 
-def _pgbench_run(url: sa.URL, script: str, *, clients: int, seconds: int, workdir: Path, name: str,
-                 variables: dict[str, str]) -> float:
+def _pgbench_run(
+    url: sa.URL, script: str, *, clients: int, seconds: int, workdir: Path, name: str, variables: dict[str, str]
+) -> float:
     """Transactions/s of one pgbench run of `script`."""
     script_path = workdir / f"{name}.sql"
     script_path.write_text(script)
     command = [
-        _pgbench(), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
-        "-T", str(seconds), "-f", str(script_path),
-        "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres",
+        _pgbench(),
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, os.cpu_count() or 1)),
+        "-T",
+        str(seconds),
+        "-f",
+        str(script_path),
+        "-h",
+        url.host or "127.0.0.1",
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        url.username or "postgres",
     ]
     for key, value in variables.items():
         command += ["-D", f"{key}={value}"]
@@ -313,8 +335,17 @@ def _pgbench_run(url: sa.URL, script: str, *, clients: int, seconds: int, workdi
 FUNCTION_CALL = "SELECT * FROM public.get_available_waha_server(:user::uuid, :excluded::uuid[]);\n"
 
 
-def measure_throughput(url: sa.URL, own_query: str, *, user_servers: tuple[int, ...], clients: int, seconds: float,
-                       windows: int, workdir: Path, load: LoadAverage) -> dict[str, list[float]]:
+def measure_throughput(
+    url: sa.URL,
+    own_query: str,
+    *,
+    user_servers: tuple[int, ...],
+    clients: int,
+    seconds: float,
+    windows: int,
+    workdir: Path,
+    load: LoadAverage,
+) -> dict[str, list[float]]:
     """Calls/s of each of `windows` rounds of SELECT 1 and, per measured user, of the function and its query.
 
     Keys: "select_1", "function_N", "query_N" (N: the user's servers); each round runs every one once, in that order.
@@ -329,7 +360,9 @@ def measure_throughput(url: sa.URL, own_query: str, *, user_servers: tuple[int, 
         for name, script, arguments in runs:
             load.sample()
             rates[name].append(
-                _pgbench_run(url, script, clients=clients, seconds=window, workdir=workdir, name=name, variables=arguments)
+                _pgbench_run(
+                    url, script, clients=clients, seconds=window, workdir=workdir, name=name, variables=arguments
+                )
             )
     return rates
 
@@ -385,7 +418,9 @@ def rows_read(connection: psycopg.Connection, servers: int) -> tuple[int, int]:
     with connection.transaction():
         connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         before = connection.execute(ROWS_READ).fetchone()[0]
-        picked = connection.execute("SELECT prioridade FROM public.get_available_waha_server(%s::uuid)", (user,)).fetchone()
+        picked = connection.execute(
+            "SELECT prioridade FROM public.get_available_waha_server(%s::uuid)", (user,)
+        ).fetchone()
         read = connection.execute(ROWS_READ).fetchone()[0] - before
         bound = connection.execute(
             "SELECT count(*) + 1 FROM public.waha_servers WHERE user_id = %s::uuid AND ativo AND prioridade >= %s",
@@ -415,8 +450,12 @@ def selection_plan(connection: psycopg.Connection, servers: int) -> str:
         pass
     with connection.transaction():
         connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        connection.execute(f"PREPARE bench_selection (uuid, uuid[]) AS {function_query(connection, user='$1', excluded='$2')}")
-        rows = connection.execute(f"EXPLAIN (ANALYZE, TIMING off) EXECUTE bench_selection ('{user}', '{{}}')").fetchall()
+        connection.execute(
+            f"PREPARE bench_selection (uuid, uuid[]) AS {function_query(connection, user='$1', excluded='$2')}"
+        )
+        rows = connection.execute(
+            f"EXPLAIN (ANALYZE, TIMING off) EXECUTE bench_selection ('{user}', '{{}}')"
+        ).fetchall()
         connection.execute("DEALLOCATE bench_selection")
     return "\n".join(row[0] for row in rows)
 
@@ -470,11 +509,16 @@ def allocate_with_seed_flow(connection: psycopg.Connection, user: str, name: str
         "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status) VALUES (%s, %s, %s, 'connecting')",
         (user, picked[0], name),
     )
-    connection.execute("UPDATE public.waha_servers SET sessions_ativas = sessions_ativas + 1 WHERE id = %s", (picked[0],))
+    connection.execute(
+        "UPDATE public.waha_servers SET sessions_ativas = sessions_ativas + 1 WHERE id = %s", (picked[0],)
+    )
     return True
 
 
-ALLOCATION_FLOWS = (("allocate_waha_session", allocate_with_function), ("seed 3-statement flow", allocate_with_seed_flow))
+ALLOCATION_FLOWS = (
+    ("allocate_waha_session", allocate_with_function),
+    ("seed 3-statement flow", allocate_with_seed_flow),
+)
 
 ALLOCATION_OUTCOME = f"""
 SELECT COALESCE(sum(GREATEST(occupying - max_sessions, 0)), 0),
@@ -487,8 +531,9 @@ FROM (SELECT server.max_sessions, server.sessions_ativas,
 """
 
 
-def measure_allocation(url: sa.URL, *, clients: tuple[int, ...], users: tuple[int, ...], slots: int, rounds: int,
-                       load: LoadAverage) -> list[AllocationMeasure]:
+def measure_allocation(
+    url: sa.URL, *, clients: tuple[int, ...], users: tuple[int, ...], slots: int, rounds: int, load: LoadAverage
+) -> list[AllocationMeasure]:
     """For each number of clients and of users: both flows fill `slots` slots (split over the users' servers), `rounds` times."""
     measures = []
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
@@ -513,7 +558,11 @@ def measure_allocation(url: sa.URL, *, clients: tuple[int, ...], users: tuple[in
                         outcome = connection.execute(ALLOCATION_OUTCOME, (fleet,)).fetchone()
                         made, seconds = made + allocations, seconds + elapsed
                         over, above, off = over + outcome[0], above + outcome[1], off + outcome[2]
-                    measures.append(AllocationMeasure(client_count, user_count, flow, made, seconds, int(over), int(above), int(off)))
+                    measures.append(
+                        AllocationMeasure(
+                            client_count, user_count, flow, made, seconds, int(over), int(above), int(off)
+                        )
+                    )
             _reset_allocation(connection, fleet)
     return measures
 
@@ -531,48 +580,87 @@ def evaluate(result: BenchResult) -> list[Goal]:
         fewest, most = smallest.users[0].user_servers, smallest.users[-1].user_servers
         if fewest != most:
             ratio = paired_ratio(smallest.user(most).function_windows, smallest.user(fewest).function_windows)
-            goals.append(Goal(
-                f"{most:,}-server user vs {fewest}-server user, calls/s, {smallest.table_servers:,}-server table",
-                ">= 0.50x", f"{ratio:.2f}x", ratio >= 0.5,
-            ))
+            goals.append(
+                Goal(
+                    f"{most:,}-server user vs {fewest}-server user, calls/s, {smallest.table_servers:,}-server table",
+                    ">= 0.50x",
+                    f"{ratio:.2f}x",
+                    ratio >= 0.5,
+                )
+            )
         if smallest is not largest:
             ratio = _ratio(smallest.user(most).function_calls_per_second, largest.user(most).function_calls_per_second)
-            goals.append(Goal(
-                f"{most:,}-server user on the {smallest.table_servers:,}-server table vs the {largest.table_servers:,}-server one, calls/s",
-                ">= 0.90x (no slower, within one run's noise)", f"{ratio:.2f}x", ratio >= 0.9,
-            ))
-        lowest = min(((table, measure) for table in result.tables for measure in table.users),
-                     key=lambda pair: pair[1].function_vs_query)
+            goals.append(
+                Goal(
+                    f"{most:,}-server user on the {smallest.table_servers:,}-server table vs the {largest.table_servers:,}-server one, calls/s",
+                    ">= 0.90x (no slower, within one run's noise)",
+                    f"{ratio:.2f}x",
+                    ratio >= 0.9,
+                )
+            )
+        lowest = min(
+            ((table, measure) for table in result.tables for measure in table.users),
+            key=lambda pair: pair[1].function_vs_query,
+        )
         table, measure = lowest
-        goals.append(Goal(
-            "function vs its own query with a parameter, every table and user",
-            ">= 0.80x", f"{measure.function_vs_query:.2f}x (lowest: {measure.user_servers:,}-server user, "
-                        f"{table.table_servers:,}-server table)",
-            measure.function_vs_query >= 0.8,
-        ))
-        overread = [(table.table_servers, measure) for table in result.tables for measure in table.users
-                    if measure.rows_read > measure.rows_bound]
-        goals.append(Goal(
-            "rows one call reads under the generic plan, every table and user",
-            "<= the user's servers at its best level and above, + 1",
-            "within" if not overread else "; ".join(
-                f"{measure.rows_read} > {measure.rows_bound} ({measure.user_servers:,}-server user, {servers:,}-server table)"
-                for servers, measure in overread),
-            not overread,
-        ))
+        goals.append(
+            Goal(
+                "function vs its own query with a parameter, every table and user",
+                ">= 0.80x",
+                f"{measure.function_vs_query:.2f}x (lowest: {measure.user_servers:,}-server user, "
+                f"{table.table_servers:,}-server table)",
+                measure.function_vs_query >= 0.8,
+            )
+        )
+        overread = [
+            (table.table_servers, measure)
+            for table in result.tables
+            for measure in table.users
+            if measure.rows_read > measure.rows_bound
+        ]
+        goals.append(
+            Goal(
+                "rows one call reads under the generic plan, every table and user",
+                "<= the user's servers at its best level and above, + 1",
+                "within"
+                if not overread
+                else "; ".join(
+                    f"{measure.rows_read} > {measure.rows_bound} ({measure.user_servers:,}-server user, {servers:,}-server table)"
+                    for servers, measure in overread
+                ),
+                not overread,
+            )
+        )
     ours = [measure for measure in result.allocation if measure.flow == "allocate_waha_session"]
     if ours:
         over = sum(measure.over_allocated + measure.counter_above_max for measure in ours)
         off = sum(measure.counters_off for measure in ours)
         clients = " and ".join(str(count) for count in sorted({measure.clients for measure in ours}))
-        goals.append(Goal(f"allocate_waha_session over-allocated slots at {clients} clients", "0", str(over), over == 0))
-        goals.append(Goal("allocate_waha_session counters that differ from their occupying sessions", "0", str(off), off == 0))
-        seed = {(measure.clients, measure.users): measure for measure in result.allocation if measure.flow != "allocate_waha_session"}
-        ratios = [_ratio(measure.allocations_per_second, seed[(measure.clients, measure.users)].allocations_per_second)
-                  for measure in ours if (measure.clients, measure.users) in seed]
+        goals.append(
+            Goal(f"allocate_waha_session over-allocated slots at {clients} clients", "0", str(over), over == 0)
+        )
+        goals.append(
+            Goal("allocate_waha_session counters that differ from their occupying sessions", "0", str(off), off == 0)
+        )
+        seed = {
+            (measure.clients, measure.users): measure
+            for measure in result.allocation
+            if measure.flow != "allocate_waha_session"
+        }
+        ratios = [
+            _ratio(measure.allocations_per_second, seed[(measure.clients, measure.users)].allocations_per_second)
+            for measure in ours
+            if (measure.clients, measure.users) in seed
+        ]
         if ratios:
-            goals.append(Goal("allocate_waha_session vs the seed's flow, allocations/s, lowest", ">= 0.50x",
-                              f"{min(ratios):.2f}x", min(ratios) >= 0.5))
+            goals.append(
+                Goal(
+                    "allocate_waha_session vs the seed's flow, allocations/s, lowest",
+                    ">= 0.50x",
+                    f"{min(ratios):.2f}x",
+                    min(ratios) >= 0.5,
+                )
+            )
     return goals
 
 
@@ -597,10 +685,16 @@ def run_benchmark(
 ) -> BenchResult:
     """Run every measure on a throwaway PostgreSQL, or on the empty database at `database_url`."""
     options = dict(
-        table_servers=tuple(sorted(table_servers)), user_servers=tuple(sorted(user_servers)), seconds=seconds,
-        windows=windows, selection_clients=selection_clients or max(2, (os.cpu_count() or 1) * 2),
-        server_side_calls=server_side_calls, allocation_clients=tuple(allocation_clients),
-        allocation_users=tuple(allocation_users), allocation_slots=allocation_slots, allocation_rounds=allocation_rounds,
+        table_servers=tuple(sorted(table_servers)),
+        user_servers=tuple(sorted(user_servers)),
+        seconds=seconds,
+        windows=windows,
+        selection_clients=selection_clients or max(2, (os.cpu_count() or 1) * 2),
+        server_side_calls=server_side_calls,
+        allocation_clients=tuple(allocation_clients),
+        allocation_users=tuple(allocation_users),
+        allocation_slots=allocation_slots,
+        allocation_rounds=allocation_rounds,
     )
     if database_url:
         return _run(parse_url(database_url), options, progress)
@@ -636,26 +730,44 @@ def _run(url: sa.URL, options: dict, progress) -> BenchResult:
                 if not result.plan:
                     result.plan = selection_plan(connection, user_servers[-1])
                 progress(f"timing the selection inside the server ({table_servers:,} servers)")
-                server_side = {servers: measure_server_side(connection, servers, options["server_side_calls"])
-                               for servers in user_servers}
+                server_side = {
+                    servers: measure_server_side(connection, servers, options["server_side_calls"])
+                    for servers in user_servers
+                }
                 reads = {servers: rows_read(connection, servers) for servers in user_servers}
                 own_query = function_query(connection, user=":user::uuid", excluded=":excluded::uuid[]")
             progress(f"selection throughput with pgbench ({table_servers:,} servers)")
             rates = measure_throughput(
-                url, own_query, user_servers=user_servers, clients=options["selection_clients"],
-                seconds=options["seconds"], windows=options["windows"], workdir=Path(workdir), load=load,
+                url,
+                own_query,
+                user_servers=user_servers,
+                clients=options["selection_clients"],
+                seconds=options["seconds"],
+                windows=options["windows"],
+                workdir=Path(workdir),
+                load=load,
             )
             table = TableSelection(table_servers, rates["select_1"])
             for servers in user_servers:
-                table.users.append(UserSelection(
-                    servers, rates[f"function_{servers}"], rates[f"query_{servers}"],
-                    server_side[servers]["function"], server_side[servers]["query"], *reads[servers],
-                ))
+                table.users.append(
+                    UserSelection(
+                        servers,
+                        rates[f"function_{servers}"],
+                        rates[f"query_{servers}"],
+                        server_side[servers]["function"],
+                        server_side[servers]["query"],
+                        *reads[servers],
+                    )
+                )
             result.tables.append(table)
     progress("allocation under contention")
     result.allocation = measure_allocation(
-        url, clients=options["allocation_clients"], users=options["allocation_users"],
-        slots=options["allocation_slots"], rounds=options["allocation_rounds"], load=load,
+        url,
+        clients=options["allocation_clients"],
+        users=options["allocation_users"],
+        slots=options["allocation_slots"],
+        rounds=options["allocation_rounds"],
+        load=load,
     )
     result.load_average = load.summary()
     result.goals = evaluate(result)
@@ -668,8 +780,10 @@ def render(result: BenchResult) -> str:
     window = max(1, round(sizes["seconds"] / sizes["windows"]))
     lines = [f"machine: {host['cpus']} CPUs, {host['cpu_model']}, PostgreSQL {host['postgresql']}"]
     if load:
-        lines.append(f"load average (1 min) before each measured window: median {load['median']:.2f}, "
-                     f"{load['min']:.2f}-{load['max']:.2f}, on {host['cpus']} CPUs")
+        lines.append(
+            f"load average (1 min) before each measured window: median {load['median']:.2f}, "
+            f"{load['min']:.2f}-{load['max']:.2f}, on {host['cpus']} CPUs"
+        )
     lines += [
         "",
         f"selection: pgbench, {sizes['selection_clients']} clients, prepared statements, the user and the excluded list "
@@ -699,8 +813,11 @@ def render(result: BenchResult) -> str:
                 f"{measure.rows_read:>5}/{measure.rows_bound:<5}"
             )
     if result.tables:
-        lines += ["", f"generic plan of the selection for the {sizes['user_servers'][-1]:,}-server user, "
-                      f"{result.tables[0].table_servers:,}-server table:"]
+        lines += [
+            "",
+            f"generic plan of the selection for the {sizes['user_servers'][-1]:,}-server user, "
+            f"{result.tables[0].table_servers:,}-server table:",
+        ]
         lines += ["  " + line for line in result.plan.strip().splitlines()]
     rounds = sizes["allocation_rounds"]
     lines += [
