@@ -1,10 +1,10 @@
--- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0008.
+-- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0009.
 --
 -- GENERATED from migrations/versions by `python -m waha_db.lifecycle.migrate` (waha_db.lifecycle.migrate.full_schema_sql);
 -- do not edit: change the migrations and regenerate. A test fails when this file is stale.
 --
 -- Apply:   psql -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/schema.sql
--- It runs in one transaction and records revision 0008 in alembic_version, so
+-- It runs in one transaction and records revision 0009 in alembic_version, so
 -- `alembic upgrade head` / `waha-db upgrade` manage the database afterwards.
 -- On a database with the legacy waha_config, set the owner of its server first:
 --   psql -v ON_ERROR_STOP=1 -c "SET waha.config_owner = 'UUID'" -f sql/schema.sql
@@ -943,6 +943,85 @@ CREATE OR REPLACE FUNCTION public.get_available_waha_server(
         $$;;
 
 UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num = '0007';
+
+-- Running upgrade 0008 -> 0009
+
+ALTER TABLE public.waha_server_health
+            ADD COLUMN waha_version text,
+            ADD COLUMN waha_engine text,
+            ADD COLUMN waha_tier text,
+            ADD COLUMN identified_at timestamptz,
+            ADD CONSTRAINT waha_server_health_identified_at_with_version_check
+                CHECK ((waha_version IS NULL) = (identified_at IS NULL));
+        COMMENT ON COLUMN public.waha_server_health.waha_version IS
+            'The WAHA version the server last reported at /api/server/version; NULL until a probe got an answer.';
+        COMMENT ON COLUMN public.waha_server_health.waha_engine IS
+            'The engine the server last reported (WEBJS, NOWEB, GOWS...).';
+        COMMENT ON COLUMN public.waha_server_health.waha_tier IS
+            'The tier the server last reported: CORE runs a single session, PLUS many.';
+        COMMENT ON COLUMN public.waha_server_health.identified_at IS
+            'When the server last reported its version, engine and tier.';
+
+        CREATE FUNCTION public.report_waha_server_version(
+            server_id uuid,
+            version text,
+            engine text DEFAULT NULL,
+            tier text DEFAULT NULL
+        )
+            RETURNS public.waha_server_health
+            LANGUAGE plpgsql
+            VOLATILE
+            SECURITY INVOKER
+            SET search_path = ''
+        AS $$
+        DECLARE
+            owner_id uuid;
+            reported_version text := pg_catalog.left(NULLIF(pg_catalog.btrim(report_waha_server_version.version), ''), 100);
+            reported_engine text := pg_catalog.left(NULLIF(pg_catalog.btrim(report_waha_server_version.engine), ''), 100);
+            reported_tier text := pg_catalog.left(NULLIF(pg_catalog.btrim(report_waha_server_version.tier), ''), 100);
+            recorded public.waha_server_health;
+        BEGIN
+            IF reported_version IS NULL THEN
+                RAISE EXCEPTION 'a WAHA version is required'
+                    USING ERRCODE = '22023',
+                          HINT = 'Report what GET /api/server/version answered: its version, engine and tier.';
+            END IF;
+            SELECT server.user_id INTO owner_id
+            FROM public.waha_servers AS server
+            WHERE server.id = report_waha_server_version.server_id;
+            IF owner_id IS NULL THEN
+                RAISE EXCEPTION 'no WAHA server with id %', report_waha_server_version.server_id
+                    USING ERRCODE = 'WAH20',
+                          HINT = 'The server was deleted, or belongs to another user: report only on your own servers.';
+            END IF;
+
+            INSERT INTO public.waha_server_health AS health
+                (server_id, user_id, waha_version, waha_engine, waha_tier, identified_at)
+            VALUES (report_waha_server_version.server_id, owner_id,
+                    reported_version, reported_engine, reported_tier, pg_catalog.now())
+            ON CONFLICT ON CONSTRAINT waha_server_health_pkey DO UPDATE
+            SET waha_version = excluded.waha_version,
+                waha_engine = excluded.waha_engine,
+                waha_tier = excluded.waha_tier,
+                identified_at = excluded.identified_at
+            RETURNING health.* INTO recorded;
+            RETURN recorded;
+        END
+        $$;
+        COMMENT ON FUNCTION public.report_waha_server_version(uuid, text, text, text) IS
+            'Records what a WAHA server reported at /api/server/version (version, engine, tier); the health counters are left alone. Row security applies; SQLSTATE WAH20 for a server that is not visible, 22023 for a blank version.';;
+
+REVOKE ALL ON FUNCTION public.report_waha_server_version(uuid, text, text, text) FROM PUBLIC, authenticated, service_role;
+        GRANT EXECUTE ON FUNCTION public.report_waha_server_version(uuid, text, text, text) TO authenticated, service_role;
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
+                REVOKE ALL ON FUNCTION public.report_waha_server_version(uuid, text, text, text) FROM anon;
+            END IF;
+        END
+        $$;;
+
+UPDATE alembic_version SET version_num='0009' WHERE alembic_version.version_num = '0008';
 
 COMMIT;
 

@@ -69,6 +69,22 @@ def test_downgrade_below_0007_says_it_drops_the_health_of_the_servers(waha_db, f
     assert sql(url, "SELECT to_regclass('public.waha_server_health')") == [(None,)]
 
 
+def test_downgrade_below_0009_says_it_drops_what_the_servers_reported_being(waha_db, fresh_database, user_of):
+    url = fresh_database("head")
+    fill(url, user_of, servers=3, sessions=0)
+    sql(
+        url,
+        "SELECT public.report_waha_server_version(id, '2025.1.2', 'WEBJS', 'CORE') FROM public.waha_servers LIMIT 2",
+    )
+    result = waha_db(url, "downgrade", "0007", "--yes")
+    assert result.exit_code == 0, result.output
+    assert (
+        "drops columns waha_version, waha_engine, waha_tier, identified_at of waha_server_health (2 rows hold values)"
+        in result.output
+    )
+    assert sql(url, "SELECT count(*) FROM public.waha_server_health") == [(2,)], "the health rows stay"
+
+
 def test_downgrade_of_the_conversion_says_the_legacy_table_comes_back(waha_db, fresh_database):
     url = fresh_database("legacy_head")
     result = waha_db(url, "downgrade", "0004", "--yes")
@@ -131,30 +147,47 @@ def tables(url) -> set[str]:
     }
 
 
-def planned_drops(url, target: str) -> set[str]:
+def columns(url) -> set[str]:
+    """Every column of the tables of schema public, as table.column."""
+    return {
+        f"{table}.{column}"
+        for table, column in sql(
+            url, "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        )
+    }
+
+
+def planned_drops(url, target: str) -> tuple[set[str], set[str]]:
+    """The tables, and the columns of tables that stay, that the plan of a downgrade to `target` says it drops."""
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return {f"public.{table}" for table, _ in plans.plan_downgrade(connection, target).drops}
+            plan = plans.plan_downgrade(connection, target)
     finally:
         engine.dispose()
+    return {f"public.{table}" for table, _ in plan.drops}, {f"{table}.{column}" for table, column in plan.drops_columns}
 
 
-def test_every_table_a_revisions_downgrade_drops_is_in_its_plan(fresh_database):
+def test_every_table_and_column_a_revisions_downgrade_drops_is_in_its_plan(fresh_database):
     """Undo the revisions one at a time from head: a new revision whose downgrade drops a
-    table that migrate.tables_created does not find in its SQL fails here."""
+    table that migrate.tables_created, or a column that migrate.columns_added, does not
+    find in its SQL fails here."""
     url = fresh_database("head")
     script = revisions.script_directory()
     for revision in script.walk_revisions():  # head first
         target = revision.down_revision or "base"
-        before = tables(url)
-        planned = planned_drops(url, target)
+        tables_before, columns_before = tables(url), columns(url)
+        planned_tables, planned_columns = planned_drops(url, target)
         engine = create_engine(url)
         try:
             migrate.downgrade(engine, target)
         finally:
             engine.dispose()
-        assert planned == before - tables(url), f"downgrade of {revision.revision}"
+        tables_after = tables(url)
+        assert planned_tables == tables_before - tables_after, f"downgrade of {revision.revision}"
+        kept = {name.split(".", 1)[1] for name in tables_after if name.startswith("public.")}
+        dropped_columns = {name for name in columns_before - columns(url) if name.split(".")[0] in kept}
+        assert planned_columns == dropped_columns, f"downgrade of {revision.revision}"
 
 
 def test_downgrade_to_base_counts_the_rows_of_the_waha_config_0001_made(waha_db, fresh_database, cluster):

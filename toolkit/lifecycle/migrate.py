@@ -88,6 +88,20 @@ def tables_created(revision: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_CREATES_TABLE.findall(revision_sql(revision))))
 
 
+_ALTERS_TABLE = re.compile(r"\bALTER TABLE (?:ONLY )?public\.(\w+)\b([^;]*);", re.I)
+_ADDS_COLUMN = re.compile(r"\bADD COLUMN (?:IF NOT EXISTS )?(\w+)", re.I)
+
+
+def columns_added(revision: str) -> dict[str, tuple[str, ...]]:
+    """The columns `revision` adds to tables of schema public (and so its downgrade drops), by table."""
+    added: dict[str, tuple[str, ...]] = {}
+    for table, clauses in _ALTERS_TABLE.findall(revision_sql(revision)):
+        columns = _ADDS_COLUMN.findall(clauses)
+        if columns:
+            added[table] = tuple(dict.fromkeys(added.get(table, ()) + tuple(columns)))
+    return added
+
+
 @functools.cache
 def conversion_revision() -> str:
     """The revision that converts the legacy waha_config into a server: the first that reads the owner setting."""

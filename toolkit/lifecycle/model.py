@@ -137,11 +137,26 @@ waha_server_health = sa.Table(
         comment="Until then the server is ranked after every healthy server: 30 s doubling per "
         "consecutive failure, capped at 10 minutes. NULL when healthy.",
     ),
+    sa.Column(
+        "waha_version",
+        sa.Text,
+        comment="The WAHA version the server last reported at /api/server/version; NULL until a probe got an answer.",
+    ),
+    sa.Column("waha_engine", sa.Text, comment="The engine the server last reported (WEBJS, NOWEB, GOWS...)."),
+    sa.Column(
+        "waha_tier", sa.Text, comment="The tier the server last reported: CORE runs a single session, PLUS many."
+    ),
+    sa.Column(
+        "identified_at",
+        sa.TIMESTAMP(timezone=True),
+        comment="When the server last reported its version, engine and tier.",
+    ),
     sa.ForeignKeyConstraint(
         ["user_id", "server_id"], ["waha_servers.user_id", "waha_servers.id"], onupdate="CASCADE", ondelete="CASCADE"
     ),
     sa.CheckConstraint("consecutive_failures >= 0", name="consecutive_failures_not_negative"),
     sa.CheckConstraint("cooldown_until IS NULL OR consecutive_failures > 0", name="cooldown_only_when_failing"),
+    sa.CheckConstraint("(waha_version IS NULL) = (identified_at IS NULL)", name="identified_at_with_version"),
     sa.Index("waha_server_health_user_id_server_id_idx", "user_id", "server_id"),
     sa.Index(
         "waha_server_health_user_id_cooldown_until_idx",

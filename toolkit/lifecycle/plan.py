@@ -84,6 +84,8 @@ class Plan:
     drops: list[tuple[str, int]] = field(
         default_factory=list
     )  # tables of public a downgrade drops, with their rows now
+    # columns a downgrade drops from tables of public that stay: (table, column)
+    drops_columns: list[tuple[str, str]] = field(default_factory=list)
     removes: list[str] = field(default_factory=list)  # what data a downgrade removes, in plain words
     problems: list[str] = field(default_factory=list)  # why it cannot run as asked; empty when it can
 
@@ -140,6 +142,17 @@ def _steps(upper: str | None, lower: str | None) -> list[Revision]:
 
 def _table_exists(connection: sa.Connection, name: str) -> bool:
     return connection.exec_driver_sql(f"SELECT pg_catalog.to_regclass('{name}') IS NOT NULL").scalar()
+
+
+def _columns_exist(connection: sa.Connection, table: str, columns: tuple[str, ...]) -> bool:
+    found = connection.execute(
+        sa.text(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = :table AND column_name = ANY (:columns)"
+        ),
+        {"table": table, "columns": list(columns)},
+    ).scalar()
+    return found == len(columns)
 
 
 def _count(connection: sa.Connection, table: str) -> int:
@@ -254,6 +267,12 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
         if dropped:
             plan.drops.extend(dropped)
             plan.removes.append("drops " + " and ".join(f"{table} ({rows} rows)" for table, rows in dropped))
+        for table, columns in migrate.columns_added(revision).items():
+            if _table_exists(connection, f"public.{table}") and _columns_exist(connection, table, columns):
+                holding = " OR ".join(f"{column} IS NOT NULL" for column in columns)
+                rows = connection.exec_driver_sql(f"SELECT count(*) FROM public.{table} WHERE {holding}").scalar()
+                plan.drops_columns.extend((table, column) for column in columns)
+                plan.removes.append(f"drops columns {', '.join(columns)} of {table} ({rows} rows hold values)")
         if revision == migrate.conversion_revision() and _table_exists(connection, "waha_legacy.waha_config_v1"):
             rows = _count(connection, "waha_legacy.waha_config_v1")
             plan.removes.append(
