@@ -1,8 +1,18 @@
 """A WAHA look-alike on 127.0.0.1 whose behaviour a test switches at will.
 
+It answers the two endpoints the toolkit asks, in the shapes of WAHA's published
+API (its DTOs WAHAEnvironment and SessionInfo):
+- ``GET /api/server/version``: ``{"version", "engine", "tier", "browser"}``;
+- ``GET /api/sessions?all=true``: a list of ``{"name", "status", "config", "me",
+  "assignedWorker", "engine"}``, ``me`` being ``{"id": "11111111111@c.us",
+  "pushName": ...}`` or null; without ``all=true``, STOPPED sessions are left
+  out, as WAHA does. Anything else is WAHA's (NestJS's) 404.
+
 Modes:
-- ``healthy``: 200 with WAHA's version JSON;
-- ``needs_key``: healthy only with the right ``X-Api-Key``, else 401 (as WAHA does);
+- ``healthy``: 200 with those answers;
+- ``needs_key``: healthy only with the right ``X-Api-Key``, else 401 with
+  NestJS's ``{"message": "Unauthorized", "statusCode": 401}`` (as WAHA does);
+- ``slow``: healthy, but each answer comes after ``delay`` seconds;
 - ``hang``: accepts the request and never answers (until the server stops);
 - ``error_500``: HTTP 500;
 - ``close``: reads the request and closes the connection without a word;
@@ -10,10 +20,11 @@ Modes:
 - ``no_version``: 200 with JSON that has no version;
 - ``redirect``: 302 to another host (a client must not follow it).
 
-Every request is kept in ``requests`` (path and headers), so a test can prove
-what the client sent and where. ``healthy_after=N`` makes a server healthy from its
-(N+1)th request on, whatever its mode: a server that recovers, counted in requests
-rather than timed, so a loaded machine cannot move the recovery.
+Every GET is kept in ``requests`` (path and headers), and any other method in
+``writes``, so a test can prove what the client sent and where. ``healthy_after=N``
+makes a server healthy from its (N+1)th request on, whatever its mode: a server that
+recovers, counted in requests rather than timed, so a loaded machine cannot move the
+recovery.
 
 Run on its own for a demonstration (the health transcript):
 ``python -m tests.fleet.fake_waha --port 8101 [--mode healthy] [--api-key KEY]``.
@@ -23,11 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 WAHA_VERSION = {"version": "2024.10.1", "engine": "WEBJS", "tier": "CORE"}
-MODES = ("healthy", "needs_key", "hang", "error_500", "close", "not_json", "no_version", "redirect")
+MODES = ("healthy", "needs_key", "slow", "hang", "error_500", "close", "not_json", "no_version", "redirect")
+SESSION_STATUSES = ("STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "FAILED")
 REDIRECT_TARGET = "http://waha-elsewhere.example/api/server/version"
 
 
@@ -44,6 +58,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _send_json(self, status: int, document) -> None:
+        self._send(status, json.dumps(document).encode(), "application/json")
+
+    def _refuse_method(self):
+        """WAHA's writes (POST /api/sessions/x/start, DELETE ...): recorded, so a test can prove none was sent."""
+        self.server.fake.writes.append((self.command, self.path))
+        self._send_json(405, {"message": f"{self.command} is not served by this fake", "statusCode": 405})
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = _refuse_method
+
     def do_GET(self):
         fake = self.server.fake
         with fake.lock:
@@ -57,14 +81,18 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "close":
             self.close_connection = True
             return
-        if self.path != "/api/server/version":
-            self._send(404, b'{"statusCode":404,"message":"Cannot GET"}', "application/json")
+        if mode == "slow" and fake.release.wait(fake.delay):
+            self.close_connection = True
+            return
+        path = urlsplit(self.path)
+        if path.path.rstrip("/") not in ("/api/server/version", "/api/sessions"):
+            self._send_json(404, {"message": f"Cannot GET {path.path}", "error": "Not Found", "statusCode": 404})
             return
         if mode == "needs_key" and self.headers.get("X-Api-Key") != fake.api_key:
-            self._send(401, b'{"message":"Unauthorized","statusCode":401}', "application/json")
+            self._send_json(401, {"message": "Unauthorized", "statusCode": 401})
             return
         if mode == "error_500":
-            self._send(500, b'{"statusCode":500,"message":"Internal server error"}', "application/json")
+            self._send_json(500, {"statusCode": 500, "message": "Internal server error"})
             return
         if mode == "not_json":
             self._send(200, b"<html><body>Welcome to nginx!</body></html>", "text/html")
@@ -75,10 +103,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if mode == "no_version":
-            self._send(200, b'{"status":"ok"}', "application/json")
+        if path.path.rstrip("/") == "/api/sessions":
+            every = parse_qs(path.query).get("all") == ["true"]
+            self._send_json(200, [s for s in fake.session_list() if every or s["status"] != "STOPPED"])
             return
-        self._send(200, json.dumps(WAHA_VERSION).encode(), "application/json")
+        if mode == "no_version":
+            self._send_json(200, {"status": "ok"})
+            return
+        self._send_json(200, fake.version_answer())
 
 
 class _Server(ThreadingHTTPServer):
@@ -89,25 +121,79 @@ class _Server(ThreadingHTTPServer):
         self.fake = fake
         super().__init__(address, _Handler)
 
+    def handle_error(self, request, client_address):
+        """A client that gave up (a timeout) closes the connection under a slow answer: not an error here."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
 
 class FakeWaha:
     """One fake WAHA server in a background thread; a context manager."""
 
     def __init__(
-        self, mode: str = "healthy", *, api_key: str | None = None, port: int = 0, healthy_after: int | None = None
+        self,
+        mode: str = "healthy",
+        *,
+        api_key: str | None = None,
+        port: int = 0,
+        healthy_after: int | None = None,
+        version: str = WAHA_VERSION["version"],
+        engine: str = WAHA_VERSION["engine"],
+        tier: str = WAHA_VERSION["tier"],
+        delay: float = 2.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         self.mode = mode
         self.api_key = api_key
         self.healthy_after = healthy_after
+        self.version, self.engine, self.tier = version, engine, tier
+        self.delay = delay
         self.requests: list[tuple[str, dict]] = []
-        self.lock = threading.Lock()
+        self.writes: list[tuple[str, str]] = []
         self.release = threading.Event()
+        self._sessions: dict[str, dict] = {}
+        self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name=f"fake-waha-{mode}", daemon=True
         )
+
+    def version_answer(self) -> dict:
+        return {"version": self.version, "engine": self.engine, "tier": self.tier, "browser": None}
+
+    def run_session(
+        self,
+        name: str,
+        status: str = "WORKING",
+        *,
+        phone: str | None = None,
+        push_name: str | None = None,
+        worker: str | None = None,
+    ) -> dict:
+        """Make the server run (or know) session `name`, as WAHA lists it; `phone` gives it a `me`."""
+        if status not in SESSION_STATUSES:
+            raise ValueError(f"WAHA has no status {status!r}; one of {', '.join(SESSION_STATUSES)}")
+        session = {
+            "name": name,
+            "status": status,
+            "config": {"webhooks": [], "debug": False},
+            "me": None if phone is None else {"id": f"{phone}@c.us", "pushName": push_name},
+            "assignedWorker": worker,
+            "engine": {"engine": self.engine},
+        }
+        with self.lock:
+            self._sessions[name] = session
+        return session
+
+    def forget_session(self, name: str) -> None:
+        """The session is gone from the server (deleted, or lost in a restart)."""
+        with self.lock:
+            self._sessions.pop(name, None)
+
+    def session_list(self) -> list[dict]:
+        with self.lock:
+            return [dict(session) for session in self._sessions.values()]
 
     @property
     def port(self) -> int:

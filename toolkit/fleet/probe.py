@@ -1,11 +1,12 @@
-"""Probing a WAHA server over HTTP: the seed's "Testar Conexão", without a database.
+"""Asking a WAHA server over HTTP: the seed's "Testar Conexão", without a database.
 
 A WAHA server is probed with `GET {api_url}/api/server/version` (header
 `X-Api-Key` when the server has an api_key), within the row's `timeout`
 seconds, retried `retry_attempts` times with backoff. The outcome is told in
 plain words (name does not resolve, connection refused, timed out, TLS error,
 API key rejected, not a WAHA server, server error); waha_db.fleet.health
-records it in the database.
+records it in the database. `get_json` is the one way the toolkit asks WAHA
+anything (waha_db.fleet.live reads /api/sessions through it too).
 
 No request goes anywhere but the server's own URL: redirects are not followed,
 and proxy settings of the environment are ignored (`trust_env=False`), so an
@@ -19,8 +20,9 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import httpx
 
@@ -32,6 +34,7 @@ MAX_BODY_BYTES = 64 * 1024
 DEFAULT_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
 USER_AGENT = "waha-db health check"
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------
@@ -57,18 +60,16 @@ class Probe:
     attempts: int = 0
 
 
-class _Failure(Exception):
-    """One attempt failed; `retry` says whether another attempt could do better."""
+class AnswerFailure(Exception):
+    """One attempt failed; `retry` says whether another attempt could do better.
+
+    The readers of get_json raise it for an answer that is JSON but not WAHA's.
+    """
 
     def __init__(self, reason: str, retry: bool) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
-
-
-def version_url(api_url: str) -> str:
-    """`{api_url}/api/server/version`, tolerating a trailing slash in api_url."""
-    return api_url.rstrip("/") + VERSION_PATH
 
 
 def display_api_url(api_url: str) -> str:
@@ -84,62 +85,84 @@ def _causes(exc: BaseException) -> Iterable[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
-def describe_transport_error(exc: httpx.TransportError, host: str, timeout: float) -> _Failure:
+def describe_transport_error(exc: httpx.TransportError, host: str, timeout: float) -> AnswerFailure:
     """The plain-words reason for a request that got no HTTP response."""
     causes = list(_causes(exc))
     if isinstance(exc, httpx.TimeoutException):
-        return _Failure(f"timed out after {timeout:g} s", retry=True)
+        return AnswerFailure(f"timed out after {timeout:g} s", retry=True)
     if any(isinstance(c, socket.gaierror) for c in causes):
-        return _Failure(f"name does not resolve: {host}", retry=True)
+        return AnswerFailure(f"name does not resolve: {host}", retry=True)
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
     if tls is not None:
         detail = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(tls)
-        return _Failure(f"TLS error: {str(detail).lower().replace('_', ' ')}", retry=False)
+        return AnswerFailure(f"TLS error: {str(detail).lower().replace('_', ' ')}", retry=False)
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
-        return _Failure("connection refused", retry=True)
+        return AnswerFailure("connection refused", retry=True)
     if isinstance(exc, httpx.RemoteProtocolError):
-        return _Failure("connection closed by the server before a complete answer", retry=True)
+        return AnswerFailure("connection closed by the server before a complete answer", retry=True)
     if isinstance(exc, (httpx.ReadError, httpx.WriteError)) or any(isinstance(c, ConnectionResetError) for c in causes):
-        return _Failure("connection reset by the server", retry=True)
+        return AnswerFailure("connection reset by the server", retry=True)
     if isinstance(exc, httpx.UnsupportedProtocol):
-        return _Failure("not an http:// or https:// URL", retry=False)
+        return AnswerFailure("not an http:// or https:// URL", retry=False)
     if isinstance(exc, httpx.ConnectError):
-        return _Failure(f"cannot connect: {exc}", retry=True)
-    return _Failure(f"request failed: {exc.__class__.__name__}: {exc}", retry=True)
+        return AnswerFailure(f"cannot connect: {exc}", retry=True)
+    return AnswerFailure(f"request failed: {exc.__class__.__name__}: {exc}", retry=True)
 
 
-def read_version(response: httpx.Response, body: bytes, has_api_key: bool) -> tuple[str, str | None, str | None]:
-    """(version, engine, tier) from an answer of /api/server/version; a _Failure when unusable."""
+def check_answer(response: httpx.Response, has_api_key: bool, path: str) -> None:
+    """Raise the plain-words AnswerFailure of an HTTP answer that is not a usable 200 from WAHA."""
     status = response.status_code
     if status in (401, 403):
         if has_api_key:
             reason = f"API key rejected (HTTP {status})"
         else:
             reason = f"API key rejected (HTTP {status}): the server wants an API key and none is set"
-        raise _Failure(reason, retry=False)
+        raise AnswerFailure(reason, retry=False)
     if status >= 500:
-        raise _Failure(f"server error (HTTP {status})", retry=True)
+        raise AnswerFailure(f"server error (HTTP {status})", retry=True)
     if 300 <= status < 400:
         target = response.headers.get("location", "?")
-        raise _Failure(
+        raise AnswerFailure(
             f"redirected (HTTP {status}) to {display_api_url(target)}: not followed; set api_url to the final address",
             retry=False,
         )
     if status != 200:
-        raise _Failure(f"not a WAHA server (HTTP {status} at {VERSION_PATH})", retry=False)
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        raise _Failure("not a WAHA server: the answer is not JSON", retry=False) from None
+        raise AnswerFailure(f"not a WAHA server (HTTP {status} at {path.split('?')[0]})", retry=False)
+
+
+def read_version(answer: object) -> tuple[str, str | None, str | None]:
+    """(version, engine, tier) from the JSON of /api/server/version; a AnswerFailure when it is not WAHA's."""
     version = answer.get("version") if isinstance(answer, dict) else None
     if not isinstance(version, str) or not version.strip():
-        raise _Failure("not a WAHA server: the JSON answer has no version", retry=False)
+        raise AnswerFailure("not a WAHA server: the JSON answer has no version", retry=False)
     engine = answer.get("engine")
     tier = answer.get("tier")
     return version, engine if isinstance(engine, str) else None, tier if isinstance(tier, str) else None
 
 
-def _attempt(client: httpx.Client, url: str, api_key: str | None, timeout: float) -> Probe:
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """What one GET of a WAHA endpoint gave: the value read from its JSON, or the reason there is none."""
+
+    value: T | None
+    latency_ms: float | None
+    error: str | None
+    attempts: int
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _attempt(
+    client: httpx.Client,
+    url: str,
+    path: str,
+    api_key: str | None,
+    timeout: float,
+    max_body_bytes: int,
+    read: Callable[[object], T],
+) -> tuple[T, float]:
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     if api_key:
         headers["X-Api-Key"] = api_key
@@ -150,19 +173,27 @@ def _attempt(client: httpx.Client, url: str, api_key: str | None, timeout: float
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise _Failure(f"not a WAHA server: the answer is larger than {MAX_BODY_BYTES} bytes", retry=False)
+                if len(body) > max_body_bytes:
+                    raise AnswerFailure(
+                        f"not a WAHA server: the answer is larger than {max_body_bytes} bytes", retry=False
+                    )
                 if time.perf_counter() > deadline:
-                    raise _Failure(f"timed out after {timeout:g} s", retry=True)
+                    raise AnswerFailure(f"timed out after {timeout:g} s", retry=True)
             latency_ms = (time.perf_counter() - started) * 1000
     except httpx.TransportError as exc:
         raise describe_transport_error(exc, httpx.URL(url).host, timeout) from exc
-    version, engine, tier = read_version(response, bytes(body), bool(api_key))
-    return Probe(reachable=True, latency_ms=latency_ms, version=version, engine=engine, tier=tier)
+    check_answer(response, bool(api_key), path)
+    try:
+        answer = json.loads(bytes(body))
+    except ValueError:
+        raise AnswerFailure("not a WAHA server: the answer is not JSON", retry=False) from None
+    return read(answer), latency_ms
 
 
-def probe_server(
+def get_json(
     api_url: str,
+    path: str,
+    read: Callable[[object], T],
     *,
     api_key: str | None = None,
     timeout: float = 30,
@@ -170,18 +201,20 @@ def probe_server(
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     stop: threading.Event | None = None,
     transport: httpx.BaseTransport | None = None,
-) -> Probe:
-    """Probe one WAHA server; never raises for anything the server or network does.
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Answer[T]:
+    """GET `{api_url}{path}` from a WAHA server and `read` its JSON; never raises for anything the server or network does.
 
     Each attempt is bounded by `timeout` seconds (every network phase, and the
     whole answer). Transient failures (timeouts, refused or dropped connections,
     HTTP 5xx, name resolution) are retried `retry_attempts` times, waiting
     `backoff` seconds doubled each time (capped at 5 s); answers that another
-    attempt would not change (401, not WAHA, TLS) are not. `stop`, when set,
-    cuts the retries short (the monitor's shutdown). `transport` is for tests.
+    attempt would not change (401, not WAHA, TLS, an answer `read` refuses with a
+    AnswerFailure) are not. `stop`, when set, cuts the retries short (the monitor's
+    shutdown). `transport` is for tests.
     """
-    url = version_url(api_url)
-    failure = _Failure("not probed", retry=False)
+    url = api_url.rstrip("/") + path
+    failure = AnswerFailure("not asked", retry=False)
     attempts = 0
     with httpx.Client(
         timeout=httpx.Timeout(timeout),
@@ -198,32 +231,64 @@ def probe_server(
                     time.sleep(pause)
             attempts += 1
             try:
-                found = _attempt(client, url, api_key, timeout)
-            except _Failure as exc:
+                value, latency_ms = _attempt(client, url, path, api_key, timeout, max_body_bytes, read)
+            except AnswerFailure as exc:
                 failure = exc
             except httpx.InvalidURL as exc:
-                failure = _Failure(f"invalid URL: {exc}", retry=False)
+                failure = AnswerFailure(f"invalid URL: {exc}", retry=False)
             except Exception as exc:  # a probe reports, it never takes the caller down
-                failure = _Failure(f"unexpected error: {exc.__class__.__name__}: {exc}", retry=False)
+                failure = AnswerFailure(f"unexpected error: {exc.__class__.__name__}: {exc}", retry=False)
             else:
-                return Probe(
-                    reachable=True,
-                    latency_ms=found.latency_ms,
-                    version=found.version,
-                    engine=found.engine,
-                    tier=found.tier,
-                    attempts=attempts,
-                )
+                return Answer(value, latency_ms, None, attempts)
             if not failure.retry:
                 break
-    return Probe(reachable=False, error=failure.reason, attempts=attempts)
+    return Answer(None, None, failure.reason, attempts)
+
+
+def probe_server(
+    api_url: str,
+    *,
+    api_key: str | None = None,
+    timeout: float = 30,
+    retry_attempts: int = 3,
+    backoff: float = DEFAULT_BACKOFF_SECONDS,
+    stop: threading.Event | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Probe:
+    """Probe one WAHA server at /api/server/version (see get_json for timeouts and retries); never raises."""
+    answer = get_json(
+        api_url,
+        VERSION_PATH,
+        read_version,
+        api_key=api_key,
+        timeout=timeout,
+        retry_attempts=retry_attempts,
+        backoff=backoff,
+        stop=stop,
+        transport=transport,
+    )
+    if not answer.ok:
+        return Probe(reachable=False, error=answer.error, attempts=answer.attempts)
+    version, engine, tier = answer.value
+    return Probe(
+        reachable=True,
+        latency_ms=answer.latency_ms,
+        version=version,
+        engine=engine,
+        tier=tier,
+        attempts=answer.attempts,
+    )
+
+
+def describe_waha(version: str, engine: str | None, tier: str | None) -> str:
+    """`WAHA 2024.10.1 (WEBJS, CORE)`: what a server said it is."""
+    details = ", ".join(part for part in (engine, tier) if part)
+    return f"WAHA {version}" + (f" ({details})" if details else "")
 
 
 def describe_probe(probe: Probe) -> str:
     """`reachable, 12 ms, WAHA 2024.10.1 (WEBJS, CORE)` or the reason it is not."""
     if probe.reachable:
-        details = ", ".join(part for part in (probe.engine, probe.tier) if part)
-        version = f"WAHA {probe.version}" + (f" ({details})" if details else "")
-        return f"reachable, {probe.latency_ms:.0f} ms, {version}"
+        return f"reachable, {probe.latency_ms:.0f} ms, {describe_waha(probe.version, probe.engine, probe.tier)}"
     tries = f" ({probe.attempts} attempts)" if probe.attempts > 1 else ""
     return f"unreachable: {probe.error}{tries}"
