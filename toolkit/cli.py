@@ -572,18 +572,21 @@ def servers_list(invocation, user_id, as_json):
     """The user's servers as the seed's "Meus Servidores WAHA" screen, best priority first.
 
     Green mark: active; red: disabled. Ordered as the seed's listing query
-    (ORDER BY prioridade DESC, nome).
+    (ORDER BY prioridade DESC, nome). Once `servers test` or `monitor` got an
+    answer from a server, what it reported being (WAHA version, engine, tier) is
+    shown too, and a WAHA CORE server (a single session) whose max_sessions is
+    above 1 gets a warning with the fix.
 
     \b
     Example:
       waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
     """
     with invocation.transaction() as connection:
-        found = server_admin.list_servers(connection, user_id)
+        listing = server_admin.server_listing(connection, user_id)
     if as_json:
-        click.echo(json.dumps([server.as_json() for server in found], indent=2, ensure_ascii=False))
+        click.echo(json.dumps(listing.as_json(), indent=2, ensure_ascii=False))
     else:
-        click.echo(server_admin.render_server_list(found))
+        click.echo(listing.render())
 
 
 @servers.command("add")
@@ -732,8 +735,11 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
     not resolve, connection refused, timed out, TLS error, API key rejected, not a
     WAHA server, server error). The outcome goes through report_waha_server_success /
     report_waha_server_failure, so a failing server cools down and
-    get_available_waha_server offers the others first. Redirects are not followed
-    and proxy variables are ignored: no request goes anywhere but the server's URL.
+    get_available_waha_server offers the others first; the version, engine and
+    tier a reachable server reports are recorded too (`servers list` shows them),
+    with a warning when a WAHA CORE server has max_sessions above 1. Redirects are
+    not followed and proxy variables are ignored: no request goes anywhere but the
+    server's URL.
     Exit 1 when any server is unreachable.
 
     \b
@@ -779,7 +785,9 @@ def monitor(invocation, interval, once, concurrency):
 
     Runs as the role of the database URL, which must see every server (the owner or
     service_role). Prints one line per state change (healthy -> failing, failing ->
-    healthy) and when the database connection is lost or back; it reconnects with
+    healthy), when a server reports another WAHA version, engine or tier than
+    recorded (with a warning for a CORE server whose max_sessions is above 1), and
+    when the database connection is lost or back; it reconnects with
     backoff and never stops because one server fails. SIGTERM or Ctrl-C stops it
     after the checks in flight (at most one timeout). With --once, exit 1 when the
     database cannot be reached.

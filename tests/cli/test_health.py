@@ -49,7 +49,8 @@ def add_server(url, name, api_url, *, prioridade=0, api_key=None, max_sessions=5
 
 
 def test_servers_test_shows_reachable_latency_and_version(url, fake_waha):
-    server_id = add_server(url, "Principal", fake_waha("needs_key", api_key="key1").url, api_key="key1")
+    # A WAHA Core server (the fake's tier) set up as it should be: a single session.
+    server_id = add_server(url, "Principal", fake_waha("needs_key", api_key="key1").url, api_key="key1", max_sessions=1)
 
     result = run(url, "servers", "test", str(server_id))
 
@@ -166,3 +167,60 @@ def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
 
     assert process.returncode == 0, rest
     assert rest.startswith("stopped after 1 round(s), 1 check(s), 0 state change(s)"), rest
+
+
+# --- what each server is: recorded by servers test, shown by servers list -----------------------------
+
+
+def fix_for(server_id) -> str:
+    return f"fix: waha-db servers update {server_id} --max-sessions 1"
+
+
+def test_servers_list_shows_what_servers_test_learnt(url, fake_waha):
+    principal = add_server(
+        url, "Principal", fake_waha(version="2025.1.2", engine="NOWEB", tier="PLUS").url, prioridade=10
+    )
+    add_server(url, "Never tested", fake_waha().url)
+    assert run(url, "servers", "test", str(principal)).exit_code == 0
+
+    screen = run(url, "servers", "list", "--user", USER).output.splitlines()
+    listed = json.loads(run(url, "servers", "list", "--user", USER, "--json").output)
+
+    assert screen[3].startswith("│ 🟢 Principal")
+    assert screen[6] == "│    WAHA 2025.1.2 (NOWEB, PLUS)" + " " * 25 + "│"
+    assert screen[7].startswith("├") and "WAHA" not in "".join(screen[8:])
+    assert [(entry["nome"], entry["waha"] and entry["waha"]["tier"], entry["warning"]) for entry in listed] == [
+        ("Principal", "PLUS", None),
+        ("Never tested", None, None),
+    ]
+    assert listed[0]["waha"]["version"] == "2025.1.2" and listed[0]["waha"]["engine"] == "NOWEB"
+
+
+def test_a_core_server_with_room_for_many_sessions_is_flagged_until_fixed(url, fake_waha):
+    core = add_server(url, "Core", fake_waha(tier="CORE").url, max_sessions=50)
+
+    tested = run(url, "servers", "test", str(core))
+    listed = run(url, "servers", "list", "--user", USER)
+    as_json = json.loads(run(url, "servers", "list", "--user", USER, "--json").output)
+
+    assert tested.exit_code == 0
+    warning = tested.output.splitlines()[2]
+    assert warning.startswith(f"  warning: Core ({core}) is WAHA CORE, which runs a single session (named 'default'), ")
+    assert "but its max_sessions is 50: selection would send it sessions it cannot run; " + fix_for(core) in warning
+    assert listed.output.splitlines()[-1] == warning.strip()
+    assert fix_for(core) in as_json[0]["warning"]
+
+    assert run(url, "servers", "update", str(core), "--max-sessions", "1").exit_code == 0
+    assert "warning" not in run(url, "servers", "list", "--user", USER).output
+    assert "warning" not in run(url, "servers", "test", str(core)).output
+
+
+def test_a_failed_probe_keeps_the_last_known_answer(url, fake_waha):
+    waha = fake_waha(version="2025.1.2", tier="PLUS")
+    server = add_server(url, "Principal", waha.url)
+    run(url, "servers", "test", str(server))
+
+    waha.mode = "error_500"
+    assert run(url, "servers", "test", str(server)).exit_code == 1
+
+    assert "WAHA 2025.1.2 (WEBJS, PLUS)" in run(url, "servers", "list", "--user", USER).output

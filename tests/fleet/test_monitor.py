@@ -22,14 +22,21 @@ STOP_WITHIN = 15.0
 PROBE_TIMEOUT = 5  # seconds: a healthy fake answers at once, but never fails a probe for being slow
 
 
-def add_server(engine, name, url, *, ativo=True):
+def add_server(engine, name, url, *, ativo=True, max_sessions=50):
     with engine.begin() as connection:
         return connection.execute(
             sa.text(
-                "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts, ativo)"
-                " VALUES (:user, :name, :url, :timeout, 0, :ativo) RETURNING id"
+                "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts, ativo, max_sessions)"
+                " VALUES (:user, :name, :url, :timeout, 0, :ativo, :max_sessions) RETURNING id"
             ),
-            {"user": USER, "name": name, "url": url, "timeout": PROBE_TIMEOUT, "ativo": ativo},
+            {
+                "user": USER,
+                "name": name,
+                "url": url,
+                "timeout": PROBE_TIMEOUT,
+                "ativo": ativo,
+                "max_sessions": max_sessions,
+            },
         ).scalar()
 
 
@@ -109,8 +116,10 @@ def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
         wait_until(lambda: monitor.lines_with("failing -> healthy"), "failing -> healthy")
         stats = monitor.finish()
 
-    assert len(monitor.lines) == 2, monitor.lines
-    down, up = monitor.lines
+    # Besides these, the first round says what each server is (test_monitor_says_what_a_server_is_...).
+    state_changes = monitor.lines_with(" -> ")
+    assert len(state_changes) == 2, monitor.lines
+    down, up = state_changes
     assert (
         f"Principal ({principal_id}) {principal.url}: healthy -> failing: server error (HTTP 500); failing (1 in a row), cooling down 30 s"
         in down
@@ -166,3 +175,28 @@ def test_monitor_survives_a_database_restart(fake_waha):
     assert len(monitor.lines_with("database connection lost")) == 1, monitor.lines
     lost = monitor.lines_with("database connection lost")[0]
     assert "reconnecting" in lost
+
+
+def test_monitor_says_what_a_server_is_when_it_is_first_seen_and_when_it_changes(engine, fake_waha):
+    waha = fake_waha(version="2024.10.1", engine="WEBJS", tier="CORE")
+    server = add_server(engine, "Principal", waha.url, max_sessions=10)
+
+    def one_round() -> list[str]:
+        lines: list[str] = []
+        fleet_monitor.monitor(engine, once=True, emit=lines.append, backoff=0)
+        return [line.split(" ", 1)[1] for line in lines]  # without the timestamp
+
+    first = one_round()
+    unchanged = one_round()
+    waha.version, waha.tier = "2025.1.2", "PLUS"
+    upgraded = one_round()
+
+    head = f"Principal ({server}) {waha.url}: "
+    assert first == [
+        head + "WAHA 2024.10.1 (WEBJS, CORE), first identified",
+        f"warning: Principal ({server}) is WAHA CORE, which runs a single session (named 'default'), but its "
+        "max_sessions is 10: selection would send it sessions it cannot run; "
+        f"fix: waha-db servers update {server} --max-sessions 1 (or run WAHA Plus there)",
+    ]
+    assert unchanged == []
+    assert upgraded == [head + "WAHA 2025.1.2 (WEBJS, PLUS), was WAHA 2024.10.1 (WEBJS, CORE)"]

@@ -12,16 +12,20 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.errors import UserError
+from waha_db.fleet.identity import WahaIdentity, capacity_warning, record_identity
 from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url, probe_server
 from waha_db.fleet.servers import Server, server_columns, server_from_row
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,18 @@ class Health:
 
 @dataclass(frozen=True)
 class Checked:
-    """One server, what the probe found, and the health recorded for it (None if not recorded)."""
+    """One server, what the probe found, and the health and identity recorded for it (None if not recorded)."""
 
     server: Server
     probe: Probe
     health: Health | None
     record_error: str | None = None
+    identity: WahaIdentity | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """What the server's answer says is wrong with its configuration (a Core server with max_sessions > 1)."""
+        return capacity_warning(self.server, self.identity)
 
 
 def autocommit_connection(engine: sa.Engine) -> sa.Connection:
@@ -146,6 +156,14 @@ def is_cooling_down(health: Health | None, now: dt.datetime) -> bool:
     return health is not None and health.cooldown_until is not None and health.cooldown_until > now
 
 
+def ask_each(servers: Sequence[Server], ask: Callable[[Server], T], *, concurrency: int = 8) -> list[T]:
+    """`ask(server)` for every server, at most `concurrency` at once; the answers in the servers' order."""
+    if not servers:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(servers))), thread_name_prefix="waha-ask") as pool:
+        return list(pool.map(ask, servers))
+
+
 def probe_many(
     servers: Sequence[Server],
     *,
@@ -165,12 +183,7 @@ def probe_many(
             stop=stop,
         )
 
-    if not servers:
-        return []
-    with ThreadPoolExecutor(
-        max_workers=max(1, min(concurrency, len(servers))), thread_name_prefix="waha-probe"
-    ) as pool:
-        return list(pool.map(one, servers))
+    return ask_each(servers, one, concurrency=concurrency)
 
 
 def test_servers(
@@ -181,7 +194,7 @@ def test_servers(
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     record: bool = True,
 ) -> list[Checked]:
-    """`waha-db servers test`: probe the servers and record each outcome.
+    """`waha-db servers test`: probe the servers and record each outcome (and what a reachable server is).
 
     `connection` must be in autocommit mode (`autocommit_connection`): each report
     is its own transaction, so one refused report does not undo the others.
@@ -197,12 +210,13 @@ def test_servers(
             continue
         try:
             health = record_probe(connection, server.id, probe)
+            identity = record_identity(connection, server.id, probe)
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated:
                 raise
             checked.append(Checked(server, probe, None, record_error=database_message(exc)))
         else:
-            checked.append(Checked(server, probe, health))
+            checked.append(Checked(server, probe, health, identity=identity))
     return checked
 
 
@@ -231,11 +245,16 @@ def describe_health(health: Health | None, now: dt.datetime | None = None) -> st
 
 
 def describe_checked(item: Checked) -> list[str]:
-    """`servers test`: the server and what the probe found, then what was recorded."""
+    """`servers test`: the server and what the probe found, then what was recorded, and the warning if any."""
     recorded = (
         f"  not recorded: {item.record_error}" if item.record_error else f"  recorded: {describe_health(item.health)}"
     )
-    return [f"{item.server.nome} ({display_api_url(item.server.api_url)}): {describe_probe(item.probe)}", recorded]
+    warning = [f"  warning: {item.warning}"] if item.warning else []
+    return [
+        f"{item.server.nome} ({display_api_url(item.server.api_url)}): {describe_probe(item.probe)}",
+        recorded,
+        *warning,
+    ]
 
 
 def checked_as_json(item: Checked) -> dict:
@@ -255,6 +274,7 @@ def checked_as_json(item: Checked) -> dict:
         "attempts": item.probe.attempts,
         "recorded": health is not None,
         "record_error": item.record_error,
+        "warning": item.warning,
         "health": None
         if health is None
         else {

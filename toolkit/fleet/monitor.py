@@ -26,6 +26,7 @@ from waha_db.fleet.health import (
     record_probe,
     recorded_health,
 )
+from waha_db.fleet.identity import WahaIdentity, capacity_warning, record_identity, recorded_identities
 from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
 from waha_db.fleet.servers import Server
 
@@ -42,6 +43,7 @@ class MonitorStats:
     probes: int = 0
     state_changes: int = 0
     reconnects: int = 0
+    identity_changes: int = 0
 
 
 def _stamp() -> str:
@@ -70,11 +72,13 @@ def monitor(
 
     Runs as the role of the engine's URL (the admin or service_role: it must see
     every server). Prints one line per state change (healthy -> failing,
-    failing -> healthy), plus a line when the database connection is lost and
-    when it is back. One server's failure never stops the others; a lost
-    database connection is retried with backoff (`reconnect_delay` doubling to
-    `max_reconnect_delay`) until `stop` is set. With `once`, one cycle, and a
-    database that cannot be reached is a MonitorError.
+    failing -> healthy), one when a server reports another version, engine or
+    tier than recorded (and a warning when a Core server has max_sessions > 1),
+    plus a line when the database connection is lost and when it is back. One
+    server's failure never stops the others; a lost database connection is retried
+    with backoff (`reconnect_delay` doubling to `max_reconnect_delay`) until `stop`
+    is set. With `once`, one cycle, and a database that cannot be reached is a
+    MonitorError.
     """
     stop = stop or threading.Event()
     stats = MonitorStats()
@@ -129,15 +133,16 @@ def _monitor_cycle(
     stats: MonitorStats,
 ) -> None:
     servers = load_servers(connection, every_active=True)
+    server_ids = [server.id for server in servers]
     failing_before = {
-        server_id
-        for server_id, health in recorded_health(connection, [s.id for s in servers]).items()
-        if health.failing
+        server_id for server_id, health in recorded_health(connection, server_ids).items() if health.failing
     }
+    identities_before = recorded_identities(connection, server_ids)
     probes = probe_many(servers, concurrency=concurrency, backoff=backoff, stop=stop)
     for server, probe in zip(servers, probes, strict=True):
         try:
             health = record_probe(connection, server.id, probe)
+            identity = record_identity(connection, server.id, probe)
         except sa.exc.DBAPIError as exc:
             if _is_connection_lost(exc):
                 raise
@@ -147,6 +152,12 @@ def _monitor_cycle(
         if health.failing != (server.id in failing_before):
             stats.state_changes += 1
             emit(state_change_line(server, probe, health))
+        if identity is not None and not identity.same_as(identities_before.get(server.id)):
+            stats.identity_changes += 1
+            emit(identity_line(server, identity, identities_before.get(server.id)))
+            warning = capacity_warning(server, identity)
+            if warning:
+                emit(f"{_stamp()} warning: {warning}")
     stats.cycles += 1
 
 
@@ -156,6 +167,12 @@ def state_change_line(server: Server, probe: Probe, health: Health) -> str:
     if health.failing:
         return f"{head}: healthy -> failing: {probe.error}; {describe_health(health)}"
     return f"{head}: failing -> healthy: {describe_probe(probe)}"
+
+
+def identity_line(server: Server, identity: WahaIdentity, before: WahaIdentity | None) -> str:
+    """`... Principal (id) https://...: WAHA 2024.10.1 (WEBJS, CORE), was WAHA 2024.9.3 (WEBJS, CORE)`."""
+    head = f"{_stamp()} {server.nome} ({server.id}) {display_api_url(server.api_url)}"
+    return f"{head}: {identity.describe()}, " + (f"was {before.describe()}" if before else "first identified")
 
 
 def stop_on_signals(stop: threading.Event) -> Callable[[], None]:

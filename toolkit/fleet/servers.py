@@ -10,6 +10,7 @@ from the constraint's name, instead of a raw SQL error.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from fractions import Fraction
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.errors import UserError
+from waha_db.fleet.identity import WahaIdentity, capacity_warning, recorded_identities
 
 # Option name of the CLI -> column of waha_servers.
 COLUMNS = {
@@ -251,12 +253,45 @@ def remove_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
 GREEN, RED = "\N{LARGE GREEN CIRCLE}", "\N{LARGE RED CIRCLE}"
 
 
-def render_server_list(servers: list[Server], *, width: int = 56) -> str:
+@dataclass(frozen=True)
+class Listing:
+    """`servers list`: a user's servers, and what each last reported being (servers never identified left out)."""
+
+    servers: list[Server]
+    identities: Mapping[uuid.UUID, WahaIdentity]
+
+    def render(self) -> str:
+        return render_server_list(self.servers, identities=self.identities)
+
+    def as_json(self) -> list[dict]:
+        """Each server (secrets masked), what it last reported being (`waha`), and its warning."""
+        return [
+            server.as_json()
+            | {
+                "waha": self.identities[server.id].as_json() if server.id in self.identities else None,
+                "warning": capacity_warning(server, self.identities.get(server.id)),
+            }
+            for server in self.servers
+        ]
+
+
+def server_listing(connection: sa.Connection, user_id: uuid.UUID) -> Listing:
+    """A user's servers in the seed's order, with what each last reported being."""
+    found = list_servers(connection, user_id)
+    return Listing(found, recorded_identities(connection, [server.id for server in found]))
+
+
+def render_server_list(
+    servers: list[Server], *, width: int = 56, identities: Mapping[uuid.UUID, WahaIdentity] | None = None
+) -> str:
     """The seed's "Meus Servidores WAHA" screen, as text.
 
     One block per server: a green (active) or red (disabled) mark and the name, the URL,
-    then `Sessões: 15/50  |  Prioridade: 10` or `Desativado  |  Prioridade: 0`.
+    then `Sessões: 15/50  |  Prioridade: 10` or `Desativado  |  Prioridade: 0`, and, once a
+    probe got an answer, what the server reported being (`WAHA 2024.10.1 (WEBJS, CORE)`).
+    A warning with its fix follows the screen for each Core server with max_sessions > 1.
     """
+    identities = identities or {}
     title = "Meus Servidores WAHA"
     rule = "─" * width
     lines = [f"┌{rule}┐", f"│ {title:<{width - 1}}│", f"├{rule}┤"]
@@ -270,9 +305,13 @@ def render_server_list(servers: list[Server], *, width: int = 56) -> str:
         lines.append(f"│ {mark} {_fit(server.nome, width - 4):<{width - 4}}│")
         lines.append(f"│    {_fit(server.api_url, width - 4):<{width - 4}}│")
         lines.append(f"│    {details:<{width - 4}}│")
+        if server.id in identities:
+            lines.append(f"│    {_fit(identities[server.id].describe(), width - 4):<{width - 4}}│")
         if index < len(servers) - 1:
             lines.append(f"├{rule}┤")
     lines.append(f"└{rule}┘")
+    warnings = [capacity_warning(server, identities.get(server.id)) for server in servers]
+    lines.extend(f"warning: {warning}" for warning in warnings if warning)
     return "\n".join(lines)
 
 
