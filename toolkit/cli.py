@@ -32,7 +32,7 @@ from waha_db.checks import bench as benchmark
 from waha_db.checks import verify as verification
 from waha_db.checks.pgtemp import find_server_binaries
 from waha_db.errors import UserError
-from waha_db.fleet import allocation, health, selection
+from waha_db.fleet import allocation, health, live, selection
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
 from waha_db.lifecycle import adopt as adoption
@@ -822,30 +822,49 @@ def monitor(invocation, interval, once, concurrency):
 
 @main.group()
 def sessions() -> None:
-    """WhatsApp sessions: the capacity counters of the servers (sessions_ativas).
+    """WhatsApp sessions: the capacity counters of the servers (sessions_ativas), and the truth of the servers.
 
     \b
     Example:
       waha-db sessions reconcile            # report counters that differ from the sessions
       waha-db sessions reconcile --apply
+      waha-db sessions reconcile --live     # report rows that differ from what the WAHA servers run
     """
 
 
 @sessions.command()
-@click.option("--apply", is_flag=True, help="Correct the counters the rule allows (see above), after confirmation.")
+@click.option(
+    "--live",
+    "against_waha",
+    is_flag=True,
+    help="Compare the sessions with what each WAHA server runs (GET /api/sessions), not only the counters with the rows.",
+)
+@click.option(
+    "--user", "user_id", type=click.UUID, metavar="UUID", help="With --live: only this user's active servers."
+)
+@click.option("--apply", is_flag=True, help="Correct what the rules allow (see above), after confirmation.")
 @click.option(
     "--server",
     "servers",
     multiple=True,
     type=click.UUID,
     metavar="ID",
-    help="Also correct this server's counter when it is above its sessions (repeatable).",
+    help="Without --live: also correct this server's counter when it is above its sessions. "
+    "With --live: reconcile this server (active or not) instead of every active one. Repeatable.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help=f"With --live: leave alone rows written this recently (default {live.DEFAULT_GRACE_SECONDS:g}): "
+    "the app may still be creating the session on WAHA.",
 )
 @YES
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_invocation
 @library_errors
-def reconcile(invocation, apply, servers, yes, as_json):
+def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_json):
     """Compare each server's sessions_ativas with its occupying sessions, and correct them.
 
     A session occupies a slot unless its status is STOPPED, FAILED or DISCONNECTED
@@ -854,12 +873,30 @@ def reconcile(invocation, apply, servers, yes, as_json):
     may count sessions that live outside waha_sessions, so they are corrected only
     for the servers named with --server.
 
+    With --live, each active server (or each --server, or the --user's) is asked
+    what it runs, and the report lists, per server: sessions WAHA has that the
+    database does not know, rows counted as occupying that WAHA does not have or
+    reports STOPPED/FAILED, other status differences, phone number and profile
+    name differences, and the counter WAHA's truth implies. --apply then inserts
+    the unknown sessions for the server's user, marks the missing ones STOPPED
+    (never deletes a row), writes WAHA's statuses, phone numbers and profile
+    names, and sets the counter, in one transaction per server, safe against
+    concurrent allocate_waha_session / release_waha_session. Nothing is ever
+    changed on a WAHA server. A server that cannot be read is reported and
+    skipped (exit 1), never taken as "no sessions".
+
     \b
     Example:
       waha-db sessions reconcile
       waha-db sessions reconcile --apply --yes
       waha-db sessions reconcile --apply --server 3f0c2a9e-1b4d-4c8e-9f7a-0d1e2f3a4b5c
+      waha-db sessions reconcile --live
+      waha-db sessions reconcile --live --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --apply --yes --json
     """
+    if against_waha:
+        return _reconcile_live(invocation, user_id, servers, apply, grace, yes, as_json)
+    if user_id is not None or grace is not None:
+        raise click.UsageError("--user and --grace go with --live")
 
     def confirm(report: allocation.ReconcileReport) -> None:
         if not as_json:
@@ -998,3 +1035,30 @@ def export_supabase(workdir, owner):
             "a waha file differs from what this waha-db writes, so nothing was written: export as before "
             "(the same --owner), or put the file back as exported (remove it if it was never pushed), then export again"
         )
+
+
+# --- sessions reconcile --live: the database against what the WAHA servers run (waha_db.fleet.live) ---
+
+
+def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json):
+    """The --live half of `sessions reconcile`: report, ask, apply, print; exit 1 when a server was not reconciled."""
+
+    def confirm(report: live.LiveReport) -> None:
+        if not as_json:
+            click.echo(live.render_live_report(report))
+        _confirm("Bring the database in line with the WAHA servers?", yes, "apply")
+
+    with invocation.engine() as engine:
+        report = live.reconcile_fleet(
+            engine,
+            user_id=user_id,
+            server_ids=server_ids,
+            apply=apply,
+            grace=live.DEFAULT_GRACE_SECONDS if grace is None else grace,
+            confirm=None if yes else confirm,
+        )
+    click.echo(
+        json.dumps(report.as_json(), indent=2, ensure_ascii=False) if as_json else live.render_live_report(report)
+    )
+    if report.problems:
+        raise click.ClickException(report.problems_line())

@@ -23,6 +23,12 @@ def no_database_url_in_environment(monkeypatch):
 
 
 @pytest.fixture
+def url(fresh_database) -> sa.URL:
+    """A fresh database at head."""
+    return fresh_database("head")
+
+
+@pytest.fixture
 def waha_db():
     """``waha_db(url, *args, input=None)``: run the CLI with --database-url (None: without); the click Result."""
     runner = CliRunner()

@@ -11,7 +11,6 @@ import threading
 import uuid
 
 import psycopg
-import pytest
 from click.testing import CliRunner
 
 from tests.fleet.fake_waha import free_port
@@ -20,16 +19,6 @@ from waha_db import cli
 from waha_db.database import conninfo
 
 USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
-
-
-@pytest.fixture(autouse=True)
-def no_database_url_in_environment(monkeypatch):
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-
-
-@pytest.fixture
-def url(fresh_database):
-    return fresh_database("head")
 
 
 def run(url, *args):

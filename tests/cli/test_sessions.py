@@ -1,12 +1,16 @@
-"""`waha-db sessions reconcile`: report, then correct with confirmation."""
+"""`waha-db sessions reconcile`: report, then correct with confirmation; with --live, against the WAHA servers."""
 
 from __future__ import annotations
 
 import json
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 
+from tests.cli.conftest import sql
+from tests.cli.test_health import USER, add_server, run
+from tests.fleet.fake_waha import free_port
 from waha_db.cli import main
 from waha_db.database import conninfo
 
@@ -56,3 +60,117 @@ def test_reconcile_reports_then_applies_only_what_the_rule_allows(fresh_database
     named = runner.invoke(main, [*address, "sessions", "reconcile", "--apply", "--yes", "--server", str(above)])
     assert named.exit_code == 0, named.output
     assert counters(url) == {"below": 1, "above": 0}
+
+
+# --- sessions reconcile --live: the rows against fake WAHA servers -----------------------------------------
+
+
+def add_old_row(url, server, name, status):
+    sql(
+        url,
+        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status, updated_at)"
+        " VALUES (%s, %s, %s, %s, now() - interval '1 hour')",
+        (USER, server, name, status),
+    )
+
+
+@pytest.fixture
+def drifted(url, fake_waha):
+    """Principal: WAHA lost loja-03 and runs painel-01 unknown to the database; its counter says 5."""
+    waha = fake_waha("needs_key", api_key="key1", tier="PLUS")
+    waha.run_session("loja-01")
+    waha.run_session("painel-01", "SCAN_QR_CODE")
+    server = add_server(url, "Principal", waha.url, api_key="key1", prioridade=10)
+    sql(url, "UPDATE public.waha_servers SET sessions_ativas = 5 WHERE id = %s", (server,))
+    add_old_row(url, server, "loja-01", "WORKING")
+    add_old_row(url, server, "loja-03", "WORKING")
+    return server
+
+
+def statuses(url, server):
+    return dict(sql(url, "SELECT session_name, status FROM public.waha_sessions WHERE waha_server_id = %s", (server,)))
+
+
+def test_the_report_lists_each_difference_with_what_apply_would_do_and_changes_nothing(url, drifted):
+    result = run(url, "sessions", "reconcile", "--live")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Principal (http://127.0.0.1:") and f"  server {drifted}  user {USER}" in lines[0]
+    assert lines[1] == "  WAHA has 2 session(s), 2 occupying; sessions_ativas 5, max_sessions 50"
+    assert [line.split()[0] for line in lines[2::2][:3]] == ["unknown_session", "missing_session", "counter"]
+    assert lines[3].strip() == f"--apply: insert it for the server's user ({USER}) with WAHA's status"
+    assert lines[5].strip() == "--apply: mark it STOPPED (the row stays, as history)"
+    assert lines[-1] == (
+        "1 server(s): 0 in line with WAHA, 1 with 3 difference(s), 0 unreachable; "
+        "3 to apply: run again with --apply (nothing is ever changed on a WAHA server)"
+    )
+    assert "key1" not in result.output
+    assert statuses(url, drifted) == {"loja-01": "WORKING", "loja-03": "WORKING"}
+
+
+def test_apply_without_a_terminal_is_refused_unless_yes(url, drifted):
+    refused = run(url, "sessions", "reconcile", "--live", "--apply")
+
+    assert refused.exit_code == 1
+    assert "not confirmed: there is no terminal to ask on, so nothing was done; pass --yes" in refused.output
+    assert statuses(url, drifted) == {"loja-01": "WORKING", "loja-03": "WORKING"}
+
+    applied = run(url, "sessions", "reconcile", "--live", "--apply", "--yes")
+
+    assert applied.exit_code == 0, applied.output
+    assert "done: mark it STOPPED (the row stays, as history)" in applied.output
+    assert applied.output.splitlines()[-1].endswith("; applied, one transaction per server (0 skipped)")
+    assert statuses(url, drifted) == {"loja-01": "WORKING", "loja-03": "STOPPED", "painel-01": "SCAN_QR_CODE"}
+    assert sql(url, "SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (drifted,)) == [(2,)]
+    assert run(url, "sessions", "reconcile", "--live").output.splitlines()[2] == "  in line with WAHA"
+
+
+def test_an_unreachable_server_is_skipped_and_exits_1(url, drifted):
+    dead = add_server(url, "Morto", f"http://127.0.0.1:{free_port()}")
+    add_old_row(url, dead, "loja-30", "WORKING")
+
+    result = run(url, "sessions", "reconcile", "--live", "--apply", "--yes")
+
+    assert result.exit_code == 1
+    assert "  unreachable: connection refused; skipped: nothing read, nothing changed" in result.output
+    assert result.output.splitlines()[-1] == "Error: 1 of 2 server(s) not reconciled: Morto (connection refused)"
+    assert statuses(url, dead) == {"loja-30": "WORKING"}
+    assert statuses(url, drifted)["loja-03"] == "STOPPED", "the reachable server is reconciled all the same"
+
+
+def test_the_json_output_is_the_same_twice_and_names_the_kinds(url, drifted):
+    first, second = (run(url, "sessions", "reconcile", "--live", "--json") for _ in range(2))
+
+    assert first.exit_code == 0 and first.output == second.output
+    [server] = json.loads(first.output)["servers"]
+    assert [difference["kind"] for difference in server["differences"]] == [
+        "unknown_session",
+        "missing_session",
+        "counter",
+    ]
+
+
+def test_scope_options_without_live_are_a_usage_error(url):
+    result = run(url, "sessions", "reconcile", "--user", USER)
+
+    assert result.exit_code == 2
+    assert "--user and --grace go with --live" in result.output
+
+
+def test_a_named_server_of_another_user_is_refused(url, drifted):
+    other = "11111111-2222-4333-8444-555555555555"
+
+    result = run(url, "sessions", "reconcile", "--live", "--user", other, "--server", str(drifted))
+
+    assert result.exit_code == 1
+    assert f"Error: server {drifted} is not a server of user {other}" in result.output
+
+
+def test_a_user_without_active_servers_is_told_so(url):
+    result = run(url, "sessions", "reconcile", "--live", "--user", USER)
+
+    assert result.exit_code == 0
+    assert (
+        result.output == "no WAHA server to reconcile: the scope holds no active server (name one with --server ID)\n"
+    )

@@ -32,7 +32,15 @@ import sqlalchemy as sa
 
 from waha_db.errors import UserError
 
-OCCUPYING = "pg_catalog.upper(session_row.status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')"
+# The statuses (compared case-insensitively) of a session that occupies no capacity.
+NOT_OCCUPYING = ("STOPPED", "FAILED", "DISCONNECTED")
+OCCUPYING = f"pg_catalog.upper(session_row.status) NOT IN {NOT_OCCUPYING!r}"
+
+
+def occupies(status: str) -> bool:
+    """Whether a session in `status` occupies a slot of its server: the rule of OCCUPYING, in Python."""
+    return status.upper() not in NOT_OCCUPYING
+
 
 _DRIFT_SQL = f"""
 SELECT server.id AS server_id, server.nome AS server_name, server.user_id,

@@ -164,6 +164,17 @@ def ask_each(servers: Sequence[Server], ask: Callable[[Server], T], *, concurren
         return list(pool.map(ask, servers))
 
 
+def asking(server: Server, *, backoff: float = DEFAULT_BACKOFF_SECONDS, stop: threading.Event | None = None) -> dict:
+    """How a server is asked (probe.get_json's options): its API key, timeout and retries, from its row."""
+    return {
+        "api_key": server.api_key,
+        "timeout": server.timeout,
+        "retry_attempts": server.retry_attempts,
+        "backoff": backoff,
+        "stop": stop,
+    }
+
+
 def probe_many(
     servers: Sequence[Server],
     *,
@@ -172,18 +183,11 @@ def probe_many(
     stop: threading.Event | None = None,
 ) -> list[Probe]:
     """Probe servers in parallel (at most `concurrency` at once), results in the same order."""
-
-    def one(server: Server) -> Probe:
-        return probe_server(
-            server.api_url,
-            api_key=server.api_key,
-            timeout=server.timeout,
-            retry_attempts=server.retry_attempts,
-            backoff=backoff,
-            stop=stop,
-        )
-
-    return ask_each(servers, one, concurrency=concurrency)
+    return ask_each(
+        servers,
+        lambda server: probe_server(server.api_url, **asking(server, backoff=backoff, stop=stop)),
+        concurrency=concurrency,
+    )
 
 
 def test_servers(
