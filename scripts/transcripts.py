@@ -1,7 +1,7 @@
 """The transcripts of the README's user journeys, on a throwaway PostgreSQL and fake WAHA servers.
 
 Runs the real `waha-db` console script against a database and three WAHA
-look-alikes on 127.0.0.1 (tests/health/fake_waha.py), printing each command and
+look-alikes on 127.0.0.1 (tests/fleet/fake_waha.py), printing each command and
 its output:
 
 1. a new user's session: status, upgrade, the seed's three servers, the server
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.health.fake_waha import FakeWaha  # noqa: E402
+from tests.fleet.fake_waha import FakeWaha  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 
 USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
