@@ -8,7 +8,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from waha_db import database
-from waha_db.database import conninfo
+from waha_db.database import conninfo, display_url, mask_password, parse_url
 
 
 def test_every_part_survives_libpq_parsing_even_spaces_and_url_delimiters():
@@ -83,3 +83,13 @@ def test_the_refusal_says_what_to_do():
         "Nothing was done. Upgrade the server to PostgreSQL 15 or later first "
         "(pg_upgrade, or your provider's major-version upgrade), then run waha-db again."
     )
+
+
+def test_a_password_with_an_unencoded_at_is_masked_whole():
+    text = "cannot use postgresql://postgres:Hun@ter2@127.0.0.1/app today"
+    assert mask_password(text) == "cannot use postgresql://postgres:***@127.0.0.1/app today"
+    assert display_url("postgresql://postgres:Hun@ter2@127.0.0.1/app") == "postgresql://postgres:***@127.0.0.1/app"
+
+
+def test_an_at_in_a_query_option_is_not_taken_for_one_in_the_password():
+    assert parse_url("postgresql://app:pw@127.0.0.1/appdb?application_name=ops@night").host == "127.0.0.1"

@@ -25,8 +25,30 @@ class DatabaseUrlError(UserError):
     """The database URL is missing or not a PostgreSQL URL."""
 
 
+UNENCODED_AT_MESSAGE = (
+    "the database URL has more than one '@' before its host (not shown, as it may hold a password): "
+    "an '@' inside the user name or the password must be percent-encoded as %40, "
+    "e.g. postgresql://USER:PA%40SSWORD@HOST:PORT/DBNAME"
+)
+
+
+def _has_unencoded_at(database_url: str) -> bool:
+    """Whether the part of a URL before its host holds an `@` of its own (an unencoded `@` in the password).
+
+    Such a URL parses as a host made of the password's tail: printed, and looked up in DNS.
+    Only the text before `?` counts: a query option may hold an `@`.
+    """
+    _scheme, separator, rest = database_url.partition("://")
+    return bool(separator) and rest.split("?", 1)[0].count("@") > 1
+
+
 def parse_url(database_url: str) -> URL:
-    """A SQLAlchemy URL on the psycopg 3 driver, from any accepted PostgreSQL URL form."""
+    """A SQLAlchemy URL on the psycopg 3 driver, from any accepted PostgreSQL URL form.
+
+    A URL with an unencoded `@` in its password is refused before anything reads its host.
+    """
+    if isinstance(database_url, str) and _has_unencoded_at(database_url):
+        raise DatabaseUrlError(UNENCODED_AT_MESSAGE)
     try:
         url = make_url(database_url)
     except Exception:
@@ -45,6 +67,8 @@ def parse_url(database_url: str) -> URL:
 def display_url(url: URL | str) -> str:
     """The URL with its password replaced by `***`."""
     if isinstance(url, str):
+        if _has_unencoded_at(url):
+            return mask_password(url)
         try:
             url = make_url(url)
         except Exception:
@@ -52,7 +76,8 @@ def display_url(url: URL | str) -> str:
     return url.render_as_string(hide_password=True)
 
 
-_PASSWORD_IN_TEXT = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
+# The password runs to the last `@` before the host, so an unencoded `@` in it hides no tail.
+_PASSWORD_IN_TEXT = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@\s]*:)(?P<password>\S*)(?=@[^@/\s]*(?:[/?#\s]|$))", re.I)
 _PASSWORD_KEYWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'[^']*'|\S+)", re.I)
 
 

@@ -135,3 +135,12 @@ def test_bench_refused_by_the_database_says_what_it_refused(waha_db, cluster, fr
         result.output.strip().splitlines()[-1]
         == "Error: the database refused: permission denied for table waha_servers"
     )
+
+
+def test_an_unencoded_at_in_the_password_is_refused_without_showing_it_or_looking_up_its_tail(waha_db, network_jail):
+    result = waha_db("postgresql://postgres:Hun@ter2@127.0.0.1/app", "status")
+    assert result.exit_code == 1
+    assert "Hun" not in result.output and "ter2" not in result.output
+    assert "percent-encoded as %40" in result.output
+    assert result.output.count("\n") == 1
+    assert network_jail.refused_names == []
