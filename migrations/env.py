@@ -9,11 +9,17 @@ Where the database comes from, in this order:
 
 ``-x`` options (or ``config.attributes`` of the same name): ``owner=UUID`` (who owns
 the server converted from the legacy ``waha_config``), ``lock_timeout=SECONDS``
-(default 5).
+(the overall limit of lock waits, default 30).
 
 Every upgrade or downgrade runs in one transaction that first takes an advisory
-lock (two deploys at once serialise), then sets ``lock_timeout`` so a migration
-never queues behind a long transaction and blocks the application. The owner is
+lock (two deploys at once serialise; the wait for it is bounded and says who holds
+it), then sets ``lock_timeout`` to at most 2 s per attempt, so the application's
+statements never queue behind a migration for longer than that. An attempt that
+times out is rolled back and tried again after a back-off until the overall limit
+(waha_db.lifecycle.locks); a connection handed in inside the caller's transaction
+gets one attempt, and the caller retries. ``statement_timeout`` bounds each
+statement (locks.STATEMENT_TIMEOUT_SECONDS). Server notices are logged once the
+run has succeeded, never for a run that was rolled back. The owner is
 handed to the SQL as the transaction-local setting ``waha.config_owner``, so the
 offline ``--sql`` script makes the same decisions in SQL that the online run makes.
 A database whose V2.1 tables were made by hand (no ``alembic_version``) is refused
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from logging.config import fileConfig
 
 import sqlalchemy as sa
@@ -47,14 +54,8 @@ from waha_db.database import (
     parse_url,
     require_supported_server,
 )
-from waha_db.lifecycle.migrate import (
-    DEFAULT_LOCK_TIMEOUT_SECONDS,
-    MIGRATION_LOCK_KEY,
-    MigrationError,
-    explain_database_error,
-    parse_lock_timeout,
-    parse_owner,
-)
+from waha_db.lifecycle import locks
+from waha_db.lifecycle.migrate import LockTimeout, MigrationError, explain_database_error, parse_owner
 from waha_db.lifecycle.model import include_object, metadata
 
 config = context.config
@@ -126,19 +127,37 @@ def setting(name: str, default=None):
     return value if value is not None else config.attributes.get(name, default)
 
 
-def prepare_transaction() -> None:
+def overall_lock_timeout() -> float:
+    """The overall limit of this run's lock waits, in seconds (-x lock_timeout, default 30)."""
+    try:
+        return locks.parse_lock_timeout(setting("lock_timeout", locks.DEFAULT_LOCK_TIMEOUT_SECONDS))
+    except locks.LockTimeoutSetting as error:
+        raise MigrationError(str(error)) from None
+
+
+def prepare_transaction(deadline: locks.Deadline, connection: sa.Connection | None = None) -> float:
     """Serialise concurrent runs, bound lock waits, hand the owner to SQL, refuse a hand-made schema.
 
-    The advisory lock comes first: lock_timeout would also cut short the wait for it.
+    Online, the advisory lock is polled within the deadline (locks.take_migration_lock).
+    The offline script cannot poll: it bounds the wait with lock_timeout, which also
+    limits pg_advisory_xact_lock, then lowers it to one attempt's. Statements that
+    return nothing (DO blocks), so psql prints no stray rows. Returns the attempt's
+    lock_timeout in seconds.
     """
-    lock_timeout_ms = parse_lock_timeout(setting("lock_timeout", DEFAULT_LOCK_TIMEOUT_SECONDS))
     legacy_owner = parse_owner(setting("owner"))
-    context.execute(f"SELECT pg_catalog.pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-    context.execute(f"SET LOCAL lock_timeout = {lock_timeout_ms}")
+    attempt_seconds = deadline.attempt_lock_timeout()
+    if connection is None:
+        context.execute(f"SET LOCAL lock_timeout = {locks.milliseconds(deadline.seconds)}")
+        context.execute(f"DO $$ BEGIN PERFORM pg_catalog.pg_advisory_xact_lock({locks.MIGRATION_LOCK_KEY}); END $$")
+    else:
+        locks.take_migration_lock(connection, deadline, lambda line: notices.info("%s", line))
+    context.execute(f"SET LOCAL lock_timeout = {locks.milliseconds(attempt_seconds)}")
+    context.execute(f"SET LOCAL statement_timeout = {locks.STATEMENT_TIMEOUT_SECONDS * 1000}")
     if legacy_owner is not None:
-        context.execute(f"SELECT pg_catalog.set_config('waha.config_owner', '{legacy_owner}', true)")
+        context.execute(f"SET LOCAL waha.config_owner = '{legacy_owner}'")
     if context.get_context().as_sql or _guards_hand_made_schema():
         context.execute(HAND_MADE_SCHEMA_GUARD)
+    return attempt_seconds
 
 
 def command_name() -> str | None:
@@ -190,8 +209,10 @@ def run_migrations_offline() -> None:
         dialect_opts={"paramstyle": "named"},
         transaction_per_migration=False,
     )
+    # Alembic's offline version INSERT carries RETURNING, which psql prints as a stray row.
+    context.get_context()._version.implicit_returning = False
     with context.begin_transaction():
-        prepare_transaction()
+        prepare_transaction(locks.Deadline(overall_lock_timeout()))
         context.run_migrations()
 
 
@@ -213,13 +234,15 @@ def failing_revision(applied: list, started_at: str | None) -> str | None:
     return children[0] if children else None
 
 
-def run_with_connection(connection: sa.Connection) -> None:
+def run_with_connection(connection: sa.Connection, deadline: locks.Deadline) -> None:
+    """One attempt: the migrations in one transaction; the notices are logged once it has succeeded."""
     try:
         require_supported_server(connection)
     except UnsupportedServer as error:
         raise MigrationError(str(error)) from None
     applied: list = []  # alembic MigrationInfo of each revision run so far, to name the one that failed
     started_at: list[str | None] = []
+    said: list[str] = []
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -230,37 +253,74 @@ def run_with_connection(connection: sa.Connection) -> None:
     )
     driver_connection = connection.connection.driver_connection
 
-    def log_notice(diagnostic) -> None:
-        notices.info("%s", diagnostic.message_primary)
+    def collect_notice(diagnostic) -> None:
+        said.append(diagnostic.message_primary)
 
-    driver_connection.add_notice_handler(log_notice)
+    driver_connection.add_notice_handler(collect_notice)
+    attempt_seconds = deadline.attempt_lock_timeout()
     try:
         with context.begin_transaction():
-            prepare_transaction()
+            attempt_seconds = prepare_transaction(deadline, connection)
             started_at.append(context.get_context().get_current_revision())
             context.run_migrations()
     except sa.exc.DBAPIError as error:
         explained = explain_database_error(
             error,
             revision=failing_revision(applied, started_at[0] if started_at else None),
-            lock_timeout_seconds=parse_lock_timeout(setting("lock_timeout", DEFAULT_LOCK_TIMEOUT_SECONDS)) / 1000,
+            attempt_seconds=attempt_seconds,
         )
         if explained is None:
             raise
         raise explained from error
     finally:
-        driver_connection.remove_notice_handler(log_notice)
+        driver_connection.remove_notice_handler(collect_notice)
+    for message in said:
+        notices.info("%s", message)
+
+
+def run_retrying(connection: sa.Connection) -> None:
+    """Attempts until one gets its locks or the overall limit is spent (this run owns the transaction)."""
+    deadline = locks.Deadline(overall_lock_timeout())
+    attempt = 1
+    while True:
+        try:
+            run_with_connection(connection, deadline)
+            return
+        except LockTimeout as timed_out:
+            connection.rollback()
+            holders = locks.table_lock_holders(connection)
+            connection.rollback()
+            pause = deadline.backoff(attempt)
+            if pause is None:
+                raise timed_out.gave_up(attempts=attempt, seconds=deadline.seconds, holders=holders) from None
+            notices.info(
+                "attempt %d: %s could not lock a WAHA table within %g s, held by %s; rolled back, next attempt in %g s",
+                attempt,
+                timed_out.where,
+                timed_out.attempt_seconds,
+                "; ".join(holder.describe() for holder in holders) or "a transaction that has just finished",
+                pause,
+            )
+            time.sleep(pause)
+            attempt += 1
 
 
 def run_migrations_online() -> None:
     handed_in = config.attributes.get("connection")
     if isinstance(handed_in, sa.Connection):
-        run_with_connection(handed_in)
+        if handed_in.in_transaction():  # the caller's transaction: one attempt, the caller retries
+            run_with_connection(handed_in, locks.Deadline(overall_lock_timeout()))
+        else:
+            run_retrying(handed_in)
         return
-    engine = handed_in if isinstance(handed_in, sa.Engine) else create_engine(database_url())
+    engine = (
+        handed_in
+        if isinstance(handed_in, sa.Engine)
+        else create_engine(database_url(), application_name=setting("application_name", "alembic (waha-db migrations)"))
+    )
     try:
         with connect(engine) as connection:
-            run_with_connection(connection)
+            run_retrying(connection)
     finally:
         if engine is not handed_in:
             engine.dispose()

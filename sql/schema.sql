@@ -12,9 +12,13 @@
 
 BEGIN;
 
-SELECT pg_catalog.pg_advisory_xact_lock(2002872417);
+SET LOCAL lock_timeout = 30000;
 
-SET LOCAL lock_timeout = 5000;
+DO $$ BEGIN PERFORM pg_catalog.pg_advisory_xact_lock(2002872417); END $$;
+
+SET LOCAL lock_timeout = 2000;
+
+SET LOCAL statement_timeout = 60000;
 
 DO $$
 BEGIN
@@ -57,7 +61,7 @@ DO $$
         END
         $$;
 
-INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
+INSERT INTO alembic_version (version_num) VALUES ('0001');
 
 -- Running upgrade 0001 -> 0002
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sys
 import threading
 import uuid
@@ -37,7 +36,7 @@ from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
 from waha_db.lifecycle import adopt as adoption
 from waha_db.lifecycle import export as exporting
-from waha_db.lifecycle import migrate, revisions, state
+from waha_db.lifecycle import locks, migrate, revisions, state
 from waha_db.lifecycle import plan as plans
 
 
@@ -69,8 +68,11 @@ class Invocation:
 
     @contextmanager
     def engine(self):
-        """An engine on the database whose connection has been proven (one clear line otherwise)."""
-        engine = database.connect_engine(self.url)
+        """An engine on the database whose connection has been proven (one clear line otherwise).
+
+        Its connections are named after the command ("waha-db upgrade") in pg_stat_activity.
+        """
+        engine = database.connect_engine(self.url, application_name=_application_name())
         try:
             yield engine
         finally:
@@ -80,6 +82,13 @@ class Invocation:
     def transaction(self):
         with self.engine() as engine, engine.begin() as connection:
             yield connection
+
+
+def _application_name() -> str:
+    """`waha-db upgrade`, `waha-db servers list`...: the command running, as pg_stat_activity shows it."""
+    context = click.get_current_context(silent=True)
+    words = context.command_path.split()[1:] if context is not None else []
+    return " ".join([database.DEFAULT_APPLICATION_NAME, *words])
 
 
 def library_errors(command):
@@ -126,28 +135,12 @@ def _confirm(question: str, yes: bool, action: str) -> None:
         raise Refused("not confirmed: nothing was done")
 
 
-class _EchoHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"  notice: {database.mask_password(record.getMessage())}", err=True)
+def _carry_out(invocation: Invocation, make_plan, run, yes: bool, lock_timeout: float) -> None:
+    """Show the plan, refuse on its problems, ask, run it (retrying on locks), then its notices and that it is done.
 
-
-@contextmanager
-def _server_notices():
-    """Show what the migrations report as they run (roles created, legacy row converted...)."""
-    logger = logging.getLogger("alembic.env")
-    handler = _EchoHandler()
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
-def _carry_out(invocation: Invocation, make_plan, run, yes: bool) -> None:
-    """Show the plan, refuse on its problems, ask, run it with the server's notices shown, say it is done."""
+    The server's notices are printed only once the run has committed: a run that is
+    rolled back said nothing that happened.
+    """
 
     def confirm(plan: plans.Change) -> bool:
         for line in plan.header():
@@ -163,10 +156,20 @@ def _carry_out(invocation: Invocation, make_plan, run, yes: bool) -> None:
 
     with invocation.engine() as engine:
         click.echo(f"database: {database.display_url(invocation.url)}")
-        with _server_notices():
-            plan, seconds = plans.carry_out(engine, make_plan, confirm, run)
-    if seconds is not None:
-        click.echo(plan.done(seconds))
+        outcome = plans.carry_out(
+            engine,
+            make_plan,
+            confirm,
+            run,
+            lock_timeout=lock_timeout,
+            progress=lambda line: click.echo(database.mask_password(line), err=True),
+        )
+    for notice in outcome.notices:
+        click.echo(f"  notice: {database.mask_password(notice)}")
+    if outcome.note:
+        click.echo(outcome.note)
+    if outcome.seconds is not None:
+        click.echo(outcome.plan.done(outcome.seconds))
 
 
 class OwnerType(click.ParamType):
@@ -186,11 +189,12 @@ class OwnerType(click.ParamType):
 OWNER = OwnerType()
 LOCK_TIMEOUT = click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS,
+    type=click.FloatRange(min=0, max=86400, min_open=True, max_open=True),
+    default=locks.DEFAULT_LOCK_TIMEOUT_SECONDS,
     show_default=True,
     metavar="SECONDS",
-    help="Give up on a table lock after this long, rather than block the app.",
+    help=f"Overall limit of the waits for locks. Each attempt waits at most {locks.ATTEMPT_LOCK_TIMEOUT_SECONDS:g} s "
+    "for a table lock (the longest the app's statements queue behind it), then is rolled back and retried.",
 )
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
 
@@ -274,8 +278,11 @@ def upgrade(invocation, revision, owner, offline, yes, lock_timeout):
     _carry_out(
         invocation,
         lambda connection: plans.plan_upgrade(connection, revision, owner),
-        lambda connection, plan: migrate.upgrade(connection, plan.target, owner=owner, lock_timeout=lock_timeout),
+        lambda connection, plan, attempt: migrate.upgrade(
+            connection, plan.target, owner=plan.owner, lock_timeout=attempt
+        ),
         yes,
+        lock_timeout,
     )
 
 
@@ -307,8 +314,9 @@ def downgrade(invocation, revision, offline, yes, lock_timeout):
     _carry_out(
         invocation,
         lambda connection: plans.plan_downgrade(connection, revision),
-        lambda connection, plan: migrate.downgrade(connection, plan.target_name, lock_timeout=lock_timeout),
+        lambda connection, plan, attempt: migrate.downgrade(connection, plan.target_name, lock_timeout=attempt),
         yes,
+        lock_timeout,
     )
 
 
@@ -340,8 +348,9 @@ def adopt(invocation, owner, yes, lock_timeout):
     _carry_out(
         invocation,
         lambda connection: adoption.plan_adoption(connection, owner),
-        lambda connection, plan: adoption.adopt(connection, owner, lock_timeout=lock_timeout, plan=plan),
+        lambda connection, plan, attempt: adoption.adopt(connection, owner, lock_timeout=attempt, plan=plan),
         yes,
+        lock_timeout,
     )
 
 

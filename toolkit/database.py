@@ -118,13 +118,21 @@ def conninfo(url: URL | str) -> str:
 # has no such statement: "prepared statement "_pg3_0" does not exist". waha-db runs few
 # statements per command, so it never prepares them, whatever the URL points at.
 DRIVER_CONNECT_ARGS = {"connect_timeout": 10, "prepare_threshold": None}
+DEFAULT_APPLICATION_NAME = "waha-db"
 
 
-def create_engine(database_url: str | URL) -> sa.Engine:
+def create_engine(database_url: str | URL, *, application_name: str = DEFAULT_APPLICATION_NAME) -> sa.Engine:
     """An engine for one-shot work: no pool, psycopg 3, connect timeout of 10 s, no prepared
-    statements (so it works through a transaction-mode pooler, see DRIVER_CONNECT_ARGS)."""
+    statements (so it works through a transaction-mode pooler, see DRIVER_CONNECT_ARGS).
+
+    Its connections carry `application_name` (e.g. "waha-db upgrade"), so a DBA sees
+    a waha-db run in pg_stat_activity; an application_name in the URL's query wins.
+    """
     url = parse_url(database_url) if isinstance(database_url, str) else database_url
-    return sa.create_engine(url, poolclass=NullPool, connect_args=dict(DRIVER_CONNECT_ARGS))
+    connect_args = dict(DRIVER_CONNECT_ARGS)
+    if "application_name" not in url.query:
+        connect_args["application_name"] = application_name
+    return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
 
 
 def is_database_error(error: BaseException) -> bool:
@@ -219,7 +227,7 @@ def describe_connection_failure(url: URL | str, error: BaseException) -> str:
     return mask_password(message, str(password) if password else None)
 
 
-def connect_engine(database_url: str | URL) -> sa.Engine:
+def connect_engine(database_url: str | URL, *, application_name: str = DEFAULT_APPLICATION_NAME) -> sa.Engine:
     """An engine whose first connection has succeeded; `ConnectionFailure` (one line) when it cannot.
 
     Commands call this before any work so that an unreachable server, a wrong password
@@ -228,7 +236,7 @@ def connect_engine(database_url: str | URL) -> sa.Engine:
     is read or changed.
     """
     url = parse_url(database_url) if isinstance(database_url, str) else database_url
-    engine = create_engine(url)
+    engine = create_engine(url, application_name=application_name)
     try:
         with engine.connect() as connection:
             require_supported_server(connection)

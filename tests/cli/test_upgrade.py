@@ -112,7 +112,7 @@ def test_upgrade_sql_needs_no_database_and_writes_the_owner(waha_db):
     result = waha_db(None, "upgrade", "--sql", "--owner", LEGACY_OWNER.upper())
     assert result.exit_code == 0, result.output
     assert "CREATE TABLE public.waha_servers" in result.output
-    assert f"set_config('waha.config_owner', '{LEGACY_OWNER}', true)" in result.output
+    assert f"SET LOCAL waha.config_owner = '{LEGACY_OWNER}';" in result.output
     assert result.output.rstrip().endswith("COMMIT;")
 
 

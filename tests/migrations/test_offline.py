@@ -34,7 +34,7 @@ def test_offline_script_with_set_owner_converts_a_legacy_database_as_online(clus
         run_sql(url, LEGACY_SQL)
     upgrade(online, owner=OWNER)
     script = offline_sql("head")
-    assert "set_config('waha.config_owner'" not in script
+    assert "SET LOCAL waha.config_owner" not in script
     applied = psql(cluster, offline, "-c", f"SET waha.config_owner = '{OWNER}'", "-f", "-", input=script)
     assert applied.returncode == 0, applied.stderr
     assert schema_dump(cluster, offline) == schema_dump(cluster, online)
@@ -49,7 +49,7 @@ def test_offline_script_generated_with_an_owner_carries_it(cluster, fresh_databa
     url = fresh_database("empty")
     run_sql(url, LEGACY_SQL)
     script = offline_sql("head", owner=OWNER)
-    assert f"set_config('waha.config_owner', '{OWNER}', true)" in script
+    assert f"SET LOCAL waha.config_owner = '{OWNER}';" in script
     applied = psql(cluster, url, input=script)
     assert applied.returncode == 0, applied.stderr
     assert [server["user_id"] for server in servers(url)] == [OWNER]

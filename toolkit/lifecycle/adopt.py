@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from waha_db.lifecycle import catalog, migrate, revisions
+from waha_db.lifecycle import catalog, locks, migrate, revisions
 
 ADOPTED_TABLES = ("waha_servers", "waha_sessions")  # the seed's tables, in copy order
 SCRATCH_SCHEMA = "waha_adopt"
@@ -82,6 +82,7 @@ class AdoptionPlan:
     problems: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     owner: uuid.UUID | None = None  # the owner of the legacy waha_config server, given or inferred
+    has_legacy_config: bool = False  # a legacy public.waha_config sits beside the hand-made tables
 
     question = "Adopt this database?"
     action = "adopt"
@@ -90,6 +91,19 @@ class AdoptionPlan:
     @property
     def adoptable(self) -> bool:
         return not self.problems
+
+    @property
+    def target(self) -> str:
+        return revisions.head()
+
+    @property
+    def key(self) -> tuple:
+        """What adoption will do, row counts aside (the application keeps writing between two attempts)."""
+        return (tuple(self.problems), self.owner, tuple(re.sub(r"\d+", "N", action) for action in self.actions))
+
+    def shows(self, notice: str) -> bool:
+        """The legacy conversion's notices concern only a database that has a legacy waha_config."""
+        return self.has_legacy_config or "waha_config" not in notice
 
     def header(self) -> list[str]:
         return ["cannot adopt:", *(f"  - {problem}" for problem in self.problems)] if self.problems else []
@@ -322,7 +336,10 @@ def plan_adoption(
 
     _plan_legacy_owner(connection, plan, source_schema)
     found = catalog.waha_objects(catalog.catalog_snapshot(connection))
-    for line in catalog.diff_snapshots(head, found, expected_label="head has", actual_label="database has"):
+    differences = catalog.diff_snapshots(head, found, expected_label="head has", actual_label="database has")
+    for line in differences:
+        if line.startswith("missing relation ") and "missing table " + line[len("missing relation ") :] in differences:
+            continue  # the same table, said once
         if line.startswith("missing "):
             plan.actions.append("create " + line[len("missing ") :])
         elif line.startswith("unexpected ") and not line.startswith("unexpected column"):
@@ -337,9 +354,8 @@ def _plan_legacy_owner(connection: sa.Connection, plan: AdoptionPlan, source_sch
     When none is given and the legacy server is already in waha_servers for exactly one
     user (the seed's manual INSERT ... SELECT), that user is the owner.
     """
-    if not _exists(connection, "public.waha_config") or "api_url" not in _columns_of(
-        connection, "public", "waha_config"
-    ):
+    plan.has_legacy_config = _exists(connection, "public.waha_config")
+    if not plan.has_legacy_config or "api_url" not in _columns_of(connection, "public", "waha_config"):
         return
     urls = (
         connection.exec_driver_sql(
@@ -379,7 +395,7 @@ def adopt(
     connection: sa.Connection,
     owner: uuid.UUID | None = None,
     *,
-    lock_timeout: float | None = None,
+    lock_timeout: float = locks.ATTEMPT_LOCK_TIMEOUT_SECONDS,
     plan: AdoptionPlan | None = None,
 ) -> AdoptionPlan:
     """Adopt a hand-made V2.1 database: rebuild its tables in the head shape, keep every row, stamp head.
@@ -387,21 +403,19 @@ def adopt(
     One transaction (the caller's, when the connection is already in one): with any
     problem, AdoptionRefused lists them all and nothing is changed. `plan`, when
     given, is one `plan_adoption` made in this transaction (waha_db.lifecycle.plan's
-    carry_out plans under the migrations' advisory lock, then runs); otherwise the
-    lock is taken and the plan made here.
+    carry_out plans under the migrations' advisory lock, then runs, retrying when a
+    lock is not obtained); otherwise the lock is taken and the plan made here. Each
+    lock is waited for at most `lock_timeout` seconds (one attempt).
     """
     transaction = None if connection.in_transaction() else connection.begin()
     try:
-        timeout_ms = migrate.parse_lock_timeout(
-            lock_timeout if lock_timeout is not None else migrate.DEFAULT_LOCK_TIMEOUT_SECONDS
-        )
         if plan is None:
-            connection.exec_driver_sql(f"SELECT pg_catalog.pg_advisory_xact_lock({migrate.MIGRATION_LOCK_KEY})")
+            locks.take_migration_lock(connection, locks.Deadline(locks.DEFAULT_LOCK_TIMEOUT_SECONDS))
             plan = plan_adoption(connection, owner)
-        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {timeout_ms}")
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {locks.milliseconds(lock_timeout)}")
         if not plan.adoptable:
             raise AdoptionRefused(plan.problems)
-        _rebuild(connection, plan, lock_timeout=timeout_ms / 1000)
+        _rebuild(connection, plan, lock_timeout=lock_timeout)
     except BaseException:
         if transaction is not None:
             transaction.rollback()

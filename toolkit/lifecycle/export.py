@@ -48,7 +48,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script
 
 from waha_db.errors import UserError
-from waha_db.lifecycle import migrate, revisions
+from waha_db.lifecycle import locks, migrate, revisions
 
 MIGRATIONS_FOLDER = PurePosixPath("supabase/migrations")
 TESTS_FOLDER = PurePosixPath("supabase/tests")
@@ -324,8 +324,9 @@ def render_migration_file(script: Script, ancestors: list[str], *, needs_owner: 
     if owner is not None and needs_owner:
         header += _BAKED_OWNER_NOTE.format(owner=owner)
     body = _BODY.format(
-        lock_key=migrate.MIGRATION_LOCK_KEY,
-        lock_timeout_ms=migrate.DEFAULT_LOCK_TIMEOUT_SECONDS * 1000,
+        lock_key=locks.MIGRATION_LOCK_KEY,
+        # One attempt (the CLI does not retry): the longest the application's statements queue behind it.
+        lock_timeout_ms=locks.milliseconds(locks.ATTEMPT_LOCK_TIMEOUT_SECONDS),
         owner_variables=_OWNER_VARIABLES if needs_owner else "",
         owner_setting=(
             f"\n    PERFORM pg_catalog.set_config('waha.config_owner', '{owner}', true);"

@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 
 from waha_db.errors import UserError
-from waha_db.lifecycle import revisions
+from waha_db.lifecycle import locks, revisions
 
 
 def alembic_config(
@@ -27,9 +27,15 @@ def alembic_config(
     database_url: str | None = None,
     owner: uuid.UUID | None = None,
     lock_timeout: float | None = None,
+    application_name: str | None = None,
     output: io.TextIOBase | None = None,
 ) -> Config:
-    """An Alembic Config for our migrations; a connection, when given, is handed to env.py."""
+    """An Alembic Config for our migrations; a connection, when given, is handed to env.py.
+
+    `lock_timeout` is the overall limit of the run's lock waits (waha_db.lifecycle.locks);
+    a connection inside the caller's transaction gets one attempt, of at most
+    locks.ATTEMPT_LOCK_TIMEOUT_SECONDS, and the caller retries.
+    """
     config = Config(output_buffer=output, stdout=output) if output is not None else Config()
     config.set_main_option("script_location", str(revisions.MIGRATIONS_DIR))
     if database_url:
@@ -40,6 +46,8 @@ def alembic_config(
         config.attributes["owner"] = str(owner)
     if lock_timeout is not None:
         config.attributes["lock_timeout"] = lock_timeout
+    if application_name is not None:
+        config.attributes["application_name"] = application_name
     return config
 
 
@@ -113,9 +121,6 @@ def conversion_revision() -> str:
 
 # --- settings shared with migrations/env.py ----------------------------------------
 
-# pg_advisory_xact_lock key shared by every waha-db migration run and by adoption ("waha" in ASCII).
-MIGRATION_LOCK_KEY = 0x77616861
-DEFAULT_LOCK_TIMEOUT_SECONDS = 5
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
@@ -132,7 +137,31 @@ class LegacyConversionRefused(MigrationError):
 
 
 class LockTimeout(MigrationError):
-    """A migration could not lock a table in time because another transaction holds it."""
+    """An attempt of a migration could not lock a table in time because another transaction holds it.
+
+    The run retries (waha_db.lifecycle.locks); `gave_up` is what it says when the
+    overall limit is spent.
+    """
+
+    sqlstate = "55P03"
+
+    def __init__(self, message: str, *, where: str, attempt_seconds: float) -> None:
+        super().__init__(message)
+        self.where = where
+        self.attempt_seconds = attempt_seconds
+
+    def gave_up(self, *, attempts: int, seconds: float, holders: list[locks.Holder]) -> LockTimeout:
+        return LockTimeout(
+            locks.gave_up_message(
+                attempts=attempts,
+                seconds=seconds,
+                attempt_seconds=self.attempt_seconds,
+                where=self.where,
+                holders=holders,
+            ),
+            where=self.where,
+            attempt_seconds=self.attempt_seconds,
+        )
 
 
 class HandMadeSchema(MigrationError):
@@ -160,19 +189,6 @@ def parse_owner(value, *, given_as: str = "the owner") -> uuid.UUID | None:
     return uuid.UUID(text)
 
 
-def parse_lock_timeout(value) -> int:
-    """lock_timeout in milliseconds, from a number of seconds (`-x lock_timeout=2.5`)."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1
-    if not 0 < seconds < 86400:
-        raise MigrationError(
-            f"lock_timeout {value!r} is not a number of seconds between 0 and 86400, e.g. -x lock_timeout=5"
-        )
-    return max(1, int(seconds * 1000))
-
-
 _REFUSALS = {
     "WAH01": LegacyConversionRefused,
     "WAH02": LegacyConversionRefused,
@@ -183,7 +199,7 @@ _REFUSALS = {
 
 
 def explain_database_error(
-    error: sa.exc.DBAPIError, *, revision: str | None, lock_timeout_seconds: float
+    error: sa.exc.DBAPIError, *, revision: str | None, attempt_seconds: float
 ) -> MigrationError | None:
     """A MigrationError for the DBA from a database error of a migration run; None when there is none to give.
 
@@ -205,13 +221,10 @@ def explain_database_error(
         return _REFUSALS[sqlstate]("\n".join(lines))
     if sqlstate == "55P03":
         return LockTimeout(
-            f"{where} could not lock a WAHA table within {lock_timeout_seconds:g} s: another transaction "
-            "holds a lock on it (an open transaction that read or wrote waha_config, waha_servers or waha_sessions). "
-            "Nothing was changed, and the application's traffic was not kept waiting.\n"
-            "Find the blocking sessions: SELECT pid, state, xact_start, left(query, 80) FROM pg_stat_activity "
-            "WHERE xact_start IS NOT NULL ORDER BY xact_start;\n"
-            "Then run the upgrade again when they have finished, or allow a longer wait: "
-            "`waha-db upgrade --lock-timeout 30` / `alembic -x lock_timeout=30 upgrade head`."
+            f"{where} could not lock a WAHA table within {attempt_seconds:g} s (one attempt): another transaction "
+            "holds a lock on it; the attempt was rolled back.",
+            where=where,
+            attempt_seconds=attempt_seconds,
         )
     return None
 

@@ -1,8 +1,9 @@
 """What an upgrade or a downgrade will do to a database, said before it is done.
 
 The CLI shows a plan and asks for confirmation; the plan is read from the database
-without changing or locking anything (plain SELECTs on the catalog and on the legacy
-table), so showing it is safe on a production server.
+without changing anything (plain SELECTs on the catalog and on the legacy table,
+which take no lock the application's statements wait for), so showing it is safe on
+a production server.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from waha_db.lifecycle import migrate, revisions, state
+from waha_db.errors import UserError
+from waha_db.lifecycle import locks, migrate, revisions, state
 from waha_db.lifecycle.revisions import Revision
 
 
@@ -29,11 +31,19 @@ class Change(Protocol):
     @property
     def nothing_to_do(self) -> bool: ...
 
+    @property
+    def key(self) -> tuple: ...  # what it will do; a retry carries out only the plan that was confirmed
+
+    @property
+    def target(self) -> str | None: ...  # the revision the database is at once it is done
+
     def header(self) -> list[str]: ...  # printed first: where the database stands
 
     def describe(self) -> list[str]: ...  # what running it will do
 
     def refusal(self) -> str: ...  # why it will not run, when there are problems
+
+    def shows(self, notice: str) -> bool: ...  # whether a server notice of its run concerns this database
 
     def done(self, seconds: float) -> str: ...
 
@@ -41,35 +51,116 @@ class Change(Protocol):
 PlannedChange = TypeVar("PlannedChange", bound=Change)
 
 
+class PlanChanged(UserError):
+    """Between two attempts the database changed, so the confirmed plan is no longer what would run."""
+
+
+class NotCarriedOut(UserError):
+    """The run ended without error but the database is not where the plan said it would be."""
+
+
+@dataclass
+class Outcome(Generic[PlannedChange]):
+    """How carry_out ended: the plan, the seconds of the run that committed (None: nothing ran), the notices."""
+
+    plan: PlannedChange
+    seconds: float | None = None
+    notices: list[str] = field(default_factory=list)  # the server's notices of the committed attempt
+    attempts: int = 0
+    note: str | None = None  # why nothing ran although a plan was confirmed
+
+
 def carry_out(
     engine: sa.Engine,
     make_plan: Callable[[sa.Connection], PlannedChange],
     confirm: Callable[[PlannedChange], bool],
-    run: Callable[[sa.Connection, PlannedChange], None],
-) -> tuple[PlannedChange, float | None]:
+    run: Callable[[sa.Connection, PlannedChange, float], None],
+    *,
+    lock_timeout: float = locks.DEFAULT_LOCK_TIMEOUT_SECONDS,
+    attempt_lock_timeout: float = locks.ATTEMPT_LOCK_TIMEOUT_SECONDS,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Outcome[PlannedChange]:
     """Plan, have the plan confirmed, carry it out: the one sequence of every command that changes the schema.
 
-    All in one transaction that first takes the migrations' advisory lock, so the
+    Each attempt is one transaction that first takes the migrations' advisory lock
+    (waiting for it at most `lock_timeout`, saying who holds it), then plans, so the
     plan shown is the plan carried out: no other waha-db run can change the database
-    between them, and the run (migrations or adoption) commits or rolls back as one.
-    `confirm` shows the plan and returns whether to go on (it raises to refuse).
-    Returns the plan and the seconds the run took (None when it did not run).
+    between them. `confirm` shows the first plan and returns whether to go on (it
+    raises to refuse). `run(connection, plan, attempt_seconds)` may wait at most
+    `attempt_seconds` for any one lock; an attempt that times out is rolled back
+    whole and tried again after a back-off, re-planned under the advisory lock, until
+    `lock_timeout` (counted from the confirmation) is spent. A retry carries out only
+    the confirmed plan: a different one is PlanChanged (or, when another run did the
+    work meanwhile, nothing to do). The server's notices are those of the attempt
+    that committed, returned in the Outcome, never those of a rolled-back one.
     """
-    with engine.connect() as connection, connection.begin():
-        connection.exec_driver_sql(f"SELECT pg_catalog.pg_advisory_xact_lock({migrate.MIGRATION_LOCK_KEY})")
-        plan = make_plan(connection)
-        if not confirm(plan):
-            return plan, None
-        started = time.perf_counter()
-        run(connection, plan)
-        return plan, time.perf_counter() - started
+    deadline = locks.Deadline(lock_timeout)
+    confirmed: PlannedChange | None = None
+    attempt = 1
+    with engine.connect() as connection:
+        while True:
+            try:
+                with locks.collected_notices() as notices, connection.begin():
+                    locks.take_migration_lock(connection, deadline, progress)
+                    plan = make_plan(connection)
+                    if confirmed is None:
+                        if not confirm(plan):
+                            return Outcome(plan)
+                        confirmed = plan
+                        deadline = locks.Deadline(lock_timeout)  # a person's time to answer is not lock waiting
+                    elif plan.key != confirmed.key:
+                        if plan.nothing_to_do and not plan.problems:
+                            return Outcome(plan, note="another run carried it out while this one waited: nothing to do")
+                        raise PlanChanged(
+                            "the database changed while this run waited for its locks (another run, or a DBA): "
+                            "the plan confirmed is not what would run now, so nothing was changed. "
+                            "Run the command again to see the new plan."
+                        )
+                    started = time.perf_counter()
+                    run(connection, plan, deadline.attempt_lock_timeout(attempt_lock_timeout))
+                    now_at = revisions.current_revision(connection)
+                    if now_at != plan.target:
+                        raise NotCarriedOut(
+                            f"the run ended at revision {now_at or 'none'}, not at {plan.target or 'base'} as planned: "
+                            "it was rolled back, nothing was changed"
+                        )
+                    seconds = time.perf_counter() - started
+                return Outcome(plan, seconds, [notice for notice in notices if plan.shows(notice)], attempt)
+            except Exception as error:
+                if not locks.is_lock_timeout(error):
+                    raise
+                holders = locks.table_lock_holders(connection)
+                connection.rollback()
+                pause = deadline.backoff(attempt)
+                timed_out = error if isinstance(error, migrate.LockTimeout) else None
+                where = timed_out.where if timed_out else "the run"
+                attempt_seconds = timed_out.attempt_seconds if timed_out else attempt_lock_timeout
+                if pause is None:
+                    raise migrate.LockTimeout(
+                        locks.gave_up_message(
+                            attempts=attempt,
+                            seconds=deadline.seconds,
+                            attempt_seconds=attempt_seconds,
+                            where=where,
+                            holders=holders,
+                        ),
+                        where=where,
+                        attempt_seconds=attempt_seconds,
+                    ) from None
+                held_by = "; ".join(holder.describe() for holder in holders) or "a transaction that has just finished"
+                progress(
+                    f"attempt {attempt}: {where} could not lock a WAHA table within {attempt_seconds:g} s, held by "
+                    f"{held_by}; rolled back, next attempt in {pause:g} s"
+                )
+                time.sleep(pause)
+                attempt += 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class LegacyConversion:
     """The legacy waha_config rows the conversion revision will turn into servers."""
 
-    api_urls: list[str]
+    api_urls: tuple[str, ...]
     owner: uuid.UUID | None
 
 
@@ -88,6 +179,7 @@ class Plan:
     drops_columns: list[tuple[str, str]] = field(default_factory=list)
     removes: list[str] = field(default_factory=list)  # what data a downgrade removes, in plain words
     problems: list[str] = field(default_factory=list)  # why it cannot run as asked; empty when it can
+    had_legacy_table: bool = False  # public.waha_config (or its kept copy) existed before the run
 
     @property
     def nothing_to_do(self) -> bool:
@@ -96,6 +188,29 @@ class Plan:
     @property
     def target_name(self) -> str:
         return self.target or "base"
+
+    @property
+    def owner(self) -> uuid.UUID | None:
+        """The owner handed to the conversion (given, or the converted server's)."""
+        return self.legacy.owner if self.legacy else None
+
+    @property
+    def key(self) -> tuple:
+        """What it will do, row counts aside (the application keeps writing between two attempts)."""
+        return (
+            self.direction,
+            self.current,
+            self.target,
+            tuple(self.steps),
+            self.legacy,
+            self.converts,
+            tuple(self.problems),
+            tuple(table for table, _rows in self.drops),
+        )
+
+    def shows(self, notice: str) -> bool:
+        """The legacy conversion's notices concern only a database that had a legacy waha_config."""
+        return self.had_legacy_table or "waha_config" not in notice
 
     @property
     def question(self) -> str:
@@ -194,6 +309,7 @@ def plan_upgrade(connection: sa.Connection, target: str = "head", owner: uuid.UU
     steps = _steps(target_revision, current)
     converts = migrate.conversion_revision() in [step.id for step in steps]
     plan = Plan("upgrade", current, target_revision, steps, converts=converts)
+    plan.had_legacy_table = _has_legacy_table(connection)
     if found.kind == state.HAND_MADE:
         plan.problems.append(
             "this database has V2.1 tables made by hand (waha_servers/waha_sessions) and no Alembic revision: "
@@ -203,11 +319,28 @@ def plan_upgrade(connection: sa.Connection, target: str = "head", owner: uuid.UU
     if converts:
         urls = state.legacy_api_urls(connection)
         if urls:
-            plan.legacy = LegacyConversion(urls, owner)
+            plan.legacy = LegacyConversion(tuple(urls), owner)
             problem = _owner_problem(connection, owner, urls)
             if problem:
                 plan.problems.append(problem)
     return plan
+
+
+def _created_marker() -> str:
+    """The comment the first revision puts on the (empty) waha_config it creates where there is none."""
+    return revisions.script_directory().get_revision(revisions.base()).module.CREATED_MARKER
+
+
+def _has_legacy_table(connection: sa.Connection) -> bool:
+    """Whether the database holds a real legacy waha_config (not the empty one the first revision makes)."""
+    if _table_exists(connection, "waha_legacy.waha_config_v1"):
+        return True
+    if not _table_exists(connection, "public.waha_config"):
+        return False
+    comment = connection.exec_driver_sql(
+        "SELECT pg_catalog.obj_description('public.waha_config'::regclass, 'pg_class')"
+    ).scalar()
+    return comment != _created_marker() or bool(_count(connection, "public.waha_config"))
 
 
 def _legacy_table_dropped(connection: sa.Connection, undone: list[str]) -> str | None:
@@ -222,7 +355,7 @@ def _legacy_table_dropped(connection: sa.Connection, undone: list[str]) -> str |
         where = "waha_legacy.waha_config_v1"
     if not _table_exists(connection, where):
         return None
-    marker = revisions.script_directory().get_revision(revisions.base()).module.CREATED_MARKER
+    marker = _created_marker()
     comment = connection.execute(
         sa.text("SELECT pg_catalog.obj_description(CAST(:t AS regclass), 'pg_class')"), {"t": where}
     ).scalar()
@@ -237,6 +370,7 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
         return Plan("downgrade", current, None, [], problems=[_unknown_revision(found, "downgrade")])
     target_revision = revisions.resolve(target)
     plan = Plan("downgrade", current, target_revision, [])
+    plan.had_legacy_table = _has_legacy_table(connection)
     if current is None:
         plan.problems.append(
             "no revision is recorded in this database (no alembic_version): there is nothing to downgrade"
