@@ -23,7 +23,11 @@ run has succeeded, never for a run that was rolled back. The owner is
 handed to the SQL as the transaction-local setting ``waha.config_owner``, so the
 offline ``--sql`` script makes the same decisions in SQL that the online run makes.
 A database whose V2.1 tables were made by hand (no ``alembic_version``) is refused
-in SQL too, before anything runs, with a pointer to ``waha-db adopt``.
+in SQL too, before anything runs, with a pointer to ``waha-db adopt``. An upgrade
+that converts the legacy ``waha_config`` first runs waha_db.lifecycle.conversion's
+checks (values V2.1 refuses, a row that differs from the server it was converted
+into before, the owner), in SQL, so the offline script refuses what the online run
+refuses.
 
 Errors the DBA can act on (a refused conversion, a lock not obtained in time, a
 hand-made schema, a malformed URL, a server that cannot be reached, a server older
@@ -54,7 +58,7 @@ from waha_db.database import (
     parse_url,
     require_supported_server,
 )
-from waha_db.lifecycle import locks
+from waha_db.lifecycle import conversion, locks
 from waha_db.lifecycle.migrate import LockTimeout, MigrationError, explain_database_error, parse_owner
 from waha_db.lifecycle.model import include_object, metadata
 
@@ -157,6 +161,12 @@ def prepare_transaction(deadline: locks.Deadline, connection: sa.Connection | No
         context.execute(f"SET LOCAL waha.config_owner = '{legacy_owner}'")
     if context.get_context().as_sql or _guards_hand_made_schema():
         context.execute(HAND_MADE_SCHEMA_GUARD)
+    if (
+        setting("checks", True)
+        and direction() == "upgrade"
+        and conversion.runs_the_conversion(context.get_revision_argument())
+    ):
+        context.execute(conversion.preflight_sql())
     return attempt_seconds
 
 

@@ -36,8 +36,10 @@ from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
 from waha_db.lifecycle import adopt as adoption
 from waha_db.lifecycle import export as exporting
-from waha_db.lifecycle import locks, migrate, revisions, state
+from waha_db.lifecycle import locks, migrate, revisions
 from waha_db.lifecycle import plan as plans
+from waha_db.lifecycle import repair as repairs
+from waha_db.lifecycle import status as database_status
 
 
 class Refused(click.ClickException):
@@ -426,12 +428,14 @@ def sql(output, check):
 @pass_invocation
 @library_errors
 def status(invocation, as_json, check):
-    """What state the database is in, and what to do next.
+    """What state the database is in, and the one command to run next.
 
     empty; legacy V1 (with or without a server to convert); V2.1 made by hand
     (adoptable or not, and why); managed at revision X with N revisions pending; at
     head; or drifted from head, with what differs (a missing index, a changed
-    column, a missing policy...).
+    column, a missing policy...) and the statements `waha-db repair` restores it
+    with. The `next:` command works as printed, or fails with exactly the refusal
+    shown above it, whose fix is shown too.
 
     \b
     Example:
@@ -440,7 +444,7 @@ def status(invocation, as_json, check):
       waha-db status --json | jq .state
     """
     with invocation.engine() as engine, engine.connect() as connection:
-        report = state.database_status(connection)
+        report = database_status.database_status(connection)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -453,6 +457,34 @@ def status(invocation, as_json, check):
             click.echo(f"next: {report.next}")
     if check and not report.at_head:
         raise click.ClickException(f"not at head without drift: {report.summary}")
+
+
+@main.command()
+@YES
+@LOCK_TIMEOUT
+@pass_invocation
+@library_errors
+def repair(invocation, yes, lock_timeout):
+    """Restore head's definitions of the WAHA objects that drifted: grants, indexes, policies, functions, triggers.
+
+    Shows the drift and the statements (e.g. REVOKE ALL ON TABLE public.waha_sessions
+    FROM authenticated; GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE ... after the
+    seed's GRANT ALL, which lets any signed-in user TRUNCATE), asks, runs them in one
+    transaction. Differences only a person can undo (a column, a constraint, an extra
+    index) are listed and nothing is run. Without a terminal it refuses unless --yes.
+
+    \b
+    Example:
+      waha-db status          # drifted? it shows the statements
+      waha-db repair          # shows them again, asks, runs them
+    """
+    _carry_out(
+        invocation,
+        repairs.plan_repair,
+        lambda connection, plan, attempt: repairs.repair(connection, plan, lock_timeout=attempt),
+        yes,
+        lock_timeout,
+    )
 
 
 # --- CI -------------------------------------------------------------------------------------------

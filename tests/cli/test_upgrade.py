@@ -65,8 +65,11 @@ def test_upgrade_at_head_has_nothing_to_do(waha_db, fresh_database):
 def test_upgrade_refuses_a_legacy_row_without_owner(waha_db, legacy_url):
     result = waha_db(legacy_url, "upgrade", "--yes")
     assert result.exit_code == 1
-    assert "public.waha_config holds 1 WAHA server to convert (https://waha.legacy.example)" in result.output
-    assert "pass --owner UUID" in result.output
+    assert (
+        "public.waha_config holds 1 WAHA server(s) to convert (https://waha.legacy.example) and no owner was given"
+        in result.output
+    )
+    assert "`waha-db upgrade --owner UUID`" in result.output
     assert revision_of(legacy_url) is None
     assert sql(legacy_url, "SELECT api_url FROM public.waha_config") == [("https://waha.legacy.example",)]
 
@@ -180,7 +183,7 @@ def test_owner_who_is_not_in_auth_users_is_refused(waha_db, fresh_database, clus
     cluster.run_sql(url.database, LEGACY_V1_SQL)
     result = waha_db(url, "upgrade", "--yes", "--owner", LEGACY_OWNER)
     assert result.exit_code == 1
-    assert f"--owner {LEGACY_OWNER} is not a user in auth.users" in result.output
+    assert f"the owner of the legacy WAHA server, {LEGACY_OWNER}, is not a user in auth.users" in result.output
     assert revision_of(url) is None
 
 

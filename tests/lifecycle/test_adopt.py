@@ -249,13 +249,31 @@ def test_adoption_refuses_extra_columns_and_dependent_views(fresh_database):
     ]
 
 
+# waha_config as the seed's manual conversion (INSERT ... SELECT FROM waha_config) found it: Principal's values.
+PRINCIPAL_IN_WAHA_CONFIG = """
+INSERT INTO public.waha_config (id, api_url, api_key, timeout, retry_attempts, rate_limit)
+VALUES (1, 'https://waha-prod.example', 'key1', 30, 3, 100);
+"""
+
+
 def test_adoption_with_the_legacy_table_still_there_infers_the_owner(fresh_database):
     """The seed's manual conversion (INSERT ... SELECT FROM waha_config) left waha_config beside the new tables."""
-    url = hand_made(fresh_database, V1_FULL, V1_ROW.replace("https://waha.legacy.example", "https://waha-prod.example"))
+    url = hand_made(fresh_database, V1_FULL, PRINCIPAL_IN_WAHA_CONFIG)
     plan = adopt(url)
     assert plan.owner == uuid.UUID(USER)
     assert run_sql(url, "SELECT count(*) FROM public.waha_servers") == [(2,)]
     assert run_sql(url, "SELECT count(*) FROM waha_legacy.waha_config_v1") == [(1,)]
+
+
+def test_adoption_lists_what_waha_config_says_that_its_converted_server_does_not(fresh_database):
+    url = hand_made(fresh_database, V1_FULL, PRINCIPAL_IN_WAHA_CONFIG.replace("'key1'", "'rotated-key'"))
+    (problem,) = plan_of(url).problems
+    assert problem.splitlines()[1] == (
+        f'  - waha_config id=1 differs from server "Principal" (aaaaaaaa-0000-4000-8000-000000000001) of user {USER}, '
+        "which it was converted into before: api_key (differs; secrets are not shown)"
+    )
+    assert "rotated-key" not in problem and "key1" not in problem
+    assert "keep waha_config's values: UPDATE public.waha_servers" in problem
 
 
 def test_adoption_needs_an_owner_for_a_legacy_server_not_yet_converted(fresh_database):

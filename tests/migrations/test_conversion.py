@@ -155,7 +155,9 @@ def test_refuses_without_owner_and_says_how_to_give_one(fresh_database):
     with pytest.raises(LegacyConversionRefused) as refused:
         upgrade(url)
     message = str(refused.value)
-    assert message.startswith("waha_config holds a WAHA server to convert, but no owner was given")
+    assert message.startswith(
+        "public.waha_config holds 1 WAHA server(s) to convert (https://waha.legacy.example) and no owner was given"
+    )
     assert "waha-db upgrade --owner UUID" in message and "alembic -x owner=UUID upgrade head" in message
     assert "SET waha.config_owner" in message and "Nothing was changed" in message
     assert database_state(url) == before
@@ -245,7 +247,10 @@ def test_owner_given_to_the_alembic_command_with_x_owner(fresh_database):
     url = legacy(fresh_database, V1_FULL, V1_ROW)
     done = run_alembic(url, "upgrade", "head")
     assert done.returncode != 0
-    assert "FAILED: waha_config holds a WAHA server to convert, but no owner was given" in done.stdout + done.stderr
+    assert (
+        "FAILED: public.waha_config holds 1 WAHA server(s) to convert (https://waha.legacy.example) and no owner was given"
+        in done.stdout + done.stderr
+    )
     assert "Traceback" not in done.stdout + done.stderr
     done = run_alembic(url, "-x", f"owner={OWNER}", "upgrade", "head")
     assert done.returncode == 0, done.stderr

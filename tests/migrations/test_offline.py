@@ -61,8 +61,11 @@ def test_offline_script_without_owner_stops_before_changing_anything(cluster, fr
     before = database_state(url)
     applied = psql(cluster, url, input=offline_sql("head"))
     assert applied.returncode != 0
-    assert "ERROR:  waha_config holds a WAHA server to convert, but no owner was given" in applied.stderr
-    assert "SET waha.config_owner = 'UUID';` in psql before running it" in applied.stderr
+    assert (
+        "ERROR:  public.waha_config holds 1 WAHA server(s) to convert (https://waha.legacy.example) and no owner was given"
+        in applied.stderr
+    )
+    assert "SET waha.config_owner = 'UUID'; in psql before an offline script" in applied.stderr
     assert database_state(url) == before
 
 

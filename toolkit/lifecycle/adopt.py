@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from waha_db.lifecycle import catalog, locks, migrate, revisions
+from waha_db.lifecycle import catalog, conversion, locks, migrate, revisions
 
 ADOPTED_TABLES = ("waha_servers", "waha_sessions")  # the seed's tables, in copy order
 SCRATCH_SCHEMA = "waha_adopt"
@@ -335,6 +335,11 @@ def plan_adoption(
             )
 
     _plan_legacy_owner(connection, plan, source_schema)
+    if plan.has_legacy_config and not plan.problems and source_schema == "public":
+        # What the conversion will refuse once the tables are rebuilt: the same checks, on the same rows.
+        refusal = conversion.check(connection, plan.owner).refusal
+        if refusal:
+            plan.problems.append(refusal)
     found = catalog.waha_objects(catalog.catalog_snapshot(connection))
     differences = catalog.diff_snapshots(head, found, expected_label="head has", actual_label="database has")
     for line in differences:

@@ -66,11 +66,21 @@ def downgrade(connection: sa.Connection | sa.Engine, revision: str, **settings) 
 
 
 def offline_sql(
-    revision: str = "head", *, start: str | None = None, downgrade_to: bool = False, owner: uuid.UUID | None = None
+    revision: str = "head",
+    *,
+    start: str | None = None,
+    downgrade_to: bool = False,
+    owner: uuid.UUID | None = None,
+    checks: bool = True,
 ) -> str:
-    """The SQL script of an upgrade (or downgrade) without a database, as `alembic upgrade --sql` prints it."""
+    """The SQL script of an upgrade (or downgrade) without a database, as `alembic upgrade --sql` prints it.
+
+    `checks=False` leaves out what env.py adds before the revisions (the legacy
+    conversion's checks): the revisions' own SQL only.
+    """
     buffer = io.StringIO()
     config = _for_command(alembic_config(owner=owner, output=buffer), "downgrade" if downgrade_to else "upgrade")
+    config.attributes["checks"] = checks
     target = f"{start}:{revision}" if start else revision
     if downgrade_to:
         command.downgrade(config, target, sql=True)
@@ -88,7 +98,7 @@ _CREATES_TABLE = re.compile(r"\bCREATE TABLE (?:IF NOT EXISTS )?public\.(\w+)", 
 def revision_sql(revision: str) -> str:
     """The SQL an upgrade to `revision` from the one below it runs, as the offline script prints it."""
     below = revisions.previous(revision)
-    return offline_sql(revision, start=below) if below else offline_sql(revision)
+    return offline_sql(revision, start=below, checks=False) if below else offline_sql(revision, checks=False)
 
 
 def tables_created(revision: str) -> tuple[str, ...]:
@@ -112,9 +122,14 @@ def columns_added(revision: str) -> dict[str, tuple[str, ...]]:
 
 @functools.cache
 def conversion_revision() -> str:
-    """The revision that converts the legacy waha_config into a server: the first that reads the owner setting."""
+    """The revision that converts the legacy waha_config into a server: the first that reads the owner setting.
+
+    Read from the revisions' files, not their rendered SQL: migrations/env.py asks
+    while Alembic runs it, when a nested Alembic run would replace its context.
+    """
     for revision in revisions.ids():
-        if "current_setting('waha.config_owner'" in revision_sql(revision):
+        path = Path(revisions.script_directory().get_revision(revision).path)
+        if "current_setting('waha.config_owner'" in path.read_text(encoding="utf-8"):
             return revision
     raise RuntimeError("no revision reads waha.config_owner: the migrations lost the legacy conversion")
 
@@ -195,6 +210,7 @@ _REFUSALS = {
     "WAH03": LegacyConversionRefused,
     "WAH04": LegacyConversionRefused,
     "WAH05": HandMadeSchema,
+    "WAH06": LegacyConversionRefused,
 }
 
 

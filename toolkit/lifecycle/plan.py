@@ -8,6 +8,7 @@ a production server.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Generic, Protocol, TypeVar
 import sqlalchemy as sa
 
 from waha_db.errors import UserError
-from waha_db.lifecycle import locks, migrate, revisions, state
+from waha_db.lifecycle import conversion, locks, migrate, revisions, state
 from waha_db.lifecycle.revisions import Revision
 
 
@@ -161,7 +162,17 @@ class LegacyConversion:
     """The legacy waha_config rows the conversion revision will turn into servers."""
 
     api_urls: tuple[str, ...]
-    owner: uuid.UUID | None
+    owner: uuid.UUID | None  # given, or the owner of the servers converted before
+    converted_before: tuple[str, ...] = ()  # ids of the servers those rows were converted into before (kept)
+
+    def describe(self) -> str:
+        servers = f"{len(self.api_urls)} server(s) ({', '.join(self.api_urls)})"
+        if self.converted_before and len(self.converted_before) == len(self.api_urls):
+            return (
+                f"legacy waha_config: {servers} converted before into server {', '.join(self.converted_before)} "
+                f"of user {self.owner}, equal to it: kept as it is"
+            )
+        return f"legacy waha_config: {servers} will become 'Servidor Padrão' of user {self.owner}, priority 10, 50 sessions"
 
 
 @dataclass
@@ -188,6 +199,11 @@ class Plan:
     @property
     def target_name(self) -> str:
         return self.target or "base"
+
+    @property
+    def needs_owner(self) -> bool:
+        """Whether the legacy waha_config holds servers to convert and nobody is known to own them."""
+        return self.legacy is not None and self.legacy.owner is None
 
     @property
     def owner(self) -> uuid.UUID | None:
@@ -227,18 +243,15 @@ class Plan:
         return lines
 
     def refusal(self) -> str:
-        ending = ". Nothing was changed." if self.direction == "upgrade" else ""
-        return f"cannot {self.direction}: " + "; ".join(self.problems) + ending
+        ending = "\nNothing was changed." if self.direction == "upgrade" else ""
+        return f"cannot {self.direction}: " + "\n".join(self.problems) + ending
 
     def describe(self) -> list[str]:
         verb = "apply" if self.direction == "upgrade" else "undo"
         lines = [f"revisions to {verb} ({len(self.steps)}):"]
         lines += [f"  {step.id}  {step.title}" for step in self.steps]
         if self.legacy:
-            lines.append(
-                f"legacy waha_config: {len(self.legacy.api_urls)} server(s) ({', '.join(self.legacy.api_urls)}) will become "
-                f"'Servidor Padrão' of user {self.legacy.owner}, priority 10, 50 sessions"
-            )
+            lines.append(self.legacy.describe())
         elif self.converts and self.direction == "upgrade":
             lines.append("legacy waha_config: no server to convert")
         if self.direction == "downgrade":
@@ -274,23 +287,6 @@ def _count(connection: sa.Connection, table: str) -> int:
     return connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
 
 
-def _owner_problem(connection: sa.Connection, owner: uuid.UUID | None, urls: list[str]) -> str | None:
-    """Why the legacy servers at `urls` cannot be given to `owner`; None when they can."""
-    if owner is None:
-        servers = ", ".join(urls)
-        return (
-            f"public.waha_config holds {len(urls)} WAHA server{'s' if len(urls) != 1 else ''} to convert ({servers}) "
-            "and no owner was given: pass --owner UUID, the id of the user who will own it"
-        )
-    if _table_exists(connection, "auth.users"):
-        known = connection.execute(
-            sa.text("SELECT EXISTS (SELECT FROM auth.users WHERE id = :id)"), {"id": owner}
-        ).scalar()
-        if not known:
-            return f"--owner {owner} is not a user in auth.users: SELECT id, email FROM auth.users; lists them"
-    return None
-
-
 def _unknown_revision(found: state.DatabaseState, direction: str) -> str:
     return (
         f"this database is at revision {found.revision}, which this waha-db does not know "
@@ -317,13 +313,34 @@ def plan_upgrade(connection: sa.Connection, target: str = "head", owner: uuid.UU
         )
         return plan
     if converts:
+        checked = conversion.check(connection, owner)
+        if checked.refusal:
+            plan.problems.append(checked.refusal)
         urls = state.legacy_api_urls(connection)
         if urls:
-            plan.legacy = LegacyConversion(tuple(urls), owner)
-            problem = _owner_problem(connection, owner, urls)
-            if problem:
-                plan.problems.append(problem)
+            converted = _converted_before(connection)
+            owners = {user for _server, user in converted}
+            if owner is None and len(converted) == len(urls) and len(owners) == 1:
+                owner = owners.pop()  # as the checks do: the servers converted before keep their owner
+            plan.legacy = LegacyConversion(
+                tuple(urls), checked.owner or owner, tuple(server for server, user in converted if user == owner)
+            )
     return plan
+
+
+def _converted_before(connection: sa.Connection) -> list[tuple[str, uuid.UUID]]:
+    """(server id, owner) of the servers the legacy rows were converted into before (0005 derives the id from the row's)."""
+    if not _table_exists(connection, "public.waha_servers"):
+        return []
+    ids = [
+        str(uuid.UUID(hashlib.md5(f"waha-db legacy waha_config {legacy_id}".encode()).hexdigest()))
+        for legacy_id in state.legacy_ids(connection)
+    ]
+    rows = connection.execute(
+        sa.text("SELECT id::text, user_id FROM public.waha_servers WHERE id = ANY (CAST(:ids AS uuid[])) ORDER BY 1"),
+        {"ids": ids},
+    )
+    return [(server, user) for server, user in rows]
 
 
 def _created_marker() -> str:

@@ -12,9 +12,8 @@ SELECTs. The states:
 - ``managed``: a revision recorded, N pending (0 = at head);
 - ``unknown_revision``: a revision this toolkit does not know (a newer release?).
 
-The CLI composes this with its drift comparison (a managed database at head whose
-objects differ from head is "drifted"): `DatabaseState` is a frozen dataclass, so
-extend it with `dataclasses.replace` or wrap it.
+waha_db.lifecycle.status composes this with the upgrade's plan and the drift
+comparison into what `waha-db status` reports.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from waha_db.database import server_version
-from waha_db.lifecycle import adopt, catalog, revisions
+from waha_db.lifecycle import adopt, revisions
 
 EMPTY, LEGACY, HAND_MADE, MANAGED, UNKNOWN_REVISION = "empty", "legacy", "hand_made", "managed", "unknown_revision"
 
@@ -59,22 +57,19 @@ class DatabaseState:
     def summary(self) -> str:
         """One line for `waha-db status`."""
         if self.kind == EMPTY:
-            return "empty: no WAHA objects; `waha-db upgrade` installs V2.1"
+            return "empty: no WAHA objects; an upgrade installs V2.1"
         if self.kind == LEGACY:
             if self.legacy_convertible_rows:
-                return (
-                    f"legacy V1: waha_config holds {self.legacy_convertible_rows} WAHA server(s) to convert; "
-                    "`waha-db upgrade --owner UUID`"
-                )
-            return "legacy V1: waha_config holds nothing to convert; `waha-db upgrade`"
+                return f"legacy V1: waha_config holds {self.legacy_convertible_rows} WAHA server(s) to convert"
+            return "legacy V1: waha_config holds nothing to convert"
         if self.kind == HAND_MADE:
             if self.adoption_problems:
                 return f"hand-made V2.1, not adoptable as it stands: {'; '.join(self.adoption_problems)}"
-            return "hand-made V2.1 (no alembic_version), adoptable: `waha-db adopt`"
+            return "hand-made V2.1 (no alembic_version), adoptable"
         if self.kind == UNKNOWN_REVISION:
             return f"at revision {self.revision}, unknown to this waha-db (a newer release?)"
         if self.pending:
-            return f"at revision {self.revision}, {len(self.pending)} pending ({', '.join(self.pending)}): `waha-db upgrade`"
+            return f"at revision {self.revision}, {len(self.pending)} pending ({', '.join(self.pending)})"
         return f"at head ({self.revision})"
 
 
@@ -137,88 +132,26 @@ def legacy_api_urls(connection: sa.Connection, table: str = "public.waha_config"
     return [url for (url,) in rows]
 
 
+def legacy_ids(connection: sa.Connection) -> list[str]:
+    """The ids (as text) of the legacy rows that will be converted, as the conversion reads them.
+
+    A variant without an id column numbers its rows by their physical order, as the
+    conversion does.
+    """
+    urls = legacy_api_urls(connection)
+    if not urls:
+        return []
+    has_id = connection.exec_driver_sql(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'public.waha_config'::regclass "
+        "AND attname = 'id' AND NOT attisdropped)"
+    ).scalar()
+    legacy_id = "id::text" if has_id else "(pg_catalog.row_number() OVER (ORDER BY ctid))::text"
+    rows = connection.exec_driver_sql(
+        f"SELECT legacy_id FROM (SELECT {legacy_id} AS legacy_id, api_url FROM public.waha_config) AS numbered "
+        "WHERE NULLIF(pg_catalog.btrim(api_url::text), '') IS NOT NULL ORDER BY 1"
+    )
+    return list(rows.scalars())
+
+
 def database_state(connection: sa.Connection) -> DatabaseState:
     return classify(read_facts(connection), revisions.ids())
-
-
-# --- what `waha-db status` reports ----------------------------------------------------
-
-DRIFTED = "drifted"
-
-NEXT_STEP = {
-    EMPTY: "waha-db upgrade",
-    LEGACY: "waha-db upgrade --owner UUID",
-    HAND_MADE: "waha-db adopt",
-    MANAGED: "waha-db upgrade",
-    UNKNOWN_REVISION: "use the waha-db release that made this revision",
-}
-
-
-@dataclass(frozen=True)
-class Status:
-    """The state of a database as `waha-db status` reports it: the classification, plus drift at head."""
-
-    state: str  # one of the kinds above, or DRIFTED
-    summary: str
-    current: str | None
-    head: str
-    pending: tuple[str, ...]
-    details: tuple[str, ...]  # the legacy servers to convert, adoption problems, or drift
-    drift: tuple[str, ...]
-    next: str  # the command to run next; empty at head without drift
-    server_version: str  # the PostgreSQL server's, e.g. "17.4"
-
-    @property
-    def at_head(self) -> bool:
-        """At head with no drift: what `status --check` (and a deploy script) wants."""
-        return not self.next
-
-    def as_dict(self) -> dict:
-        return {
-            "state": self.state,
-            "summary": self.summary,
-            "current": self.current,
-            "head": self.head,
-            "pending": list(self.pending),
-            "details": list(self.details),
-            "drift": list(self.drift),
-            "next": self.next,
-            "at_head": self.at_head,
-            "server_version": self.server_version,
-        }
-
-
-def database_status(connection: sa.Connection) -> Status:
-    """The classification of `database_state`, plus drift from head (a database at head whose objects differ).
-
-    Reads only: safe on a production database.
-    """
-    found = database_state(connection)
-    kind, summary, details, drift = found.kind, found.summary, tuple(found.adoption_problems), ()
-    next_step = "" if found.at_head else NEXT_STEP[found.kind]
-    if found.kind == LEGACY:
-        urls = legacy_api_urls(connection)
-        details = tuple(f"to convert: {url}" for url in urls)
-        next_step = "waha-db upgrade --owner UUID" if urls else "waha-db upgrade"
-    if found.kind == HAND_MADE and found.adoption_problems:
-        next_step = "correct the problems above, then `waha-db adopt`"
-    if found.at_head:
-        drift = tuple(catalog.detect_drift(connection))
-        if drift:
-            kind, details = DRIFTED, drift
-            summary = f"at head ({found.revision}) but drifted from it: {len(drift)} differences"
-            next_step = (
-                "find who changed the WAHA objects by hand and put them back as head has them "
-                "(toolkit/lifecycle/head_catalog.json shows head's definitions)"
-            )
-    return Status(
-        kind,
-        summary,
-        found.revision,
-        revisions.head(),
-        found.pending,
-        details,
-        drift,
-        next_step,
-        server_version(connection)[1],
-    )

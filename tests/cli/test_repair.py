@@ -1,0 +1,72 @@
+"""`waha-db repair`: head's definitions back, after the seed's `GRANT ALL` or a dropped index; all or nothing."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.cli.conftest import sql
+from waha_db.database import conninfo
+
+SEED_GRANTS = (
+    "GRANT ALL ON public.waha_servers TO authenticated, service_role; "
+    "GRANT ALL ON public.waha_sessions TO authenticated, service_role;"
+)
+
+
+def authenticated_may_truncate(url) -> bool:
+    with psycopg.connect(conninfo(url)) as connection:
+        connection.execute("SET ROLE authenticated")
+        try:
+            connection.execute("TRUNCATE public.waha_sessions")
+        except psycopg.errors.InsufficientPrivilege:
+            return False
+        finally:
+            connection.rollback()
+        return True
+
+
+def test_the_seeds_grant_all_lets_a_signed_in_user_truncate_until_repair_revokes_it(waha_db, fresh_database):
+    url = fresh_database("supabase_head")
+    sql(url, SEED_GRANTS)
+    assert authenticated_may_truncate(url)
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "  REVOKE ALL ON TABLE public.waha_sessions FROM authenticated;" in result.output
+    assert "  GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE public.waha_sessions TO authenticated;" in result.output
+    assert not authenticated_may_truncate(url)
+    assert waha_db(url, "status", "--check").exit_code == 0
+
+
+def test_repair_asks_first_and_changes_nothing_without_a_yes(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, SEED_GRANTS)
+    result = waha_db(url, "repair")
+    assert result.exit_code == 1 and "no terminal to ask on" in result.output
+    assert authenticated_may_truncate(url)
+
+
+@pytest.mark.parametrize("kind", ["head", "supabase_head"])
+def test_repair_of_a_database_without_drift_has_nothing_to_do(waha_db, fresh_database, kind):
+    result = waha_db(fresh_database(kind), "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "nothing to repair" in result.output
+
+
+def test_repair_runs_nothing_when_part_of_the_drift_needs_a_person(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 1
+    assert "changed column public.waha_servers.timeout" in result.output and "nothing was changed" in result.output
+    assert sql(url, "SELECT to_regclass('public.waha_servers_ativo_idx')") == [(None,)]
+
+
+def test_repair_drops_a_policy_head_does_not_have(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "CREATE POLICY everyone_reads ON public.waha_servers FOR SELECT TO authenticated USING (true)")
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "DROP POLICY everyone_reads ON public.waha_servers;" in result.output
+    assert waha_db(url, "status", "--check").exit_code == 0

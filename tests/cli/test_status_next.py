@@ -1,0 +1,192 @@
+"""Every `next:` line of `waha-db status`, run as printed, works, or fails with exactly the refusal it explains.
+
+One case per state status can report. Each runs the command of `next` (a `UUID`
+placeholder becomes a real user, and `--yes` answers the question a person would),
+and asserts that it succeeds and leaves the database at head without drift, or
+that it fails with every line of the refusal status showed; where status showed
+the statements that correct the database, they are applied and the command then
+succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.cli.conftest import sql
+from tests.cli.test_adopt_command import HAND_MADE_V21
+from tests.conftest import LEGACY_OWNER
+from waha_db.checks.legacy import LEGACY_V1_SQL, LEGACY_V1_TABLE
+from waha_db.lifecycle import revisions
+
+HEAD = revisions.head()
+
+
+def status_of(waha_db, url) -> dict:
+    result = waha_db(url, "status", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def command_of(report: dict) -> list[str]:
+    """The waha-db command `next` names, as the DBA runs it: a real owner for UUID, --yes for the question."""
+    text = report["next"]
+    quoted = re.search(r"`(waha-db [^`]+)`", text)
+    line = quoted.group(1) if quoted else text
+    assert line.startswith("waha-db "), f"next names no waha-db command: {text!r}"
+    words = line.replace("UUID", LEGACY_OWNER).split()[1:]
+    return words + (["--yes"] if words[0] in ("upgrade", "adopt", "repair") else [])
+
+
+def fixes_in(refusal: str) -> list[str]:
+    """The statements a refusal gives to correct the database (the first choice when it offers two)."""
+    statements = [line.strip() for line in refusal.splitlines() if line.strip().startswith("UPDATE ")]
+    chosen = [line.split(": ", 1)[1] for line in refusal.splitlines() if "keep waha_config's values: " in line]
+    return [statement.split("  --")[0] for statement in statements] + chosen
+
+
+def follow(waha_db, url) -> dict:
+    """Run what status says to run; when it explains a refusal, check it is exactly that, correct, run again."""
+    report = status_of(waha_db, url)
+    result = waha_db(url, *command_of(report))
+    if report["refusal"]:
+        assert result.exit_code == 1, result.output
+        for line in report["refusal"].splitlines():
+            assert line.strip() in result.output, f"{line!r} missing from:\n{result.output}"
+        fixes = fixes_in(report["refusal"])
+        if not fixes:
+            return report
+        for statement in fixes:
+            sql(url, statement)
+        result = waha_db(url, *command_of(status_of(waha_db, url)))
+    assert result.exit_code == 0, result.output
+    assert status_of(waha_db, url)["at_head"], status_of(waha_db, url)
+    return report
+
+
+def legacy(cluster, fresh_database, *statements: str):
+    url = fresh_database("empty")
+    cluster.run_sql(url.database, LEGACY_V1_SQL + ";".join(statements))
+    return url
+
+
+def test_empty(waha_db, fresh_database):
+    assert follow(waha_db, fresh_database("empty"))["next"] == "waha-db upgrade"
+
+
+def test_legacy_with_a_server_to_convert(waha_db, cluster, fresh_database):
+    assert follow(waha_db, legacy(cluster, fresh_database))["next"] == "waha-db upgrade --owner UUID"
+
+
+def test_legacy_with_nothing_to_convert(waha_db, cluster, fresh_database):
+    url = fresh_database("empty")
+    cluster.run_sql(url.database, LEGACY_V1_TABLE + "INSERT INTO public.waha_config (id) VALUES (1)")
+    assert follow(waha_db, url)["next"] == "waha-db upgrade"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        "UPDATE public.waha_config SET api_url = 'waha.example.com:3000', timeout = -5",
+        "ALTER TABLE public.waha_config ALTER COLUMN timeout TYPE bigint; UPDATE public.waha_config SET timeout = 99999999999",
+        "ALTER TABLE public.waha_config ALTER COLUMN rate_limit TYPE text; UPDATE public.waha_config SET rate_limit = '100/min'",
+    ],
+    ids=["url-without-scheme-and-negative-timeout", "bigint-out-of-range", "text-not-a-number"],
+)
+def test_legacy_with_values_v21_refuses(waha_db, cluster, fresh_database, values):
+    report = follow(waha_db, legacy(cluster, fresh_database, values))
+    assert report["next"] == "correct the database as said above, then `waha-db upgrade --owner UUID`"
+
+
+def test_bigint_out_of_range_is_said_so_and_the_fix_names_its_column(waha_db, cluster, fresh_database):
+    url = legacy(
+        cluster,
+        fresh_database,
+        "ALTER TABLE public.waha_config ALTER COLUMN timeout TYPE bigint; UPDATE public.waha_config SET timeout = 99999999999",
+    )
+    refusal = status_of(waha_db, url)["refusal"]
+    assert "timeout 99999999999 is out of range (V2.1 stores an integer, at most 2147483647)" in refusal
+    assert "not a whole number" not in refusal
+    assert fixes_in(refusal) == ["UPDATE public.waha_config SET timeout = 30 WHERE id = 1;"]
+
+
+def test_hand_made_and_adoptable(waha_db, cluster, fresh_database):
+    url = fresh_database("empty")
+    cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", "10"))
+    assert follow(waha_db, url)["next"] == "waha-db adopt"
+
+
+def test_hand_made_and_not_adoptable(waha_db, cluster, fresh_database):
+    url = fresh_database("empty")
+    cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", "42"))
+    report = status_of(waha_db, url)
+    result = waha_db(url, *command_of(report))
+    assert result.exit_code == 1
+    assert report["details"] and all(problem in result.output for problem in report["details"])
+
+
+def test_managed_with_revisions_pending(waha_db, cluster, fresh_database):
+    url = fresh_database("empty")
+    cluster.migrate(url.database, "0003")
+    assert follow(waha_db, url)["next"] == "waha-db upgrade"
+
+
+def test_at_head_there_is_nothing_next(waha_db, fresh_database):
+    report = status_of(waha_db, fresh_database("head"))
+    assert report["next"] == "" and report["at_head"] and report["refusal"] is None
+
+
+def test_drifted_by_a_dropped_index(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    assert follow(waha_db, url)["next"] == "waha-db repair"
+
+
+def test_drifted_by_the_seeds_grant_all(waha_db, fresh_database):
+    url = fresh_database("supabase_head")
+    sql(url, "GRANT ALL ON public.waha_servers TO authenticated, service_role")  # the seed's "Atualizar permissões"
+    sql(url, "GRANT ALL ON public.waha_sessions TO authenticated, service_role")
+    report = follow(waha_db, url)
+    assert report["next"] == "waha-db repair"
+    assert "  REVOKE ALL ON TABLE public.waha_sessions FROM authenticated;" in report["details"]
+    assert "  GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE public.waha_sessions TO authenticated;" in report["details"]
+
+
+def test_drifted_in_a_way_only_a_person_can_undo(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
+    report = follow(waha_db, url)
+    assert report["state"] == "drifted" and "by hand" in report["next"]
+    assert "changed column public.waha_servers.timeout" in report["refusal"]
+
+
+def test_unknown_revision(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
+    report = follow(waha_db, url)
+    assert "pip install --upgrade waha-db" in report["next"]
+
+
+@pytest.fixture
+def downgraded_below_the_conversion(waha_db, cluster, fresh_database):
+    url = legacy(cluster, fresh_database)
+    for args in (("upgrade", "--owner", LEGACY_OWNER), ("downgrade", "0004")):
+        assert waha_db(url, *args, "--yes").exit_code == 0
+    return url
+
+
+def test_downgraded_below_the_conversion_with_the_converted_server_kept(waha_db, downgraded_below_the_conversion):
+    report = follow(waha_db, downgraded_below_the_conversion)
+    assert report["next"] == "waha-db upgrade"  # its owner is the converted server's
+
+
+def test_downgraded_then_waha_config_changed(waha_db, downgraded_below_the_conversion):
+    url = downgraded_below_the_conversion
+    sql(url, "UPDATE public.waha_config SET api_url = 'https://new-legacy.example', api_key = 'rotated-key'")
+    report = follow(waha_db, url)
+    assert report["next"] == "correct the database as said above, then `waha-db upgrade`"
+    assert sql(url, "SELECT user_id::text, api_url, api_key FROM public.waha_servers") == [
+        (LEGACY_OWNER, "https://new-legacy.example", "rotated-key")
+    ]

@@ -1,0 +1,134 @@
+"""What `waha-db status` reports: the state of a database, and the one command to run next.
+
+The `next:` line is never a guess: for a database an upgrade would change, it comes
+from the upgrade's own plan (with the legacy conversion's checks run read-only), so
+the command it gives either works as printed or fails with exactly the refusal the
+report shows, whose fix the report shows too; at head, from the repair's plan.
+Reads only: safe on a production database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import sqlalchemy as sa
+
+from waha_db.lifecycle import plan as plans
+from waha_db.lifecycle import repair, revisions, state
+
+DRIFTED = "drifted"
+
+
+@dataclass(frozen=True)
+class Status:
+    """The state of a database as `waha-db status` reports it: the classification, plus drift at head."""
+
+    state: str  # one of waha_db.lifecycle.state's kinds, or DRIFTED
+    summary: str
+    current: str | None
+    head: str
+    pending: tuple[str, ...]
+    details: tuple[str, ...]  # the legacy servers to convert, adoption problems, drift and its repair
+    drift: tuple[str, ...]
+    next: str  # the command to run next; empty at head without drift
+    server_version: str = ""  # the PostgreSQL server's, e.g. "17.4"
+    refusal: str | None = None  # what the command of `next` will refuse until the database is corrected
+
+    @property
+    def at_head(self) -> bool:
+        """At head with no drift: what `status --check` (and a deploy script) wants."""
+        return not self.next
+
+    def as_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "summary": self.summary,
+            "current": self.current,
+            "head": self.head,
+            "pending": list(self.pending),
+            "details": list(self.details),
+            "drift": list(self.drift),
+            "next": self.next,
+            "refusal": self.refusal,
+            "at_head": self.at_head,
+            "server_version": self.server_version,
+        }
+
+
+def database_status(connection: sa.Connection) -> Status:
+    """The classification of `state.database_state`, the upgrade's plan, and drift from head."""
+    found = state.database_state(connection)
+    status = Status(
+        found.kind,
+        found.summary,
+        found.revision,
+        revisions.head(),
+        found.pending,
+        tuple(found.adoption_problems),
+        (),
+        "",
+    )
+    if found.kind == state.UNKNOWN_REVISION:
+        return _with(
+            status,
+            next="install the waha-db release that wrote this revision (pip install --upgrade waha-db), "
+            "then `waha-db upgrade`",
+            refusal=plans.plan_upgrade(connection).problems[0],
+        )
+    if found.kind == state.HAND_MADE:
+        if not found.adoption_problems:
+            return _with(status, next="waha-db adopt")
+        owner = any("--owner" in problem for problem in found.adoption_problems)
+        return _with(
+            status,
+            next="correct the problems above, then `waha-db adopt" + (" --owner UUID`" if owner else "`"),
+        )
+    if found.at_head:
+        return _drift(connection, status)
+    upgrade = plans.plan_upgrade(connection)
+    command = "waha-db upgrade --owner UUID" if upgrade.needs_owner else "waha-db upgrade"
+    details = tuple(f"to convert: {url}" for url in (upgrade.legacy.api_urls if upgrade.legacy else ()))
+    problems = [
+        problem for problem in upgrade.problems if not (upgrade.needs_owner and "no owner was given" in problem)
+    ]
+    if not problems:
+        if upgrade.legacy and upgrade.legacy.converted_before:
+            details += (upgrade.legacy.describe(),)
+        return _with(status, details=details, next=command)
+    refusal = "\n".join(problems)
+    return _with(
+        status,
+        summary=f"{status.summary}; the upgrade will refuse it as it stands",
+        details=details + tuple(refusal.splitlines()),
+        next=f"correct the database as said above, then `{command}`",
+        refusal=refusal,
+    )
+
+
+def _drift(connection: sa.Connection, status: Status) -> Status:
+    planned = repair.plan_repair(connection)
+    if not planned.differences:
+        return status
+    drift = tuple(planned.differences)
+    summary = f"at head ({status.current}) but drifted from it: {len(drift)} differences"
+    if planned.problems:
+        return _with(
+            status,
+            state=DRIFTED,
+            summary=summary,
+            details=drift,
+            drift=drift,
+            next="put back by hand what `waha-db repair` cannot (it lists them), "
+            "as toolkit/lifecycle/head_catalog.json has it",
+            refusal=planned.refusal(),
+        )
+    details = (
+        drift
+        + ("`waha-db repair` restores head's definitions with:",)
+        + tuple(f"  {statement}" for statement in planned.statements)
+    )
+    return _with(status, state=DRIFTED, summary=summary, details=details, drift=drift, next="waha-db repair")
+
+
+def _with(status: Status, **changes) -> Status:
+    return replace(status, **changes)
