@@ -70,7 +70,10 @@ def test_each_outcome_is_recorded_in_plain_words(connection, fake_waha):
     servers = {
         "healthy": add_server(connection, "healthy", healthy.url),
         "keyed": add_server(connection, "keyed", keyed.url, api_key="right-key"),
-        "wrong key": add_server(connection, "wrong key", keyed.url + "/", api_key="wrong-key"),
+        # The same fake by another name: one URL per server for a user, however it is written.
+        "wrong key": add_server(
+            connection, "wrong key", keyed.url.replace("127.0.0.1", "localhost"), api_key="wrong-key"
+        ),
         "hanging": add_server(connection, "hanging", hanging.url),
         "broken": add_server(connection, "broken", broken.url),
         "closing": add_server(connection, "closing", closing.url),
@@ -151,7 +154,7 @@ def test_repeated_failures_grow_the_cooldown_and_a_success_resets_it(connection,
 def test_a_report_refused_for_one_server_does_not_stop_the_others(engine, connection, fake_waha):
     fake = fake_waha("healthy")
     first = add_server(connection, "first", fake.url)
-    second = add_server(connection, "second", fake.url + "/")
+    second = add_server(connection, "second", fake.url.replace("127.0.0.1", "localhost"))
     servers = health.load_servers(connection, server_ids=[first, second])
     connection.execute(sa.text("DELETE FROM public.waha_servers WHERE id = :id"), {"id": first})
 

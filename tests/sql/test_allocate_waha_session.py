@@ -126,18 +126,81 @@ def test_unknown_user_gets_wah10(db):
     assert raised.value.sqlstate == "WAH10"
 
 
-def test_duplicate_name_on_chosen_server_is_unique_violation_and_takes_no_slot(db, new_user):
+def session_ids(db, user_id, session_name):
+    rows = db.execute(
+        "SELECT id, waha_server_id, status FROM public.waha_sessions WHERE user_id = %s AND session_name = %s ORDER BY 1",
+        (user_id, session_name),
+    )
+    return rows.fetchall()
+
+
+def test_allocating_a_name_twice_returns_the_same_session_and_takes_one_slot(db, new_user):
     user = new_user()
     server = add_server(db, user, "alpha", max_sessions=5)
-    allocate(db, user, "loja-01")
+    first = db.execute("SELECT id FROM public.allocate_waha_session(%s, 'loja-01')", (user,)).fetchone()
+    second = db.execute("SELECT id FROM public.allocate_waha_session(%s, 'loja-01')", (user,)).fetchone()
+    assert first == second
+    assert counter(db, server) == 1 and len(session_ids(db, user, "loja-01")) == 1
 
-    with pytest.raises(psycopg.errors.UniqueViolation) as raised, db.transaction():
-        allocate(db, user, "loja-01")
 
-    message = raised.value.diag.message_primary
-    assert "loja-01" in message and str(server) in message
-    assert raised.value.diag.constraint_name == "waha_sessions_waha_server_id_session_name_key"
+def test_a_released_name_starts_again_in_its_own_row_while_a_slot_is_free(db, new_user):
+    """The server picked holds the STOPPED row of that name: it is reused, not refused as a duplicate."""
+    user = new_user()
+    server = add_server(db, user, "alpha", max_sessions=5)
+    (session_id,) = db.execute("SELECT id FROM public.allocate_waha_session(%s, 'c1_1')", (user,)).fetchone()
+    db.execute(
+        "UPDATE public.waha_sessions SET phone_number = '5511999990000', qr_code = 'old-qr' WHERE id = %s",
+        (session_id,),
+    )
+    db.execute("SELECT public.release_waha_session(%s)", (session_id,))
+
+    again = db.execute(
+        "SELECT id, status, phone_number, qr_code FROM public.allocate_waha_session(%s, 'c1_1')", (user,)
+    ).fetchone()
+
+    assert again == (session_id, "STARTING", "5511999990000", None)
     assert counter(db, server) == 1
+
+
+def test_a_name_stopped_on_one_server_starts_on_the_server_picked(db, new_user):
+    user = new_user()
+    backup = add_server(db, user, "backup", prioridade=5)
+    db.execute(
+        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status) VALUES (%s, %s, 'c1_1', 'STOPPED')",
+        (user, backup),
+    )
+    principal = add_server(db, user, "principal", prioridade=10)
+    assert allocate(db, user, "c1_1") == (principal, "STARTING", user, "c1_1")
+    assert [(server, status) for _id, server, status in session_ids(db, user, "c1_1")] in (
+        [(backup, "STOPPED"), (principal, "STARTING")],
+        [(principal, "STARTING"), (backup, "STOPPED")],
+    )
+
+
+def test_a_name_occupying_a_slot_on_an_excluded_server_is_refused_not_moved(db, new_user):
+    user = new_user()
+    alpha = add_server(db, user, "alpha", prioridade=10)
+    add_server(db, user, "beta", prioridade=5)
+    allocate(db, user, "c1_1")
+    with pytest.raises(psycopg.Error) as raised, db.transaction():
+        allocate(db, user, "c1_1", [alpha])
+    assert raised.value.sqlstate == "WAH12"
+    assert "release it first" in raised.value.diag.message_hint
+    assert counter(db, alpha) == 1
+
+
+def test_a_user_cannot_hold_two_occupying_sessions_of_one_name(db, new_user):
+    user = new_user()
+    alpha, beta = add_server(db, user, "alpha"), add_server(db, user, "beta")
+    insert = (
+        "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status) VALUES (%s, %s, 'c1_1', %s)"
+    )
+    db.execute(insert, (user, alpha, "WORKING"))
+    db.execute(insert.replace("'c1_1'", "'c1_2'"), (user, beta, "WORKING"))
+    with pytest.raises(psycopg.errors.UniqueViolation) as raised, db.transaction():
+        db.execute(insert, (user, beta, "connecting"))
+    assert raised.value.diag.constraint_name == "waha_sessions_user_id_session_name_occupying_key"
+    db.execute(insert, (user, beta, "STOPPED"))  # a stopped one of the same name is history, allowed
 
 
 def test_invalid_session_name_takes_no_slot(db, new_user):

@@ -238,3 +238,40 @@ def test_churn_of_allocations_and_releases_keeps_counters_equal_to_sessions(fres
                 f"{name}: counter {counter}, occupying {occupying}, max {max_sessions}"
             )
         assert sum(counter for _, counter, _ in state.values()) == still_held
+
+
+@pytest.mark.parametrize("released_before", [False, True], ids=["new-name", "released-name"])
+def test_one_name_allocated_at_once_by_every_worker_is_one_session_on_one_slot(fresh_database, released_before):
+    """8 workers x 5 calls for the same name, on two servers with room: every call returns the same session.
+
+    Exact: one occupying session of that name, one slot taken in all, whichever
+    server the first call got; the other calls gave back the slot they had taken.
+    """
+    url = fresh_database("head")
+    with connect(url) as admin:
+        user = add_user(admin)
+        add_server(admin, user, "alpha", prioridade=10, max_sessions=3)
+        add_server(admin, user, "beta", prioridade=10, max_sessions=3)
+        slow_down_session_inserts(admin)
+        if released_before:
+            (released,) = admin.execute("SELECT id FROM public.allocate_waha_session(%s, 'c1_1')", (user,)).fetchone()
+            admin.execute("SELECT public.release_waha_session(%s)", (released,))
+
+        def work(index, barrier):
+            with connect(url) as connection:
+                barrier.wait()
+                return [
+                    connection.execute("SELECT id FROM public.allocate_waha_session(%s, 'c1_1')", (user,)).fetchone()[0]
+                    for _ in range(5)
+                ]
+
+        returned = {session for calls in together(WORKERS, work) for session in calls}
+        occupying = admin.execute(
+            f"SELECT id FROM public.waha_sessions AS session_row WHERE session_name = 'c1_1' AND {OCCUPYING}"
+        ).fetchall()
+        assert returned == {occupying[0][0]} and len(occupying) == 1
+        if released_before:
+            assert returned == {released}
+        counters = accounting(admin)
+        assert sorted(counter for _max, counter, _occupying in counters.values()) == [0, 1]
+        assert all(counter == occupying for _max, counter, occupying in counters.values())

@@ -50,6 +50,8 @@ RULES = {
     "waha_servers_max_sessions_positive_check": "max sessions must be greater than 0",
     "waha_servers_sessions_ativas_not_negative_check": "active sessions cannot be negative",
     "waha_servers_user_id_api_url_key": "this user already has a server with that URL",
+    "waha_servers_user_id_normalized_api_url_key": "this user already has a server with that URL, written differently "
+    "(scheme and host in other case, the default port, or a trailing slash)",
     "waha_servers_user_id_fkey": "the user is not in auth.users",
     "waha_sessions_waha_server_id_user_id_fkey": "the server still has sessions (or its owner cannot change while it has sessions)",
 }

@@ -50,6 +50,10 @@ from alembic.script import Script
 from waha_db.errors import UserError
 from waha_db.lifecycle import locks, migrate, revisions
 
+# The lock_timeout the exported files set (5 s, the migrations' own before waha-db
+# retried in short attempts): a released file keeps its text, so it stays.
+EXPORTED_LOCK_TIMEOUT_MS = 5000
+
 MIGRATIONS_FOLDER = PurePosixPath("supabase/migrations")
 TESTS_FOLDER = PurePosixPath("supabase/tests")
 # `<14 digits>_waha_<revision>_<what>.sql`: how a waha-db migration file is told from the app's own.
@@ -325,8 +329,7 @@ def render_migration_file(script: Script, ancestors: list[str], *, needs_owner: 
         header += _BAKED_OWNER_NOTE.format(owner=owner)
     body = _BODY.format(
         lock_key=locks.MIGRATION_LOCK_KEY,
-        # One attempt (the CLI does not retry): the longest the application's statements queue behind it.
-        lock_timeout_ms=locks.milliseconds(locks.ATTEMPT_LOCK_TIMEOUT_SECONDS),
+        lock_timeout_ms=EXPORTED_LOCK_TIMEOUT_MS,
         owner_variables=_OWNER_VARIABLES if needs_owner else "",
         owner_setting=(
             f"\n    PERFORM pg_catalog.set_config('waha.config_owner', '{owner}', true);"

@@ -179,6 +179,10 @@ class LockTimeout(MigrationError):
         )
 
 
+class DataRefused(MigrationError):
+    """Rows a revision's new rule refuses (one server under two URLs, a session name occupying twice); listed."""
+
+
 class HandMadeSchema(MigrationError):
     """The database has V2.1 tables made by hand, never managed by Alembic: adopt it first."""
 
@@ -211,6 +215,8 @@ _REFUSALS = {
     "WAH04": LegacyConversionRefused,
     "WAH05": HandMadeSchema,
     "WAH06": LegacyConversionRefused,
+    "WAH07": DataRefused,
+    "WAH08": DataRefused,
 }
 
 

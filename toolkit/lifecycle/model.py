@@ -68,6 +68,14 @@ waha_servers = sa.Table(
     ),
     sa.Index("waha_servers_ativo_idx", "ativo"),
     sa.Index("waha_servers_prioridade_idx", sa.text("prioridade DESC")),
+    # One URL per WAHA server for a user, however it is written (http://h:1/ is http://h:1); the function is
+    # the migrations' (revision 0010).
+    sa.Index(
+        "waha_servers_user_id_normalized_api_url_key",
+        "user_id",
+        sa.text("waha_normalized_url(api_url)"),
+        unique=True,
+    ),
     sa.CheckConstraint(r"nome ~ '\S'", name="nome_not_blank"),
     sa.CheckConstraint(f"api_url ~* {HTTP_URL}", name="api_url_http"),
     sa.CheckConstraint(f"webhook_url ~* {HTTP_URL}", name="webhook_url_http"),
@@ -106,6 +114,16 @@ waha_sessions = sa.Table(
     sa.Index("waha_sessions_waha_server_id_user_id_idx", "waha_server_id", "user_id"),
     sa.Index("waha_sessions_status_idx", "status"),
     sa.Index("waha_sessions_session_name_idx", "session_name"),
+    # A session name identifies one session of its user among those occupying a slot.
+    sa.Index(
+        "waha_sessions_user_id_session_name_occupying_key",
+        "user_id",
+        "session_name",
+        unique=True,
+        postgresql_where=sa.text(
+            "upper((status)::text) <> ALL (ARRAY['STOPPED'::text, 'FAILED'::text, 'DISCONNECTED'::text])"
+        ),
+    ),
     sa.CheckConstraint("session_name ~ '^[A-Za-z0-9_-]{1,54}$'", name="session_name_waha_rule"),
     comment="WhatsApp sessions on each WAHA server (V2.1).",
 )
