@@ -97,6 +97,37 @@ $$
 """
 
 
+def script_start_guard(start: str | None) -> str:
+    """For an offline script: refuse a database that is not at the revision the script starts from.
+
+    A script from nothing re-run on a database it already upgraded would otherwise
+    die on `relation "alembic_version" already exists`; a script from revision X on
+    a database elsewhere would run revisions twice or skip some. Runs before
+    anything else, so nothing is changed. (`\\:` is a colon Alembic's text() leaves alone.)
+    """
+    expected = f"'{start}'" if start else "NULL"
+    wanted = f"at revision {start}" if start else "with no revision recorded (no alembic_version table)"
+    return f"""
+DO $$
+DECLARE
+    found text;
+BEGIN
+    IF pg_catalog.to_regclass('public.alembic_version') IS NOT NULL THEN
+        SELECT pg_catalog.string_agg(version_num, ', ') INTO found FROM public.alembic_version;
+        found := COALESCE(found, 'none (alembic_version is empty)');
+    END IF;
+    IF found IS DISTINCT FROM {expected} THEN
+        RAISE EXCEPTION 'this script is for a database {wanted}, but this one is at revision %: nothing was changed',
+                COALESCE(found, 'none (no alembic_version table)')
+            USING ERRCODE = 'WAH09',
+                  HINT = 'Run `waha-db status` to see where it stands, then `waha-db upgrade`, or generate the script '
+                         'from its revision: `waha-db upgrade --sql FROM\\:head`.';
+    END IF;
+END
+$$
+"""
+
+
 def given_url() -> str | None:
     """The URL as given: `-x database_url`, else DATABASE_URL (the one place env.py reads it)."""
     return x_arguments.get("database_url") or os.environ.get("DATABASE_URL")
@@ -151,6 +182,7 @@ def prepare_transaction(deadline: locks.Deadline, connection: sa.Connection | No
     legacy_owner = parse_owner(setting("owner"))
     attempt_seconds = deadline.attempt_lock_timeout()
     if connection is None:
+        context.execute(script_start_guard(context.get_starting_revision_argument()))
         context.execute(f"SET LOCAL lock_timeout = {locks.milliseconds(deadline.seconds)}")
         context.execute(f"DO $$ BEGIN PERFORM pg_catalog.pg_advisory_xact_lock({locks.MIGRATION_LOCK_KEY}); END $$")
     else:

@@ -12,6 +12,24 @@
 
 BEGIN;
 
+DO $$
+DECLARE
+    found text;
+BEGIN
+    IF pg_catalog.to_regclass('public.alembic_version') IS NOT NULL THEN
+        SELECT pg_catalog.string_agg(version_num, ', ') INTO found FROM public.alembic_version;
+        found := COALESCE(found, 'none (alembic_version is empty)');
+    END IF;
+    IF found IS DISTINCT FROM NULL THEN
+        RAISE EXCEPTION 'this script is for a database with no revision recorded (no alembic_version table), but this one is at revision %: nothing was changed',
+                COALESCE(found, 'none (no alembic_version table)')
+            USING ERRCODE = 'WAH09',
+                  HINT = 'Run `waha-db status` to see where it stands, then `waha-db upgrade`, or generate the script '
+                         'from its revision: `waha-db upgrade --sql FROM:head`.';
+    END IF;
+END
+$$;
+
 SET LOCAL lock_timeout = 30000;
 
 DO $$ BEGIN PERFORM pg_catalog.pg_advisory_xact_lock(2002872417); END $$;

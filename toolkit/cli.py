@@ -666,6 +666,9 @@ def servers_update(invocation, server_id, **values):
     Example:
       waha-db servers update 3f0c... --priority 8 --max-sessions 80
     """
+    if all(value is None for value in values.values()):
+        options = ", ".join(f"--{name.replace('_', '-')}" for name in values)
+        raise click.UsageError(f"nothing to update: give at least one of {options}")
     with invocation.transaction() as connection:
         server = server_admin.update_server(connection, server_id, **values)
     click.echo(f"updated {server.line()}")
@@ -705,17 +708,26 @@ def servers_disable(invocation, server_id):
 
 @servers.command("remove")
 @SERVER_ID
+@YES
 @pass_invocation
 @library_errors
-def servers_remove(invocation, server_id):
-    """Delete server ID; refused, with the count, while it still has sessions.
+def servers_remove(invocation, server_id, yes):
+    """Delete server ID, after confirmation; refused, with the count, while it still has sessions.
+
+    Without a terminal it refuses unless --yes.
 
     \b
     Example:
       waha-db servers remove 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f
+      waha-db servers remove 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f --yes
     """
+
+    def confirm(server: server_admin.Server) -> None:
+        click.echo(f"removes {server.line()}")
+        _confirm("Remove this server?", yes, "remove it")
+
     with invocation.transaction() as connection:
-        server = server_admin.remove_server(connection, server_id)
+        server = server_admin.remove_server(connection, server_id, confirm=confirm)
     click.echo(f"removed {server.nome} ({server.api_url}); id {server.id}")
 
 

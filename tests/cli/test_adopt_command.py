@@ -80,3 +80,13 @@ def test_adopt_lists_the_problems_and_changes_nothing(waha_db, hand_made):
     assert "cannot adopt:" in result.output and "prioridade" in result.output
     assert revision_of(url) is None
     assert sql(url, "SELECT prioridade FROM public.waha_servers") == [(42,)]
+
+
+def test_adopting_a_database_that_never_had_waha_config_never_mentions_it(waha_db, hand_made):
+    url = hand_made()
+    result = waha_db(url, "adopt", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "waha_config" not in result.output
+    plan = result.output.split("adoption plan:")[1]
+    assert plan.count("create table public.waha_server_health\n") == 1  # the table is created once, said once
+    assert "create relation public.waha_server_health" not in plan

@@ -212,12 +212,45 @@ def test_remove_with_sessions_is_refused_with_the_count(waha_db, url, user):
 
 def test_remove_without_sessions(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
-    result = waha_db(url, "servers", "remove", ids["Servidor de Teste"])
+    result = waha_db(url, "servers", "remove", ids["Servidor de Teste"], "--yes")
     assert result.exit_code == 0, result.output
+    assert "removes Servidor de Teste (https://" in result.output
     assert sql(url, "SELECT nome FROM public.waha_servers ORDER BY nome") == [
         ("Servidor Backup",),
         ("Servidor Principal",),
     ]
+
+
+def test_remove_asks_first_like_every_command_that_changes_data(waha_db, url, user, terminal):
+    ids = add_seed_servers(waha_db, url, user)
+    unasked = waha_db(url, "servers", "remove", ids["Servidor de Teste"], input="")
+    answered_no = waha_db(url, "servers", "remove", ids["Servidor de Teste"], input="n\n")
+    assert "Remove this server? [y/N]" in answered_no.output and answered_no.exit_code == 1
+    assert unasked.exit_code == 1
+    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(1,)]
+    assert waha_db(url, "servers", "remove", ids["Servidor de Teste"], input="y\n").exit_code == 0
+    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(0,)]
+
+
+def test_remove_without_a_terminal_needs_yes(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    result = waha_db(url, "servers", "remove", ids["Servidor de Teste"])
+    assert result.exit_code == 1 and "pass --yes to remove it without asking" in result.output
+    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(1,)]
+
+
+def test_update_without_an_option_changes_nothing_and_says_so(waha_db, url, user):
+    ids = add_seed_servers(waha_db, url, user)
+    result = waha_db(url, "servers", "update", ids["Servidor de Teste"])
+    assert result.exit_code == 2
+    assert "nothing to update: give at least one of --name, --url" in result.output and "updated" not in result.output
+
+
+def test_one_server_written_with_a_trailing_slash_is_refused_in_plain_words(waha_db, url, user):
+    assert waha_db(url, "servers", "add", "--user", user, "--name", "A", "--url", "http://h:1/").exit_code == 0
+    result = waha_db(url, "servers", "add", "--user", user, "--name", "B", "--url", "http://h:1")
+    assert result.exit_code == 1
+    assert "this user already has a server with that URL, written differently" in result.output
 
 
 def test_best_shows_the_pick_and_why(waha_db, url, user):

@@ -10,7 +10,7 @@ from the constraint's name, instead of a raw SQL error.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from fractions import Fraction
@@ -224,11 +224,14 @@ def session_count(connection: sa.Connection, server_id: uuid.UUID) -> int:
     ).scalar_one()
 
 
-def remove_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
+def remove_server(
+    connection: sa.Connection, server_id: uuid.UUID, *, confirm: Callable[[Server], None] = lambda server: None
+) -> Server:
     """Delete a server that has no sessions; a server with sessions is refused with their count.
 
     The count is taken under a lock on the server's row, and the database's foreign key
-    refuses the delete anyway should a session arrive in between.
+    refuses the delete anyway should a session arrive in between. `confirm` is shown
+    the server before it is deleted; it raises to keep it.
     """
     server = _servers(
         connection.execute(
@@ -244,6 +247,7 @@ def remove_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
             "move or delete them first (DELETE FROM public.waha_sessions WHERE waha_server_id = ...), "
             f"or disable the server instead with `waha-db servers disable {server_id}`"
         )
+    confirm(server[0])
     try:
         with connection.begin_nested():
             connection.execute(sa.text("DELETE FROM public.waha_servers WHERE id = :id"), {"id": server_id})
