@@ -232,7 +232,7 @@ BEGIN
         RAISE EXCEPTION 'waha_config and the WAHA server converted from it before disagree, and the conversion would keep the server as it is,'
                         ' silently:%',
                 E'\n  - ' || pg_catalog.array_to_string(conflicts, E'\n  - ')
-            USING ERRCODE = 'WAH06',
+            USING ERRCODE = 'WAH07',
                   HINT = 'Choose what stays, then run the upgrade again:' || E'\n  ' || pg_catalog.array_to_string(choices, E'\n  ');
     END IF;
     IF pg_catalog.cardinality(to_convert) = 0 THEN
@@ -1292,7 +1292,7 @@ BEGIN
     ) AS duplicate;
     IF duplicates IS NOT NULL THEN
         RAISE EXCEPTION 'waha_servers holds the same WAHA server twice for a user, under URLs written differently:%', E'\n  - ' || pg_catalog.array_to_string(duplicates, E'\n  - ')
-            USING ERRCODE = 'WAH07',
+            USING ERRCODE = 'WAH08',
                   HINT = 'Keep one server per URL: move the sessions of the other (UPDATE public.waha_sessions SET waha_server_id = ... WHERE waha_server_id = ...), '
                          'then delete it (waha-db servers remove ID), and run the upgrade again.';
     END IF;

@@ -35,7 +35,7 @@ name while a slot was free.
   and trailing slashes dropped) keys a UNIQUE index (user_id, normalized URL); the
   stored URL stays as written. The UNIQUE constraint of the seed stays too.
 - Data that breaks either rule stops the upgrade before anything changes, listing
-  every duplicate and what to do: WAH07 (one server under two URLs), WAH08 (one name
+  every duplicate and what to do: WAH08 (one server under two URLs, or one name
   occupying twice).
 
 The downgrade restores allocate_waha_session as revision 0006 defined it.
@@ -84,7 +84,7 @@ BEGIN
     ) AS duplicate;
     IF duplicates IS NOT NULL THEN
         RAISE EXCEPTION 'waha_servers holds the same WAHA server twice for a user, under URLs written differently:%', E'\n  - ' || pg_catalog.array_to_string(duplicates, E'\n  - ')
-            USING ERRCODE = 'WAH07',
+            USING ERRCODE = 'WAH08',
                   HINT = 'Keep one server per URL: move the sessions of the other (UPDATE public.waha_sessions SET waha_server_id = ... WHERE waha_server_id = ...), '
                          'then delete it (waha-db servers remove ID), and run the upgrade again.';
     END IF;

@@ -13,7 +13,7 @@ the upgrade will refuse. It never changes data. In order, it refuses:
 - WAH02: an owner that is not a UUID;
 - WAH03: legacy values V2.1 refuses, each with the statement that fixes it (a
   number out of range is "out of range", not "not a whole number");
-- WAH06: a row converted before whose server now differs from it, field by field
+- WAH07: a row converted before whose server now differs from it, field by field
   (secrets are named, never shown), or whose server belongs to another user than the
   owner given, with the two statements to choose from: keep waha_config's values or
   keep the server's;
@@ -37,7 +37,7 @@ from waha_db.database import driver_error
 from waha_db.lifecycle import revisions
 from waha_db.lifecycle.model import HTTP_URL
 
-REFUSALS = ("WAH01", "WAH02", "WAH03", "WAH06")
+REFUSALS = ("WAH01", "WAH02", "WAH03", "WAH07")
 
 
 def revisions_below_conversion() -> list[str]:
@@ -63,7 +63,7 @@ def runs_the_conversion(destination: str | None) -> bool:
 
 
 def preflight_sql() -> str:
-    """The DO block (see the module doc); raises with SQLSTATE WAH01/02/03/06, or sets the owner, or does nothing."""
+    """The DO block (see the module doc); raises with SQLSTATE WAH01/02/03/07, or sets the owner, or does nothing."""
     below = ", ".join(f"'{revision}'" for revision in revisions_below_conversion())
     return _PREFLIGHT.replace("@BELOW@", below).replace("@HTTP_URL@", HTTP_URL)
 
@@ -250,7 +250,7 @@ BEGIN
         RAISE EXCEPTION 'waha_config and the WAHA server converted from it before disagree, and the conversion would keep the server as it is,'
                         ' silently:%',
                 E'\n  - ' || pg_catalog.array_to_string(conflicts, E'\n  - ')
-            USING ERRCODE = 'WAH06',
+            USING ERRCODE = 'WAH07',
                   HINT = 'Choose what stays, then run the upgrade again:' || E'\n  ' || pg_catalog.array_to_string(choices, E'\n  ');
     END IF;
     IF pg_catalog.cardinality(to_convert) = 0 THEN

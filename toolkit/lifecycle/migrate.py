@@ -214,8 +214,7 @@ _REFUSALS = {
     "WAH03": LegacyConversionRefused,
     "WAH04": LegacyConversionRefused,
     "WAH05": HandMadeSchema,
-    "WAH06": LegacyConversionRefused,
-    "WAH07": DataRefused,
+    "WAH07": LegacyConversionRefused,
     "WAH08": DataRefused,
 }
 
