@@ -69,7 +69,7 @@ def test_waha_db_commands_work_through_the_pooler(pooler, fresh_database, waha_d
     ok(waha_db(url, "servers", "disable", principal))
     assert "Servidor Backup" in ok(waha_db(url, "servers", "best", "--user", user))
     ok(waha_db(url, "servers", "enable", principal))
-    ok(waha_db(url, "servers", "remove", ids["Servidor de Teste"]))
+    ok(waha_db(url, "servers", "remove", ids["Servidor de Teste"], "--yes"))
     ok(waha_db(url, "sessions", "reconcile"))
     assert run_sql(direct, "SELECT nome, max_sessions, ativo FROM public.waha_servers ORDER BY prioridade DESC") == [
         ("Servidor Principal", 60, True),

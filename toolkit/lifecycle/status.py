@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
+from waha_db.database import server_version
 from waha_db.lifecycle import plan as plans
 from waha_db.lifecycle import repair, revisions, state
 
@@ -67,6 +68,7 @@ def database_status(connection: sa.Connection) -> Status:
         tuple(found.adoption_problems),
         (),
         "",
+        server_version(connection)[1],
     )
     if found.kind == state.UNKNOWN_REVISION:
         return _with(
