@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from logging.config import fileConfig
 
 import sqlalchemy as sa
@@ -329,21 +328,7 @@ def run_retrying(connection: sa.Connection) -> None:
             run_with_connection(connection, deadline)
             return
         except LockTimeout as timed_out:
-            connection.rollback()
-            holders = locks.table_lock_holders(connection)
-            connection.rollback()
-            pause = deadline.backoff(attempt)
-            if pause is None:
-                raise timed_out.gave_up(attempts=attempt, seconds=deadline.seconds, holders=holders) from None
-            notices.info(
-                "attempt %d: %s could not lock a WAHA table within %g s, held by %s; rolled back, next attempt in %g s",
-                attempt,
-                timed_out.where,
-                timed_out.attempt_seconds,
-                "; ".join(holder.describe() for holder in holders) or "a transaction that has just finished",
-                pause,
-            )
-            time.sleep(pause)
+            timed_out.wait_before_retry(connection, deadline, attempt, lambda line: notices.info("%s", line))
             attempt += 1
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import io
 import re
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -165,18 +167,36 @@ class LockTimeout(MigrationError):
         self.where = where
         self.attempt_seconds = attempt_seconds
 
-    def gave_up(self, *, attempts: int, seconds: float, holders: list[locks.Holder]) -> LockTimeout:
-        return LockTimeout(
-            locks.gave_up_message(
-                attempts=attempts,
-                seconds=seconds,
-                attempt_seconds=self.attempt_seconds,
+    def wait_before_retry(
+        self, connection: sa.Connection, deadline: locks.Deadline, attempt: int, progress: Callable[[str], None]
+    ) -> None:
+        """After attempt `attempt` timed out: roll back, say who held the locks, pause before the next attempt.
+
+        Raises, instead, what the run says when no attempt fits in what is left of the
+        deadline: the holders, what the application felt, what to do.
+        """
+        connection.rollback()
+        holders = locks.table_lock_holders(connection)
+        connection.rollback()
+        pause = deadline.backoff(attempt)
+        if pause is None:
+            raise LockTimeout(
+                locks.gave_up_message(
+                    attempts=attempt,
+                    seconds=deadline.seconds,
+                    attempt_seconds=self.attempt_seconds,
+                    where=self.where,
+                    holders=holders,
+                ),
                 where=self.where,
-                holders=holders,
-            ),
-            where=self.where,
-            attempt_seconds=self.attempt_seconds,
+                attempt_seconds=self.attempt_seconds,
+            ) from None
+        held_by = "; ".join(holder.describe() for holder in holders) or "a transaction that has just finished"
+        progress(
+            f"attempt {attempt}: {self.where} could not lock a WAHA table within {self.attempt_seconds:g} s, "
+            f"held by {held_by}; rolled back, next attempt in {pause:g} s"
         )
+        time.sleep(pause)
 
 
 class DataRefused(MigrationError):

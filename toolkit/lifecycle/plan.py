@@ -130,30 +130,12 @@ def carry_out(
             except Exception as error:
                 if not locks.is_lock_timeout(error):
                     raise
-                holders = locks.table_lock_holders(connection)
-                connection.rollback()
-                pause = deadline.backoff(attempt)
-                timed_out = error if isinstance(error, migrate.LockTimeout) else None
-                where = timed_out.where if timed_out else "the run"
-                attempt_seconds = timed_out.attempt_seconds if timed_out else attempt_lock_timeout
-                if pause is None:
-                    raise migrate.LockTimeout(
-                        locks.gave_up_message(
-                            attempts=attempt,
-                            seconds=deadline.seconds,
-                            attempt_seconds=attempt_seconds,
-                            where=where,
-                            holders=holders,
-                        ),
-                        where=where,
-                        attempt_seconds=attempt_seconds,
-                    ) from None
-                held_by = "; ".join(holder.describe() for holder in holders) or "a transaction that has just finished"
-                progress(
-                    f"attempt {attempt}: {where} could not lock a WAHA table within {attempt_seconds:g} s, held by "
-                    f"{held_by}; rolled back, next attempt in {pause:g} s"
+                timed_out = (
+                    error
+                    if isinstance(error, migrate.LockTimeout)
+                    else migrate.LockTimeout(str(error), where="the run", attempt_seconds=attempt_lock_timeout)
                 )
-                time.sleep(pause)
+                timed_out.wait_before_retry(connection, deadline, attempt, progress)
                 attempt += 1
 
 
