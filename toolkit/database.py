@@ -27,8 +27,8 @@ class DatabaseUrlError(UserError):
 
 UNENCODED_AT_MESSAGE = (
     "the database URL has more than one '@' before its host (not shown, as it may hold a password): "
-    "an '@' inside the user name or the password must be percent-encoded as %40, "
-    "e.g. postgresql://USER:PA%40SSWORD@HOST:PORT/DBNAME"
+    "an '@' inside the user name or the password must be percent-encoded as %40 "
+    "(a password p@ss is written p%40ss in the URL)"
 )
 
 
