@@ -132,6 +132,26 @@ def test_a_session_only_waha_knows_is_inserted_for_the_servers_user(engine, user
     assert found(reconcile(engine, user)) == []
 
 
+def test_a_name_the_user_already_occupies_elsewhere_skips_that_server_and_says_why(engine, user, fake_waha):
+    """A session name identifies one session of its user: WAHA B running the name the user occupies on A
+    cannot be inserted; B is skipped whole, A is brought in line, and the run goes on."""
+    first, second = fake_waha(tier="PLUS"), fake_waha(tier="PLUS")
+    first.run_session("loja", "WORKING")
+    second.run_session("loja", "WORKING")
+    second.run_session("caixa", "WORKING")
+    server_a = add_server(engine, user, first.url, counter=1)
+    server_b = add_server(engine, user, second.url)
+    add_row(engine, user, server_a, "loja", "WORKING")
+
+    report = reconcile(engine, user, apply=True)
+
+    skipped = {item.server.id: item.skipped for item in report.servers}
+    assert skipped[server_a] is None
+    assert "has the name of a session its user already occupies on another server" in skipped[server_b]
+    assert sessions(engine, server_b) == {} and counter(engine, server_b) == 0
+    assert list(sessions(engine, server_a)) == ["loja"]
+
+
 def test_an_occupying_row_waha_does_not_have_is_marked_stopped_and_kept(engine, user, fake_waha):
     waha = fake_waha()
     server = add_server(engine, user, waha.url, counter=1)

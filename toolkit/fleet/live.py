@@ -82,6 +82,8 @@ MAX_SESSIONS_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_GRACE_SECONDS = 120.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 5.0
 DEADLOCK_RETRIES = 3
+# The unique index of revision 0010: a user's occupying sessions have distinct names.
+OCCUPYING_NAME_KEY = "waha_sessions_user_id_session_name_occupying_key"
 
 KINDS = (
     "unknown_session",
@@ -655,6 +657,21 @@ def apply_server(
                 _write(connection, locked, comparison)
             return ServerReport(
                 locked, attempts=attempts, waha_sessions=waha_sessions, comparison=comparison, applied=True
+            )
+        except sa.exc.IntegrityError as error:
+            constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+            if constraint != OCCUPYING_NAME_KEY:
+                raise
+            # A session name identifies one session of its user: WAHA runs here a name the
+            # user already occupies on another server, which the database cannot hold twice.
+            return ServerReport(
+                server,
+                attempts=attempts,
+                waha_sessions=waha_sessions,
+                comparison=planned,
+                skipped="a session WAHA runs here has the name of a session its user already occupies on "
+                "another server (a name identifies one session of its user): nothing changed on it; "
+                "stop one of the two on its WAHA server, then run the reconcile again",
             )
         except sa.exc.OperationalError as error:
             if isinstance(error.orig, psycopg.errors.LockNotAvailable):
