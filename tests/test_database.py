@@ -91,5 +91,17 @@ def test_a_password_with_an_unencoded_at_is_masked_whole():
     assert display_url("postgresql://postgres:Hun@ter2@127.0.0.1/app") == "postgresql://postgres:***@127.0.0.1/app"
 
 
+def test_a_password_holding_a_question_mark_and_an_unencoded_at_is_refused():
+    with pytest.raises(database.DatabaseUrlError, match="percent-encoded as %40"):
+        parse_url("postgresql://postgres:Hun?ter@2@127.0.0.1/app")
+    assert display_url("postgresql://postgres:Hun?ter@2@127.0.0.1/app") == "postgresql://postgres:***@127.0.0.1/app"
+
+
+def test_a_password_given_as_a_query_option_is_masked():
+    shown = display_url("postgresql://app@127.0.0.1:5432/appdb?sslmode=disable&password=S3cretPW")
+    assert "S3cretPW" not in shown
+    assert shown == "postgresql://app@127.0.0.1:5432/appdb?password=***&sslmode=disable"
+
+
 def test_an_at_in_a_query_option_is_not_taken_for_one_in_the_password():
     assert parse_url("postgresql://app:pw@127.0.0.1/appdb?application_name=ops@night").host == "127.0.0.1"

@@ -36,10 +36,19 @@ def _has_unencoded_at(database_url: str) -> bool:
     """Whether the part of a URL before its host holds an `@` of its own (an unencoded `@` in the password).
 
     Such a URL parses as a host made of the password's tail: printed, and looked up in DNS.
-    Only the text before `?` counts: a query option may hold an `@`.
+    Only the text before `?` counts (a query option may hold an `@`), unless the password
+    itself holds a `?`: then the host SQLAlchemy reads holds the `@`.
     """
     _scheme, separator, rest = database_url.partition("://")
-    return bool(separator) and rest.split("?", 1)[0].count("@") > 1
+    if not separator:
+        return False
+    if rest.split("?", 1)[0].count("@") > 1:
+        return True
+    try:
+        host = make_url(database_url).host
+    except Exception:
+        return False
+    return "@" in (host or "")
 
 
 def parse_url(database_url: str) -> URL:
@@ -73,7 +82,11 @@ def display_url(url: URL | str) -> str:
             url = make_url(url)
         except Exception:
             return mask_password(url)
-    return url.render_as_string(hide_password=True)
+    shown = url.render_as_string(hide_password=True)
+    if "password" in url.query:  # libpq takes a password as a query option too
+        shown = url.update_query_dict({"password": "***"}).render_as_string(hide_password=True)
+        shown = shown.replace("password=%2A%2A%2A", "password=***")
+    return shown
 
 
 # The password runs to the last `@` before the host, so an unencoded `@` in it hides no tail.
