@@ -185,7 +185,7 @@ class OwnerType(click.ParamType):
         try:
             return migrate.parse_owner(value, given_as="--owner")
         except migrate.LegacyConversionRefused as error:
-            raise click.ClickException(str(error)) from None
+            self.fail(str(error), param, ctx)  # a bad value: exit 2, as --help says
 
 
 OWNER = OwnerType()

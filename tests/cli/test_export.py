@@ -36,6 +36,6 @@ def test_export_fails_when_a_waha_file_differs_and_writes_nothing(waha_db, tmp_p
 
 def test_export_refuses_a_malformed_owner(waha_db, tmp_path):
     result = waha_db(None, "export", "supabase", "--workdir", str(tmp_path), "--owner", "ana")
-    assert result.exit_code == 1
-    assert "Error: --owner 'ana' is not a UUID" in result.output
+    assert result.exit_code == 2  # a bad value, as --help says
+    assert "Invalid value for '--owner': --owner 'ana' is not a UUID" in result.output
     assert list(tmp_path.iterdir()) == []

@@ -76,7 +76,7 @@ def test_upgrade_refuses_a_legacy_row_without_owner(waha_db, legacy_url):
 
 def test_upgrade_refuses_a_malformed_owner(waha_db, legacy_url):
     result = waha_db(legacy_url, "upgrade", "--yes", "--owner", "bob")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad value, as --help says
     assert "--owner 'bob' is not a UUID" in result.output
     assert revision_of(legacy_url) is None
 
@@ -121,7 +121,7 @@ def test_upgrade_sql_needs_no_database_and_writes_the_owner(waha_db):
 
 def test_upgrade_sql_refuses_a_malformed_owner(waha_db):
     result = waha_db(None, "upgrade", "--sql", "--owner", "bob")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "is not a UUID" in result.output
 
 
@@ -156,7 +156,7 @@ def test_upgrade_sql_to_an_unknown_revision_is_one_line(waha_db):
 )
 def test_owner_the_migrations_would_refuse_is_refused_by_the_plan_before_asking(waha_db, legacy_url, terminal, owner):
     result = waha_db(legacy_url, "upgrade", "--owner", owner, input="y\n")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"--owner {owner!r} is not a UUID in its usual form" in result.output
     assert "Upgrade to" not in result.output  # refused before the question
     assert revision_of(legacy_url) is None
@@ -165,7 +165,7 @@ def test_owner_the_migrations_would_refuse_is_refused_by_the_plan_before_asking(
 def test_malformed_owner_is_refused_before_asking_even_with_nothing_to_convert(waha_db, fresh_database, terminal):
     url = fresh_database("empty")
     result = waha_db(url, "upgrade", "--owner", "bob", input="y\n")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--owner 'bob' is not a UUID" in result.output and "Nothing was changed" in result.output
     assert "Upgrade to" not in result.output
     assert revision_of(url) is None
