@@ -192,13 +192,25 @@ def prepare_transaction(deadline: locks.Deadline, connection: sa.Connection | No
         context.execute(f"SET LOCAL waha.config_owner = '{legacy_owner}'")
     if context.get_context().as_sql or _guards_hand_made_schema():
         context.execute(HAND_MADE_SCHEMA_GUARD)
-    if (
-        setting("checks", True)
-        and direction() == "upgrade"
-        and conversion.runs_the_conversion(context.get_revision_argument())
-    ):
+    if setting("checks", True) and conversion.runs_the_conversion(_upgrade_destination()):
         context.execute(conversion.preflight_sql())
     return attempt_seconds
+
+
+def _upgrade_destination() -> str | None:
+    """The destination of an upgrade, for the checks before the conversion; None for other commands.
+
+    A program that drives alembic.command itself without naming the command (pytest-alembic,
+    Alembic's cookbook) gets the checks too whenever it gives a destination: they read the
+    database's revision and do nothing where the conversion has run, so on a downgrade
+    they are a no-op.
+    """
+    if command_name() not in ("upgrade", None):
+        return None
+    try:
+        return context.get_revision_argument()
+    except KeyError:  # commands without a destination (current, check) never set one
+        return None
 
 
 def command_name() -> str | None:

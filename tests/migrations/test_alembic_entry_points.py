@@ -28,6 +28,8 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 
+from tests.conftest import LEGACY_OWNER
+from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import migrate, revisions
 
@@ -253,3 +255,27 @@ def test_a_caller_that_names_no_command_is_guarded_when_it_moves_the_revision(ha
     finally:
         engine.dispose()
     assert version_of(hand_made_url) == []
+
+
+def test_a_caller_that_names_no_command_gets_the_checks_before_the_conversion(fresh_database, monkeypatch):
+    """A legacy row changed after a rollback is refused, not silently kept, under plain alembic.command too."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    url = fresh_database("empty")
+    with psycopg.connect(conninfo(url), autocommit=True) as connection:
+        connection.execute(LEGACY_V1_SQL)
+    engine = create_engine(url)
+    config = repository_config()
+    config.attributes["connection"] = engine
+    config.attributes["owner"] = LEGACY_OWNER
+    try:
+        command.upgrade(config, "head")
+        command.downgrade(config, "0004")
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE public.waha_config SET api_url = 'https://new-legacy.example'")
+        del config.attributes["owner"]
+        with pytest.raises(migrate.LegacyConversionRefused, match="disagree") as refused:
+            command.upgrade(config, "head")
+        assert "api_url" in str(refused.value)
+    finally:
+        engine.dispose()
+    assert version_of(url) == ["0004"]
