@@ -190,3 +190,16 @@ def test_downgraded_then_waha_config_changed(waha_db, downgraded_below_the_conve
     assert sql(url, "SELECT user_id::text, api_url, api_key FROM public.waha_servers") == [
         (LEGACY_OWNER, "https://new-legacy.example", "rotated-key")
     ]
+
+
+def test_an_upgrade_after_a_rollback_with_another_owner_is_refused_and_changes_nothing(
+    waha_db, downgraded_below_the_conversion
+):
+    url = downgraded_below_the_conversion
+    other = "5e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b"
+    result = waha_db(url, "upgrade", "--owner", other, "--yes")
+    assert result.exit_code == 1
+    assert f"which belongs to user {LEGACY_OWNER}, not to the owner given ({other})" in result.output
+    assert "run the upgrade without an owner" in result.output
+    assert sql(url, "SELECT version_num FROM public.alembic_version") == [("0004",)]
+    assert sql(url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
