@@ -183,12 +183,17 @@ def item_2(server: ThrowawayPostgres) -> None:
                 time.sleep(0.05)
         return {"selects": len(waits), "longest": max(waits, default=0.0), "queued": queued_waits}
 
+    def upgrade_behind_a_reader(lock_timeout: str):
+        """An open transaction that has read waha_config, and an upgrade queued behind it."""
+        blocker = database.connect()
+        blocker.execute("SELECT * FROM public.waha_config").fetchall()
+        began = time.monotonic()
+        upgrading = start(env, "upgrade", "--owner", USER, "--yes", "--lock-timeout", lock_timeout)
+        wait_for(lambda: queued_on_waha_config(database), "the upgrade's lock request queued on waha_config")
+        return blocker, began, upgrading
+
     print("# an open transaction reads waha_config and stays open (BEGIN; SELECT * FROM waha_config;)\n")
-    blocker = database.connect()
-    blocker.execute("SELECT * FROM public.waha_config").fetchall()
-    began = time.monotonic()
-    upgrading = start(env, "upgrade", "--owner", USER, "--yes", "--lock-timeout", "8")
-    wait_for(lambda: queued_on_waha_config(database), "the upgrade's lock request queued on waha_config")
+    blocker, began, upgrading = upgrade_behind_a_reader("8")
     queued_at = time.monotonic()
     figures = measure_while(upgrading)
     took, waiting = time.monotonic() - began, time.monotonic() - queued_at
@@ -207,11 +212,7 @@ def item_2(server: ThrowawayPostgres) -> None:
     database.show("SELECT version_num FROM public.alembic_version")
 
     print("# the same, but the transaction ends after 3 s: the upgrade goes through\n")
-    blocker = database.connect()
-    blocker.execute("SELECT * FROM public.waha_config").fetchall()
-    began = time.monotonic()
-    upgrading = start(env, "upgrade", "--owner", USER, "--yes", "--lock-timeout", "30")
-    wait_for(lambda: queued_on_waha_config(database), "the upgrade's lock request queued on waha_config")
+    blocker, began, upgrading = upgrade_behind_a_reader("30")
     timer = threading.Timer(3.0, blocker.rollback)
     timer.start()
     figures = measure_while(upgrading)
@@ -480,6 +481,10 @@ def main() -> None:
     sections: dict = {}
     failures: list[BaseException] = []
     with ThrowawayPostgres() as server:
+        # Roles belong to the server, not to a database: made once here, so that the two lanes'
+        # upgrades of their own databases do not both create them at the same moment.
+        with psycopg.connect(conninfo(server.url()), autocommit=True) as connection:
+            connection.execute("CREATE ROLE authenticated NOLOGIN; CREATE ROLE service_role NOLOGIN BYPASSRLS")
 
         def lane(items) -> None:
             for item in items:
