@@ -82,11 +82,11 @@ def display_url(url: URL | str) -> str:
             url = make_url(url)
         except Exception:
             return mask_password(url)
-    shown = url.render_as_string(hide_password=True)
-    if "password" in url.query:  # libpq takes a password as a query option too
-        shown = url.update_query_dict({"password": "***"}).render_as_string(hide_password=True)
-        shown = shown.replace("password=%2A%2A%2A", "password=***")
-    return shown
+    if "password" not in url.query:
+        return url.render_as_string(hide_password=True)
+    # libpq takes a password as a query option too; rendered, `***` would be percent-encoded.
+    shown = url.update_query_dict({"password": "***"}).render_as_string(hide_password=True)
+    return shown.replace("password=%2A%2A%2A", "password=***")
 
 
 # The password runs to the last `@` before the host, so an unencoded `@` in it hides no tail.
@@ -158,6 +158,11 @@ def driver_error(error: BaseException) -> BaseException:
     if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
         return error.orig
     return error
+
+
+def constraint_name(error: BaseException) -> str | None:
+    """The constraint a database error names (a unique key, a CHECK...); None when it names none."""
+    return getattr(getattr(driver_error(error), "diag", None), "constraint_name", None)
 
 
 def database_message(error: BaseException) -> str:

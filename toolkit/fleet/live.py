@@ -70,6 +70,7 @@ from dataclasses import dataclass
 import psycopg.errors
 import sqlalchemy as sa
 
+from waha_db.database import constraint_name
 from waha_db.errors import UserError
 from waha_db.fleet.allocation import OCCUPYING, occupies
 from waha_db.fleet.health import HealthError, ask_each, asking, load_servers
@@ -659,8 +660,7 @@ def apply_server(
                 locked, attempts=attempts, waha_sessions=waha_sessions, comparison=comparison, applied=True
             )
         except sa.exc.IntegrityError as error:
-            constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
-            if constraint != OCCUPYING_NAME_KEY:
+            if constraint_name(error) != OCCUPYING_NAME_KEY:
                 raise
             # A session name identifies one session of its user: WAHA runs here a name the
             # user already occupies on another server, which the database cannot hold twice.

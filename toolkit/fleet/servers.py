@@ -18,7 +18,7 @@ from fractions import Fraction
 import psycopg.errors
 import sqlalchemy as sa
 
-from waha_db.database import database_message
+from waha_db.database import constraint_name, database_message
 from waha_db.errors import UserError
 from waha_db.fleet.identity import WahaIdentity, capacity_warning, recorded_identities
 
@@ -138,7 +138,7 @@ def _rule_error(error: sa.exc.DBAPIError) -> ServerError:
     """The plain-words rule behind a refusal of the database; the raw error when it is not one of ours."""
     original = error.orig
     diag = getattr(original, "diag", None)
-    constraint = getattr(diag, "constraint_name", None)
+    constraint = constraint_name(error)
     if constraint in RULES:
         return ServerRuleError(RULES[constraint])
     if isinstance(original, psycopg.errors.StringDataRightTruncation):
