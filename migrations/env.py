@@ -205,8 +205,11 @@ def _upgrade_destination() -> str | None:
     database's revision and do nothing where the conversion has run, so on a downgrade
     they are a no-op.
     """
-    if command_name() not in ("upgrade", None):
-        return None
+    return _destination() if command_name() in ("upgrade", None) else None
+
+
+def _destination() -> str | None:
+    """The revision this run moves to; None for commands without one."""
     try:
         return context.get_revision_argument()
     except KeyError:  # commands without a destination (current, check) never set one
@@ -247,10 +250,7 @@ def _guards_hand_made_schema() -> bool:
     name = command_name()
     if name is not None:
         return name == "upgrade"
-    try:
-        return context.get_revision_argument() is not None
-    except KeyError:  # commands without a destination (current, check) never set one
-        return False
+    return _destination() is not None
 
 
 def run_migrations_offline() -> None:
