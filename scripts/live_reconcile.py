@@ -1,7 +1,7 @@
 """The transcript of `waha-db sessions reconcile --live`, on a throwaway PostgreSQL and fake WAHA servers.
 
 Six WAHA look-alikes on 127.0.0.1 (tests/fleet/fake_waha.py) and a database whose
-rows drifted from them in every way the reconcile knows (docs: toolkit/fleet/live.py):
+rows drifted from them in every way the reconcile knows (docs: toolkit/waha_db/fleet/live.py):
 - Principal (WAHA Plus, API key): a session started from WAHA's dashboard, one the
   server lost, one that FAILED there, one whose status moved on, one whose phone
   changed, a counter that drifted, and a session allocated a moment ago that the app

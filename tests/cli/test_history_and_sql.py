@@ -53,4 +53,4 @@ def test_sql_from_an_installed_package_needs_an_output(waha_db, monkeypatch):
 
 
 def test_checkout_schema_file_is_the_repository_file():
-    assert migrate.checkout_schema_file() == migrate.CHECKOUT_ROOT / "sql" / "schema.sql"
+    assert migrate.checkout_schema_file() == revisions.CHECKOUT_ROOT / "sql" / "schema.sql"

@@ -96,7 +96,7 @@ def function_query(connection: psycopg.Connection, *, user: str, excluded: str) 
     found = _FUNCTION_QUERY.search(source)
     if not found:
         raise BenchError(
-            "get_available_waha_server's body has no RETURN QUERY statement; update toolkit/checks/bench.py"
+            "get_available_waha_server's body has no RETURN QUERY statement; update toolkit/waha_db/checks/bench.py"
         )
     query = "\n".join(line for line in found.group(1).splitlines() if line.strip())
     query = re.sub(r"\bexcluded_server_ids\b", lambda _: excluded, query)

@@ -272,14 +272,13 @@ def explain_database_error(
 
 # --- the full-schema file -----------------------------------------------------------
 
-CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
-FULL_SCHEMA_PATH = CHECKOUT_ROOT / "sql" / "schema.sql"
+FULL_SCHEMA_PATH = revisions.CHECKOUT_ROOT / "sql" / "schema.sql"
 
 
 def checkout_schema_file() -> Path | None:
     """sql/schema.sql of the repository checkout the toolkit runs from; None when it
     runs from an installed package (there is no repository file to keep fresh)."""
-    if (CHECKOUT_ROOT / "migrations" / "env.py").is_file() and (CHECKOUT_ROOT / "pyproject.toml").is_file():
+    if revisions.MIGRATIONS_DIR.parent == revisions.CHECKOUT_ROOT:
         return FULL_SCHEMA_PATH
     return None
 

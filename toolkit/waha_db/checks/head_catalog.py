@@ -1,4 +1,4 @@
-"""Recording toolkit/lifecycle/head_catalog.json: the catalog of the WAHA objects at head.
+"""Recording toolkit/waha_db/lifecycle/head_catalog.json: the catalog of the WAHA objects at head.
 
 After changing the migrations: `python -m waha_db.checks.head_catalog --write`. The
 snapshot is taken on a throwaway PostgreSQL migrated to head, so `status` and
@@ -30,7 +30,7 @@ def build_head_catalog() -> str:
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit(
-            "usage: python -m waha_db.checks.head_catalog --write   (regenerates toolkit/lifecycle/head_catalog.json)"
+            "usage: python -m waha_db.checks.head_catalog --write   (regenerates toolkit/waha_db/lifecycle/head_catalog.json)"
         )
     catalog.HEAD_CATALOG.write_text(build_head_catalog())
     print(f"wrote {catalog.HEAD_CATALOG}")

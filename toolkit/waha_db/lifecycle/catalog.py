@@ -7,7 +7,7 @@ grants, comments; each rendered by PostgreSQL itself (`pg_get_constraintdef`,
 give equal snapshots whatever SQL built them. `verify` compares snapshots (online vs
 offline SQL vs `sql/schema.sql`, before and after a downgrade to base).
 
-Drift: the WAHA part of a snapshot is compared with `toolkit/lifecycle/head_catalog.json`, the
+Drift: the WAHA part of a snapshot is compared with `toolkit/waha_db/lifecycle/head_catalog.json`, the
 same snapshot taken of a database migrated to head (regenerate it with
 `python -m waha_db.checks.head_catalog --write`; `waha-db verify` fails when it is stale). Comparing
 with a recorded snapshot means `status` needs nothing but read access to the

@@ -10,6 +10,7 @@ waha_config) is read from its own SQL by waha_db.lifecycle.migrate.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,26 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
-import waha_db_migrations
 from waha_db.errors import UserError
 
-MIGRATIONS_DIR = Path(waha_db_migrations.__file__).resolve().parent
+# The repository checkout the library runs from (toolkit/waha_db/lifecycle/revisions.py is
+# three folders below it); not a checkout when the package is installed from a wheel.
+CHECKOUT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _migrations_dir() -> Path:
+    """The revisions: migrations/ of the checkout (an editable install, a run from the
+    repository), else the copy the wheel installs as the package `waha_db_migrations`."""
+    checkout = CHECKOUT_ROOT / "migrations"
+    if (checkout / "env.py").is_file() and (CHECKOUT_ROOT / "pyproject.toml").is_file():
+        return checkout
+    spec = importlib.util.find_spec("waha_db_migrations")
+    if spec is None or spec.origin is None:
+        raise ImportError("the revisions are missing: reinstall waha-db (its wheel carries them as waha_db_migrations)")
+    return Path(spec.origin).resolve().parent
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 class UnknownRevision(CommandError, UserError):

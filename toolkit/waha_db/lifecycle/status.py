@@ -121,7 +121,7 @@ def _drift(connection: sa.Connection, status: Status) -> Status:
             details=drift,
             drift=drift,
             next="put back by hand what `waha-db repair` cannot (it lists them), "
-            "as toolkit/lifecycle/head_catalog.json has it",
+            "as toolkit/waha_db/lifecycle/head_catalog.json has it",
             refusal=planned.refusal(),
         )
     details = (

@@ -10,7 +10,7 @@ migrations build the exact head shape (column order, constraints, indexes, trigg
 function, grants, row security) and record the head revision, every hand-made row is
 copied in, and the moved tables are dropped. Before that, `plan_adoption` checks the
 hand-made tables column by column and row by row against the head schema (the
-recorded catalog `toolkit/lifecycle/head_catalog.json`: its column types, NOT NULLs, defaults,
+recorded catalog `toolkit/waha_db/lifecycle/head_catalog.json`: its column types, NOT NULLs, defaults,
 CHECKs, UNIQUEs and foreign keys), and lists either the problems (adoption refused,
 nothing touched) or the actions.
 

@@ -157,7 +157,7 @@ def check_upgrade_to_head(database: Database) -> str:
 
 
 def check_metadata_matches(database: Database) -> None:
-    """toolkit/lifecycle/model.py equals the database at head, as `alembic check` compares them."""
+    """toolkit/waha_db/lifecycle/model.py equals the database at head, as `alembic check` compares them."""
     database.head()
     with database.engine.connect() as connection:
         context = MigrationContext.configure(
@@ -166,7 +166,7 @@ def check_metadata_matches(database: Database) -> None:
         differences = compare_metadata(context, metadata)
     if differences:
         raise CheckFailed(
-            f"{len(differences)} differences between toolkit/lifecycle/model.py and the migrated database",
+            f"{len(differences)} differences between toolkit/waha_db/lifecycle/model.py and the migrated database",
             [describe_metadata_difference(difference) for difference in differences],
         )
 
@@ -178,14 +178,14 @@ def describe_metadata_difference(difference) -> str:
     operation, *arguments = difference
     if operation.startswith("modify_"):
         _, schema, table, column, existing, database_value, model_value = difference
-        return f"{operation[7:]} of {table}.{column}: database has {database_value!r}, toolkit/lifecycle/model.py has {model_value!r}"
+        return f"{operation[7:]} of {table}.{column}: database has {database_value!r}, toolkit/waha_db/lifecycle/model.py has {model_value!r}"
     subject = arguments[0]
     name = getattr(subject, "name", None) or getattr(getattr(subject, "table", None), "name", "")
     where = getattr(getattr(subject, "table", None), "name", None)
     described = f"{name} on {where}" if where and where != name else str(name)
     if isinstance(subject, sa.ForeignKeyConstraint):
         described += " -> " + ", ".join(element.target_fullname for element in subject.elements)
-    side = "in toolkit/lifecycle/model.py only" if operation.startswith("add_") else "in the database only"
+    side = "in toolkit/waha_db/lifecycle/model.py only" if operation.startswith("add_") else "in the database only"
     return f"{operation[operation.index('_') + 1 :].replace('_', ' ')} {described}: {side}"
 
 
@@ -196,7 +196,7 @@ def check_no_drift(database: Database) -> None:
         differences = catalog.detect_drift(connection)
     if differences:
         raise CheckFailed(
-            "the migrated database differs from toolkit/lifecycle/head_catalog.json "
+            "the migrated database differs from toolkit/waha_db/lifecycle/head_catalog.json "
             "(if the migrations changed on purpose: python -m waha_db.checks.head_catalog --write)",
             differences,
         )
@@ -475,7 +475,7 @@ def check_legacy_conversion(database: Database) -> None:
 # The checks `verify` runs on each database, in order, with the line each is reported under.
 CHECKS = (
     ("upgrade an empty database to head", check_upgrade_to_head),
-    ("metadata (toolkit/lifecycle/model.py) equals the migrated database", check_metadata_matches),
+    ("metadata (toolkit/waha_db/lifecycle/model.py) equals the migrated database", check_metadata_matches),
     ("no drift from the recorded head catalog", check_no_drift),
     ("security: row security, search_path, anon, TRUNCATE, policies, indexed foreign keys", check_security_rules),
     ("the seed's examples and the selection rules", check_seed_examples),

@@ -84,7 +84,7 @@ class RepairPlan:
         return (
             "cannot repair: these differences need a decision only you can take; nothing was changed:\n"
             + "\n".join(f"  - {problem}" for problem in self.problems)
-            + "\nPut them back by hand as toolkit/lifecycle/head_catalog.json has them, then run `waha-db repair` again."
+            + "\nPut them back by hand as toolkit/waha_db/lifecycle/head_catalog.json has them, then run `waha-db repair` again."
         )
 
     def shows(self, notice: str) -> bool:
