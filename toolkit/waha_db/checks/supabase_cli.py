@@ -14,6 +14,7 @@ talks to nothing but the database it is given, and leaves nothing in the user's 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,10 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from waha_db.database import conninfo, mask_password
-from waha_db.lifecycle.migrate import CHECKOUT_ROOT
+from waha_db.lifecycle.revisions import CHECKOUT_ROOT
 
-SUPABASE_CLI_VERSION = "2.117.0"
-LOCAL_CLI = CHECKOUT_ROOT / ".ci" / "tools" / "node_modules" / ".bin" / "supabase"
+CI_TOOLS = CHECKOUT_ROOT / ".ci" / "tools"
+# The version the tests run, as .ci/tools/package.json pins it (its lock file pins the rest).
+SUPABASE_CLI_VERSION = json.loads((CI_TOOLS / "package.json").read_text(encoding="utf-8"))["dependencies"]["supabase"]
+LOCAL_CLI = CI_TOOLS / "node_modules" / ".bin" / "supabase"
 CLI_INSTALL_HINT = (
     f"the Supabase CLI was not found (WAHA_DB_SUPABASE_CLI, {LOCAL_CLI}, PATH): install it into the project with "
     f"`npm ci --prefix .ci/tools` (supabase@{SUPABASE_CLI_VERSION}, what .ci/run does)"
