@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 
 from waha_db.database import server_version
+from waha_db.lifecycle import catalog, repair, revisions, state
 from waha_db.lifecycle import plan as plans
-from waha_db.lifecycle import repair, revisions, state
 
 DRIFTED = "drifted"
 
@@ -112,7 +112,7 @@ def _drift(connection: sa.Connection, status: Status) -> Status:
     if not planned.differences:
         return status
     drift = tuple(planned.differences)
-    summary = f"at head ({status.current}) but drifted from it: {len(drift)} differences"
+    summary = f"at head ({status.current}) but drifted from it: {catalog.plural(len(drift), 'difference')}"
     if planned.problems:
         return _with(
             status,
