@@ -144,6 +144,13 @@ def test_drifted_by_a_dropped_index(waha_db, fresh_database):
     assert follow(waha_db, url)["next"] == "waha-db repair"
 
 
+@pytest.mark.parametrize("kind", ["head", "supabase_head"])
+def test_drifted_by_a_dropped_function_and_the_index_that_calls_it(waha_db, fresh_database, kind):
+    url = fresh_database(kind)
+    sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")
+    assert follow(waha_db, url)["next"] == "waha-db repair"
+
+
 def test_drifted_by_the_seeds_grant_all(waha_db, fresh_database):
     url = fresh_database("supabase_head")
     sql(url, "GRANT ALL ON public.waha_servers TO authenticated, service_role")  # the seed's "Atualizar permissões"

@@ -10,6 +10,15 @@ decision only a person can take (a column, a constraint, a table, an extra index
 function) is listed, and then it repairs nothing: `waha-db repair` runs all of it
 or none, in one transaction, after confirmation.
 
+The statements run in the order of what depends on what: functions first (an index,
+a policy or a trigger may call one: the 0010 unique index calls
+`waha_normalized_url`), then indexes, triggers, row security and policies, and the
+grants last, on objects that exist by then. A function it creates gets the privileges
+new functions get here (EXECUTE to PUBLIC, and whatever default privileges add, as
+Supabase's do for anon): the statements take those back too. After running them it
+compares the database with head again, and rolls everything back unless no drift is
+left.
+
 The seed's "Atualizar permissões" step (`GRANT ALL ... TO authenticated`) is the case
 that matters: it gives every signed-in user TRUNCATE, which ignores row security.
 """
@@ -21,8 +30,11 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from waha_db.errors import UserError
 from waha_db.lifecycle import catalog, locks, revisions
 
+# What runs first: what others use (functions), then what uses them; grants last.
+REPAIR_ORDER = ("functions", "indexes", "triggers", "row_security", "policies", "grants")
 _QUALIFIED = re.compile(r"^(?P<schema>\w+)\.(?P<table>\w+)\.(?P<name>\w+)$")
 
 
@@ -91,7 +103,10 @@ class RepairPlan:
         return True
 
     def done(self, seconds: float) -> str:
-        return f"repaired: {len(self.statements)} statement(s) in {seconds:.2f}s; the WAHA objects are as head has them"
+        return (
+            f"repaired: {catalog.plural(len(self.statements), 'statement')} in {seconds:.2f}s; "
+            "the WAHA objects are as head has them"
+        )
 
 
 def plan_repair(connection: sa.Connection) -> RepairPlan:
@@ -109,8 +124,12 @@ def plan_repair(connection: sa.Connection) -> RepairPlan:
     plan.differences = catalog.diff_snapshots(head, found, expected_label="head has", actual_label="database has")
     if not plan.differences:
         return plan
-    for section in ("indexes", "policies", "functions", "triggers", "row_security", "grants"):
+    created_functions = set(head.get("functions", {})) - set(found.get("functions", {}))
+    for section in REPAIR_ORDER:
         wanted, have = head.get(section, {}), found.get(section, {})
+        if section == "grants" and created_functions:
+            granted_when_created = new_function_grants(connection)
+            have = {**have, **{name: granted_when_created for name in created_functions if name not in have}}
         for name in sorted(set(wanted) | set(have)):
             if wanted.get(name) == have.get(name):
                 continue
@@ -125,6 +144,41 @@ def plan_repair(connection: sa.Connection) -> RepairPlan:
             if wanted.get(name) != have.get(name):
                 plan.problems.append(_line_for(plan.differences, name) or f"{section} {name} differs")
     return plan
+
+
+def new_function_grants(connection: sa.Connection) -> list[str]:
+    """The grants a function gets when this role creates it in schema public, as the catalog lists them.
+
+    PostgreSQL's built-in default (EXECUTE to PUBLIC), or this role's global default
+    privileges where it has some, plus its default privileges in schema public (on
+    Supabase: anon, authenticated and service_role); the owner's own grant aside.
+    """
+    rows = connection.exec_driver_sql(
+        """
+        WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user),
+        global AS (
+            SELECT d.defaclacl FROM pg_catalog.pg_default_acl AS d, me
+            WHERE d.defaclrole = me.oid AND d.defaclnamespace = 0 AND d.defaclobjtype = 'f'
+        ),
+        granted AS (
+            SELECT acl.grantee, acl.privilege_type
+            FROM me, pg_catalog.aclexplode(
+                COALESCE((SELECT defaclacl FROM global), pg_catalog.acldefault('f', me.oid))
+            ) AS acl
+            UNION
+            SELECT acl.grantee, acl.privilege_type
+            FROM pg_catalog.pg_default_acl AS d
+            JOIN me ON d.defaclrole = me.oid
+            CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) AS acl
+            WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'f'
+        )
+        SELECT CASE WHEN granted.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(granted.grantee) END,
+               pg_catalog.string_agg(granted.privilege_type, ', ' ORDER BY granted.privilege_type)
+        FROM granted, me WHERE granted.grantee <> me.oid
+        GROUP BY 1 ORDER BY 1
+        """
+    ).all()
+    return [f"{grantee}: {privileges}" for grantee, privileges in rows]
 
 
 def _line_for(differences: list[str], name: str) -> str | None:
@@ -159,9 +213,27 @@ def _restore(section: str, name: str, head, found) -> list[str] | None:
     return [create] if found is None else [drop, create]
 
 
+class RepairIncomplete(UserError):
+    """The statements ran, yet the WAHA objects still differ from head: rolled back."""
+
+
 def repair(connection: sa.Connection, plan: RepairPlan, *, lock_timeout: float) -> None:
-    """Run the plan's statements in the caller's transaction, each lock waited for at most `lock_timeout`."""
+    """Run the plan's statements in the caller's transaction, each lock waited for at most `lock_timeout`;
+    RepairIncomplete (so the caller rolls back) unless the database is then as head has it.
+
+    Function bodies are not checked while they are created (as pg_dump restores them):
+    a function may call another that the statements create after it.
+    """
     connection.exec_driver_sql(f"SET LOCAL lock_timeout = {locks.milliseconds(lock_timeout)}")
     connection.exec_driver_sql(f"SET LOCAL statement_timeout = {locks.STATEMENT_TIMEOUT_SECONDS * 1000}")
+    connection.exec_driver_sql("SET LOCAL check_function_bodies = off")
     for statement in plan.statements:
         connection.exec_driver_sql(statement.replace("%", "%%"))
+    left = catalog.detect_drift(connection)
+    if left:
+        raise RepairIncomplete(
+            f"the repair ran its {catalog.plural(len(plan.statements), 'statement')}, yet the WAHA objects still differ "
+            "from head, so it was rolled back and nothing was changed:\n"
+            + "\n".join(f"  {line}" for line in left)
+            + "\nPut these back by hand as toolkit/waha_db/lifecycle/head_catalog.json has them."
+        )
