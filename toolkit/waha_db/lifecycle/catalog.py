@@ -226,6 +226,16 @@ def waha_objects(snapshot: dict) -> dict:
     return waha
 
 
+def describe_object(section: str, name: str) -> str:
+    """`trigger public.waha_servers.servers_audit`, `grants on public.waha_servers`: an object as drift names it."""
+    return _describe(section, name)
+
+
+def short(value, limit: int = 160) -> str:
+    """A definition in one quoted line, whitespace collapsed, as drift lines show it."""
+    return _short(value, limit)
+
+
 def _describe(section: str, name: str) -> str:
     singular = {
         "relations": "relation",
