@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from waha_db.errors import UserError
-from waha_db.lifecycle import catalog, locks, revisions
+from waha_db.lifecycle import catalog, locks, revisions, writable
 
 # What runs first: what others use (functions), then what uses them; grants last.
 REPAIR_ORDER = ("functions", "indexes", "triggers", "row_security", "policies", "grants")
-_QUALIFIED = re.compile(r"^(?P<schema>\w+)\.(?P<table>\w+)\.(?P<name>\w+)$")
+_QUALIFIED = re.compile(r"^(?P<schema>\w+)\.(?P<table>\w+)\.(?P<name>.+)$")  # a policy's name may hold spaces
 
 
 def _quote(role: str) -> str:
@@ -66,8 +66,9 @@ class RepairPlan:
     """The statements that bring the WAHA objects back to head, or what blocks that."""
 
     statements: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # differences only a person can undo
+    problems: list[str] = field(default_factory=list)  # differences only a person can undo, or `blocked`
     differences: list[str] = field(default_factory=list)  # the drift, as status words it
+    blocked: str | None = None  # why this database accepts no writes (a hot standby, read-only), when it does not
 
     question = "Run these statements?"
     action = "repair"
@@ -92,15 +93,24 @@ class RepairPlan:
     def describe(self) -> list[str]:
         return ["statements that restore head's definitions:", *(f"  {statement}" for statement in self.statements)]
 
-    def refusal(self) -> str:
-        return (
-            "cannot repair: these differences need a decision only you can take; nothing was changed:\n"
-            + "\n".join(f"  - {problem}" for problem in self.problems)
-            + "\nPut them back by hand as toolkit/waha_db/lifecycle/head_catalog.json has them, then run `waha-db repair` again."
-        )
+    @property
+    def by_hand(self) -> list[str]:
+        """The differences only a person can undo."""
+        return [problem for problem in self.problems if problem != self.blocked]
 
-    def shows(self, notice: str) -> bool:
-        return True
+    def refusal(self) -> str:
+        lines = [f"cannot repair: {self.blocked}"] if self.blocked else []
+        if self.by_hand:
+            lines += [
+                "cannot repair: these differences need a decision only you can take; nothing was changed:",
+                *(f"  - {problem}" for problem in self.by_hand),
+                "Put them back by hand as toolkit/waha_db/lifecycle/head_catalog.json has them, "
+                "then run `waha-db repair` again.",
+            ]
+        return "\n".join(lines)
+
+    def shown(self, notice: str) -> str | None:
+        return notice
 
     def done(self, seconds: float) -> str:
         return (
@@ -143,6 +153,9 @@ def plan_repair(connection: sa.Connection) -> RepairPlan:
         for name in sorted(set(wanted) | set(have)):
             if wanted.get(name) != have.get(name):
                 plan.problems.append(_line_for(plan.differences, name) or f"{section} {name} differs")
+    plan.blocked = writable.writable_problem(connection)
+    if plan.blocked:
+        plan.problems.insert(0, plan.blocked)
     return plan
 
 
@@ -197,7 +210,7 @@ def _restore(section: str, name: str, head, found) -> list[str] | None:
             [f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;"] if head == "on" and found == "forced" else []
         )
     parts = _QUALIFIED.match(name)
-    table, object_name = f"{parts['schema']}.{parts['table']}", parts["name"]
+    table, object_name = f"{parts['schema']}.{parts['table']}", _quote(parts["name"])
     drop = {
         "indexes": f"DROP INDEX {parts['schema']}.{object_name};",
         "policies": f"DROP POLICY {object_name} ON {table};",
