@@ -301,7 +301,7 @@ def gave_up_message(
     """
     last = (
         f" (the last one {last_attempt_seconds:g} s, what was left of the {seconds:g} s)"
-        if last_attempt_seconds is not None and last_attempt_seconds < attempt_seconds
+        if attempts > 1 and last_attempt_seconds is not None and last_attempt_seconds < attempt_seconds - 0.05
         else ""
     )
     if seen_waiting:

@@ -183,7 +183,7 @@ class RetryableConflict(MigrationError):
         time.sleep(pause)
 
     def attempt_line(self, connection: sa.Connection, watch: locks.BlockerWatch | None) -> str:
-        return str(self).splitlines()[0]
+        return str(self).splitlines()[0].rstrip(".")
 
     def gave_up(
         self, connection: sa.Connection, deadline: locks.Deadline, attempts: int, watch: locks.BlockerWatch | None
@@ -228,7 +228,7 @@ class LockTimeout(RetryableConflict):
             locks.gave_up_message(
                 attempts=attempts,
                 seconds=deadline.seconds,
-                attempt_seconds=max(deadline.attempt_limit, self.attempt_seconds),
+                attempt_seconds=round(min(deadline.attempt_limit, deadline.seconds), 2),
                 last_attempt_seconds=self.attempt_seconds,
                 where=self.where,
                 holders=holders,
@@ -333,7 +333,10 @@ def explain_database_error(
         )
     missing = _MISSING_ROLES.match((diagnostic.message_primary or "") if diagnostic is not None else "")
     if sqlstate == "42501" and missing:
-        return RolesMissing(missing_roles_refusal(missing["roles"].split(", "), missing["user"]))
+        return RolesMissing(
+            missing_roles_refusal(missing["roles"].split(", "), missing["user"])
+            + "\nNothing was changed: the upgrade runs in one transaction."
+        )
     return None
 
 
@@ -395,8 +398,7 @@ def missing_roles_refusal(missing: list[str], user: str) -> str:
     statements = " ".join(roles_created()[role] for role in missing)
     return (
         f"{named} missing and {user} may not create {'it' if len(missing) == 1 else 'them'}"
-        f"{' (BYPASSRLS takes a superuser)' if any(needs_superuser(role) for role in missing) else ''}. "
-        "Nothing was changed.\n"
+        f"{' (BYPASSRLS takes a superuser)' if any(needs_superuser(role) for role in missing) else ''}.\n"
         f"Create {'it' if len(missing) == 1 else 'them'} as a superuser, then run the upgrade again: {statements}"
     )
 

@@ -293,8 +293,7 @@ class Plan:
         return lines
 
     def refusal(self) -> str:
-        ending = "\nNothing was changed." if self.direction == "upgrade" else ""
-        return f"cannot {self.direction}: " + "\n".join(self.problems) + ending
+        return f"cannot {self.direction}: " + "\n".join(self.problems) + "\nNothing was changed."
 
     def describe(self) -> list[str]:
         verb = "apply" if self.direction == "upgrade" else "undo"
@@ -479,7 +478,8 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
                 holding = " OR ".join(f"{column} IS NOT NULL" for column in columns)
                 rows = connection.exec_driver_sql(f"SELECT count(*) FROM public.{table} WHERE {holding}").scalar()
                 plan.drops_columns.extend((table, column) for column in columns)
-                plan.removes.append(f"drops columns {', '.join(columns)} of {table} ({rows} rows hold values)")
+                holds = f"{catalog.plural(rows, 'row')} hold{'s' if rows == 1 else ''} values"
+                plan.removes.append(f"drops columns {', '.join(columns)} of {table} ({holds})")
         if revision == migrate.conversion_revision() and _table_exists(connection, "waha_legacy.waha_config_v1"):
             rows = _count(connection, "waha_legacy.waha_config_v1")
             servers = (

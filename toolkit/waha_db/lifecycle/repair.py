@@ -99,7 +99,7 @@ class RepairPlan:
         return [problem for problem in self.problems if problem != self.blocked]
 
     def refusal(self) -> str:
-        lines = [f"cannot repair: {self.blocked}"] if self.blocked else []
+        lines = [f"cannot repair: {self.blocked}", "Nothing was changed."] if self.blocked else []
         if self.by_hand:
             lines += [
                 "cannot repair: these differences need a decision only you can take; nothing was changed:",

@@ -32,7 +32,7 @@ def writable_problem(connection: sa.Connection) -> str | None:
     if standby:
         return (
             f"{STANDBY} (pg_is_in_recovery() is true): it accepts no writes. "
-            "Nothing was changed. Run the command against the primary server; the standby follows it."
+            "Run the command against the primary server; the standby follows it."
         )
     if not read_only:
         return None
@@ -53,7 +53,7 @@ def writable_problem(connection: sa.Connection) -> str | None:
     fix = fixes.get(source)
     return (
         f"this database is read-only: default_transaction_read_only is on {where}, so every write is refused. "
-        "Nothing was changed. If it is read-only on purpose (a provider makes a database read-only when its disk "
+        "If it is read-only on purpose (a provider makes a database read-only when its disk "
         "is full), resolve that first; otherwise turn it off"
         + (f":\n{fix}" if fix else ".")
         + "\nOr, for one run: add ?options=-c%20default_transaction_read_only%3Doff to the database URL."
