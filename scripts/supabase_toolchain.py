@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from tests.fleet.fake_waha import FakeWaha  # noqa: E402
+from tests.support.pgbouncer import ThrowawayPgBouncer  # noqa: E402
+from tests.support.supabase_cli import SupabaseCli, install_pgtap, pg_prove  # noqa: E402
 from waha_db.checks.legacy import LEGACY_V1_SQL  # noqa: E402
-from waha_db.checks.pgbouncer import ThrowawayPgBouncer  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 from waha_db.checks.supabase import install_auth_stub  # noqa: E402
-from waha_db.checks.supabase_cli import SupabaseCli, install_pgtap, pg_prove  # noqa: E402
 from waha_db.database import conninfo, create_engine  # noqa: E402
 from waha_db.fleet import monitor as fleet_monitor  # noqa: E402
 from waha_db.lifecycle import migrate  # noqa: E402
