@@ -9,7 +9,7 @@ its output and its exit status:
    recorded but never applied (a skipped push of 0010);
 2. `adopt` of a hand-made database whose app added an audit trigger, an admins' policy,
    and its sessions table to Supabase Realtime's publication;
-3. an upgrade that gives up behind a transaction that read waha_config (pg_sleep(15)),
+3. an upgrade that gives up behind a transaction that read waha_config (then pg_sleep(60)),
    while 8 app clients read as authenticator -> authenticated;
 4. an upgrade whose backend is ended by pg_terminate_backend, or killed (kill -9); an
    upgrade that waits at its question longer than idle_in_transaction_session_timeout;
@@ -27,11 +27,21 @@ its output and its exit status:
 Every server it probes is a closed port on 127.0.0.1, and no database holding the legacy
 rows' example host is ever probed: nothing leaves the machine.
 
-Usage: .venv/bin/python tools/fault_transcript.py [ITEM ...]   (from the repository root; all items by default)
+With `--check`, it then compares every block docs/UPGRADING.md quotes from it (marked
+`<!-- transcript: tools/fault_transcript.py -->`) with what it printed, ports, uuids,
+pids, times and durations aside (tools/doc_blocks.py), and exits 1 on a difference.
+
+Usage, from the repository root (all items by default; about 3 minutes):
+
+    .venv/bin/python tools/fault_transcript.py [ITEM ...] [--check]
+    /other/checkout/.venv/bin/python tools/fault_transcript.py 3    # item 3 as that release says it
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import os
 import pty
 import select
@@ -49,13 +59,17 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
 
-from tests.other_servers import HotStandby  # noqa: E402
+from tests.support.other_servers import HotStandby  # noqa: E402
+from tools.doc_blocks import check_document  # noqa: E402
 from waha_db.checks.legacy import LEGACY_V1_SQL  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 from waha_db.database import conninfo  # noqa: E402
 
+DOCUMENT = REPOSITORY / "docs" / "UPGRADING.md"
+TOOL = "tools/fault_transcript.py"
 USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 WAHA_DB = str(Path(sys.executable).with_name("waha-db"))
 PYTHON = sys.executable
@@ -113,6 +127,7 @@ def run(environment: dict, *arguments: str, program: tuple[str, ...] = (WAHA_DB,
 
 
 def start(environment: dict, *arguments: str) -> subprocess.Popen:
+    sys.stdout.flush()
     return subprocess.Popen(
         [WAHA_DB, *arguments],
         env=environment,
@@ -192,6 +207,7 @@ def closed_port() -> int:
 @contextmanager
 def new_server():
     """A throwaway server of its own: roles never created there, and a crash there disturbs nothing else."""
+    sys.stdout.flush()  # testing.postgresql forks: what is still buffered would be written twice
     with ThrowawayPostgres() as server:
         yield server
 
@@ -281,15 +297,24 @@ class Application:
 def item_3(server: ThrowawayPostgres) -> None:
     print("## 3. An upgrade gives up behind a transaction that read waha_config; the app reads meanwhile\n")
     database = legacy_at_0004(server, "item3")
-    blocker = psycopg.connect(conninfo(database.url))
-    blocker.execute("SELECT * FROM public.waha_config").fetchall()
-    sleeping = threading.Thread(target=lambda: _sleep(blocker), daemon=True)
-    sleeping.start()
-    print(f"# pid {blocker.info.backend_pid}: BEGIN; SELECT * FROM waha_config; SELECT pg_sleep(15);   (the blocker)")
     with Application(database) as application:
         print(
             f"# pids {', '.join(map(str, sorted(application.pids)))}: 8 app clients, authenticator -> authenticated, "
-            "reading waha_servers in a loop\n"
+            "reading waha_servers in a loop"
+        )
+        blocker = psycopg.connect(conninfo(database.url))
+        blocker.execute("SELECT * FROM public.waha_config").fetchall()
+        sleeping = threading.Thread(target=lambda: _sleep(blocker), daemon=True)
+        sleeping.start()
+        wait_for(
+            lambda: (
+                database.sql("SELECT state FROM pg_stat_activity WHERE pid = %s", (blocker.info.backend_pid,))
+                == [("active",)]
+            ),
+            "the blocker sleeping",
+        )
+        print(
+            f"# pid {blocker.info.backend_pid}: BEGIN; SELECT * FROM waha_config; SELECT pg_sleep(60);   (the blocker)\n"
         )
         upgrade = start(database.environment, "upgrade", "--yes", "--owner", USER, "--lock-timeout", "6")
         finish(upgrade, "--lock-timeout 6")
@@ -304,7 +329,7 @@ def item_3(server: ThrowawayPostgres) -> None:
 
 def _sleep(connection) -> None:
     try:
-        connection.execute("SELECT pg_sleep(15)")
+        connection.execute("SELECT pg_sleep(60)")
     except psycopg.Error:
         connection.rollback()
 
@@ -393,9 +418,9 @@ def item_4(server: ThrowawayPostgres) -> None:
     moving = Database(server, "item4d")
     other: list[subprocess.Popen] = []
 
-    def another_run() -> None:
+    def another_run() -> None:  # it runs to its end while the question waits
         other.append(start(moving.environment, "upgrade", "0004", "--yes"))
-        time.sleep(3)
+        other[0].wait(timeout=120)
 
     at_the_question(moving, ["upgrade"], reading=0.5, meanwhile=another_run)
     finish(other[0], "the other run, started while the question waited")
@@ -566,7 +591,7 @@ def item_11(server: ThrowawayPostgres) -> None:
 ITEMS = {"1": item_1, "2": item_2, "3": item_3, "4": item_4, "5": item_5, "6": item_6, "7": item_7, "11": item_11}
 
 
-def main(chosen: list[str]) -> None:
+def transcript(chosen: list[str]) -> None:
     began = time.monotonic()
     with ThrowawayPostgres() as server:
         # Roles belong to the server: made once here, as Supabase has them (items 5 and 7 use servers without).
@@ -584,5 +609,32 @@ def main(chosen: list[str]) -> None:
     print(f"# done in {time.monotonic() - began:.0f} s")
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("items", nargs="*", metavar="ITEM", help=f"{' '.join(ITEMS)} (default: all)")
+    parser.add_argument("--check", action="store_true", help=f"compare the blocks {DOCUMENT.name} quotes with the run")
+    arguments = parser.parse_args()
+    unknown = [item for item in arguments.items if item not in ITEMS]
+    if unknown:
+        parser.error(f"no item {', '.join(unknown)}: the items are {', '.join(ITEMS)}")
+    os.environ.pop("DATABASE_URL", None)
+    if not arguments.check:
+        transcript(arguments.items)
+        return 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        transcript(arguments.items)
+    problems = check_document(DOCUMENT, TOOL, printed.getvalue())
+    if problems:
+        print(printed.getvalue())
+        print("\n".join(problems), file=sys.stderr)
+        print(
+            f"{DOCUMENT.relative_to(REPOSITORY)} differs from the run above: update the quoted blocks.", file=sys.stderr
+        )
+        return 1
+    print(f"{DOCUMENT.relative_to(REPOSITORY)}: every block quoted from {TOOL} matches the run")
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -130,3 +130,13 @@ def test_repair_puts_back_a_revision_whose_push_was_skipped(waha_db, fresh_datab
     result = waha_db(url, "repair", "--yes")
     assert result.exit_code == 0, result.output
     assert waha_db(url, "status", "--check").exit_code == 0, waha_db(url, "status").output
+
+
+def test_repair_drops_an_extra_policy_whose_name_holds_spaces(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, 'CREATE POLICY "Admins read all" ON public.waha_servers FOR SELECT TO authenticated USING (true)')
+    assert "next: waha-db repair" in waha_db(url, "status").output
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert 'DROP POLICY "Admins read all" ON public.waha_servers;' in result.output
+    assert waha_db(url, "status", "--check").exit_code == 0

@@ -18,7 +18,7 @@ import pytest
 from tests.cli.conftest import sql
 from tests.cli.test_adopt_command import HAND_MADE_V21
 from tests.conftest import LEGACY_OWNER
-from tests.other_servers import HotStandby, run_sql
+from tests.support.other_servers import HotStandby, run_sql
 from waha_db.checks.legacy import LEGACY_V1_SQL, LEGACY_V1_TABLE
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import create_engine

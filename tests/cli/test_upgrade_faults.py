@@ -20,8 +20,8 @@ import pytest
 from tests.cli.conftest import sql
 from tests.cli.test_upgrade_concurrency import backend_of, finish, start_waha_db
 from tests.conftest import LEGACY_OWNER
-from tests.other_servers import run_sql
 from tests.polling import wait_until
+from tests.support.other_servers import run_sql
 from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import conninfo
@@ -87,7 +87,7 @@ class Application:
 
 @pytest.fixture
 def sleeper(legacy_at_0004):
-    """A transaction that read waha_config, then sleeps 15 s (cancelled at the end of the test): the blocker."""
+    """A transaction that read waha_config, then sleeps (cancelled at the end of the test): the blocker."""
     connection = psycopg.connect(conninfo(legacy_at_0004))
     connection.execute("SELECT * FROM public.waha_config").fetchall()
     sleeping = threading.Thread(target=lambda: _sleep(connection), daemon=True)
@@ -107,7 +107,7 @@ def sleeper(legacy_at_0004):
 
 def _sleep(connection) -> None:
     try:
-        connection.execute("SELECT pg_sleep(15)")
+        connection.execute("SELECT pg_sleep(60)")
     except psycopg.errors.QueryCanceled:
         connection.rollback()
 
@@ -122,7 +122,7 @@ def test_the_give_up_names_the_backend_that_blocked_it_and_the_limit_of_each_att
         r"could not lock the WAHA tables within 6 s: \d attempt\(s\), each waiting at most 2 s for a lock", message
     )
     assert f"were blocked by:\n  pid {sleeper} (" in message
-    assert "SELECT pg_sleep(15)" in message
+    assert "SELECT pg_sleep(60)" in message
     assert f"SELECT pg_catalog.pg_terminate_backend({sleeper});" in message
     assert "queued behind it, for at most 2 s" in message
     named = {int(pid) for pid in re.findall(r"\bpid (\d+)", output)}

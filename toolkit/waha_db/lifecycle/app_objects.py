@@ -96,7 +96,7 @@ class AppObjects:
     problems: list[str] = field(default_factory=list)
 
 
-def read(connection: sa.Connection, tables: list[str], head: dict) -> AppObjects:
+def read(connection: sa.Connection, tables: list[str], head: dict[str, dict[str, object]]) -> AppObjects:
     """The application's objects on the hand-made `tables` of public, as adoption keeps them (module doc)."""
     found = AppObjects()
     names = [f"public.{table}" for table in tables]

@@ -16,7 +16,7 @@ STANDBY = "this server is a hot standby"
 
 def is_standby(problem: str | None) -> bool:
     """Whether `writable_problem` said the server is a hot standby (the fix is another server, not a setting)."""
-    return bool(problem) and problem.startswith(STANDBY)
+    return problem is not None and problem.startswith(STANDBY)
 
 
 def writable_problem(connection: sa.Connection) -> str | None:
