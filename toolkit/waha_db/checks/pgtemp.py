@@ -270,6 +270,11 @@ class ThrowawayPostgres:
         return int(self._started().settings["port"])
 
     @property
+    def log_path(self) -> Path:
+        """The server's log (its stderr): what PostgreSQL writes there, a refused statement's DETAIL included."""
+        return Path(self._server.base_dir) / f"{self._server.name}.log"
+
+    @property
     def bin_dir(self) -> Path:
         return Path(self._started().postgres).parent
 

@@ -17,6 +17,12 @@ before:
 - otherwise it applies the revision and records it in `alembic_version`, as an
   upgrade does, so waha-db manages the database afterwards: the hand-over from the
   CLI to waha-db;
+- from revision 0011 on (FIRST_VERIFYING_REVISION), it skips itself only for a value that
+  can have followed it: its own revision or a later one in waha-db's numbering, and only
+  where alembic_version is out of the API roles' reach (row security on, which revision
+  0011 sets and no API role can); any other value is refused (WAH06), never taken as
+  later. The files before 0011 were released trusting any value that is not one of their
+  ancestors; they keep their text, and are safe once 0011 has closed alembic_version;
 - it refuses to run out of order (WAH06) and on a hand-made V2.1 schema (WAH05);
 - up to the conversion revision, it stops before anything is applied when the
   legacy `waha_config` holds a server and no owner was given (WAH01) or a malformed
@@ -230,6 +236,19 @@ _OWNER_PREFLIGHT = r"""
     END IF;
 """
 
+_LOCK_VARIABLE = """
+    version_table_locked boolean;"""
+
+_READ_LOCK = """
+        SELECT c.relrowsecurity INTO version_table_locked
+        FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.alembic_version'::pg_catalog.regclass;"""
+
+_VERIFYING_NOTE = """\
+-- - skips itself only for this revision or a later one, and only where alembic_version is out of
+--   the API roles' reach (revision 0011 closes it); any other value is refused (WAH06), never
+--   taken as a later revision.
+"""
+
 _OWNER_VARIABLES = """
     owner_setting text;
     legacy_table regclass;
@@ -239,21 +258,15 @@ _OWNER_VARIABLES = """
 _BODY = r"""
 DO $waha_export$
 DECLARE
-    recorded text[];{owner_variables}
+    recorded text[];{variables}
 BEGIN
     -- As every waha-db upgrade: serialised by the advisory lock, then never queued behind
     -- the application's locks for longer than the lock timeout.
     PERFORM pg_catalog.pg_advisory_xact_lock({lock_key});
     PERFORM pg_catalog.set_config('lock_timeout', '{lock_timeout_ms}', true);{owner_setting}
     IF pg_catalog.to_regclass('public.alembic_version') IS NOT NULL THEN
-        SELECT pg_catalog.array_agg(version.version_num::text) INTO recorded FROM public.alembic_version AS version;
-    END IF;
-    IF recorded IS NOT NULL AND NOT recorded <@ ARRAY[{ancestors}]::text[] THEN
-        RAISE NOTICE 'waha-db revision {revision} is already applied (alembic_version: %): skipped',
-            pg_catalog.array_to_string(recorded, ', ');
-        RETURN;
-    END IF;
-{order_check}{owner_preflight}
+        SELECT pg_catalog.array_agg(version.version_num::text) INTO recorded FROM public.alembic_version AS version;{read_lock}
+    END IF;{skip}{order_check}{owner_preflight}
     -- Revision {revision}, as `waha-db upgrade` runs it.
     EXECUTE {quote}
 {upgrade_sql}{quote};
@@ -262,6 +275,47 @@ BEGIN
     RAISE NOTICE 'waha-db revision {revision} applied';
 END
 $waha_export$;
+"""
+
+# From this revision on, a file trusts alembic_version only as far as it can be checked (see
+# _VERIFIED_SKIP). The files before it were released as they are: their text never changes.
+FIRST_VERIFYING_REVISION = "0011"
+
+# A file from FIRST_VERIFYING_REVISION on skips itself only for a value that can have followed it: its
+# own revision or a later one in waha-db's numbering (four digits), and only where alembic_version is
+# out of the API roles' reach (row security on: only its owner can set that, and revision 0011 does).
+# Anything else is refused, never taken as later.
+_VERIFIED_SKIP = r"""
+    IF recorded IS NOT NULL AND NOT recorded <@ ARRAY[{ancestors}]::text[] THEN
+        -- Not a revision this one applies on top of: this one, a later one, or no waha-db revision at all.
+        IF pg_catalog.cardinality(recorded) <> 1 OR recorded[1] !~ '^[0-9]{{4}}$' OR recorded[1] < '{revision}' THEN
+            RAISE EXCEPTION 'alembic_version holds %, which is no waha-db revision that can follow revision {down}',
+                    pg_catalog.array_to_string(recorded, ', ')
+                USING ERRCODE = 'WAH06',
+                      DETAIL = 'Nothing was applied: waha-db revision {revision} cannot tell what this database holds. Record the '
+                               'revision it really holds (`waha-db status`; `supabase migration list` shows the files applied): '
+                               'UPDATE public.alembic_version SET version_num = ''NNNN''; then push again.';
+        END IF;
+        IF NOT version_table_locked THEN
+            RAISE EXCEPTION 'alembic_version says revision %, but the API roles may still write it (row security is off), so '
+                            'that cannot be trusted: revision 0011, which closes it, has not run here',
+                    recorded[1]
+                USING ERRCODE = 'WAH06',
+                      DETAIL = 'Nothing was applied. Record the revision this database really holds (`supabase migration list` '
+                               'shows the files applied; `waha-db status` what differs from head): '
+                               'UPDATE public.alembic_version SET version_num = ''NNNN''; then push again.';
+        END IF;
+        RAISE NOTICE 'waha-db revision {revision} is already applied (alembic_version: %): skipped', recorded[1];
+        RETURN;
+    END IF;
+"""
+
+_TRUSTING_SKIP = r"""
+    IF recorded IS NOT NULL AND NOT recorded <@ ARRAY[{ancestors}]::text[] THEN
+        RAISE NOTICE 'waha-db revision {revision} is already applied (alembic_version: %): skipped',
+            pg_catalog.array_to_string(recorded, ', ');
+        RETURN;
+    END IF;
 """
 
 _FIRST_ORDER_CHECK = """\
@@ -302,11 +356,15 @@ def _title(script: Script) -> str:
     return (script.doc or "").strip().splitlines()[0].rstrip(".") if script.doc else script.revision
 
 
-def render_migration_file(script: Script, ancestors: list[str], *, needs_owner: bool, owner: str | None = None) -> str:
+def render_migration_file(
+    script: Script, ancestors: list[str], *, needs_owner: bool, owner: str | None = None, verifying: bool = True
+) -> str:
     """The text of the exported file of one revision (see the module doc).
 
     `ancestors`: the revisions before it, oldest first; `needs_owner`: whether the file
-    comes at or before the conversion of the legacy waha_config, and so checks its owner.
+    comes at or before the conversion of the legacy waha_config, and so checks its owner;
+    `verifying`: whether it checks a later revision in alembic_version before it skips
+    itself (from FIRST_VERIFYING_REVISION on; the released files before it trust it).
     """
     revision, down = script.revision, script.down_revision
     if isinstance(down, (tuple, list)):
@@ -323,6 +381,8 @@ def render_migration_file(script: Script, ancestors: list[str], *, needs_owner: 
         else f"refuses to run before the revision it builds on ({down}) is in alembic_version."
     )
     header = _HEADER.format(revision=revision, title=_title(script), source=Path(script.path).name, refusal=refusal)
+    if verifying:
+        header += _VERIFYING_NOTE
     if needs_owner:
         header += _OWNER_NOTE
     if owner is not None and needs_owner:
@@ -330,13 +390,16 @@ def render_migration_file(script: Script, ancestors: list[str], *, needs_owner: 
     body = _BODY.format(
         lock_key=locks.MIGRATION_LOCK_KEY,
         lock_timeout_ms=EXPORTED_LOCK_TIMEOUT_MS,
-        owner_variables=_OWNER_VARIABLES if needs_owner else "",
+        variables=(_OWNER_VARIABLES if needs_owner else "") + (_LOCK_VARIABLE if verifying else ""),
+        read_lock=_READ_LOCK if verifying else "",
+        skip=(_VERIFIED_SKIP if verifying else _TRUSTING_SKIP).format(
+            ancestors=", ".join(f"'{name}'" for name in ancestors), revision=revision, down=down
+        ),
         owner_setting=(
             f"\n    PERFORM pg_catalog.set_config('waha.config_owner', '{owner}', true);"
             if owner is not None and needs_owner
             else ""
         ),
-        ancestors=", ".join(f"'{name}'" for name in ancestors),
         revision=revision,
         order_check=_FIRST_ORDER_CHECK if down is None else _LATER_ORDER_CHECK.format(revision=revision, down=down),
         owner_preflight=_OWNER_PREFLIGHT if needs_owner else "",
@@ -363,10 +426,17 @@ def migration_files(*, owner: str | None = None, head: str = "head") -> list[Exp
     )
     # The conversion and the revisions before it: a file's text never depends on the export's head.
     needing_owner = {script.revision for script in _linear_history(migrate.conversion_revision())}
+    trusting = {script.revision for script in _linear_history(FIRST_VERIFYING_REVISION)} - {FIRST_VERIFYING_REVISION}
     files = []
     for index, script in enumerate(scripts):
         name = migration_file_name(versions[script.revision], script.revision, revision_slug(script))
-        text = render_migration_file(script, order[:index], needs_owner=script.revision in needing_owner, owner=owner)
+        text = render_migration_file(
+            script,
+            order[:index],
+            needs_owner=script.revision in needing_owner,
+            owner=owner,
+            verifying=script.revision not in trusting,
+        )
         files.append(ExportedFile(MIGRATIONS_FOLDER / name, text, script.revision))
     return files
 
