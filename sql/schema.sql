@@ -1466,8 +1466,10 @@ BEGIN
             USING ERRCODE = 'WAH06',
                   DETAIL = 'Nothing was applied. Until this revision, the API roles could write alembic_version: a value written there '
                            'makes later revisions believe earlier ones ran. Record the revision this database really holds '
-                           '(UPDATE public.alembic_version SET version_num = ''0009''; when revision 0010 never ran), then upgrade '
-                           'or push again. If those objects were dropped by hand, recreate them as revision 0010 makes them.';
+                           '(UPDATE public.alembic_version SET version_num = ''0009''; when revision 0010 never ran; after a '
+                           '`supabase db push`, also `supabase migration repair --status reverted 20261202000010`, so the CLI '
+                           'pushes file 0010 again), then upgrade or push again. If those objects were dropped by hand, recreate '
+                           'them as revision 0010 makes them.';
     END IF;
 END
 $$;

@@ -147,6 +147,30 @@ def test_add_refuses_bad_values_with_the_rule_in_words(waha_db, plain_url, user_
 
 
 @pytest.mark.parametrize(
+    "options",
+    [("--priority", "11"), ("--timeout", "999"), ("--url", "https://x.example/?token=1")],
+    ids=["priority", "timeout", "url"],
+)
+def test_a_refused_add_leaves_no_secret_in_the_server_log(waha_db, url, user, cluster, options):
+    """PostgreSQL would log the refused row (`DETAIL: Failing row contains (...)`), its key and webhook secret included."""
+    log = cluster.server.log_path
+    start = log.stat().st_size
+    key, webhook_secret = f"SECRET-K5-{user[:8]}", f"WHSECRET-{user[:8]}"
+    result = waha_db(
+        url,
+        *("servers", "add", "--user", user, "--name", "X", "--url", "https://x.example"),
+        *("--api-key", key, "--webhook-secret", webhook_secret, *options),
+    )
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(start)
+        logged = handle.read()
+    assert "violates check constraint" in logged, logged
+    assert key not in logged and webhook_secret not in logged
+    assert key not in result.output and webhook_secret not in result.output
+
+
+@pytest.mark.parametrize(
     ("name", "server_url", "rule"),
     [
         ("   ", "https://x.example", "name must not be blank"),
