@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 
 import pytest
 
@@ -90,6 +91,13 @@ def test_files_from_0011_on_check_a_later_revision_before_they_skip_and_the_rele
             assert verifying not in item.text, item.revision
         else:
             assert verifying in item.text and "which is no waha-db revision that can follow" in item.text, item.revision
+
+
+def test_revision_ids_are_four_digits_as_the_exported_files_take_a_later_one_to_be():
+    """A file from 0011 on skips itself for a later revision: four digits, greater than its own."""
+    ids = revisions.ids()
+    assert all(re.fullmatch(r"[0-9]{4}", revision) for revision in ids)
+    assert ids == sorted(ids)
 
 
 def test_a_later_release_only_adds_files():
