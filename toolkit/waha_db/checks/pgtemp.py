@@ -272,7 +272,8 @@ class ThrowawayPostgres:
     @property
     def log_path(self) -> Path:
         """The server's log (its stderr): what PostgreSQL writes there, a refused statement's DETAIL included."""
-        return Path(self._server.base_dir) / f"{self._server.name}.log"
+        server = self._started()
+        return Path(server.base_dir) / f"{server.name}.log"
 
     @property
     def bin_dir(self) -> Path:
