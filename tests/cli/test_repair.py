@@ -70,3 +70,22 @@ def test_repair_drops_a_policy_head_does_not_have(waha_db, fresh_database):
     assert result.exit_code == 0, result.output
     assert "DROP POLICY everyone_reads ON public.waha_servers;" in result.output
     assert waha_db(url, "status", "--check").exit_code == 0
+
+
+def test_alembic_version_open_to_anon_is_drift_that_repair_closes(waha_db, fresh_database):
+    url = fresh_database("supabase_head")
+    sql(url, "GRANT SELECT, UPDATE, DELETE ON public.alembic_version TO anon")
+    sql(url, "ALTER TABLE public.alembic_version DISABLE ROW LEVEL SECURITY")
+    status = waha_db(url, "status", "--check")
+    assert status.exit_code == 1
+    assert "unexpected grants on public.alembic_version: 'anon: DELETE, SELECT, UPDATE'" in status.output
+    assert "changed row security of public.alembic_version: head has 'on', database has 'off'" in status.output
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "  REVOKE ALL ON TABLE public.alembic_version FROM anon;" in result.output
+    assert "  ALTER TABLE public.alembic_version ENABLE ROW LEVEL SECURITY;" in result.output
+    with psycopg.connect(conninfo(url)) as connection:
+        connection.execute("SET ROLE anon")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("UPDATE public.alembic_version SET version_num = '0004'")
+    assert waha_db(url, "status", "--check").exit_code == 0

@@ -587,16 +587,16 @@ def server_fields(command):
     """The options of `servers add` and `servers update` (update leaves out what is not given)."""
     options = [
         click.option("--name", help="Friendly name, e.g. 'Servidor Principal'."),
-        click.option("--url", help="The WAHA server's http(s) URL."),
+        click.option("--url", help="The WAHA server's http(s) URL, without user:password@, ?query or #fragment."),
         click.option("--api-key", help="WAHA's API key."),
         click.option("--description", help="Free text."),
         click.option("--priority", type=int, help="0 to 10; higher is preferred."),
         click.option("--max-sessions", type=int, help="Sessions this server may hold (> 0)."),
         click.option("--active/--inactive", default=None, help="Whether new sessions may go to it."),
-        click.option("--webhook-url", help="http(s) URL WAHA calls back."),
+        click.option("--webhook-url", help="http(s) URL WAHA calls back, without user:password@, ?query or #fragment."),
         click.option("--webhook-secret", help="Secret of the webhook."),
-        click.option("--timeout", type=int, help="Request timeout in seconds (> 0)."),
-        click.option("--retries", type=int, help="Retry attempts (>= 0)."),
+        click.option("--timeout", type=int, help="Request timeout in seconds (1 to 120)."),
+        click.option("--retries", type=int, help="Retry attempts (0 to 10)."),
         click.option("--rate-limit", type=int, help="Requests per minute (> 0)."),
     ]
     for option in reversed(options):

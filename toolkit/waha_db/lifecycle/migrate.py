@@ -203,6 +203,10 @@ class DataRefused(MigrationError):
     """Rows a revision's new rule refuses (one server under two URLs, a session name occupying twice); listed."""
 
 
+class RecordedRevisionRefused(MigrationError):
+    """alembic_version names a revision whose objects are missing (written by someone else, or dropped since)."""
+
+
 class HandMadeSchema(MigrationError):
     """The database has V2.1 tables made by hand, never managed by Alembic: adopt it first."""
 
@@ -234,6 +238,7 @@ _REFUSALS = {
     "WAH03": LegacyConversionRefused,
     "WAH04": LegacyConversionRefused,
     "WAH05": HandMadeSchema,
+    "WAH06": RecordedRevisionRefused,
     "WAH07": LegacyConversionRefused,
     "WAH08": DataRefused,
 }
@@ -244,7 +249,7 @@ def explain_database_error(
 ) -> MigrationError | None:
     """A MigrationError for the DBA from a database error of a migration run; None when there is none to give.
 
-    The migrations raise their refusals with SQLSTATEs WAH01..WAH05 and a hint; a lock
+    The migrations raise their refusals with SQLSTATEs WAH01..WAH08 and a hint; a lock
     timeout (55P03) becomes a message that names the revision, the wait, and how to
     find the blocking session.
     """
