@@ -34,6 +34,8 @@ from waha_db.errors import UserError
 from waha_db.fleet import allocation, health, live, selection
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
+from waha_db.fleet.progress import terminal_progress
+from waha_db.fleet.transport import DEFAULT_CONCURRENCY, DEFAULT_PER_HOST
 from waha_db.lifecycle import adopt as adoption
 from waha_db.lifecycle import export as exporting
 from waha_db.lifecycle import locks, migrate, revisions
@@ -766,6 +768,37 @@ def servers_best(invocation, user_id, excluded, as_json):
 # --- server health: `servers test` and `monitor` (waha_db.fleet) ------------------------------
 
 
+def round_options(command):
+    """--concurrency, --per-host and --deadline: how a round asks the servers (waha_db.fleet.rounds)."""
+    options = [
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=DEFAULT_CONCURRENCY,
+            show_default=True,
+            help="Requests in flight at once, in all (capped by the open-files limit).",
+        ),
+        click.option(
+            "--per-host",
+            type=click.IntRange(min=1),
+            default=DEFAULT_PER_HOST,
+            show_default=True,
+            help="Requests in flight at once to one address (scheme, host, port).",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=1),
+            default=60,
+            show_default=True,
+            metavar="SECONDS",
+            help="A round ends this long after it starts; a server not done by then is reported as failing.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @servers.command("test")
 @click.argument("server_id", type=click.UUID, required=False, metavar="[ID]")
 @click.option(
@@ -776,10 +809,10 @@ def servers_best(invocation, user_id, excluded, as_json):
     help="Test every active server of this user instead of one ID.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON (never the API key).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
+@round_options
 @pass_invocation
 @library_errors
-def servers_test(invocation, server_id, user_id, as_json, concurrency):
+def servers_test(invocation, server_id, user_id, as_json, concurrency, per_host, deadline):
     """The form's [Testar Conexão]: GET {api_url}/api/server/version, and record the outcome.
 
     Sends X-Api-Key when the server has an api_key, waits at most the server's
@@ -792,8 +825,14 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
     tier a reachable server reports are recorded too (`servers list` shows them),
     with a warning when a WAHA CORE server has max_sessions above 1. Redirects are
     not followed and proxy variables are ignored: no request goes anywhere but the
-    server's URL.
-    Exit 1 when any server is unreachable.
+    server's URL (its path, with /api/server/version appended; never its query).
+    Every server is asked at once, within --deadline. Exit 1 when any server is
+    unreachable.
+
+    \b
+    Probes connect only where the network policy allows: never to link-local,
+    unspecified, multicast or broadcast addresses; WAHA_DB_PROBE_DENY=private,loopback
+    (or public) denies more. SSL_CERT_FILE / SSL_CERT_DIR add a CA to trust.
 
     \b
     Example:
@@ -802,9 +841,11 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
     """
     if (server_id is None) == (user_id is None):
         raise click.UsageError("give either a server ID or --user UUID (all of that user's active servers)")
+    options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
     with invocation.engine() as engine, health.autocommit_connection(engine) as connection:
         targets = health.load_servers(connection, server_ids=[server_id] if server_id else (), user_id=user_id)
-        checked = health.test_servers(connection, targets, concurrency=concurrency)
+        progress = terminal_progress(sys.stderr, quiet=as_json)
+        checked = health.test_servers(connection, targets, options=options, progress=progress)
     if as_json:
         click.echo(json.dumps([health.checked_as_json(item) for item in checked], indent=2, ensure_ascii=False))
     else:
@@ -830,10 +871,10 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
     help="Seconds from the start of one round of checks to the next.",
 )
 @click.option("--once", is_flag=True, help="One round of checks, then exit (for cron).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
+@round_options
 @pass_invocation
 @library_errors
-def monitor(invocation, interval, once, concurrency):
+def monitor(invocation, interval, once, concurrency, per_host, deadline):
     """Check every active server of every user on a schedule, and record the outcomes.
 
     Runs as the role of the database URL, which must see every server (the owner or
@@ -841,26 +882,50 @@ def monitor(invocation, interval, once, concurrency):
     healthy), when a server reports another WAHA version, engine or tier than
     recorded (with a warning for a CORE server whose max_sessions is above 1), and
     when the database connection is lost or back; it reconnects with
-    backoff and never stops because one server fails. SIGTERM or Ctrl-C stops it
-    after the checks in flight (at most one timeout). With --once, exit 1 when the
-    database cannot be reached.
+    backoff and never stops because one server fails. Each round asks every server
+    at once and ends within --deadline, whatever the servers' timeouts; then one
+    line sums it up (servers probed, healthy, failing, round time) and the outcomes
+    are recorded in a few statements. SIGTERM or Ctrl-C stops it within about a
+    second: the checks in flight are cancelled and not recorded. With --once, exit
+    1 when the database cannot be reached.
+
+    \b
+    Probes connect only where the network policy allows: never to link-local,
+    unspecified, multicast or broadcast addresses; WAHA_DB_PROBE_DENY=private,loopback
+    (or public) denies more. SSL_CERT_FILE / SSL_CERT_DIR add a CA to trust.
 
     \b
     Example:
       waha-db monitor --interval 30
       waha-db monitor --once
     """
+    options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
     stop = threading.Event()
     restore = fleet_monitor.stop_on_signals(stop)
     try:
         with invocation.engine() as engine:
             click.echo(
                 f"monitoring the active WAHA servers of every user at {database.connection_target(invocation.url)}"
-                + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops"),
+                + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops")
+                + f"; {options.policy.describe()}",
                 err=True,
             )
+            progress = terminal_progress(sys.stderr)
+
+            def on_round(summary: fleet_monitor.RoundSummary) -> None:
+                if progress is not None:
+                    progress.clear()
+                click.echo(summary.line())
+
             stats = fleet_monitor.monitor(
-                engine, interval=interval, once=once, concurrency=concurrency, stop=stop, emit=click.echo
+                engine,
+                interval=interval,
+                once=once,
+                options=options,
+                stop=stop,
+                emit=click.echo,
+                on_round=on_round,
+                progress=progress,
             )
     finally:
         restore()
@@ -915,9 +980,10 @@ def sessions() -> None:
 )
 @YES
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@round_options
 @pass_invocation
 @library_errors
-def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_json):
+def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_json, concurrency, per_host, deadline):
     """Compare each server's sessions_ativas with its occupying sessions, and correct them.
 
     A session occupies a slot unless its status is STOPPED, FAILED or DISCONNECTED
@@ -935,8 +1001,12 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     (never deletes a row), writes WAHA's statuses, phone numbers and profile
     names, and sets the counter, in one transaction per server, safe against
     concurrent allocate_waha_session / release_waha_session. Nothing is ever
-    changed on a WAHA server. A server that cannot be read is reported and
-    skipped (exit 1), never taken as "no sessions".
+    changed on a WAHA server. A server that cannot be read (within --deadline:
+    every server is asked at once) is reported and skipped (exit 1), never taken
+    as "no sessions". A server whose URL more than one user registered is
+    reported as "registered by N users" and skipped: one WAHA, one tenant.
+    --concurrency, --per-host and --deadline go with --live; so do
+    WAHA_DB_PROBE_DENY and SSL_CERT_FILE / SSL_CERT_DIR, as for `monitor`.
 
     \b
     Example:
@@ -947,7 +1017,8 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
       waha-db sessions reconcile --live --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --apply --yes --json
     """
     if against_waha:
-        return _reconcile_live(invocation, user_id, servers, apply, grace, yes, as_json)
+        options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
+        return _reconcile_live(invocation, user_id, servers, apply, grace, yes, as_json, options)
     if user_id is not None or grace is not None:
         raise click.UsageError("--user and --grace go with --live")
 
@@ -1093,7 +1164,7 @@ def export_supabase(workdir, owner):
 # --- sessions reconcile --live: the database against what the WAHA servers run (waha_db.fleet.live) ---
 
 
-def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json):
+def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json, options):
     """The --live half of `sessions reconcile`: report, ask, apply, print; exit 1 when a server was not reconciled."""
 
     def confirm(report: live.LiveReport) -> None:
@@ -1109,6 +1180,8 @@ def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json)
             apply=apply,
             grace=live.DEFAULT_GRACE_SECONDS if grace is None else grace,
             confirm=None if yes else confirm,
+            options=options,
+            progress=terminal_progress(sys.stderr, quiet=as_json),
         )
     click.echo(
         json.dumps(report.as_json(), indent=2, ensure_ascii=False) if as_json else live.render_live_report(report)
