@@ -137,6 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many probes at once to one fake (the default 5 would make them wait)
 
     def __init__(self, address, fake: FakeWaha, ssl_context=None):
         self.fake = fake

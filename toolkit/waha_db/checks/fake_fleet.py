@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import sys
 
@@ -122,8 +123,10 @@ async def serve_fleet(kinds: list[str], lifetime: float) -> None:
     loop = asyncio.get_running_loop()
     closed = loop.run_in_executor(None, sys.stdin.read)  # returns when the parent closes our stdin
     await asyncio.wait({closed}, timeout=lifetime)
-    for server in servers:
-        server.close()
+    # Leave at once: the hanging connections' tasks, and the thread still reading stdin
+    # after a timeout, have nothing to finish.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def main() -> None:
@@ -136,12 +139,7 @@ def main() -> None:
     try:
         asyncio.run(serve_fleet(kinds_for(arguments.servers, arguments.hang, arguments.refuse), arguments.lifetime))
     except KeyboardInterrupt:
-        pass
-    # Daemon executor thread still blocked on stdin: leave at once.
-    sys.stdout.flush()
-    import os
-
-    os._exit(0)
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -60,9 +60,22 @@ async def run_round(
     loop = asyncio.get_running_loop()
     ends_at = None if deadline is None else loop.time() + deadline
     tasks: dict[int, asyncio.Task[T]] = {}
+    pending: set[asyncio.Task[T]] = set()
+    woken = asyncio.Event()
+
+    def settled(task: asyncio.Task[T]) -> None:
+        # One callback per task, rather than asyncio.wait over every pending task at each
+        # wake-up, which costs a round the square of its size.
+        pending.discard(task)
+        if finished is not None and not task.cancelled() and task.exception() is None:
+            finished(task.result())
+        woken.set()
+
     for position in order if order is not None else range(len(jobs)):
-        tasks[position] = asyncio.ensure_future(jobs[position]())
-    pending = set(tasks.values())
+        task = asyncio.ensure_future(jobs[position]())
+        tasks[position] = task
+        pending.add(task)
+        task.add_done_callback(settled)
     why = ""
     while pending:
         if stop is not None and stop.is_set():
@@ -75,11 +88,12 @@ async def run_round(
                 why = "deadline"
                 break
             wait = min(wait, left)
-        done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-        if finished is not None:
-            for task in done:
-                if not task.cancelled() and task.exception() is None:
-                    finished(task.result())
+        woken.clear()
+        try:
+            await asyncio.wait_for(woken.wait(), timeout=wait)
+        except asyncio.TimeoutError:
+            pass
+    pending = set(pending)
     for task in pending:
         task.cancel()
     if pending:

@@ -31,7 +31,7 @@ import httpx
 from waha_db.errors import UserError
 from waha_db.fleet.policy import Address, NetworkPolicy
 
-DEFAULT_CONCURRENCY = 500
+DEFAULT_CONCURRENCY = 250
 DEFAULT_PER_HOST = 4
 # Sockets kept for everything else (the database, files) when the open-files limit caps the concurrency.
 RESERVED_FILES = 64
@@ -127,15 +127,41 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     httpx's own.
     """
 
-    def __init__(self, policy: NetworkPolicy, context: ssl.SSLContext, connections: int) -> None:
+    def __init__(self, backend: GuardedBackend, context: ssl.SSLContext, connections: int) -> None:
         super().__init__(verify=context, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=context,
             max_connections=connections,
-            max_keepalive_connections=min(connections, 100),
+            max_keepalive_connections=connections,
             keepalive_expiry=5.0,
-            network_backend=GuardedBackend(policy),
+            network_backend=backend,
         )
+
+
+class PerAddressTransport(httpx.AsyncBaseTransport):
+    """One small GuardedTransport per address (scheme, host, port).
+
+    httpcore's pool looks through all its connections for every request, so one pool
+    of a thousand connections costs a round the square of its size in CPU; a pool
+    per address holds at most `per_host` connections.
+    """
+
+    def __init__(self, policy: NetworkPolicy, context: ssl.SSLContext, per_host: int) -> None:
+        self._backend = GuardedBackend(policy)
+        self._context = context
+        self._per_host = per_host
+        self._transports: dict[tuple[bytes, bytes, int | None], GuardedTransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.url.raw_scheme, request.url.raw_host, request.url.port)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = self._transports[key] = GuardedTransport(self._backend, self._context, self._per_host)
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
 
 
 def open_files_allowance() -> int:
@@ -175,7 +201,7 @@ class FleetClient:
         self._all = asyncio.Semaphore(concurrency)
         self._hosts: dict[tuple[str, str, int | None], asyncio.Semaphore] = {}
         self.client = httpx.AsyncClient(
-            transport=GuardedTransport(policy, context, concurrency),
+            transport=PerAddressTransport(policy, context, self.per_host),
             follow_redirects=False,
             trust_env=False,
         )
