@@ -106,7 +106,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         path = urlsplit(self.path)
-        if path.path.rstrip("/") not in ("/api/server/version", "/api/sessions"):
+        # WAHA may sit under a path of a reverse proxy (api_url https://host/waha): any prefix.
+        endpoint = next(
+            (e for e in ("/api/server/version", "/api/sessions") if path.path.rstrip("/").endswith(e)), None
+        )
+        if endpoint is None:
             self._send_json(404, {"message": f"Cannot GET {path.path}", "error": "Not Found", "statusCode": 404})
             return
         if mode == "needs_key" and self.headers.get("X-Api-Key") != fake.api_key:
@@ -124,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if path.path.rstrip("/") == "/api/sessions":
+        if endpoint == "/api/sessions":
             every = parse_qs(path.query).get("all") == ["true"]
             self._send_json(200, [s for s in fake.session_list() if every or s["status"] != "STOPPED"])
             return

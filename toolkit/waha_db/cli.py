@@ -32,7 +32,7 @@ from waha_db.checks import fleet_bench as fleet_benchmark
 from waha_db.checks import verify as verification
 from waha_db.checks.pgtemp import find_server_binaries
 from waha_db.errors import UserError
-from waha_db.fleet import allocation, health, live, selection
+from waha_db.fleet import allocation, fleet_summary, health, live, selection
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
 from waha_db.fleet.progress import terminal_progress
@@ -610,25 +610,38 @@ def server_fields(command):
 @servers.command("list")
 @USER
 @click.option("--json", "as_json", is_flag=True, help="Print the servers as JSON (secrets masked).")
+@click.option(
+    "--all", "every_card", is_flag=True, help=f"Every server's card, even above {fleet_summary.SUMMARY_ABOVE} servers."
+)
 @pass_invocation
 @library_errors
-def servers_list(invocation, user_id, as_json):
+def servers_list(invocation, user_id, as_json, every_card):
     """The user's servers as the seed's "Meus Servidores WAHA" screen, best priority first.
 
     Green mark: active; red: disabled. Ordered as the seed's listing query
     (ORDER BY prioridade DESC, nome). Once `servers test` or `monitor` got an
     answer from a server, what it reported being (WAHA version, engine, tier) is
     shown too, and a WAHA CORE server (a single session) whose max_sessions is
-    above 1 gets a warning with the fix.
+    above 1 gets a warning with the fix. A user with more than 20 servers gets a
+    summary instead (counts by state: active, healthy, failing, never checked,
+    full; the first failing servers with their reason); --all prints every card.
 
     \b
     Example:
       waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+      waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --all
     """
     with invocation.transaction() as connection:
         listing = server_admin.server_listing(connection, user_id)
+        many = not as_json and not every_card and len(listing.servers) > fleet_summary.SUMMARY_ABOVE
+        if many:
+            now = connection.execute(sa.text("SELECT pg_catalog.now()")).scalar_one()
+            recorded = health.recorded_health(connection, [server.id for server in listing.servers])
     if as_json:
         click.echo(json.dumps(listing.as_json(), indent=2, ensure_ascii=False))
+    elif many:
+        summary = fleet_summary.summarize(listing.servers, recorded, listing.identities, now)
+        click.echo(fleet_summary.render_summary(user_id, summary))
     else:
         click.echo(listing.render())
 
