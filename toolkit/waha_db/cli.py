@@ -1094,10 +1094,16 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="With --fleet: measure the waha_db package in this folder (another checkout's toolkit/), to compare.",
 )
+@click.option(
+    "--concurrency",
+    "fleet_concurrency",
+    type=click.IntRange(min=1),
+    help="With --fleet: run both commands with this --concurrency (default: theirs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.pass_context
 @library_errors
-def bench(ctx, bench_url, tables, seconds, windows, fleet, fleet_sizes, toolkit, as_json):
+def bench(ctx, bench_url, tables, seconds, windows, fleet, fleet_sizes, toolkit, fleet_concurrency, as_json):
     """Measure server selection and session allocation; print the figures and the goals.
 
     On a throwaway PostgreSQL (the server binaries and pgbench must be installed),
@@ -1124,12 +1130,13 @@ def bench(ctx, bench_url, tables, seconds, windows, fleet, fleet_sizes, toolkit,
         result = fleet_benchmark.run_fleet_benchmark(
             sizes=tuple(fleet_sizes) or (fleet_benchmark.SERVERS,),
             toolkit=toolkit,
+            concurrency=fleet_concurrency,
             progress=lambda message: click.echo(f"  {message}", err=True),
         )
         click.echo(json.dumps(result.as_dict(), indent=2) if as_json else fleet_benchmark.render(result))
         return
-    if fleet_sizes or toolkit:
-        raise click.UsageError("--servers and --toolkit go with --fleet")
+    if fleet_sizes or toolkit or fleet_concurrency:
+        raise click.UsageError("--servers, --toolkit and --concurrency go with --fleet")
     invocation = ctx.find_object(Invocation)
     if bench_url is not None:
         invocation = ctx.obj = Invocation(bench_url)

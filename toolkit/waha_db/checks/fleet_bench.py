@@ -14,7 +14,8 @@ Measured, each in a child process that runs the real command line
   child);
 - the child's peak resident memory (VmHWM).
 
-`toolkit` measures another copy of waha-db (the folder that holds its `waha_db`
+`concurrency` is passed to both commands as `--concurrency`. `toolkit` measures
+another copy of waha-db (the folder that holds its `waha_db`
 package, e.g. a checkout's toolkit/ of an earlier release), to compare before and
 after on the same machine. Everything is bounded: the fake servers stop when the
 benchmark ends (or after `--lifetime`), and each command is killed if it runs past
@@ -176,6 +177,7 @@ def run_fleet_benchmark(
     timeout: int = TIMEOUT_SECONDS,
     retry_attempts: int = RETRY_ATTEMPTS,
     toolkit: Path | None = None,
+    concurrency: int | None = None,
     limit: float = COMMAND_LIMIT_SECONDS,
     progress=lambda message: None,
 ) -> FleetBenchResult:
@@ -209,6 +211,9 @@ def run_fleet_benchmark(
                 ports = json.loads(fleet.stdout.readline())["servers"]
                 _fill(url, ports, timeout, retry_attempts)
                 for name, arguments in COMMANDS.items():
+                    if concurrency is not None:
+                        arguments = [*arguments, "--concurrency", str(concurrency)]
+                        name = f"{name} --concurrency {concurrency}"
                     progress(f"{size} servers: {name}")
                     figures = _run_command(url, arguments, toolkit, limit)
                     result.figures.append(
@@ -229,6 +234,7 @@ def run_fleet_benchmark(
                 except subprocess.TimeoutExpired:
                     fleet.kill()
                     fleet.wait()
+                fleet.stdout.close()
     return result
 
 
@@ -259,11 +265,13 @@ def main() -> None:  # pragma: no cover - a convenience for measuring another ch
     parser = argparse.ArgumentParser(description="The fleet benchmark (as `waha-db bench --fleet`).")
     parser.add_argument("--servers", type=int, action="append")
     parser.add_argument("--toolkit", type=Path)
+    parser.add_argument("--concurrency", type=int)
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
     result = run_fleet_benchmark(
         sizes=tuple(arguments.servers or [SERVERS]),
         toolkit=arguments.toolkit,
+        concurrency=arguments.concurrency,
         progress=lambda message: print(f"  {message}", file=sys.stderr, flush=True),
     )
     print(json.dumps(result.as_dict(), indent=2) if arguments.json else render(result))
