@@ -31,7 +31,7 @@ import httpx
 from waha_db.errors import UserError
 from waha_db.fleet.policy import Address, NetworkPolicy
 
-DEFAULT_CONCURRENCY = 250
+DEFAULT_CONCURRENCY = 500
 DEFAULT_PER_HOST = 4
 # Sockets kept for everything else (the database, files) when the open-files limit caps the concurrency.
 RESERVED_FILES = 64
