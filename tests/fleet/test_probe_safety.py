@@ -125,12 +125,17 @@ def test_an_unknown_kind_in_the_policy_is_an_error_that_says_what_to_write():
 
 @pytest.fixture
 def connections(monkeypatch):
-    """Every TCP connection the probes' backend makes, recorded (and still made)."""
+    """Every TCP connection the probes' backend asks for, recorded; made only to loopback.
+
+    So a policy that failed to refuse would fail the test here, never send a packet.
+    """
     made: list[tuple[str, int]] = []
     real = httpcore.AnyIOBackend.connect_tcp
 
     async def recording(self, host, port, *args, **kwargs):
         made.append((host, port))
+        if host not in ("127.0.0.1", "::1"):
+            raise AssertionError(f"a probe tried to connect to {host}:{port}")
         return await real(self, host, port, *args, **kwargs)
 
     monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", recording)
