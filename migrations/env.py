@@ -2,7 +2,8 @@
 
 Where the database comes from, in this order:
   1. a Connection or Engine handed in through ``config.attributes["connection"]``
-     (Alembic's cookbook hands a Connection, pytest-alembic an Engine);
+     (Alembic's cookbook hands a Connection, pytest-alembic an Engine, or an object
+     whose ``connect()`` gives back the connection of its test's transaction);
   2. ``-x database_url=URL``;
   3. the ``DATABASE_URL`` environment variable;
   4. ``sqlalchemy.url`` of the ini file.
@@ -197,7 +198,7 @@ def prepare_transaction(deadline: locks.Deadline, connection: sa.Connection | No
     return attempt_seconds
 
 
-def _upgrade_destination() -> str | None:
+def _upgrade_destination() -> str | tuple[str, ...] | None:
     """The destination of an upgrade, for the checks before the conversion; None for other commands.
 
     A program that drives alembic.command itself without naming the command (pytest-alembic,
@@ -208,8 +209,8 @@ def _upgrade_destination() -> str | None:
     return _destination() if command_name() in ("upgrade", None) else None
 
 
-def _destination() -> str | None:
-    """The revision this run moves to; None for commands without one."""
+def _destination() -> str | tuple[str, ...] | None:
+    """The revision this run moves to (a tuple of ids for "heads"); None for commands without one."""
     try:
         return context.get_revision_argument()
     except KeyError:  # commands without a destination (current, check) never set one
@@ -344,24 +345,29 @@ def run_retrying(connection: sa.Connection) -> None:
             attempt += 1
 
 
+def run_on(connection: sa.Connection) -> None:
+    """The run on a connection handed in: inside the caller's transaction, one attempt; else retried."""
+    if connection.in_transaction():  # the caller's transaction: one attempt, the caller retries
+        run_with_connection(connection, locks.Deadline(overall_lock_timeout()))
+    else:
+        run_retrying(connection)
+
+
 def run_migrations_online() -> None:
     handed_in = config.attributes.get("connection")
     if isinstance(handed_in, sa.Connection):
-        if handed_in.in_transaction():  # the caller's transaction: one attempt, the caller retries
-            run_with_connection(handed_in, locks.Deadline(overall_lock_timeout()))
-        else:
-            run_retrying(handed_in)
-        return
-    engine = (
-        handed_in
-        if isinstance(handed_in, sa.Engine)
-        else create_engine(database_url(), application_name=setting("application_name", "alembic (waha-db migrations)"))
-    )
-    try:
-        with connect(engine) as connection:
-            run_retrying(connection)
-    finally:
-        if engine is not handed_in:
+        run_on(handed_in)
+    elif handed_in is not None:  # an Engine, or what stands for one: its connect() gives the connection
+        with connect(handed_in) as connection:
+            run_on(connection)
+    else:
+        engine = create_engine(
+            database_url(), application_name=setting("application_name", "alembic (waha-db migrations)")
+        )
+        try:
+            with connect(engine) as connection:
+                run_retrying(connection)
+        finally:
             engine.dispose()
 
 

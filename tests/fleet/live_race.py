@@ -1,7 +1,6 @@
 """`reconcile --live --apply` racing the app's allocations and releases, on a real database and fake WAHA servers.
 
-Shared by tests/fleet/test_live_concurrency.py (which asserts the figures) and
-scripts/live_reconcile.py (which prints them).
+Run by tests/fleet/test_live_concurrency.py, which asserts the figures.
 
 The fleet: the three drifted servers below plus `extra_servers` more (197 by
 default: 200 servers, each a fake WAHA of its own, one slot each), so every

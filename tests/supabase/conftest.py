@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from tests.cli.conftest import no_database_url_in_environment, waha_db  # noqa: F401  (fixtures)
 from tests.migrations.upgrade_support import database_state, run_sql
-from waha_db.checks.supabase_cli import SupabaseCli, ToolNotFound
+from tests.support.supabase_cli import SupabaseCli, ToolNotFound
 from waha_db.lifecycle.export import export_supabase
 
 CLI_HISTORY_SCHEMA = "supabase_migrations"

@@ -7,7 +7,7 @@ import pytest
 
 from tests.migrations.upgrade_support import run_sql
 from tests.supabase.conftest import pushed
-from waha_db.checks.supabase_cli import ToolNotFound, find_pg_prove, install_pgtap, pg_prove
+from tests.support.supabase_cli import ToolNotFound, find_pg_prove, install_pgtap, pg_prove
 from waha_db.database import create_engine
 
 pytestmark = pytest.mark.pgtap

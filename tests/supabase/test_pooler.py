@@ -1,6 +1,6 @@
 """waha-db and the WAHA functions through PgBouncer in transaction mode, as Supabase's pooler
 serves port 6543: several server connections, consecutive transactions of one client on
-different ones (waha_db.checks.pgbouncer)."""
+different ones (tests/support/pgbouncer.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.fleet.test_monitor import RunningMonitor
 from tests.migrations.upgrade_support import run_sql
 from tests.polling import wait_until
 from tests.sql.test_allocation_concurrency import together
-from waha_db.checks.pgbouncer import PgBouncerNotFound, ThrowawayPgBouncer
+from tests.support.pgbouncer import PgBouncerNotFound, ThrowawayPgBouncer
 from waha_db.database import create_engine
 
 pytestmark = pytest.mark.pgbouncer

@@ -26,6 +26,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from typing import TypedDict
 
 import testing.postgresql
 from sqlalchemy.engine import URL
@@ -113,13 +114,27 @@ def closed_directory(path: Path, account: pwd.struct_passwd) -> Path | None:
     return None
 
 
+class RunAs(TypedDict):
+    """The arguments of subprocess.run and Popen that run a program as another account."""
+
+    user: int | None
+    group: int | None
+    extra_groups: list[int] | None
+
+
+def run_as(account: pwd.struct_passwd | None) -> RunAs:
+    """Run as `account`, without our supplementary groups; None: as we are."""
+    if account is None:
+        return {"user": None, "group": None, "extra_groups": None}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
 def binaries_version(binaries: Path, account: pwd.struct_passwd | None) -> str:
     """The PostgreSQL version of the server binaries in `binaries`, e.g. '18.6', as `postgres --version`
     says when run by the account that will run the server; PostgresNotRunnable when it cannot run them."""
-    as_account = {} if account is None else {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
     try:
         done = subprocess.run(
-            [str(binaries / "postgres"), "--version"], capture_output=True, text=True, timeout=60, **as_account
+            [str(binaries / "postgres"), "--version"], capture_output=True, text=True, timeout=60, **run_as(account)
         )
     except OSError as error:  # exec refused: permissions, or not a program for this machine
         detail = error.strerror or str(error)
@@ -147,14 +162,14 @@ def binaries_version(binaries: Path, account: pwd.struct_passwd | None) -> str:
 class _Postgresql(testing.postgresql.Postgresql):
     """testing.postgresql's server, started as an unprivileged account when we are root."""
 
-    def __init__(self, *, account: pwd.struct_passwd | None, **settings) -> None:
+    child_process: subprocess.Popen[bytes] | None  # the running server, set by start()
+
+    def __init__(self, *, account: pwd.struct_passwd | None, **settings: str) -> None:
         self.account = account  # set first: the base constructor runs initdb and starts the server
         super().__init__(**settings)
 
-    def _as_account(self) -> dict:
-        if self.account is None:
-            return {}
-        return {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+    def _as_account(self) -> RunAs:
+        return run_as(self.account)
 
     def _chown_base_dir(self) -> None:
         if self.account is None:
@@ -230,28 +245,33 @@ class ThrowawayPostgres:
             self._server.stop()
             self._server = None
 
+    def _started(self) -> _Postgresql:
+        if self._server is None:
+            raise RuntimeError("the throwaway PostgreSQL is not started: use start() or a with block")
+        return self._server
+
     def halt(self) -> None:
         """Shut the server down (fast shutdown), keeping its data and port for `resume()`:
         what a database restart looks like to its clients."""
-        self._server.terminate()
+        self._started().terminate()
 
     def resume(self) -> None:
         """Start a halted server again on the same port and data."""
-        self._server.start()
+        self._started().start()
 
     def __enter__(self) -> ThrowawayPostgres:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
     def port(self) -> int:
-        return self._server.settings["port"]
+        return int(self._started().settings["port"])
 
     @property
     def bin_dir(self) -> Path:
-        return Path(self._server.postgres).parent
+        return Path(self._started().postgres).parent
 
     def url(self, database: str = "postgres") -> URL:
         return URL.create(

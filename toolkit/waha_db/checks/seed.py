@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -158,14 +159,20 @@ def with_ids(seed_sql: str, *, user: uuid.UUID, server: uuid.UUID | None = None)
     return sql
 
 
-def run_seed(db: psycopg.Connection, seed_sql: str, **ids):
-    """Run one seed block (possibly several statements); the last statement's rows, if any."""
-    cursor = db.execute(with_ids(seed_sql, **ids))
-    return cursor.fetchall() if cursor.description else None
+def run_seed(
+    db: psycopg.Connection, seed_sql: str, *, user: uuid.UUID, server: uuid.UUID | None = None
+) -> list[tuple[Any, ...]]:
+    """Run one seed block (possibly several statements); the last statement's rows (none for a statement without)."""
+    cursor = db.execute(with_ids(seed_sql, user=user, server=server))
+    return cursor.fetchall() if cursor.description else []
 
 
 def server_id_named(db: psycopg.Connection, user: uuid.UUID, nome: str) -> uuid.UUID:
-    return db.execute("SELECT id FROM public.waha_servers WHERE user_id = %s AND nome = %s", (user, nome)).fetchone()[0]
+    found = db.execute("SELECT id FROM public.waha_servers WHERE user_id = %s AND nome = %s", (user, nome)).fetchone()
+    if found is None:
+        raise LookupError(f"the user {user} has no server named {nome!r}")
+    server: uuid.UUID = found[0]
+    return server
 
 
 def best(db: psycopg.Connection, user: uuid.UUID, excluded: list[uuid.UUID] | None = None) -> list[str]:
@@ -177,7 +184,7 @@ def best(db: psycopg.Connection, user: uuid.UUID, excluded: list[uuid.UUID] | No
     return [row[0] for row in rows]
 
 
-def expect(what: str, got, wanted) -> list[str]:
+def expect(what: str, got: object, wanted: object) -> list[str]:
     return [] if got == wanted else [f"{what}: expected {wanted!r}, got {got!r}"]
 
 
@@ -198,7 +205,7 @@ def _seed_servers(db: psycopg.Connection, new_user: NewUser) -> uuid.UUID:
 
 
 @example
-def como_usar_creates_the_servers_the_seed_lists(db, new_user):
+def como_usar_creates_the_servers_the_seed_lists(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     user = _seed_servers(db, new_user)
     return expect(
         "the seed's listing",
@@ -212,7 +219,7 @@ def como_usar_creates_the_servers_the_seed_lists(db, new_user):
 
 
 @example
-def como_usar_best_server_is_the_principal(db, new_user):
+def como_usar_best_server_is_the_principal(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     user = _seed_servers(db, new_user)
     rows = run_seed(db, BEST_SERVER, user=user)
     return expect(
@@ -223,7 +230,9 @@ def como_usar_best_server_is_the_principal(db, new_user):
 
 
 @example
-def load_balancing_example_without_schema_prefix_picks_the_principal(db, new_user):
+def load_balancing_example_without_schema_prefix_picks_the_principal(
+    db: psycopg.Connection, new_user: NewUser
+) -> list[str]:
     user = _seed_servers(db, new_user)
     return expect(
         "get_available_waha_server without public.",
@@ -233,7 +242,7 @@ def load_balancing_example_without_schema_prefix_picks_the_principal(db, new_use
 
 
 @example
-def como_usar_session_insert_and_counter_update(db, new_user):
+def como_usar_session_insert_and_counter_update(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     user = new_user()
     run_seed(db, CREATE_SERVER, user=user)
     server = server_id_named(db, user, "Servidor Principal")
@@ -241,14 +250,14 @@ def como_usar_session_insert_and_counter_update(db, new_user):
     session = db.execute(
         "SELECT user_id, waha_server_id, session_name, status FROM public.waha_sessions WHERE user_id = %s", (user,)
     ).fetchall()
-    counter = db.execute("SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0]
+    counter = db.execute("SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (server,)).fetchall()
     return expect("the seed's session", session, [(user, server, "sessao-cliente-001", "connecting")]) + expect(
-        "sessions_ativas after the seed's UPDATE", counter, 1
+        "sessions_ativas after the seed's UPDATE", counter, [(1,)]
     )
 
 
 @example
-def seeds_disabled_test_server_is_never_picked(db, new_user):
+def seeds_disabled_test_server_is_never_picked(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     user = new_user()
     run_seed(db, ADD_MORE_SERVERS, user=user)
     db.execute("UPDATE public.waha_servers SET ativo = false WHERE user_id = %s AND nome = 'Servidor Backup'", (user,))
@@ -256,7 +265,7 @@ def seeds_disabled_test_server_is_never_picked(db, new_user):
 
 
 @example
-def scenario_1_positional_inserts_fill_the_columns_in_order(db, new_user):
+def scenario_1_positional_inserts_fill_the_columns_in_order(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     user = new_user()
     run_seed(db, SCENARIO_1, user=user)
     rows = db.execute(
@@ -292,7 +301,9 @@ def scenario_1_positional_inserts_fill_the_columns_in_order(db, new_user):
 
 
 @example
-def scenario_1_uses_principal_first_then_backup_when_principal_is_full(db, new_user):
+def scenario_1_uses_principal_first_then_backup_when_principal_is_full(
+    db: psycopg.Connection, new_user: NewUser
+) -> list[str]:
     user = new_user()
     run_seed(db, SCENARIO_1, user=user)
     problems = expect("Cenário 1, nothing used", best(db, user), ["Principal"])
@@ -306,14 +317,14 @@ def scenario_1_uses_principal_first_then_backup_when_principal_is_full(db, new_u
 
 
 @example
-def scenario_1_falls_back_to_backup_when_principal_fails(db, new_user):
+def scenario_1_falls_back_to_backup_when_principal_fails(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     user = new_user()
     run_seed(db, SCENARIO_1, user=user)
     return expect("Cenário 1 excluding Principal", best(db, user, [server_id_named(db, user, "Principal")]), ["Backup"])
 
 
 @example
-def equal_priority_lower_exact_load_wins(db, new_user):
+def equal_priority_lower_exact_load_wins(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     """1/3 < 2/5, which integer division would tie at 0."""
     user = new_user()
     db.execute(
@@ -331,14 +342,14 @@ def equal_priority_lower_exact_load_wins(db, new_user):
 
 
 @example
-def unknown_user_gets_no_row(db, new_user):
+def unknown_user_gets_no_row(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     return expect("unknown user", best(db, uuid.uuid4()), [])
 
 
 @example
-def the_forms_rules_are_the_databases(db, new_user):
+def the_forms_rules_are_the_databases(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     user = new_user()
-    problems = []
+    problems: list[str] = []
     for column, value, constraint in (
         ("prioridade", 11, "waha_servers_prioridade_range_check"),
         ("max_sessions", 0, "waha_servers_max_sessions_positive_check"),
@@ -365,7 +376,7 @@ def run_examples(db: psycopg.Connection, new_user: NewUser) -> list[str]:
     """
     if db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         db.execute("SELECT 1")
-    problems = []
+    problems: list[str] = []
     for name, run in EXAMPLES.items():
         with db.transaction():
             problems += [f"{name}: {problem}" for problem in run(db, new_user)]

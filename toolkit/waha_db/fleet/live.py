@@ -87,7 +87,9 @@ SESSIONS_PATH = "/api/sessions?all=true"
 # A session entry is under a kilobyte (more with many webhooks); a Plus server runs hundreds.
 MAX_SESSIONS_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_GRACE_SECONDS = 120.0
-DEFAULT_LOCK_TIMEOUT_SECONDS = 5.0
+# How long one server's reconciliation waits for its row locks before it skips that server (not the
+# migrations' overall lock wait, waha_db.lifecycle.locks.DEFAULT_LOCK_TIMEOUT_SECONDS).
+RECONCILE_LOCK_TIMEOUT_SECONDS = 5.0
 DEADLOCK_RETRIES = 3
 # The unique index of revision 0010: a user's occupying sessions have distinct names.
 OCCUPYING_NAME_KEY = "waha_sessions_user_id_session_name_occupying_key"
@@ -629,7 +631,7 @@ def apply_server(
     settled_before: dt.datetime,
     *,
     attempts: int = 0,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    lock_timeout: float = RECONCILE_LOCK_TIMEOUT_SECONDS,
 ) -> ServerReport:
     """Bring one server's rows and counter in line with WAHA's answer, in one transaction (see module doc).
 
@@ -711,7 +713,7 @@ def reconcile_live(
     server_ids: Sequence[uuid.UUID] = (),
     apply: bool = False,
     grace: float = DEFAULT_GRACE_SECONDS,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    lock_timeout: float = RECONCILE_LOCK_TIMEOUT_SECONDS,
     options: RoundOptions | None = None,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     progress: Callable[[int, int, int], None] | None = None,

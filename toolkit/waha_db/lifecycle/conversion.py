@@ -47,9 +47,15 @@ def revisions_below_conversion() -> list[str]:
     return revisions.between(revisions.previous(conversion_revision()), None)
 
 
-def runs_the_conversion(destination: str | None) -> bool:
-    """Whether an upgrade to `destination` ("head", "0006", "0004:head"...) passes the conversion revision."""
+def runs_the_conversion(destination: str | tuple[str, ...] | None) -> bool:
+    """Whether an upgrade to `destination` ("head", "0006", "0004:head"...) passes the conversion revision.
 
+    Alembic gives the destination of an upgrade to "heads" as a tuple of revision ids
+    (pytest-alembic's upgrades are to "heads"): the conversion runs when it does on the
+    way to any of them.
+    """
+    if isinstance(destination, tuple):
+        return any(runs_the_conversion(each) for each in destination)
     if not destination:
         return False
     target = destination.split(":")[-1]

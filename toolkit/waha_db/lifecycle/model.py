@@ -189,13 +189,18 @@ waha_server_health = sa.Table(
 WAHA_TABLES = ("waha_servers", "waha_sessions", "waha_server_health")
 
 
-def include_object(obj, name, type_, reflected, compare_to) -> bool:
+def include_object(
+    obj: sa.schema.SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: sa.schema.SchemaItem | None
+) -> bool:
     """What the drift comparison looks at: the WAHA tables in public, without the
-    foreign keys to Supabase's auth.users (present only where auth.users exists)."""
-    if type_ == "table":
+    foreign keys to Supabase's auth.users (present only where auth.users exists).
+
+    Alembic's include_object hook (env.py hands it to autogenerate and `alembic check`).
+    """
+    if isinstance(obj, sa.Table):
         return (
             obj.schema in (None, "public") and name not in UNMODELLED_TABLES and (not reflected or name in WAHA_TABLES)
         )
-    if type_ == "foreign_key_constraint":
+    if isinstance(obj, sa.ForeignKeyConstraint):
         return obj.referred_table.schema != "auth"
     return True

@@ -102,7 +102,10 @@ def title(revision: str) -> str:
 
 def previous(revision: str) -> str | None:
     """The revision below `revision`; None below the first one."""
-    return script_directory().get_revision(revision).down_revision
+    below = script_directory().get_revision(revision).down_revision
+    if below is None or isinstance(below, str):
+        return below
+    raise RuntimeError(f"revision {revision} merges {', '.join(below)}: the migrations are expected to be one line")
 
 
 def resolve(name: str) -> str | None:
@@ -116,7 +119,7 @@ def resolve(name: str) -> str | None:
         found = script_directory().get_revision(name)
     except (RevisionError, CommandError):
         found = None
-    if found is None:
+    if found is None or not isinstance(found.revision, str):  # a name of several revisions ("heads") is none
         raise UnknownRevision(f"no revision {name!r}: the revisions are {', '.join(ids())} (or head, base)")
     return found.revision
 

@@ -1,7 +1,7 @@
 """The Supabase toolchain run for real against throwaway databases: the Supabase CLI
 (`supabase db push`, `migration list`, `db lint`) and pgTAP with `pg_prove`.
 
-For the tests and scripts/supabase_toolchain.py. Where the tools come from:
+For the tests and tools/supabase_transcript.py. Where the tools come from:
 - the Supabase CLI: `WAHA_DB_SUPABASE_CLI`, else the project-local install that
   .ci/run makes from .ci/tools/package-lock.json (`npm ci --prefix .ci/tools`), else PATH;
 - pg_prove and pgTAP: Debian's `libtap-parser-sourcehandler-pgtap-perl` and
@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from waha_db.database import conninfo, mask_password
-from waha_db.lifecycle.revisions import CHECKOUT_ROOT
 
-CI_TOOLS = CHECKOUT_ROOT / ".ci" / "tools"
+REPOSITORY = Path(__file__).resolve().parents[2]
+CI_TOOLS = REPOSITORY / ".ci" / "tools"
 # The version the tests run, as .ci/tools/package.json pins it (its lock file pins the rest).
 SUPABASE_CLI_VERSION = json.loads((CI_TOOLS / "package.json").read_text(encoding="utf-8"))["dependencies"]["supabase"]
 LOCAL_CLI = CI_TOOLS / "node_modules" / ".bin" / "supabase"
@@ -92,23 +92,32 @@ class SupabaseCli:
         return environment
 
     def run(
-        self, *args: str, workdir: Path, url: URL | str | None = None, timeout: float = 300
+        self, *args: str, workdir: Path, url: URL | str | None = None, timeout: float = 300, merged: bool = False
     ) -> subprocess.CompletedProcess:
-        """`supabase ARGS --workdir WORKDIR [--db-url URL]`; output captured, the password masked in it."""
+        """`supabase ARGS --workdir WORKDIR [--db-url URL]`; output captured, the password masked in it.
+
+        `merged`: stderr goes into stdout, in the order the CLI wrote them (as a terminal shows them).
+        """
         command = [str(self.binary), *args, "--workdir", str(workdir)]
         password = None
         if url is not None:
             password = url.password if isinstance(url, URL) else None
             command += ["--db-url", cli_url(url) if isinstance(url, URL) else url]
         done = subprocess.run(
-            command, capture_output=True, text=True, env=self.environment(), timeout=timeout, stdin=subprocess.DEVNULL
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+            text=True,
+            env=self.environment(),
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         secret = str(password) if password else None
         return subprocess.CompletedProcess(
             [mask_password(part, secret) for part in command],
             done.returncode,
             mask_password(done.stdout, secret),
-            mask_password(done.stderr, secret),
+            mask_password(done.stderr or "", secret),
         )
 
     def version(self) -> str:

@@ -1,4 +1,4 @@
-"""The transcript of waha-db with the Supabase toolchain, on a throwaway PostgreSQL.
+"""The transcript of docs/SUPABASE.md: waha-db with the real Supabase toolchain, on a throwaway PostgreSQL.
 
 Runs the real tools, printing each command and its output:
 
@@ -11,13 +11,22 @@ Runs the real tools, printing each command and its output:
 5. PgBouncer in transaction mode: psycopg's default prepared statements failing, then
    waha-db's commands, a monitor of 12 rounds and concurrent allocations through it.
 
+With `--check`, it then compares every block docs/SUPABASE.md quotes from it (marked
+`<!-- transcript: tools/supabase_transcript.py -->`) with what it printed, ports,
+uuids, times and durations aside (tools/doc_blocks.py), and exits 1 on a difference:
+CI runs it so, and the document cannot drift from the tools it describes.
+
 Needs what .ci/run installs (the Supabase CLI in .ci/tools, pgTAP, pg_prove,
-plpgsql_check, PgBouncer). Usage: python scripts/supabase_toolchain.py (from the
-repository root, after `pip install -e .`).
+plpgsql_check, PgBouncer). Usage, from the repository root:
+
+    .venv/bin/python tools/supabase_transcript.py [--check]
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -29,27 +38,32 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
 
 import psycopg  # noqa: E402
 
 from tests.fleet.fake_waha import FakeWaha  # noqa: E402
+from tests.support.pgbouncer import ThrowawayPgBouncer  # noqa: E402
+from tests.support.supabase_cli import SupabaseCli, install_pgtap, pg_prove  # noqa: E402
+from tools.doc_blocks import check_document  # noqa: E402
 from waha_db.checks.legacy import LEGACY_V1_SQL  # noqa: E402
-from waha_db.checks.pgbouncer import ThrowawayPgBouncer  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 from waha_db.checks.supabase import install_auth_stub  # noqa: E402
-from waha_db.checks.supabase_cli import SupabaseCli, install_pgtap, pg_prove  # noqa: E402
 from waha_db.database import conninfo, create_engine  # noqa: E402
 from waha_db.fleet import monitor as fleet_monitor  # noqa: E402
 from waha_db.lifecycle import migrate  # noqa: E402
 from waha_db.lifecycle.catalog import SECTIONS, catalog_snapshot, diff_snapshots  # noqa: E402
 
+DOCUMENT = REPOSITORY / "docs" / "SUPABASE.md"
+TOOL = "tools/supabase_transcript.py"
 WAHA_DB = str(Path(sys.executable).with_name("waha-db"))
 OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 
 
 def show(command: list[str], done: subprocess.CompletedProcess, *, keep_statement: bool = False) -> None:
-    print(f"$ {shlex.join(command)}")
+    # A glob is shown as a shell expands it: unquoted.
+    print("$ " + " ".join(part if "*" in part and " " not in part else shlex.quote(part) for part in command))
     output = (done.stdout + done.stderr).rstrip()
     if not keep_statement and "At statement:" in output:  # the CLI echoes the whole failing file after its error
         output = output[: output.index("At statement:")] + "At statement: 0 (the file's text, left out here)"
@@ -63,7 +77,7 @@ def waha_db(*arguments: str) -> None:
 
 
 def supabase(cli: SupabaseCli, *arguments: str, workdir: Path, url=None) -> None:
-    done = cli.run(*arguments, workdir=workdir, url=url)
+    done = cli.run(*arguments, workdir=workdir, url=url, merged=True)
     show(["supabase", *done.args[1:]], done)  # the arguments as run, the password masked
 
 
@@ -151,8 +165,8 @@ def pooler_run(server: ThrowawayPostgres) -> None:
             waha_db("--database-url", rendered, "servers", "best", "--user", user)
             stop, lines = threading.Event(), []
 
-            def stop_after_12_rounds() -> None:  # each round records one more failure of Backup; at most a minute
-                for _ in range(1200):
+            def stop_after_12_rounds() -> None:  # each round records one more failure of Backup; at most two minutes
+                for _ in range(12000):
                     if (
                         run_sql(direct, "SELECT coalesce(max(consecutive_failures), 0) FROM public.waha_server_health")[
                             0
@@ -160,12 +174,12 @@ def pooler_run(server: ThrowawayPostgres) -> None:
                         >= 12
                     ):
                         break
-                    stop.wait(0.05)
+                    stop.wait(0.01)
                 stop.set()
 
             threading.Thread(target=stop_after_12_rounds, daemon=True).start()
             engine = create_engine(url)
-            stats = fleet_monitor.monitor(engine, interval=0.01, backoff=0, stop=stop, emit=lines.append)
+            stats = fleet_monitor.monitor(engine, interval=0.5, backoff=0, stop=stop, emit=lines.append)
             engine.dispose()
             print(
                 f"# monitor through the pooler: {stats.cycles} rounds, {stats.probes} probes recorded, "
@@ -207,12 +221,14 @@ def pooler_run(server: ThrowawayPostgres) -> None:
         )
 
 
-def main() -> None:
+def transcript() -> None:
+    """The whole run, printed; in a scratch folder of its own, so the paths printed are `app/...`."""
     cli = SupabaseCli()
     bouncer = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     print(f"# Supabase CLI {cli.version()}, {bouncer}\n")
     with ThrowawayPostgres() as server, tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(scratch) / "app"
+        os.chdir(scratch)
+        workdir = Path("app")
         workdir.mkdir()
         print("## 1. Export, push, list, compare\n")
         waha_db("export", "supabase", "--workdir", str(workdir))
@@ -240,7 +256,7 @@ def main() -> None:
             f"{run_sql(legacy, 'SELECT count(*) FROM supabase_migrations.schema_migrations')[0][0]}; "
             f"alembic_version: {run_sql(legacy, 'SELECT to_regclass($$public.alembic_version$$)')[0][0]}\n"
         )
-        owned = Path(scratch) / "owned"
+        owned = Path("owned")
         owned.mkdir()
         waha_db("export", "supabase", "--workdir", str(owned), "--owner", OWNER)
         supabase(cli, "db", "push", "--yes", workdir=owned, url=legacy)
@@ -253,14 +269,37 @@ def main() -> None:
         with engine.begin() as connection:
             install_pgtap(connection)
         engine.dispose()
-        tests = sorted((workdir / "supabase" / "tests").glob("waha_*.sql"))
-        done = pg_prove(pushed, tests)
-        show(["pg_prove", *[str(path.relative_to(workdir)) for path in tests]], done)
+        pattern = workdir / "supabase" / "tests" / "waha_*.sql"
+        done = pg_prove(pushed, sorted(Path().glob(str(pattern))))
+        show(["pg_prove", str(pattern)], done)
 
         pooler_run(server)
+        os.chdir(REPOSITORY)
     cli.close()
 
 
-if __name__ == "__main__":
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help=f"compare the blocks {DOCUMENT.name} quotes with the run")
+    arguments = parser.parse_args()
     os.environ.pop("DATABASE_URL", None)
-    main()
+    if not arguments.check:
+        transcript()
+        return 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        transcript()
+    problems = check_document(DOCUMENT, TOOL, printed.getvalue())
+    if problems:
+        print(printed.getvalue())
+        print("\n".join(problems), file=sys.stderr)
+        print(
+            f"{DOCUMENT.relative_to(REPOSITORY)} differs from the run above: update the quoted blocks.", file=sys.stderr
+        )
+        return 1
+    print(f"{DOCUMENT.relative_to(REPOSITORY)}: every block quoted from {TOOL} matches the run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

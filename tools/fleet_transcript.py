@@ -13,12 +13,13 @@ real `waha-db` console script:
    0011), beside another user's healthy server: the time, and that server's health;
 4. SIGTERM and Ctrl-C sent to `monitor` in the middle of such a round: the time to exit.
 
-Usage: python scripts/fleet_transcript.py   (from the repository root, after `pip install -e .`)
+Usage: python tools/fleet_transcript.py   (from the repository root, after `pip install -e .`)
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,11 +31,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.transcripts import WAHA_DB, run  # noqa: E402
 from tests.fleet.fake_waha import FakeWaha  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 from waha_db.database import conninfo  # noqa: E402
 
+WAHA_DB = str(Path(sys.executable).with_name("waha-db"))
 OLD_MAXIMUM = 2_147_483_647
 ALICE = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 MALLORY = "5e1a7d3c-9b2f-4e6a-8c0d-1f2e3a4b5c6d"
@@ -53,6 +54,13 @@ BEGIN
 END $$;
 SET session_replication_role = replica;
 """
+
+
+def run(environment: dict, *arguments: str) -> None:
+    print(f"$ waha-db {shlex.join(arguments)}")
+    done = subprocess.run([WAHA_DB, *arguments], env=environment, capture_output=True, text=True)
+    print((done.stdout + done.stderr).rstrip())
+    print(f"[exit {done.returncode}]\n")
 
 
 def add_server(connection, user: str, name: str, url: str, *, timeout=2, retries=0) -> uuid.UUID:
