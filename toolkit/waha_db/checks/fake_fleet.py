@@ -129,6 +129,22 @@ async def serve_fleet(kinds: list[str], lifetime: float) -> None:
     os._exit(0)
 
 
+def _raise_open_files_limit(servers: int) -> None:
+    """Room for a listening socket and an accepted connection per server: the soft limit raised to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * servers + 64
+    if soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        if ceiling < wanted:
+            raise SystemExit(
+                f"{servers} fake servers need {wanted} open files; this account may open {hard} "
+                "(ulimit -Hn): ask for fewer servers"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Fake WAHA servers on 127.0.0.1 for the fleet benchmark.")
     parser.add_argument("--servers", type=int, required=True)
@@ -136,6 +152,7 @@ def main() -> None:
     parser.add_argument("--refuse", type=float, default=0.05)
     parser.add_argument("--lifetime", type=float, default=1800)
     arguments = parser.parse_args()
+    _raise_open_files_limit(arguments.servers)
     try:
         asyncio.run(serve_fleet(kinds_for(arguments.servers, arguments.hang, arguments.refuse), arguments.lifetime))
     except KeyboardInterrupt:

@@ -208,7 +208,10 @@ def run_fleet_benchmark(
                 text=True,
             )
             try:
-                ports = json.loads(fleet.stdout.readline())["servers"]
+                announced = fleet.stdout.readline()
+                if not announced:
+                    raise FleetBenchError(f"the {size} fake WAHA servers did not start (see the message above)")
+                ports = json.loads(announced)["servers"]
                 _fill(url, ports, timeout, retry_attempts)
                 for name, arguments in COMMANDS.items():
                     if concurrency is not None:
