@@ -1,10 +1,10 @@
--- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0010.
+-- waha-db: the full WAHA multi-server schema V2.1 for a fresh install, revision 0011.
 --
 -- GENERATED from migrations/versions by `python -m waha_db.lifecycle.migrate` (waha_db.lifecycle.migrate.full_schema_sql);
 -- do not edit: change the migrations and regenerate. A test fails when this file is stale.
 --
 -- Apply:   psql -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/schema.sql
--- It runs in one transaction and records revision 0010 in alembic_version, so
+-- It runs in one transaction and records revision 0011 in alembic_version, so
 -- `alembic upgrade head` / `waha-db upgrade` manage the database afterwards.
 -- On a database with the legacy waha_config, set the owner of its server first:
 --   psql -v ON_ERROR_STOP=1 -c "SET waha.config_owner = 'UUID'" -f sql/schema.sql
@@ -56,6 +56,7 @@ DECLARE
     legacy_table constant regclass := pg_catalog.to_regclass('public.waha_config');
     owner_setting constant text := NULLIF(pg_catalog.btrim(pg_catalog.current_setting('waha.config_owner', true)), '');
     defaults constant jsonb := '{"timeout": 30, "retry_attempts": 3, "rate_limit": 100}';
+    limits constant jsonb := '{"timeout": 120, "retry_attempts": 10}';
     copied constant text[] := ARRAY['api_url', 'api_key', 'webhook_url', 'webhook_secret', 'timeout', 'retry_attempts', 'rate_limit'];
     legacy_columns text[];
     legacy_query text;
@@ -122,15 +123,25 @@ BEGIN
                            THEN pg_catalog.format('id = %s', legacy.legacy_id)
                            ELSE pg_catalog.format('pg_catalog.btrim(api_url::text) = %L', legacy.api_url) END;
 
-        -- Values V2.1 refuses, each with the statement that fixes it.
-        IF legacy.api_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
+        -- Values V2.1 refuses, each with the statement that fixes it. A URL with a user, a password, a
+        -- query or a fragment is not shown (it may hold a secret): the fix shows it without them.
+        IF legacy.api_url ~ '^[^/?#]*//[^/?#]*@|[?#]' THEN
+            problems := problems || pg_catalog.format('waha_config id=%s: api_url holds a user or password before the host, a query or a'
+                                                      ' fragment (not shown), which V2.1 refuses', legacy.legacy_id);
+            fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET api_url = %L WHERE %s;', pg_catalog.regexp_replace(pg_catalog.regexp_replace(legacy.api_url, '^([^/?#]*//)[^/?#]*@', '\1'), '[?#].*$', ''), row_filter);
+        ELSIF legacy.api_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
             problems := problems || pg_catalog.format('waha_config id=%s: api_url %L is not an http:// or https:// URL',
                 legacy.legacy_id, legacy.api_url);
             fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET api_url = %L WHERE %s;',
                 CASE WHEN 'https://' || legacy.api_url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN 'https://' || legacy.api_url ELSE 'https://waha.example.com' END,
                     row_filter);
         END IF;
-        IF legacy.webhook_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
+        IF legacy.webhook_url ~ '^[^/?#]*//[^/?#]*@|[?#]' THEN
+            problems := problems || pg_catalog.format('waha_config id=%s: webhook_url holds a user or password before the host, a query'
+                                                      ' or a fragment (not shown), which V2.1 refuses', legacy.legacy_id);
+            fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET webhook_url = %L WHERE %s;', pg_catalog.regexp_replace(pg_catalog.regexp_replace(legacy.webhook_url, '^([^/?#]*//)[^/?#]*@', '\1'), '[?#].*$', ''),
+                row_filter);
+        ELSIF legacy.webhook_url !~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$' THEN
             problems := problems || pg_catalog.format('waha_config id=%s: webhook_url %L is not an http:// or https:// URL (set it to NULL if'
                                                       ' there is no webhook)', legacy.legacy_id, legacy.webhook_url);
             fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET webhook_url = %L WHERE %s;',
@@ -153,6 +164,12 @@ BEGIN
             ELSIF column_name <> 'retry_attempts' AND legacy_value::integer <= 0 THEN
                 problems := problems || pg_catalog.format('waha_config id=%s: %s %s is not positive (V2.1 wants > 0)',
                     legacy.legacy_id, column_name, legacy_value);
+            ELSIF (limits ->> column_name) IS NOT NULL AND legacy_value::integer > (limits ->> column_name)::integer THEN
+                problems := problems || pg_catalog.format('waha_config id=%s: %s %s is above %s (V2.1 wants at most %s)',
+                    legacy.legacy_id, column_name, legacy_value, limits ->> column_name, limits ->> column_name);
+                fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET %I = %s WHERE %s;  -- V2.1''s maximum',
+                    column_name, limits ->> column_name, row_filter);
+                CONTINUE;
             ELSE
                 CONTINUE;
             END IF;
@@ -1427,6 +1444,274 @@ COMMENT ON FUNCTION public.allocate_waha_session(uuid, text, uuid[]) IS
     'The user''s session of that name: the occupying one when there is one (no slot taken; SQLSTATE WAH12 when it sits on an excluded server), else started on the server get_available_waha_server picks, reusing a stopped row of that name there, taking one slot, race-free. SQLSTATE WAH10 when no server has a free slot.';;
 
 UPDATE alembic_version SET version_num='0010' WHERE alembic_version.version_num = '0009';
+
+-- Running upgrade 0010 -> 0011
+
+DO $$
+DECLARE
+    missing text[];
+BEGIN
+    SELECT pg_catalog.array_agg(made.description ORDER BY made.description) INTO missing
+    FROM (VALUES
+        ('function public.waha_normalized_url(text)', pg_catalog.to_regprocedure('public.waha_normalized_url(text)')::pg_catalog.oid),
+        ('index public.waha_servers_user_id_normalized_api_url_key',
+         pg_catalog.to_regclass('public.waha_servers_user_id_normalized_api_url_key')::pg_catalog.oid),
+        ('index public.waha_sessions_user_id_session_name_occupying_key',
+         pg_catalog.to_regclass('public.waha_sessions_user_id_session_name_occupying_key')::pg_catalog.oid)
+    ) AS made(description, found)
+    WHERE made.found IS NULL;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'alembic_version says revision 0010, but what revision 0010 makes is missing: %',
+                pg_catalog.array_to_string(missing, ', ')
+            USING ERRCODE = 'WAH06',
+                  DETAIL = 'Nothing was applied. Until this revision, the API roles could write alembic_version: a value written there '
+                           'makes later revisions believe earlier ones ran. Record the revision this database really holds '
+                           '(UPDATE public.alembic_version SET version_num = ''0009''; when revision 0010 never ran; after a '
+                           '`supabase db push`, also `supabase migration repair --status reverted 20261202000010`, so the CLI '
+                           'pushes file 0010 again), then upgrade or push again. If those objects were dropped by hand, recreate '
+                           'them as revision 0010 makes them.';
+    END IF;
+END
+$$;
+
+DO $$
+DECLARE
+    refused text[];
+    fixes text[];
+BEGIN
+    SELECT pg_catalog.array_agg(pg_catalog.format('server %s (%L) of user %s: %s', checked.id, checked.nome, checked.user_id,
+                                                  pg_catalog.array_to_string(checked.problems, '; '))
+                                ORDER BY checked.user_id::text, checked.id::text),
+           pg_catalog.array_agg(pg_catalog.format('UPDATE public.waha_servers SET %s WHERE id = %L;',
+                                                  pg_catalog.array_to_string(checked.assignments, ', '), checked.id)
+                                ORDER BY checked.user_id::text, checked.id::text)
+    INTO refused, fixes
+    FROM (
+        SELECT server.id, server.nome, server.user_id,
+               pg_catalog.array_remove(ARRAY[
+                   CASE WHEN server.api_url ~ '^[^/?#]*//[^/?#]*@' THEN 'api_url holds a user or password before the host' END,
+                   CASE WHEN server.api_url ~ '[?]' THEN 'api_url has a query (?...)' END,
+                   CASE WHEN server.api_url ~ '#' THEN 'api_url has a fragment (#...)' END,
+                   CASE WHEN server.webhook_url ~ '^[^/?#]*//[^/?#]*@' THEN 'webhook_url holds a user or password before the host' END,
+                   CASE WHEN server.webhook_url ~ '[?]' THEN 'webhook_url has a query (?...)' END,
+                   CASE WHEN server.webhook_url ~ '#' THEN 'webhook_url has a fragment (#...)' END,
+                   CASE WHEN server.timeout NOT BETWEEN 1 AND 120
+                        THEN pg_catalog.format('timeout %s is not between 1 and 120 seconds', server.timeout) END,
+                   CASE WHEN server.retry_attempts NOT BETWEEN 0 AND 10
+                        THEN pg_catalog.format('retry_attempts %s is not between 0 and 10', server.retry_attempts) END
+               ], NULL) AS problems,
+               pg_catalog.array_remove(ARRAY[
+                   CASE WHEN server.api_url ~ '^[^/?#]*//[^/?#]*@|[?#]'
+                        THEN pg_catalog.format('api_url = %L', pg_catalog.regexp_replace(
+                                 pg_catalog.regexp_replace(server.api_url, '^([^/?#]*//)[^/?#]*@', '\1'), '[?#].*$', '')) END,
+                   CASE WHEN server.webhook_url ~ '^[^/?#]*//[^/?#]*@|[?#]'
+                        THEN pg_catalog.format('webhook_url = %L', pg_catalog.regexp_replace(
+                                 pg_catalog.regexp_replace(server.webhook_url, '^([^/?#]*//)[^/?#]*@', '\1'), '[?#].*$', '')) END,
+                   CASE WHEN server.timeout NOT BETWEEN 1 AND 120
+                        THEN pg_catalog.format('timeout = %s', LEAST(GREATEST(server.timeout, 1), 120)) END,
+                   CASE WHEN server.retry_attempts NOT BETWEEN 0 AND 10
+                        THEN pg_catalog.format('retry_attempts = %s', LEAST(GREATEST(server.retry_attempts, 0), 10)) END
+               ], NULL) AS assignments
+        FROM public.waha_servers AS server
+    ) AS checked
+    WHERE pg_catalog.cardinality(checked.problems) > 0;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION 'waha_servers holds % server(s) that the new rules refuse (a URL without user, password, query or fragment; '
+                        'timeout 1 to 120 seconds; retry_attempts 0 to 10):%',
+                pg_catalog.cardinality(refused), E'\n  - ' || pg_catalog.array_to_string(refused, E'\n  - ')
+            USING ERRCODE = 'WAH08',
+                  DETAIL = 'Fix each server, then run the upgrade again (each URL loses what the rules refuse, each number goes to '
+                           'the nearest bound):' || E'\n  ' || pg_catalog.array_to_string(fixes, E'\n  '),
+                  HINT = 'WAHA''s key belongs in api_key, a webhook''s in webhook_secret, not in a URL. If an UPDATE fails because '
+                         'the user has that URL already, keep one of the two servers (waha-db servers remove ID).';
+    END IF;
+END
+$$;
+
+REVOKE ALL ON TABLE public.alembic_version FROM PUBLIC, authenticated, service_role;
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
+        REVOKE ALL ON TABLE public.alembic_version FROM anon;
+    END IF;
+END
+$$;
+ALTER TABLE public.alembic_version ENABLE ROW LEVEL SECURITY;
+COMMENT ON TABLE public.alembic_version IS
+    'The waha-db (Alembic) revision of this database. Not for the API: no grant to its roles, row security on and no policy.';
+
+ALTER TABLE public.waha_servers
+    ADD CONSTRAINT waha_servers_api_url_without_userinfo_check CHECK (api_url !~ '^[^/?#]*//[^/?#]*@'),
+    ADD CONSTRAINT waha_servers_api_url_without_query_check CHECK (api_url !~ '[?]'),
+    ADD CONSTRAINT waha_servers_api_url_without_fragment_check CHECK (api_url !~ '#'),
+    ADD CONSTRAINT waha_servers_webhook_url_without_userinfo_check CHECK (webhook_url !~ '^[^/?#]*//[^/?#]*@'),
+    ADD CONSTRAINT waha_servers_webhook_url_without_query_check CHECK (webhook_url !~ '[?]'),
+    ADD CONSTRAINT waha_servers_webhook_url_without_fragment_check CHECK (webhook_url !~ '#'),
+    ADD CONSTRAINT waha_servers_timeout_at_most_120_check CHECK (timeout <= 120),
+    ADD CONSTRAINT waha_servers_retry_attempts_at_most_10_check CHECK (retry_attempts <= 10);
+
+CREATE FUNCTION public.waha_check_server_row()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY INVOKER
+    SET search_path = ''
+AS $function$
+DECLARE
+    missing text;
+    rule text;
+    words text;
+    fix text;
+BEGIN
+    -- NOT NULL first, in column order, as PostgreSQL checks them.
+    missing := CASE
+        WHEN NEW.id IS NULL THEN 'id'
+        WHEN NEW.user_id IS NULL THEN 'user_id'
+        WHEN NEW.nome IS NULL THEN 'nome'
+        WHEN NEW.api_url IS NULL THEN 'api_url'
+        WHEN NEW.ativo IS NULL THEN 'ativo'
+        WHEN NEW.timeout IS NULL THEN 'timeout'
+        WHEN NEW.retry_attempts IS NULL THEN 'retry_attempts'
+        WHEN NEW.rate_limit IS NULL THEN 'rate_limit'
+        WHEN NEW.prioridade IS NULL THEN 'prioridade'
+        WHEN NEW.max_sessions IS NULL THEN 'max_sessions'
+        WHEN NEW.sessions_ativas IS NULL THEN 'sessions_ativas'
+        WHEN NEW.created_at IS NULL THEN 'created_at'
+        WHEN NEW.updated_at IS NULL THEN 'updated_at'
+    END;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'null value in column "%" of relation "waha_servers" violates not-null constraint', missing
+            USING ERRCODE = 'not_null_violation', SCHEMA = 'public', TABLE = 'waha_servers', COLUMN = missing,
+                  DETAIL = pg_catalog.format('%s is required (the row''s values are not shown).', missing);
+    END IF;
+    -- Each CHECK's own expression: refused where it is false (a NULL passes, as in a CHECK).
+    IF NOT (NEW.nome ~ '\S') THEN
+        rule := 'waha_servers_nome_not_blank_check';
+        words := 'nome (the server''s name) must not be blank.';
+    ELSIF NOT (NEW.api_url !~ '^[^/?#]*//[^/?#]*@') THEN
+        rule := 'waha_servers_api_url_without_userinfo_check';
+        words := 'api_url must not hold a user or password before the host (user@ or user:password@).';
+        fix := 'Remove them from the URL; WAHA''s key belongs in api_key.';
+    ELSIF NOT (NEW.api_url !~ '[?]') THEN
+        rule := 'waha_servers_api_url_without_query_check';
+        words := 'api_url must not have a query (?...).';
+        fix := 'Remove everything from the ? on: WAHA''s API paths are appended to the path of the URL.';
+    ELSIF NOT (NEW.api_url !~ '#') THEN
+        rule := 'waha_servers_api_url_without_fragment_check';
+        words := 'api_url must not have a fragment (#...).';
+        fix := 'Remove everything from the # on.';
+    ELSIF NOT (NEW.api_url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$') THEN
+        rule := 'waha_servers_api_url_http_check';
+        words := 'api_url must be an http:// or https:// URL with a host and no spaces, e.g. https://waha1.example.com.';
+    ELSIF NOT (NEW.webhook_url !~ '^[^/?#]*//[^/?#]*@') THEN
+        rule := 'waha_servers_webhook_url_without_userinfo_check';
+        words := 'webhook_url must not hold a user or password before the host (user@ or user:password@).';
+        fix := 'Remove them from the URL; the webhook''s secret belongs in webhook_secret.';
+    ELSIF NOT (NEW.webhook_url !~ '[?]') THEN
+        rule := 'waha_servers_webhook_url_without_query_check';
+        words := 'webhook_url must not have a query (?...).';
+        fix := 'Remove everything from the ? on; the webhook''s secret belongs in webhook_secret.';
+    ELSIF NOT (NEW.webhook_url !~ '#') THEN
+        rule := 'waha_servers_webhook_url_without_fragment_check';
+        words := 'webhook_url must not have a fragment (#...).';
+        fix := 'Remove everything from the # on.';
+    ELSIF NOT (NEW.webhook_url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$') THEN
+        rule := 'waha_servers_webhook_url_http_check';
+        words := 'webhook_url must be an http:// or https:// URL with a host and no spaces, e.g. https://app.example.com/webhook.';
+    ELSIF NOT (NEW.timeout > 0) THEN
+        rule := 'waha_servers_timeout_positive_check';
+        words := 'timeout must be between 1 and 120 seconds.';
+    ELSIF NOT (NEW.timeout <= 120) THEN
+        rule := 'waha_servers_timeout_at_most_120_check';
+        words := 'timeout must be between 1 and 120 seconds.';
+    ELSIF NOT (NEW.retry_attempts >= 0) THEN
+        rule := 'waha_servers_retry_attempts_not_negative_check';
+        words := 'retry_attempts must be between 0 and 10.';
+    ELSIF NOT (NEW.retry_attempts <= 10) THEN
+        rule := 'waha_servers_retry_attempts_at_most_10_check';
+        words := 'retry_attempts must be between 0 and 10.';
+    ELSIF NOT (NEW.rate_limit > 0) THEN
+        rule := 'waha_servers_rate_limit_positive_check';
+        words := 'rate_limit must be greater than 0 (requests per minute).';
+    ELSIF NOT (NEW.prioridade BETWEEN 0 AND 10) THEN
+        rule := 'waha_servers_prioridade_range_check';
+        words := 'prioridade must be between 0 and 10.';
+    ELSIF NOT (NEW.max_sessions > 0) THEN
+        rule := 'waha_servers_max_sessions_positive_check';
+        words := 'max_sessions must be greater than 0.';
+    ELSIF NOT (NEW.sessions_ativas >= 0) THEN
+        rule := 'waha_servers_sessions_ativas_not_negative_check';
+        words := 'sessions_ativas cannot be negative.';
+    END IF;
+    IF rule IS NOT NULL AND fix IS NOT NULL THEN
+        RAISE EXCEPTION 'new row for relation "waha_servers" violates check constraint "%"', rule
+            USING ERRCODE = 'check_violation', SCHEMA = 'public', TABLE = 'waha_servers', CONSTRAINT = rule,
+                  DETAIL = words, HINT = fix;
+    ELSIF rule IS NOT NULL THEN
+        RAISE EXCEPTION 'new row for relation "waha_servers" violates check constraint "%"', rule
+            USING ERRCODE = 'check_violation', SCHEMA = 'public', TABLE = 'waha_servers', CONSTRAINT = rule,
+                  DETAIL = words;
+    END IF;
+    RETURN NEW;
+END
+$function$;
+COMMENT ON FUNCTION public.waha_check_server_row() IS
+    'Trigger: refuses a waha_servers row that breaks a NOT NULL or CHECK rule before PostgreSQL would, with the rule in words instead of the row''s values (which hold api_key and webhook_secret) in the error and the server''s log.';
+
+CREATE FUNCTION public.waha_check_session_row()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY INVOKER
+    SET search_path = ''
+AS $function$
+DECLARE
+    missing text;
+BEGIN
+    missing := CASE
+        WHEN NEW.id IS NULL THEN 'id'
+        WHEN NEW.user_id IS NULL THEN 'user_id'
+        WHEN NEW.waha_server_id IS NULL THEN 'waha_server_id'
+        WHEN NEW.session_name IS NULL THEN 'session_name'
+        WHEN NEW.status IS NULL THEN 'status'
+        WHEN NEW.created_at IS NULL THEN 'created_at'
+        WHEN NEW.updated_at IS NULL THEN 'updated_at'
+    END;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'null value in column "%" of relation "waha_sessions" violates not-null constraint', missing
+            USING ERRCODE = 'not_null_violation', SCHEMA = 'public', TABLE = 'waha_sessions', COLUMN = missing,
+                  DETAIL = pg_catalog.format('%s is required (the row''s values are not shown).', missing);
+    END IF;
+    IF NOT (NEW.session_name ~ '^[A-Za-z0-9_-]{1,54}$') THEN
+        RAISE EXCEPTION 'new row for relation "waha_sessions" violates check constraint "waha_sessions_session_name_waha_rule_check"'
+            USING ERRCODE = 'check_violation', SCHEMA = 'public', TABLE = 'waha_sessions',
+                  CONSTRAINT = 'waha_sessions_session_name_waha_rule_check',
+                  DETAIL = 'session_name must be 1 to 54 letters, digits, _ or - (WAHA''s rule).';
+    END IF;
+    RETURN NEW;
+END
+$function$;
+COMMENT ON FUNCTION public.waha_check_session_row() IS
+    'Trigger: refuses a waha_sessions row that breaks a NOT NULL or CHECK rule before PostgreSQL would, with the rule in words instead of the row''s values (which hold the phone number, profile name and QR code) in the error and the server''s log.';
+
+REVOKE ALL ON FUNCTION public.waha_check_server_row(), public.waha_check_session_row() FROM PUBLIC, authenticated, service_role;
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
+        REVOKE ALL ON FUNCTION public.waha_check_server_row(), public.waha_check_session_row() FROM anon;
+    END IF;
+END
+$$;
+
+-- After waha_*_set_updated_at (BEFORE triggers fire in name order): they check the row as it will be stored.
+CREATE TRIGGER waha_servers_validate_row
+    BEFORE INSERT OR UPDATE ON public.waha_servers
+    FOR EACH ROW EXECUTE FUNCTION public.waha_check_server_row();
+CREATE TRIGGER waha_sessions_validate_row
+    BEFORE INSERT OR UPDATE ON public.waha_sessions
+    FOR EACH ROW EXECUTE FUNCTION public.waha_check_session_row();;
+
+UPDATE alembic_version SET version_num='0011' WHERE alembic_version.version_num = '0010';
 
 COMMIT;
 

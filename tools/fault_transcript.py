@@ -235,8 +235,11 @@ def item_1(server: ThrowawayPostgres) -> None:
     skipped.quiet("upgrade", "0009", "--yes")
     print("sql> UPDATE alembic_version SET version_num = '0010'   -- recorded, never applied (a skipped push)\n")
     skipped.sql("UPDATE public.alembic_version SET version_num = '0010'")
-    _, output = run(skipped.environment, "status")
-    run(skipped.environment, "repair", "--yes")
+    run(skipped.environment, "status")
+    run(skipped.environment, "upgrade", "--yes", label="next: as printed")
+    print("sql> UPDATE public.alembic_version SET version_num = '0009'   -- the fix the refusal gives\n")
+    skipped.sql("UPDATE public.alembic_version SET version_num = '0009'")
+    run(skipped.environment, "upgrade", "--yes")
     run(skipped.environment, "status", "--check")
 
 

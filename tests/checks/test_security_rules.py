@@ -69,3 +69,27 @@ def test_restrictive_policy_next_to_a_permissive_one_is_not_reported(fresh_datab
         "USING (status = (SELECT 'WORKING'))",
     )
     assert problems == []
+
+
+@pytest.mark.parametrize("kind", ["head", "supabase_head"])
+def test_security_rules_report_alembic_version_given_back_to_the_app(fresh_database, kind):
+    """What Supabase's default privileges did before revision 0011, and a DBA may do by hand."""
+    problems = security_problems(
+        fresh_database(kind),
+        "GRANT SELECT, UPDATE ON public.alembic_version TO authenticated",
+        "GRANT ALL ON public.alembic_version TO PUBLIC",
+        "ALTER TABLE public.alembic_version DISABLE ROW LEVEL SECURITY",
+    )
+    rule = "alembic_version open to the app's roles (no grant to PUBLIC, anon, authenticated, service_role; row security on)"
+    assert f"{rule}: PUBLIC has UPDATE" in problems
+    assert f"{rule}: authenticated has SELECT" in problems
+    assert f"{rule}: row security is off" in problems
+    assert all(problem.startswith(rule) for problem in problems)
+
+
+def test_security_rules_report_alembic_version_readable_by_anon(fresh_database):
+    problems = security_problems(fresh_database("supabase_head"), "GRANT SELECT ON public.alembic_version TO anon")
+    assert problems == [
+        "alembic_version open to the app's roles (no grant to PUBLIC, anon, authenticated, service_role; "
+        "row security on): anon has SELECT"
+    ]

@@ -121,17 +121,6 @@ def test_a_function_repair_creates_gets_no_privilege_head_does_not_give(waha_db,
     assert grantees == [("authenticated",), ("service_role",)]
 
 
-def test_repair_puts_back_a_revision_whose_push_was_skipped(waha_db, fresh_database, cluster):
-    url = fresh_database("supabase_empty")
-    cluster.migrate(url.database, "0009")
-    sql(url, "UPDATE public.alembic_version SET version_num = '0010'")  # recorded, never applied
-    status = waha_db(url, "status").output
-    assert "but drifted from it: 5 differences" in status and "next: waha-db repair" in status
-    result = waha_db(url, "repair", "--yes")
-    assert result.exit_code == 0, result.output
-    assert waha_db(url, "status", "--check").exit_code == 0, waha_db(url, "status").output
-
-
 def test_repair_drops_an_extra_policy_whose_name_holds_spaces(waha_db, fresh_database):
     url = fresh_database("head")
     sql(url, 'CREATE POLICY "Admins read all" ON public.waha_servers FOR SELECT TO authenticated USING (true)')
@@ -139,4 +128,22 @@ def test_repair_drops_an_extra_policy_whose_name_holds_spaces(waha_db, fresh_dat
     result = waha_db(url, "repair", "--yes")
     assert result.exit_code == 0, result.output
     assert 'DROP POLICY "Admins read all" ON public.waha_servers;' in result.output
+
+
+def test_alembic_version_open_to_anon_is_drift_that_repair_closes(waha_db, fresh_database):
+    url = fresh_database("supabase_head")
+    sql(url, "GRANT SELECT, UPDATE, DELETE ON public.alembic_version TO anon")
+    sql(url, "ALTER TABLE public.alembic_version DISABLE ROW LEVEL SECURITY")
+    status = waha_db(url, "status", "--check")
+    assert status.exit_code == 1
+    assert "unexpected grants on public.alembic_version: 'anon: DELETE, SELECT, UPDATE'" in status.output
+    assert "changed row security of public.alembic_version: head has 'on', database has 'off'" in status.output
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "  REVOKE ALL ON TABLE public.alembic_version FROM anon;" in result.output
+    assert "  ALTER TABLE public.alembic_version ENABLE ROW LEVEL SECURITY;" in result.output
+    with psycopg.connect(conninfo(url)) as connection:
+        connection.execute("SET ROLE anon")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("UPDATE public.alembic_version SET version_num = '0004'")
     assert waha_db(url, "status", "--check").exit_code == 0

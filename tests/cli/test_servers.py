@@ -122,8 +122,17 @@ def test_list_json_masks_secrets(waha_db, url, user):
         (("--priority", "11"), "priority must be between 0 and 10"),
         (("--priority", "-1"), "priority must be between 0 and 10"),
         (("--max-sessions", "0"), "max sessions must be greater than 0"),
-        (("--timeout", "0"), "timeout must be greater than 0 seconds"),
-        (("--retries", "-1"), "retries must be 0 or more"),
+        (("--timeout", "0"), "timeout must be between 1 and 120 seconds"),
+        (("--timeout", "999"), "timeout must be between 1 and 120 seconds"),
+        (("--retries", "-1"), "retries must be between 0 and 10"),
+        (("--retries", "11"), "retries must be between 0 and 10"),
+        (
+            ("--url", "http://127.0.0.1:55459/admin/delete-everything?confirm=yes#"),
+            "URL must not have a query: remove everything from the ? on",
+        ),
+        (("--url", "https://x.example/#top"), "URL must not have a fragment: remove everything from the # on"),
+        (("--url", "https://admin:pw@x.example"), "URL must not hold a user or password before the host"),
+        (("--webhook-url", "https://hooks.example/w?token=abc"), "webhook URL must not have a query"),
         (("--rate-limit", "0"), "rate limit must be greater than 0 requests per minute"),
         (("--webhook-url", "not-a-url"), "webhook URL must be an http:// or https:// URL"),
     ],
@@ -135,6 +144,30 @@ def test_add_refuses_bad_values_with_the_rule_in_words(waha_db, plain_url, user_
     assert result.output == f"Error: {rule}" + result.output.split(rule, 1)[1]
     assert "violates" not in result.output and "SQL" not in result.output
     assert sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [("--priority", "11"), ("--timeout", "999"), ("--url", "https://x.example/?token=1")],
+    ids=["priority", "timeout", "url"],
+)
+def test_a_refused_add_leaves_no_secret_in_the_server_log(waha_db, url, user, cluster, options):
+    """PostgreSQL would log the refused row (`DETAIL: Failing row contains (...)`), its key and webhook secret included."""
+    log = cluster.server.log_path
+    start = log.stat().st_size
+    key, webhook_secret = f"SECRET-K5-{user[:8]}", f"WHSECRET-{user[:8]}"
+    result = waha_db(
+        url,
+        *("servers", "add", "--user", user, "--name", "X", "--url", "https://x.example"),
+        *("--api-key", key, "--webhook-secret", webhook_secret, *options),
+    )
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(start)
+        logged = handle.read()
+    assert "violates check constraint" in logged, logged
+    assert key not in logged and webhook_secret not in logged
+    assert key not in result.output and webhook_secret not in result.output
 
 
 @pytest.mark.parametrize(

@@ -155,6 +155,17 @@ def test_drifted_by_a_dropped_function_and_the_index_that_calls_it(waha_db, fres
     assert follow(waha_db, url)["next"] == "waha-db repair"
 
 
+def test_a_push_that_skipped_0010_is_foreseen_and_its_fix_shown(waha_db, fresh_database, cluster):
+    url = fresh_database("supabase_empty")
+    cluster.migrate(url.database, "0009")
+    sql(url, "UPDATE public.alembic_version SET version_num = '0010'")  # recorded, never applied
+    report = follow(waha_db, url)
+    assert report["refusal"].startswith("alembic_version says revision 0010, but what revision 0010 makes is missing")
+    assert "UPDATE public.alembic_version SET version_num = '0009';" in report["refusal"]
+    sql(url, "UPDATE public.alembic_version SET version_num = '0009'")  # the fix the refusal gives
+    assert follow(waha_db, url)["next"] == "waha-db upgrade"
+
+
 def test_drifted_by_the_seeds_grant_all(waha_db, fresh_database):
     url = fresh_database("supabase_head")
     sql(url, "GRANT ALL ON public.waha_servers TO authenticated, service_role")  # the seed's "Atualizar permissões"

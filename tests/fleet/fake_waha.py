@@ -18,7 +18,13 @@ Modes:
 - ``close``: reads the request and closes the connection without a word;
 - ``not_json``: 200 with an HTML page (a web server that is not WAHA);
 - ``no_version``: 200 with JSON that has no version;
-- ``redirect``: 302 to another host (a client must not follow it).
+- ``redirect``: 302 to another host (a client must not follow it);
+- ``garbled``: an answer that is not HTTP, quoting ``SERVER_TEXT`` (a reason must not).
+
+Every answer that is not WAHA's carries ``SERVER_TEXT`` in a header or its body, so a
+test can prove that no reason quotes the server. ``connections`` counts the
+connections accepted (a refused target must make none), and ``max_in_flight`` the
+most requests it was answering at once. ``ssl_context`` serves HTTPS.
 
 Every GET is kept in ``requests`` (path and headers), and any other method in
 ``writes``, so a test can prove what the client sent and where. ``healthy_after=N``
@@ -40,9 +46,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 WAHA_VERSION = {"version": "2024.10.1", "engine": "WEBJS", "tier": "CORE"}
-MODES = ("healthy", "needs_key", "slow", "hang", "error_500", "close", "not_json", "no_version", "redirect")
+MODES = ("healthy", "needs_key", "slow", "hang", "error_500", "close", "not_json", "no_version", "redirect", "garbled")
 SESSION_STATUSES = ("STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "FAILED")
-REDIRECT_TARGET = "http://waha-elsewhere.example/api/server/version"
+# What an internal server might answer: no reason the user can read may quote it.
+SERVER_TEXT = "secret-admin.internal.example"
+REDIRECT_TARGET = f"http://{SERVER_TEXT}:8443/api/server/version"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -72,8 +80,17 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         with fake.lock:
             fake.requests.append((self.path, dict(self.headers.items())))
+            fake.request_lines.append(self.requestline)
             recovered = fake.healthy_after is not None and len(fake.requests) > fake.healthy_after
-        mode = "healthy" if recovered else fake.mode
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            self._answer(fake, "healthy" if recovered else fake.mode)
+        finally:
+            with fake.lock:
+                fake.in_flight -= 1
+
+    def _answer(self, fake, mode):
         if mode == "hang":
             fake.release.wait()
             self.close_connection = True
@@ -81,21 +98,29 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "close":
             self.close_connection = True
             return
+        if mode == "garbled":
+            self.wfile.write(f"HTTP/1.1 2OO {SERVER_TEXT}\r\n{SERVER_TEXT}\r\n\r\n".encode())
+            self.close_connection = True
+            return
         if mode == "slow" and fake.release.wait(fake.delay):
             self.close_connection = True
             return
         path = urlsplit(self.path)
-        if path.path.rstrip("/") not in ("/api/server/version", "/api/sessions"):
+        # WAHA may sit under a path of a reverse proxy (api_url https://host/waha): any prefix.
+        endpoint = next(
+            (e for e in ("/api/server/version", "/api/sessions") if path.path.rstrip("/").endswith(e)), None
+        )
+        if endpoint is None:
             self._send_json(404, {"message": f"Cannot GET {path.path}", "error": "Not Found", "statusCode": 404})
             return
         if mode == "needs_key" and self.headers.get("X-Api-Key") != fake.api_key:
             self._send_json(401, {"message": "Unauthorized", "statusCode": 401})
             return
         if mode == "error_500":
-            self._send_json(500, {"statusCode": 500, "message": "Internal server error"})
+            self._send_json(500, {"statusCode": 500, "message": f"Internal server error at {SERVER_TEXT}"})
             return
         if mode == "not_json":
-            self._send(200, b"<html><body>Welcome to nginx!</body></html>", "text/html")
+            self._send(200, f"<html><body>Welcome to {SERVER_TEXT}</body></html>".encode(), "text/html")
             return
         if mode == "redirect":
             self.send_response(302)
@@ -103,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if path.path.rstrip("/") == "/api/sessions":
+        if endpoint == "/api/sessions":
             every = parse_qs(path.query).get("all") == ["true"]
             self._send_json(200, [s for s in fake.session_list() if every or s["status"] != "STOPPED"])
             return
@@ -116,10 +141,28 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many probes at once to one fake (the default 5 would make them wait)
 
-    def __init__(self, address, fake: FakeWaha):
+    def __init__(self, address, fake: FakeWaha, ssl_context=None):
         self.fake = fake
+        self.ssl_context = ssl_context
         super().__init__(address, _Handler)
+
+    def get_request(self):
+        connection, address = super().get_request()
+        with self.fake.lock:
+            self.fake.connections += 1
+        if self.ssl_context is not None:
+            connection = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def finish_request(self, request, client_address):
+        if self.ssl_context is not None:
+            try:
+                request.do_handshake()
+            except (OSError, ValueError):  # a client that refused our certificate
+                return
+        super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address):
         """A client that gave up (a timeout) closes the connection under a slow answer: not an error here."""
@@ -141,6 +184,7 @@ class FakeWaha:
         engine: str = WAHA_VERSION["engine"],
         tier: str = WAHA_VERSION["tier"],
         delay: float = 2.0,
+        ssl_context=None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -150,11 +194,15 @@ class FakeWaha:
         self.version, self.engine, self.tier = version, engine, tier
         self.delay = delay
         self.requests: list[tuple[str, dict]] = []
+        self.request_lines: list[str] = []
+        self.connections = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.writes: list[tuple[str, str]] = []
         self.release = threading.Event()
         self._sessions: dict[str, dict] = {}
         self.lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", port), self)
+        self._server = _Server(("127.0.0.1", port), self, ssl_context)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name=f"fake-waha-{mode}", daemon=True
         )
@@ -201,7 +249,9 @@ class FakeWaha:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self._server.ssl_context is not None else "http"
+        host = "localhost" if self._server.ssl_context is not None else "127.0.0.1"
+        return f"{scheme}://{host}:{self.port}"
 
     def start(self) -> FakeWaha:
         self._thread.start()

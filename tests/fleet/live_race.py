@@ -1,7 +1,10 @@
 """`reconcile --live --apply` racing the app's allocations and releases, on a real database and fake WAHA servers.
 
-Shared by tests/fleet/test_live_concurrency.py (which asserts the figures) and
-scripts/live_reconcile.py (which prints them).
+Run by tests/fleet/test_live_concurrency.py, which asserts the figures.
+
+The fleet: the three drifted servers below plus `extra_servers` more (197 by
+default: 200 servers, each a fake WAHA of its own, one slot each), so every
+reconcile asks 200 servers at once while the app fills them.
 
 The app is played by worker threads: each allocates sessions through
 `allocate_waha_session` and creates each on the fake WAHA server the database
@@ -31,6 +34,7 @@ import random
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -137,7 +141,9 @@ def _old_row(connection, user, server, name, status):
     )
 
 
-def _setup(engine: sa.Engine, fakes: list[FakeWaha], max_sessions: int) -> tuple[uuid.UUID, dict[uuid.UUID, FakeWaha]]:
+def _setup(
+    engine: sa.Engine, fakes: list[FakeWaha], extras: list[FakeWaha], max_sessions: int
+) -> tuple[uuid.UUID, dict[uuid.UUID, FakeWaha]]:
     user = uuid.uuid4()
     with engine.begin() as connection:
         if connection.execute(sa.text("SELECT to_regclass('auth.users') IS NOT NULL")).scalar_one():
@@ -171,15 +177,26 @@ def _setup(engine: sa.Engine, fakes: list[FakeWaha], max_sessions: int) -> tuple
         for name in ("c1", "c2"):
             _old_row(connection, user, third, name, "WORKING")
             fakes[2].run_session(name)
-    return user, dict(zip(ids, fakes, strict=True))
+        extra_ids = connection.execute(
+            sa.text(
+                "INSERT INTO public.waha_servers (user_id, nome, api_url, max_sessions, timeout, retry_attempts) "
+                "SELECT :user, 'extra-' || url.position, url.api_url, 1, 5, 1 "
+                "FROM unnest(CAST(:urls AS text[])) WITH ORDINALITY AS url(api_url, position) "
+                "ORDER BY url.position RETURNING id"
+            ),
+            {"user": user, "urls": [fake.url for fake in extras]},
+        ).scalars()
+        extra_ids = list(extra_ids)
+    return user, dict(zip(ids + extra_ids, fakes + extras, strict=True))
 
 
 def run_race(
     engine: sa.Engine,
     *,
     max_sessions: int = 20,
+    extra_servers: int = 197,
     workers: int = 4,
-    operations: int = 100,
+    operations: int = 150,
     pause: float = 0.03,
     grace: float = 0.0,
     reconcilers: int = 2,
@@ -187,15 +204,19 @@ def run_race(
 ) -> RaceFigures:
     """Run the race on a database at head reached through `engine`; the figures, violations included."""
     fakes = [FakeWaha("healthy", tier="PLUS").start() for _ in range(3)]
+    extras = [FakeWaha("healthy", tier="PLUS").start() for _ in range(extra_servers)]
     figures = RaceFigures(
-        servers=len(fakes), capacity=len(fakes) * max_sessions, workers=workers, reconcilers=reconcilers
+        servers=len(fakes) + len(extras),
+        capacity=len(fakes) * max_sessions + len(extras),
+        workers=workers,
+        reconcilers=reconcilers,
     )
     count = threading.Lock()
     errors: list[BaseException] = []
     app = _App()
     done = threading.Event()
     try:
-        user, fake_of = _setup(engine, fakes, max_sessions)
+        user, fake_of = _setup(engine, fakes, extras, max_sessions)
 
         def release(connection, held: Held) -> None:
             held.fake.forget_session(held.name)  # the app deletes it on WAHA, then gives the slot back
@@ -308,8 +329,8 @@ def run_race(
             for difference in (item.comparison.differences if item.comparison else ())
         ] + [f"{item.server.nome}: {item.error}" for item in last.servers if item.error]
     finally:
-        for fake in fakes:
-            fake.stop()
+        with ThreadPoolExecutor(max_workers=16) as stopping:
+            list(stopping.map(FakeWaha.stop, fakes + extras))
     return figures
 
 

@@ -73,7 +73,7 @@ def test_sessions_are_read_from_wahas_shapes():
         ),
         (
             [{"name": "a", "status": "WORKING"}, {"name": "a", "status": "STOPPED"}],
-            "not a WAHA answer: /api/sessions lists session 'a' twice",
+            "not a WAHA answer: /api/sessions lists one session name twice",
         ),
     ],
 )

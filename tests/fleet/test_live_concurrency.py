@@ -1,6 +1,6 @@
 """`reconcile --live --apply` while the app allocates and releases: no slot lost, no server over-filled.
 
-The race itself is tests/fleet/live_race.py (scripts/live_reconcile.py prints its figures).
+The race itself is tests/fleet/live_race.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.fleet.fake_waha import REDIRECT_TARGET, free_port
+from tests.fleet.fake_waha import SERVER_TEXT, free_port
 from waha_db.fleet.probe import describe_probe, probe_server
 
 
@@ -65,15 +65,24 @@ def test_hanging_server_times_out_within_the_timeout_on_every_attempt(fake_waha)
     server = fake_waha("hang")
 
     started = time.monotonic()
-    probe = probe_server(server.url, timeout=0.3, retry_attempts=1, backoff=0)
+    probe = probe_server(server.url, timeout=1, retry_attempts=1, backoff=0)
     elapsed = time.monotonic() - started
 
     assert not probe.reachable
-    assert probe.error == "timed out after 0.3 s"
+    assert probe.error == "timed out after 1 s"
     assert probe.attempts == 2
     # At least both timeouts; the upper bound only proves neither attempt hung on
     # the server that never answers (slack for a loaded machine).
-    assert 0.6 <= elapsed < 0.6 + 7
+    assert 2 <= elapsed < 2 + 7
+
+
+def test_a_timeout_below_the_databases_bound_is_raised_to_one_second(fake_waha):
+    """Rows written before revision 0011 may hold any timeout: the probe clamps it to 1..120 s."""
+    server = fake_waha("hang")
+
+    probe = probe_server(server.url, timeout=0, retry_attempts=0)
+
+    assert probe.error == "timed out after 1 s"
 
 
 def test_server_error_is_retried_then_reported(fake_waha):
@@ -158,7 +167,8 @@ def test_redirect_is_not_followed_anywhere(fake_waha, network_jail):
 
     probe = probe_server(server.url, timeout=2, retry_attempts=0)
 
-    assert probe.error.startswith(f"redirected (HTTP 302) to {REDIRECT_TARGET}: not followed")
+    assert probe.error == "redirected (HTTP 302): not followed; set api_url to the address WAHA answers at"
+    assert SERVER_TEXT not in probe.error  # the Location header is the server's text
     assert network_jail.refused_names == []
 
 
@@ -177,12 +187,14 @@ def test_proxy_settings_of_the_environment_are_ignored(fake_waha, monkeypatch):
 def test_stop_event_cuts_retries_short(fake_waha):
     server = fake_waha("error_500")
     stop = threading.Event()
-    stop.set()
+    threading.Timer(0.5, stop.set).start()
 
+    started = time.monotonic()
     probe = probe_server(server.url, timeout=2, retry_attempts=5, backoff=10, stop=stop)
 
+    assert time.monotonic() - started < 5  # not the 10 s back-off
     assert probe.attempts == 1
-    assert probe.error == "server error (HTTP 500)"
+    assert probe.interrupted and not probe.reachable
 
 
 def test_a_url_that_is_not_http_is_reported_not_raised():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 
 import pytest
 
@@ -45,6 +46,18 @@ RELEASED = {
         "20261125000007_waha_0007_waha_server_health.sql",
         "c913d933c8b817d549da096b3181076263fa49cb90f7d6e91e4fe5bbd51b182f",
     ),
+    "0008": (
+        "20261126000008_waha_0008_bounded_server_selection.sql",
+        "e54f43a7aae799864b635d5b3cf3686d2a56fd69031612a7231b9d89b509a80f",
+    ),
+    "0009": (
+        "20261202000009_waha_0009_waha_server_version.sql",
+        "a8ca5fbde00bb36863a72ceda79eef24201921a9a779666d8a7d6f05bc83867c",
+    ),
+    "0010": (
+        "20261202000010_waha_0010_session_names_per_user_and_one_url_per_server.sql",
+        "5899a92bb808eefad7ca08c539e312fbb63b9ecdc9671c91102c3fdf4e96b982",
+    ),
 }
 
 
@@ -67,6 +80,24 @@ def test_released_revisions_keep_their_file_name_and_text():
     for revision, (name, sha256) in RELEASED.items():
         assert files[revision].path.name == name
         assert digest(files[revision].text) == sha256, f"the exported file of released revision {revision} changed"
+
+
+def test_files_from_0011_on_check_a_later_revision_before_they_skip_and_the_released_ones_keep_their_rule():
+    """A released file's text is frozen (it trusts any value that is not one of its ancestors); from
+    FIRST_VERIFYING_REVISION on, a file refuses a value that cannot have followed it."""
+    verifying = "version_table_locked"
+    for item in export.migration_files():
+        if item.revision < export.FIRST_VERIFYING_REVISION:
+            assert verifying not in item.text, item.revision
+        else:
+            assert verifying in item.text and "which is no waha-db revision that can follow" in item.text, item.revision
+
+
+def test_revision_ids_are_four_digits_as_the_exported_files_take_a_later_one_to_be():
+    """A file from 0011 on skips itself for a later revision: four digits, greater than its own."""
+    ids = revisions.ids()
+    assert all(re.fullmatch(r"[0-9]{4}", revision) for revision in ids)
+    assert ids == sorted(ids)
 
 
 def test_a_later_release_only_adds_files():

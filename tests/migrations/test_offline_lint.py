@@ -16,9 +16,10 @@ from waha_db.lifecycle.migrate import FULL_SCHEMA_PATH, offline_sql
 
 SQUAWK = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
 # Rules the contract itself answers: the seed's column types (integer, varchar(255)) are the V2.1 schema,
-# and an index is built inside the upgrade's one transaction (CONCURRENTLY cannot be), on WAHA tables only,
-# within statement_timeout.
-CONTRACT = "prefer-bigint-over-int,prefer-text-field,require-concurrent-index-creation"
+# and an index is built, or a CHECK added to a table that exists, inside the upgrade's one transaction
+# (CONCURRENTLY cannot be, nor a VALIDATE CONSTRAINT in a later transaction), on WAHA tables only, within
+# statement_timeout; a revision that adds a CHECK lists the rows it would refuse first.
+CONTRACT = "prefer-bigint-over-int,prefer-text-field,require-concurrent-index-creation,constraint-missing-not-valid"
 
 
 @pytest.mark.parametrize("start", [None, "0004", revisions.previous(revisions.head())])

@@ -3,6 +3,7 @@ between the CLI and waha-db in both directions, on throwaway databases."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, PASSWORD
@@ -227,3 +228,105 @@ def test_push_without_a_usable_owner_stops_before_anything_is_applied(
     assert f"Nothing was applied. {way_out}" in done.stderr
     assert recorded_by_cli(url) == []
     assert state_without_cli_history(url) == before
+
+
+# --- alembic_version: closed to the API roles, and never trusted beyond what can be checked ------------------
+
+
+def api_roles_on_alembic_version(url) -> set[str]:
+    """The outcomes of SELECT, UPDATE and DELETE on alembic_version as anon and as authenticated."""
+    outcomes = set()
+    for role in ("anon", "authenticated"):
+        for statement in (
+            "SELECT version_num FROM public.alembic_version",
+            "UPDATE public.alembic_version SET version_num = '0004'",
+            "DELETE FROM public.alembic_version",
+        ):
+            try:
+                run_sql(url, f"BEGIN; SET LOCAL ROLE {role}; {statement}; ROLLBACK")
+                outcomes.add(f"{role} allowed")
+            except psycopg.errors.InsufficientPrivilege:
+                outcomes.add("refused")
+    return outcomes
+
+
+def as_anon(url, statement: str) -> None:
+    """`statement` run as anon, committed: what any visitor of the app could do before revision 0011."""
+    run_sql(url, f"BEGIN; SET LOCAL ROLE anon; {statement}; COMMIT")
+
+
+def test_a_pushed_database_keeps_alembic_version_from_the_api_roles(supabase_cli, export, fresh_database):
+    url = fresh_database("supabase_empty")
+    pushed(supabase_cli, url, export)
+    assert api_roles_on_alembic_version(url) == {"refused"}
+
+
+def test_before_revision_0011_a_pushed_database_gave_alembic_version_to_the_api_roles(
+    supabase_cli, fresh_database, tmp_path
+):
+    url = fresh_database("supabase_empty")
+    pushed(supabase_cli, url, exported_workdir(tmp_path, head="0010"))
+    assert api_roles_on_alembic_version(url) == {"anon allowed", "authenticated allowed"}
+
+
+@pytest.mark.parametrize(
+    ("written", "refusal"),
+    [
+        ("0011", "alembic_version says revision 0011, but the API roles may still write it (row security is off)"),
+        ("0042", "alembic_version says revision 0042, but the API roles may still write it (row security is off)"),
+        ("pwned", "alembic_version holds pwned, which is no waha-db revision that can follow revision 0010"),
+        ("0003", "waha-db revision 0011 applies on top of revision 0010, but the database is at 0003"),
+    ],
+    ids=["this revision", "a later one", "no revision", "an earlier one"],
+)
+def test_a_revision_written_by_anon_makes_the_push_fail_instead_of_skipping(
+    supabase_cli, export, fresh_database, tmp_path, written, refusal
+):
+    """A database that pushed the files up to 0010, then a visitor moved alembic_version: file 0011 must not
+    take the value for "applied" (the files before it did, and must keep their text)."""
+    url = fresh_database("supabase_empty")
+    pushed(supabase_cli, url, exported_workdir(tmp_path / "older", head="0010"))
+    as_anon(url, f"UPDATE public.alembic_version SET version_num = '{written}'")
+    done = push(supabase_cli, url, export)
+    assert done.returncode != 0
+    assert f"ERROR: {refusal}" in done.stderr and "(SQLSTATE WAH06)" in done.stderr
+    assert "Nothing was applied." in done.stderr
+    assert alembic_version(url) == [written]
+    assert api_roles_on_alembic_version(url) == {"anon allowed", "authenticated allowed"}
+
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '0010'")
+    pushed(supabase_cli, url, export)
+    assert alembic_version(url) == [revisions.head()]
+    assert api_roles_on_alembic_version(url) == {"refused"}
+    assert schema_of(url) == schema_of(fresh_database("supabase_head"))
+
+
+def test_file_0010_skipped_on_a_written_revision_is_caught_by_file_0011(supabase_cli, export, fresh_database, tmp_path):
+    """The released file 0010 trusts any value that is not one of its ancestors; file 0011 checks what 0010 made."""
+    url = fresh_database("supabase_empty")
+    pushed(supabase_cli, url, exported_workdir(tmp_path / "older", head="0009"))
+    as_anon(url, "UPDATE public.alembic_version SET version_num = '0010'")
+    done = push(supabase_cli, url, export)
+    assert done.returncode != 0
+    assert "ERROR: alembic_version says revision 0010, but what revision 0010 makes is missing" in done.stderr
+    assert "UPDATE public.alembic_version SET version_num = '0009';" in done.stderr
+    repair = f"supabase migration repair --status reverted {versions_of(export)[9]}"
+    assert repair in done.stderr
+
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '0009'")
+    repaired = supabase_cli.run(*repair.split()[1:], "--yes", workdir=export, remote=url)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    pushed(supabase_cli, url, export)
+    assert alembic_version(url) == [revisions.head()]
+    assert schema_of(url) == schema_of(fresh_database("supabase_head"))
+
+
+def test_a_later_revision_is_trusted_where_alembic_version_is_closed(supabase_cli, export, fresh_database):
+    """A newer waha-db upgraded the database past this release: every file skips itself, nothing changes."""
+    url = fresh_database("supabase_head")
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '0042'")
+    before = state_without_cli_history(url)
+    done = push(supabase_cli, url, export)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert state_without_cli_history(url) == before
+    assert recorded_by_cli(url) == versions_of(export)

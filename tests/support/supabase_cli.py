@@ -92,10 +92,17 @@ class SupabaseCli:
         return environment
 
     def run(
-        self, *args: str, workdir: Path, url: URL | str | None = None, timeout: float = 300, merged: bool = False
+        self,
+        *args: str,
+        workdir: Path,
+        url: URL | str | None = None,
+        remote: URL | None = None,
+        timeout: float = 300,
+        merged: bool = False,
     ) -> subprocess.CompletedProcess:
-        """`supabase ARGS --workdir WORKDIR [--db-url URL]`; output captured, the password masked in it.
+        """`supabase ARGS --workdir WORKDIR [--db-url URL | --remote=URL]`; output captured, the password masked in it.
 
+        `remote` is for the commands that take the database as `--remote=URL` (`db advisors`).
         `merged`: stderr goes into stdout, in the order the CLI wrote them (as a terminal shows them).
         """
         command = [str(self.binary), *args, "--workdir", str(workdir)]
@@ -103,6 +110,9 @@ class SupabaseCli:
         if url is not None:
             password = url.password if isinstance(url, URL) else None
             command += ["--db-url", cli_url(url) if isinstance(url, URL) else url]
+        if remote is not None:
+            password = remote.password
+            command.append(f"--remote={cli_url(remote)}")
         done = subprocess.run(
             command,
             stdout=subprocess.PIPE,

@@ -28,12 +28,15 @@ from alembic.util import CommandError
 
 from waha_db import database
 from waha_db.checks import bench as benchmark
+from waha_db.checks import fleet_bench as fleet_benchmark
 from waha_db.checks import verify as verification
 from waha_db.checks.pgtemp import find_server_binaries
 from waha_db.errors import UserError
-from waha_db.fleet import allocation, health, live, selection
+from waha_db.fleet import allocation, fleet_summary, health, live, selection
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
+from waha_db.fleet.progress import terminal_progress
+from waha_db.fleet.transport import DEFAULT_CONCURRENCY, DEFAULT_PER_HOST
 from waha_db.lifecycle import adopt as adoption
 from waha_db.lifecycle import export as exporting
 from waha_db.lifecycle import locks, migrate, revisions
@@ -626,16 +629,16 @@ def server_fields(command):
     """The options of `servers add` and `servers update` (update leaves out what is not given)."""
     options = [
         click.option("--name", help="Friendly name, e.g. 'Servidor Principal'."),
-        click.option("--url", help="The WAHA server's http(s) URL."),
+        click.option("--url", help="The WAHA server's http(s) URL, without user:password@, ?query or #fragment."),
         click.option("--api-key", help="WAHA's API key."),
         click.option("--description", help="Free text."),
         click.option("--priority", type=DB_INT, help="0 to 10; higher is preferred."),
         click.option("--max-sessions", type=DB_INT, help="Sessions this server may hold (> 0)."),
         click.option("--active/--inactive", default=None, help="Whether new sessions may go to it."),
-        click.option("--webhook-url", help="http(s) URL WAHA calls back."),
+        click.option("--webhook-url", help="http(s) URL WAHA calls back, without user:password@, ?query or #fragment."),
         click.option("--webhook-secret", help="Secret of the webhook."),
-        click.option("--timeout", type=DB_INT, help="Request timeout in seconds (> 0)."),
-        click.option("--retries", type=DB_INT, help="Retry attempts (>= 0)."),
+        click.option("--timeout", type=DB_INT, help="Request timeout in seconds (1 to 120)."),
+        click.option("--retries", type=DB_INT, help="Retry attempts (0 to 10)."),
         click.option("--rate-limit", type=DB_INT, help="Requests per minute (> 0)."),
     ]
     for option in reversed(options):
@@ -646,25 +649,38 @@ def server_fields(command):
 @servers.command("list")
 @USER
 @click.option("--json", "as_json", is_flag=True, help="Print the servers as JSON (secrets masked).")
+@click.option(
+    "--all", "every_card", is_flag=True, help=f"Every server's card, even above {fleet_summary.SUMMARY_ABOVE} servers."
+)
 @pass_invocation
 @library_errors
-def servers_list(invocation, user_id, as_json):
+def servers_list(invocation, user_id, as_json, every_card):
     """The user's servers as the seed's "Meus Servidores WAHA" screen, best priority first.
 
     Green mark: active; red: disabled. Ordered as the seed's listing query
     (ORDER BY prioridade DESC, nome). Once `servers test` or `monitor` got an
     answer from a server, what it reported being (WAHA version, engine, tier) is
     shown too, and a WAHA CORE server (a single session) whose max_sessions is
-    above 1 gets a warning with the fix.
+    above 1 gets a warning with the fix. A user with more than 20 servers gets a
+    summary instead (counts by state: active, healthy, failing, never checked,
+    full; the first failing servers with their reason); --all prints every card.
 
     \b
     Example:
       waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
+      waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --all
     """
     with invocation.transaction() as connection:
         listing = server_admin.server_listing(connection, user_id)
+        many = not as_json and not every_card and len(listing.servers) > fleet_summary.SUMMARY_ABOVE
+        if many:
+            now = connection.execute(sa.text("SELECT pg_catalog.now()")).scalar_one()
+            recorded = health.recorded_health(connection, [server.id for server in listing.servers])
     if as_json:
         click.echo(json.dumps(listing.as_json(), indent=2, ensure_ascii=False))
+    elif many:
+        summary = fleet_summary.summarize(listing.servers, recorded, listing.identities, now)
+        click.echo(fleet_summary.render_summary(user_id, summary))
     else:
         click.echo(listing.render())
 
@@ -805,6 +821,37 @@ def servers_best(invocation, user_id, excluded, as_json):
 # --- server health: `servers test` and `monitor` (waha_db.fleet) ------------------------------
 
 
+def round_options(command):
+    """--concurrency, --per-host and --deadline: how a round asks the servers (waha_db.fleet.rounds)."""
+    options = [
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=DEFAULT_CONCURRENCY,
+            show_default=True,
+            help="Requests in flight at once, in all (capped by the open-files limit).",
+        ),
+        click.option(
+            "--per-host",
+            type=click.IntRange(min=1),
+            default=DEFAULT_PER_HOST,
+            show_default=True,
+            help="Requests in flight at once to one address (scheme, host, port).",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=1),
+            default=60,
+            show_default=True,
+            metavar="SECONDS",
+            help="A round ends this long after it starts; a server not done by then is reported as failing.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @servers.command("test")
 @click.argument("server_id", type=click.UUID, required=False, metavar="[ID]")
 @click.option(
@@ -815,10 +862,10 @@ def servers_best(invocation, user_id, excluded, as_json):
     help="Test every active server of this user instead of one ID.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON (never the API key).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
+@round_options
 @pass_invocation
 @library_errors
-def servers_test(invocation, server_id, user_id, as_json, concurrency):
+def servers_test(invocation, server_id, user_id, as_json, concurrency, per_host, deadline):
     """The form's [Testar Conexão]: GET {api_url}/api/server/version, and record the outcome.
 
     Sends X-Api-Key when the server has an api_key, waits at most the server's
@@ -831,8 +878,14 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
     tier a reachable server reports are recorded too (`servers list` shows them),
     with a warning when a WAHA CORE server has max_sessions above 1. Redirects are
     not followed and proxy variables are ignored: no request goes anywhere but the
-    server's URL.
-    Exit 1 when any server is unreachable.
+    server's URL (its path, with /api/server/version appended; never its query).
+    Every server is asked at once, within --deadline. Exit 1 when any server is
+    unreachable.
+
+    \b
+    Probes connect only where the network policy allows: never to link-local,
+    unspecified, multicast or broadcast addresses; WAHA_DB_PROBE_DENY=private,loopback
+    (or public) denies more. SSL_CERT_FILE / SSL_CERT_DIR add a CA to trust.
 
     \b
     Example:
@@ -841,9 +894,11 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
     """
     if (server_id is None) == (user_id is None):
         raise click.UsageError("give either a server ID or --user UUID (all of that user's active servers)")
+    options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
     with invocation.engine() as engine, health.autocommit_connection(engine) as connection:
         targets = health.load_servers(connection, server_ids=[server_id] if server_id else (), user_id=user_id)
-        checked = health.test_servers(connection, targets, concurrency=concurrency)
+        progress = terminal_progress(sys.stderr, quiet=as_json)
+        checked = health.test_servers(connection, targets, options=options, progress=progress)
     if as_json:
         click.echo(json.dumps([health.checked_as_json(item) for item in checked], indent=2, ensure_ascii=False))
     else:
@@ -869,10 +924,10 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency):
     help="Seconds from the start of one round of checks to the next.",
 )
 @click.option("--once", is_flag=True, help="One round of checks, then exit (for cron).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Servers probed at once.")
+@round_options
 @pass_invocation
 @library_errors
-def monitor(invocation, interval, once, concurrency):
+def monitor(invocation, interval, once, concurrency, per_host, deadline):
     """Check every active server of every user on a schedule, and record the outcomes.
 
     Runs as the role of the database URL, which must see every server (the owner or
@@ -880,9 +935,17 @@ def monitor(invocation, interval, once, concurrency):
     healthy), when a server reports another WAHA version, engine or tier than
     recorded (with a warning for a CORE server whose max_sessions is above 1), and
     when the database connection is lost or back; it reconnects with
-    backoff and never stops because one server fails. SIGTERM or Ctrl-C stops it
-    after the checks in flight (at most one timeout). With --once, exit 1 when the
-    database cannot be reached.
+    backoff and never stops because one server fails. Each round asks every server
+    at once and ends within --deadline, whatever the servers' timeouts; then one
+    line sums it up (servers probed, healthy, failing, round time) and the outcomes
+    are recorded in a few statements. SIGTERM or Ctrl-C stops it within about a
+    second: the checks in flight are cancelled and not recorded. With --once, exit
+    1 when the database cannot be reached.
+
+    \b
+    Probes connect only where the network policy allows: never to link-local,
+    unspecified, multicast or broadcast addresses; WAHA_DB_PROBE_DENY=private,loopback
+    (or public) denies more. SSL_CERT_FILE / SSL_CERT_DIR add a CA to trust.
 
     \b
     Example:
@@ -890,17 +953,33 @@ def monitor(invocation, interval, once, concurrency):
       waha-db monitor --once
     """
     invocation.requires_head = True
+    options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
     stop = threading.Event()
     restore = fleet_monitor.stop_on_signals(stop)
     try:
         with invocation.engine() as engine:
             click.echo(
                 f"monitoring the active WAHA servers of every user at {database.connection_target(invocation.url)}"
-                + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops"),
+                + (" (one round)" if once else f", every {interval:g} s; SIGTERM or Ctrl-C stops")
+                + f"; {options.policy.describe()}",
                 err=True,
             )
+            progress = terminal_progress(sys.stderr)
+
+            def on_round(summary: fleet_monitor.RoundSummary) -> None:
+                if progress is not None:
+                    progress.clear()
+                click.echo(summary.line())
+
             stats = fleet_monitor.monitor(
-                engine, interval=interval, once=once, concurrency=concurrency, stop=stop, emit=click.echo
+                engine,
+                interval=interval,
+                once=once,
+                options=options,
+                stop=stop,
+                emit=click.echo,
+                on_round=on_round,
+                progress=progress,
             )
     finally:
         restore()
@@ -957,9 +1036,10 @@ def sessions(invocation) -> None:
 )
 @YES
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@round_options
 @pass_invocation
 @library_errors
-def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_json):
+def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_json, concurrency, per_host, deadline):
     """Compare each server's sessions_ativas with its occupying sessions, and correct them.
 
     A session occupies a slot unless its status is STOPPED, FAILED or DISCONNECTED
@@ -977,8 +1057,12 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     (never deletes a row), writes WAHA's statuses, phone numbers and profile
     names, and sets the counter, in one transaction per server, safe against
     concurrent allocate_waha_session / release_waha_session. Nothing is ever
-    changed on a WAHA server. A server that cannot be read is reported and
-    skipped (exit 1), never taken as "no sessions".
+    changed on a WAHA server. A server that cannot be read (within --deadline:
+    every server is asked at once) is reported and skipped (exit 1), never taken
+    as "no sessions". A server whose URL more than one user registered is
+    reported as "registered by N users" and skipped: one WAHA, one tenant.
+    --concurrency, --per-host and --deadline go with --live; so do
+    WAHA_DB_PROBE_DENY and SSL_CERT_FILE / SSL_CERT_DIR, as for `monitor`.
 
     \b
     Example:
@@ -989,7 +1073,8 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
       waha-db sessions reconcile --live --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44 --apply --yes --json
     """
     if against_waha:
-        return _reconcile_live(invocation, user_id, servers, apply, grace, yes, as_json)
+        options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
+        return _reconcile_live(invocation, user_id, servers, apply, grace, yes, as_json, options)
     if user_id is not None or grace is not None:
         raise click.UsageError("--user and --grace go with --live")
 
@@ -1033,10 +1118,34 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     show_default=True,
     help="Windows per selection measure; calls/s is their median.",
 )
+@click.option(
+    "--fleet",
+    is_flag=True,
+    help="Measure the fleet commands instead: monitor --once and sessions reconcile --live over fake WAHA servers.",
+)
+@click.option(
+    "--servers",
+    "fleet_sizes",
+    multiple=True,
+    type=click.IntRange(min=1, max=5000),
+    metavar="N",
+    help="With --fleet: fake WAHA servers on 127.0.0.1 (repeatable)  [default: 1000]",
+)
+@click.option(
+    "--toolkit",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="With --fleet: measure the waha_db package in this folder (another checkout's toolkit/), to compare.",
+)
+@click.option(
+    "--concurrency",
+    "fleet_concurrency",
+    type=click.IntRange(min=1),
+    help="With --fleet: run both commands with this --concurrency (default: theirs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.pass_context
 @library_errors
-def bench(ctx, bench_url, tables, seconds, windows, as_json):
+def bench(ctx, bench_url, tables, seconds, windows, fleet, fleet_sizes, toolkit, fleet_concurrency, as_json):
     """Measure server selection and session allocation; print the figures and the goals.
 
     On a throwaway PostgreSQL (the server binaries and pgbench must be installed),
@@ -1046,12 +1155,30 @@ def bench(ctx, bench_url, tables, seconds, windows, as_json):
     three-statement flow with 8 and 32 clients, on one user and on 100 users.
     Takes about three minutes. Exit 1 when a goal is missed.
 
+    With --fleet: N fake WAHA servers on 127.0.0.1 (10% accept and never answer, 5%
+    refuse, the rest answer with a few sessions each; timeout 2 s, 2 retries), and
+    `monitor --once` and `sessions reconcile --live` each run once over them, on a
+    throwaway PostgreSQL: time against the ideal (the largest single server's
+    budget), SQL statements sent, peak memory. About a minute for 1,000 servers.
+
     \b
     Example:
       waha-db bench
       waha-db bench --table 10000 --seconds 10
       waha-db bench --json > bench.json
+      waha-db bench --fleet --servers 200 --servers 1000
     """
+    if fleet:
+        result = fleet_benchmark.run_fleet_benchmark(
+            sizes=tuple(fleet_sizes) or (fleet_benchmark.SERVERS,),
+            toolkit=toolkit,
+            concurrency=fleet_concurrency,
+            progress=lambda message: click.echo(f"  {message}", err=True),
+        )
+        click.echo(json.dumps(result.as_dict(), indent=2) if as_json else fleet_benchmark.render(result))
+        return
+    if fleet_sizes or toolkit or fleet_concurrency:
+        raise click.UsageError("--servers, --toolkit and --concurrency go with --fleet")
     invocation = ctx.find_object(Invocation)
     if bench_url is not None:
         invocation = ctx.obj = Invocation(bench_url)
@@ -1135,7 +1262,7 @@ def export_supabase(workdir, owner):
 # --- sessions reconcile --live: the database against what the WAHA servers run (waha_db.fleet.live) ---
 
 
-def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json):
+def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json, options):
     """The --live half of `sessions reconcile`: report, ask, apply, print; exit 1 when a server was not reconciled."""
 
     def confirm(report: live.LiveReport) -> None:
@@ -1151,6 +1278,8 @@ def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json)
             apply=apply,
             grace=live.DEFAULT_GRACE_SECONDS if grace is None else grace,
             confirm=None if yes else confirm,
+            options=options,
+            progress=terminal_progress(sys.stderr, quiet=as_json),
         )
     click.echo(
         json.dumps(report.as_json(), indent=2, ensure_ascii=False) if as_json else live.render_live_report(report)

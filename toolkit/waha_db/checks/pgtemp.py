@@ -270,6 +270,12 @@ class ThrowawayPostgres:
         return int(self._started().settings["port"])
 
     @property
+    def log_path(self) -> Path:
+        """The server's log (its stderr): what PostgreSQL writes there, a refused statement's DETAIL included."""
+        server = self._started()
+        return Path(server.base_dir) / f"{server.name}.log"
+
+    @property
     def bin_dir(self) -> Path:
         return Path(self._started().postgres).parent
 

@@ -258,6 +258,18 @@ SECURITY_QUERIES = {
           AND side.expression IS NOT NULL AND side.expression !~* '\\(\\s*select\\s'
         ORDER BY 1
     """,
+    # Alembic's bookkeeping is no API table (revision 0011): a role of the app that may read or write
+    # it could move the recorded revision, and make an upgrade fail or an exported file skip itself.
+    "alembic_version open to the app's roles (no grant to PUBLIC, anon, authenticated, service_role; row security on)": """
+        SELECT CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END
+               || ' has ' || acl.privilege_type
+        FROM pg_catalog.pg_class AS c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS acl
+        WHERE c.oid = pg_catalog.to_regclass('public.alembic_version')
+          AND (acl.grantee = 0 OR pg_catalog.pg_get_userbyid(acl.grantee) IN ('anon', 'authenticated', 'service_role'))
+        UNION ALL
+        SELECT 'row security is off' FROM pg_catalog.pg_class AS c
+        WHERE c.oid = pg_catalog.to_regclass('public.alembic_version') AND NOT c.relrowsecurity
+    """,
     # splinter 0006_multiple_permissive_policies: permissive policies OR together, and
     # each one is evaluated for every row, so a role gets one per command.
     "more than one permissive policy for a role and command": """
@@ -281,7 +293,8 @@ SECURITY_QUERIES = {
 
 def check_security_rules(database: Database) -> list[str]:
     """Row security on, fixed search_path, nothing for anon and PUBLIC, no TRUNCATE for authenticated,
-    a policy per command in the (select ...) form, every foreign key indexed (Supabase's linter's rules)."""
+    a policy per command in the (select ...) form, every foreign key indexed (Supabase's linter's rules),
+    and alembic_version out of the app's reach."""
     database.head()
     problems = []
     with database.engine.connect() as connection:
@@ -477,7 +490,10 @@ CHECKS = (
     ("upgrade an empty database to head", check_upgrade_to_head),
     ("metadata (toolkit/waha_db/lifecycle/model.py) equals the migrated database", check_metadata_matches),
     ("no drift from the recorded head catalog", check_no_drift),
-    ("security: row security, search_path, anon, TRUNCATE, policies, indexed foreign keys", check_security_rules),
+    (
+        "security: row security, search_path, anon, TRUNCATE, policies, indexed foreign keys, alembic_version",
+        check_security_rules,
+    ),
     ("the seed's examples and the selection rules", check_seed_examples),
     ("every revision upgrades, downgrades and upgrades again", check_revisions_up_down_up),
     ("downgrade to base removes every object it created", check_downgrade_to_base),

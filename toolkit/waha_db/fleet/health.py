@@ -3,8 +3,14 @@
 Outcomes go through `public.report_waha_server_success` /
 `public.report_waha_server_failure` (revision 0007), which put a failing server
 into a cooldown that `get_available_waha_server` and `allocate_waha_session`
-rank after every healthy server. Every function takes an explicit SQLAlchemy
-connection; the probing itself is waha_db.fleet.probe, the loop waha_db.fleet.monitor.
+rank after every healthy server. They are recorded in batches: one statement
+calls the report function for up to `BATCH` servers (each call its own row of a
+set), so a round over a thousand servers costs a handful of statements, not a
+thousand round trips; a batch the database refuses (a server deleted meanwhile)
+is recorded server by server, so one refusal loses no other outcome. Every
+function takes an explicit SQLAlchemy connection; no transaction is open while a
+server is asked. The probing itself is waha_db.fleet.probe, the loop
+waha_db.fleet.monitor.
 """
 
 from __future__ import annotations
@@ -13,19 +19,31 @@ import datetime as dt
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.errors import UserError
-from waha_db.fleet.identity import WahaIdentity, capacity_warning, record_identity
-from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url, probe_server
+from waha_db.fleet.identity import WahaIdentity, capacity_warning, record_identities
+from waha_db.fleet.policy import NetworkPolicy, policy_from_environment
+from waha_db.fleet.probe import (
+    DEFAULT_BACKOFF_SECONDS,
+    VERSION_PATH,
+    Probe,
+    Target,
+    ask_many,
+    describe_probe,
+    display_api_url,
+    probe_from_answer,
+    read_version,
+)
+from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS, fair_order
 from waha_db.fleet.servers import Server, server_columns, server_from_row
+from waha_db.fleet.transport import Limits, trusted_context
 
-T = TypeVar("T")
+# Outcomes per statement: a few hundred uuids and reasons, well under any statement limit.
+BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -111,22 +129,80 @@ def load_servers(
 _HEALTH_COLUMNS = "server_id, consecutive_failures, cooldown_until, last_error, last_checked_at, last_success_at"
 
 
-def record_probe(connection: sa.Connection, server_id: uuid.UUID, probe: Probe) -> Health:
-    """Record a probe's outcome through the database's report functions; the health after it.
+_REPORT_SQL = """
+SELECT outcome.server_id, health.consecutive_failures, health.cooldown_until, health.last_error,
+       health.last_checked_at, health.last_success_at
+FROM ROWS FROM (pg_catalog.unnest(CAST(:ids AS uuid[])), pg_catalog.unnest(CAST(:reasons AS text[])))
+     AS outcome(server_id, reason)
+CROSS JOIN LATERAL (
+    SELECT * FROM public.report_waha_server_success(outcome.server_id) WHERE outcome.reason IS NULL
+    UNION ALL
+    SELECT * FROM public.report_waha_server_failure(outcome.server_id, outcome.reason) WHERE outcome.reason IS NOT NULL
+) AS health
+WHERE EXISTS (SELECT FROM public.waha_servers AS server WHERE server.id = outcome.server_id)
+"""
 
-    The caller owns the transaction (the monitor and the CLI use autocommit).
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording a round's outcomes gave: the health of each server recorded, the refusal of each that was not."""
+
+    health: dict[uuid.UUID, Health]
+    identities: dict[uuid.UUID, WahaIdentity]
+    errors: dict[uuid.UUID, str]
+
+
+def _report_batch(
+    connection: sa.Connection, outcomes: Sequence[tuple[uuid.UUID, str | None]]
+) -> dict[uuid.UUID, Health]:
+    rows = connection.execute(
+        sa.text(_REPORT_SQL),
+        {"ids": [server_id for server_id, _ in outcomes], "reasons": [reason for _, reason in outcomes]},
+    ).all()
+    return {row.server_id: Health(*row) for row in rows}
+
+
+def record_outcomes(connection: sa.Connection, outcomes: Sequence[tuple[Server, Probe]]) -> Recorded:
+    """Record each probe's outcome (and what a reachable server is) through the report functions, in batches.
+
+    `connection` must be in autocommit mode (`autocommit_connection`): each batch is
+    one statement, its own transaction. Outcomes are sorted by server id, so two
+    monitors at once lock health rows in the same order. A probe cut short by a
+    stop (`interrupted`) is not recorded. A server deleted before its batch is left
+    out; a batch the database refuses is recorded one server at a time, and a
+    server it still refuses gets its error (others are unaffected). A lost
+    connection raises.
     """
-    if probe.reachable:
-        row = connection.execute(
-            sa.text(f"SELECT {_HEALTH_COLUMNS} FROM public.report_waha_server_success(:server_id)"),
-            {"server_id": server_id},
-        ).one()
-    else:
-        row = connection.execute(
-            sa.text(f"SELECT {_HEALTH_COLUMNS} FROM public.report_waha_server_failure(:server_id, :reason)"),
-            {"server_id": server_id, "reason": probe.error},
-        ).one()
-    return Health(*row)
+    wanted = sorted(
+        (
+            (server.id, None if probe.reachable else (probe.error or "unreachable"))
+            for server, probe in outcomes
+            if not probe.interrupted
+        ),
+        key=lambda outcome: str(outcome[0]),
+    )
+    health: dict[uuid.UUID, Health] = {}
+    errors: dict[uuid.UUID, str] = {}
+    for start in range(0, len(wanted), BATCH):
+        batch = wanted[start : start + BATCH]
+        try:
+            health.update(_report_batch(connection, batch))
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            for outcome in batch:
+                try:
+                    health.update(_report_batch(connection, [outcome]))
+                except sa.exc.DBAPIError as single:
+                    if single.connection_invalidated:
+                        raise
+                    errors[outcome[0]] = database_message(single)
+    for server_id, _ in wanted:
+        if server_id not in health and server_id not in errors:
+            errors[server_id] = "the server was deleted while it was being probed (or this role cannot see it)"
+    reachable = [(server, probe) for server, probe in outcomes if probe.reachable and server.id in health]
+    identities = record_identities(connection, reachable, batch=BATCH)
+    return Recorded(health, identities, errors)
 
 
 def user_health(connection: sa.Connection, user_id: uuid.UUID | str) -> dict[uuid.UUID, Health]:
@@ -156,72 +232,94 @@ def is_cooling_down(health: Health | None, now: dt.datetime) -> bool:
     return health is not None and health.cooldown_until is not None and health.cooldown_until > now
 
 
-def ask_each(servers: Sequence[Server], ask: Callable[[Server], T], *, concurrency: int = 8) -> list[T]:
-    """`ask(server)` for every server, at most `concurrency` at once; the answers in the servers' order."""
-    if not servers:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(servers))), thread_name_prefix="waha-ask") as pool:
-        return list(pool.map(ask, servers))
+def target(server: Server) -> Target:
+    """How a server is asked: its URL, API key, timeout and retries from its row (clamped to the database's bounds)."""
+    return Target(server.api_url, server.api_key, server.timeout, server.retry_attempts)
 
 
-def asking(server: Server, *, backoff: float = DEFAULT_BACKOFF_SECONDS, stop: threading.Event | None = None) -> dict:
-    """How a server is asked (probe.get_json's options): its API key, timeout and retries, from its row."""
-    return {
-        "api_key": server.api_key,
-        "timeout": server.timeout,
-        "retry_attempts": server.retry_attempts,
-        "backoff": backoff,
-        "stop": stop,
-    }
+@dataclass(frozen=True)
+class RoundOptions:
+    """How a round asks the servers: limits, the round's deadline, the network policy, back-off."""
+
+    limits: Limits = Limits()
+    deadline: float | None = DEFAULT_DEADLINE_SECONDS
+    policy: NetworkPolicy | None = None
+    backoff: float = DEFAULT_BACKOFF_SECONDS
+
+
+def round_options(
+    *,
+    concurrency: int = Limits.concurrency,
+    per_host: int = Limits.per_host,
+    deadline: float | None = DEFAULT_DEADLINE_SECONDS,
+) -> RoundOptions:
+    """The options of a command's rounds, with the operator's network policy and CAs read (and checked) up front.
+
+    WAHA_DB_PROBE_DENY or SSL_CERT_FILE / SSL_CERT_DIR that cannot be used are an
+    error here, before anything is asked.
+    """
+    trusted_context()
+    return RoundOptions(Limits(concurrency, per_host), deadline, policy_from_environment())
 
 
 def probe_many(
     servers: Sequence[Server],
     *,
-    concurrency: int = 8,
-    backoff: float = DEFAULT_BACKOFF_SECONDS,
+    options: RoundOptions | None = None,
     stop: threading.Event | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Probe]:
-    """Probe servers in parallel (at most `concurrency` at once), results in the same order."""
-    return ask_each(
-        servers,
-        lambda server: probe_server(server.api_url, **asking(server, backoff=backoff, stop=stop)),
-        concurrency=concurrency,
+    """Probe servers all at once within the round's limits and deadline, results in the same order.
+
+    Servers are started one user at a time in turn (waha_db.fleet.rounds).
+    """
+    options = options or RoundOptions()
+    answers = ask_many(
+        [target(server) for server in servers],
+        VERSION_PATH,
+        read_version,
+        backoff=options.backoff,
+        limits=options.limits,
+        policy=options.policy,
+        deadline=options.deadline,
+        stop=stop,
+        order=fair_order(servers, lambda server: server.user_id),
+        progress=progress,
     )
+    return [probe_from_answer(answer) for answer in answers]
 
 
 def test_servers(
     connection: sa.Connection,
     servers: Sequence[Server],
     *,
-    concurrency: int = 8,
+    options: RoundOptions | None = None,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     record: bool = True,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Checked]:
     """`waha-db servers test`: probe the servers and record each outcome (and what a reachable server is).
 
-    `connection` must be in autocommit mode (`autocommit_connection`): each report
-    is its own transaction, so one refused report does not undo the others.
+    `connection` must be in autocommit mode (`autocommit_connection`); outcomes are
+    recorded in batches (`record_outcomes`), after every probe is done.
 
     A server whose outcome cannot be recorded (deleted meanwhile, not visible to
     this role) keeps its probe and gets `record_error`; the others are unaffected.
     """
-    probes = probe_many(servers, concurrency=concurrency, backoff=backoff)
-    checked = []
-    for server, probe in zip(servers, probes, strict=True):
-        if not record:
-            checked.append(Checked(server, probe, None))
-            continue
-        try:
-            health = record_probe(connection, server.id, probe)
-            identity = record_identity(connection, server.id, probe)
-        except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise
-            checked.append(Checked(server, probe, None, record_error=database_message(exc)))
-        else:
-            checked.append(Checked(server, probe, health, identity=identity))
-    return checked
+    probes = probe_many(servers, options=options or RoundOptions(backoff=backoff), progress=progress)
+    if not record:
+        return [Checked(server, probe, None) for server, probe in zip(servers, probes, strict=True)]
+    recorded = record_outcomes(connection, list(zip(servers, probes, strict=True)))
+    return [
+        Checked(
+            server,
+            probe,
+            recorded.health.get(server.id),
+            record_error=recorded.errors.get(server.id),
+            identity=recorded.identities.get(server.id),
+        )
+        for server, probe in zip(servers, probes, strict=True)
+    ]
 
 
 # pytest would collect test_servers as a test through `from waha_db.fleet.health import *`-style imports.

@@ -80,6 +80,56 @@ def record_identity(connection: sa.Connection, server_id: uuid.UUID, probe: Prob
     return _identity(row)
 
 
+_VERSIONS_SQL = f"""
+SELECT answer.server_id, health.{_COLUMNS.replace(", ", ", health.")}
+FROM ROWS FROM (pg_catalog.unnest(CAST(:ids AS uuid[])), pg_catalog.unnest(CAST(:versions AS text[])),
+               pg_catalog.unnest(CAST(:engines AS text[])), pg_catalog.unnest(CAST(:tiers AS text[])))
+     AS answer(server_id, version, engine, tier)
+CROSS JOIN LATERAL public.report_waha_server_version(answer.server_id, answer.version, answer.engine, answer.tier) AS health
+WHERE EXISTS (SELECT FROM public.waha_servers AS server WHERE server.id = answer.server_id)
+"""
+
+
+def record_identities(
+    connection: sa.Connection, reachable: Sequence[tuple[Server, Probe]], *, batch: int = 500
+) -> dict[uuid.UUID, WahaIdentity]:
+    """record_identity for many servers, `batch` per statement (sorted by id); a refused batch goes one by one.
+
+    A server the database refuses (deleted meanwhile) is left out of the result.
+    """
+    wanted = sorted(
+        ((server.id, probe) for server, probe in reachable if probe.reachable), key=lambda item: str(item[0])
+    )
+    found: dict[uuid.UUID, WahaIdentity] = {}
+
+    def report(items) -> None:
+        rows = connection.execute(
+            sa.text(_VERSIONS_SQL),
+            {
+                "ids": [server_id for server_id, _ in items],
+                "versions": [probe.version for _, probe in items],
+                "engines": [probe.engine for _, probe in items],
+                "tiers": [probe.tier for _, probe in items],
+            },
+        ).all()
+        found.update((row.server_id, _identity(row)) for row in rows)
+
+    for start in range(0, len(wanted), batch):
+        items = wanted[start : start + batch]
+        try:
+            report(items)
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            for item in items:
+                try:
+                    report([item])
+                except sa.exc.DBAPIError as single:
+                    if single.connection_invalidated:
+                        raise
+    return found
+
+
 def recorded_identities(connection: sa.Connection, server_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WahaIdentity]:
     """What each of the given servers last reported, by server id (servers never identified are left out)."""
     rows = connection.execute(

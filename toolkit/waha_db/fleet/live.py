@@ -39,9 +39,12 @@ session was seen connected. Occupying follows the database's rule (a status othe
 than STOPPED, FAILED or DISCONNECTED, any case).
 
 Nothing is ever changed on a WAHA server (only GETs are sent, with no redirects and
-no proxy, as by waha_db.fleet.probe). A server that cannot be read (down, timed
-out, key rejected, an answer that is not WAHA's) is reported and skipped: no answer
-is never taken as "no sessions".
+no proxy, as by waha_db.fleet.probe). Every server is asked at once, within the
+round's deadline (waha_db.fleet.rounds). A server that cannot be read (down, timed
+out, key rejected, an answer that is not WAHA's, no answer within the deadline) is
+reported and skipped: no answer is never taken as "no sessions". A server whose
+URL more than one user registered is reported and skipped too, neither read nor
+written (waha_db.fleet.tenancy).
 
 Race-freedom against allocate_waha_session and release_waha_session: each server
 is applied in a transaction of its own, after the HTTP reads (no transaction is
@@ -63,6 +66,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -73,9 +77,11 @@ import sqlalchemy as sa
 from waha_db.database import constraint_name
 from waha_db.errors import UserError
 from waha_db.fleet.allocation import OCCUPYING, occupies
-from waha_db.fleet.health import HealthError, ask_each, asking, load_servers
-from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Answer, AnswerFailure, display_api_url, get_json
+from waha_db.fleet.health import HealthError, RoundOptions, load_servers, target
+from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Answer, AnswerFailure, ask_many, display_api_url
+from waha_db.fleet.rounds import fair_order
 from waha_db.fleet.servers import SERVER_COLUMNS, Server, server_from_row
+from waha_db.fleet.tenancy import shared_reason, shared_registrations
 
 SESSIONS_PATH = "/api/sessions?all=true"
 # A session entry is under a kilobyte (more with many webhooks); a Plus server runs hundreds.
@@ -170,7 +176,7 @@ def read_sessions(answer: object) -> tuple[WahaSession, ...]:
                 f"not a WAHA answer: entry {position} of /api/sessions has no session name or status", retry=False
             )
         if name in sessions:
-            raise AnswerFailure(f"not a WAHA answer: /api/sessions lists session {name!r} twice", retry=False)
+            raise AnswerFailure("not a WAHA answer: /api/sessions lists one session name twice", retry=False)
         me = entry.get("me") if isinstance(entry.get("me"), dict) else {}
         sessions[name] = WahaSession(
             name=name,
@@ -184,20 +190,27 @@ def read_sessions(answer: object) -> tuple[WahaSession, ...]:
 
 
 def ask_sessions(
-    servers: Sequence[Server], *, concurrency: int = 8, backoff: float = DEFAULT_BACKOFF_SECONDS
+    servers: Sequence[Server],
+    *,
+    options: RoundOptions | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Answer[tuple[WahaSession, ...]]]:
-    """Each server's sessions as WAHA lists them, asked in parallel, within each server's timeout and retries."""
-
-    def one(server: Server) -> Answer[tuple[WahaSession, ...]]:
-        return get_json(
-            server.api_url,
-            SESSIONS_PATH,
-            read_sessions,
-            max_body_bytes=MAX_SESSIONS_BODY_BYTES,
-            **asking(server, backoff=backoff),
-        )
-
-    return ask_each(servers, one, concurrency=concurrency)
+    """Each server's sessions as WAHA lists them, asked all at once, within each server's budget and the round's deadline."""
+    options = options or RoundOptions()
+    return ask_many(
+        [target(server) for server in servers],
+        SESSIONS_PATH,
+        read_sessions,
+        backoff=options.backoff,
+        max_body_bytes=MAX_SESSIONS_BODY_BYTES,
+        limits=options.limits,
+        policy=options.policy,
+        deadline=options.deadline,
+        stop=stop,
+        order=fair_order(servers, lambda server: server.user_id),
+        progress=progress,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -653,6 +666,9 @@ def apply_server(
                         comparison=planned,
                         skipped="the server was deleted while reconciling: nothing changed",
                     )
+                shared = shared_registrations(connection, [server.id]).get(server.id)
+                if shared:
+                    return ServerReport(server, attempts=attempts, skipped=shared_reason(shared))
                 locked = server_from_row(row)
                 rows = session_rows(connection, [server.id])[server.id]
                 unchanged = frozenset(row.id for row in rows if row.id in to_lock and before.get(row.id) == row)
@@ -698,8 +714,9 @@ def reconcile_live(
     apply: bool = False,
     grace: float = DEFAULT_GRACE_SECONDS,
     lock_timeout: float = RECONCILE_LOCK_TIMEOUT_SECONDS,
-    concurrency: int = 8,
+    options: RoundOptions | None = None,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> LiveReport:
     """`waha-db sessions reconcile --live`: compare every server in scope with what WAHA runs; with `apply`, fix it.
 
@@ -717,12 +734,21 @@ def reconcile_live(
     # The database first, then WAHA: a row committed after this read is not compared with
     # an answer that may predate it.
     read_at = connection.execute(sa.text("SELECT pg_catalog.clock_timestamp()")).scalar_one()
+    shared = shared_registrations(connection, [server.id for server in servers])
     rows = session_rows(connection, [server.id for server in servers])
     connection.commit()  # no snapshot and no lock is held while the servers are asked
-    answers = ask_sessions(servers, concurrency=concurrency, backoff=backoff)
+    options = options or RoundOptions(backoff=backoff)
+    asked = [server for server in servers if server.id not in shared]
+    answers = dict(
+        zip((server.id for server in asked), ask_sessions(asked, options=options, progress=progress), strict=True)
+    )
     settled_before = read_at - dt.timedelta(seconds=grace)
     reports = []
-    for server, answer in zip(servers, answers, strict=True):
+    for server in servers:
+        if server.id in shared:
+            reports.append(ServerReport(server, skipped=shared_reason(shared[server.id])))
+            continue
+        answer = answers[server.id]
         if not answer.ok:
             reports.append(ServerReport(server, error=answer.error, attempts=answer.attempts))
             continue
@@ -757,6 +783,8 @@ def reconcile_fleet(
     apply: bool = False,
     grace: float = DEFAULT_GRACE_SECONDS,
     confirm: Callable[[LiveReport], None] | None = None,
+    options: RoundOptions | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> LiveReport:
     """`waha-db sessions reconcile --live`: the report; with `apply`, the database brought in line, once confirmed.
 
@@ -764,7 +792,13 @@ def reconcile_fleet(
     something to apply, `confirm` sees it (and raises to refuse); then WAHA is asked
     again and what is found then is applied. Without it, `apply` applies at once.
     """
-    scope = {"user_id": user_id, "server_ids": list(server_ids), "grace": grace}
+    scope = {
+        "user_id": user_id,
+        "server_ids": list(server_ids),
+        "grace": grace,
+        "options": options,
+        "progress": progress,
+    }
     with engine.connect() as connection:
         if apply and confirm is not None:
             preview = reconcile_live(connection, **scope)
@@ -790,6 +824,9 @@ def render_live_report(report: LiveReport) -> str:
         if item.error is not None:
             tries = f" ({item.attempts} attempts)" if item.attempts > 1 else ""
             lines.append(f"  unreachable: {item.error}{tries}; skipped: nothing read, nothing changed")
+            continue
+        if item.comparison is None:
+            lines.append(f"  skipped: {item.skipped}")
             continue
         comparison = item.comparison
         running = sum(occupies(session.status) for session in item.waha_sessions)

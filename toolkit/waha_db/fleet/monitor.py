@@ -1,7 +1,12 @@
 """`waha-db monitor`: every active server of every user probed on a schedule, outcomes recorded.
 
 Takes an engine rather than a connection because it reconnects on its own when
-the database goes away; one server's failure never stops the others.
+the database goes away; one server's failure never stops the others. A round
+probes every server at once (waha_db.fleet.rounds): it lasts about the slowest
+server's budget, at most the round's deadline, and then its outcomes are
+recorded in a few statements on the monitor's one connection (autocommit: no
+transaction is open while servers are asked). A stop (SIGTERM, Ctrl-C) cancels
+the probes in flight; what had finished is recorded, the rest is not.
 """
 
 from __future__ import annotations
@@ -19,20 +24,43 @@ from waha_db.database import database_message
 from waha_db.errors import UserError
 from waha_db.fleet.health import (
     Health,
+    RoundOptions,
     autocommit_connection,
     describe_health,
     load_servers,
     probe_many,
-    record_probe,
+    record_outcomes,
     recorded_health,
 )
-from waha_db.fleet.identity import WahaIdentity, capacity_warning, record_identity, recorded_identities
+from waha_db.fleet.identity import WahaIdentity, capacity_warning, recorded_identities
 from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
 from waha_db.fleet.servers import Server
 
 
 class MonitorError(UserError):
     """The monitor cannot run (e.g. `--once` and the database is unreachable)."""
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """One round: servers probed (recorded), how many are healthy and failing after it, and how long it took."""
+
+    probed: int
+    healthy: int
+    failing: int
+    seconds: float
+    not_recorded: int = 0
+    stopped: bool = False
+
+    def line(self) -> str:
+        """`2026-12-06T19:00:00Z round: 1000 servers probed, 850 healthy, 150 failing, 7.9 s`."""
+        text = (
+            f"{_stamp()} round: {self.probed} servers probed, {self.healthy} healthy, {self.failing} failing, "
+            f"{self.seconds:.1f} s"
+        )
+        if self.not_recorded:
+            text += f", {self.not_recorded} not recorded"
+        return text + (" (stopped: probes in flight cancelled, not recorded)" if self.stopped else "")
 
 
 @dataclass
@@ -61,12 +89,14 @@ def monitor(
     *,
     interval: float = 60,
     once: bool = False,
-    concurrency: int = 8,
+    options: RoundOptions | None = None,
     stop: threading.Event | None = None,
     emit: Callable[[str], None] = print,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     reconnect_delay: float = 1.0,
     max_reconnect_delay: float = 30.0,
+    on_round: Callable[[RoundSummary], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> MonitorStats:
     """`waha-db monitor`: probe every active server of every user, every `interval` seconds.
 
@@ -78,9 +108,11 @@ def monitor(
     server's failure never stops the others; a lost database connection is retried
     with backoff (`reconnect_delay` doubling to `max_reconnect_delay`) until `stop`
     is set. With `once`, one cycle, and a database that cannot be reached is a
-    MonitorError.
+    MonitorError. `options` bound each round (limits, deadline, network policy);
+    `on_round` sees each round's summary, `progress` each answer as it comes.
     """
     stop = stop or threading.Event()
+    options = options or RoundOptions(backoff=backoff)
     stats = MonitorStats()
     connection: sa.Connection | None = None
     delay = reconnect_delay
@@ -95,7 +127,9 @@ def monitor(
                         emit(f"{_stamp()} database connection restored")
                         stats.reconnects += 1
                         lost = False
-                _monitor_cycle(connection, concurrency, backoff, stop, emit, stats)
+                summary = _monitor_cycle(connection, options, stop, emit, stats, progress)
+                if on_round is not None:
+                    on_round(summary)
                 delay = reconnect_delay
             except Exception as exc:
                 if not _is_connection_lost(exc):
@@ -126,32 +160,33 @@ def monitor(
 
 def _monitor_cycle(
     connection: sa.Connection,
-    concurrency: int,
-    backoff: float,
+    options: RoundOptions,
     stop: threading.Event,
     emit: Callable[[str], None],
     stats: MonitorStats,
-) -> None:
+    progress: Callable[[int, int, int], None] | None,
+) -> RoundSummary:
+    started = time.monotonic()
     servers = load_servers(connection, every_active=True)
     server_ids = [server.id for server in servers]
     failing_before = {
         server_id for server_id, health in recorded_health(connection, server_ids).items() if health.failing
     }
     identities_before = recorded_identities(connection, server_ids)
-    probes = probe_many(servers, concurrency=concurrency, backoff=backoff, stop=stop)
+    probes = probe_many(servers, options=options, stop=stop, progress=progress)
+    recorded = record_outcomes(connection, list(zip(servers, probes, strict=True)))
     for server, probe in zip(servers, probes, strict=True):
-        try:
-            health = record_probe(connection, server.id, probe)
-            identity = record_identity(connection, server.id, probe)
-        except sa.exc.DBAPIError as exc:
-            if _is_connection_lost(exc):
-                raise
-            emit(f"{_stamp()} {server.nome} ({server.id}): outcome not recorded: {database_message(exc)}")
+        if server.id in recorded.errors:
+            emit(f"{_stamp()} {server.nome} ({server.id}): outcome not recorded: {recorded.errors[server.id]}")
             continue
+        health = recorded.health.get(server.id)
+        if health is None:
+            continue  # cut short by a stop: says nothing of the server
         stats.probes += 1
         if health.failing != (server.id in failing_before):
             stats.state_changes += 1
             emit(state_change_line(server, probe, health))
+        identity = recorded.identities.get(server.id)
         if identity is not None and not identity.same_as(identities_before.get(server.id)):
             stats.identity_changes += 1
             emit(identity_line(server, identity, identities_before.get(server.id)))
@@ -159,6 +194,15 @@ def _monitor_cycle(
             if warning:
                 emit(f"{_stamp()} warning: {warning}")
     stats.cycles += 1
+    failing = sum(health.failing for health in recorded.health.values())
+    return RoundSummary(
+        probed=len(recorded.health),
+        healthy=len(recorded.health) - failing,
+        failing=failing,
+        seconds=time.monotonic() - started,
+        not_recorded=len(recorded.errors),
+        stopped=any(probe.interrupted for probe in probes),
+    )
 
 
 def state_change_line(server: Server, probe: Probe, health: Health) -> str:

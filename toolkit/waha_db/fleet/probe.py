@@ -4,29 +4,43 @@ A WAHA server is probed with `GET {api_url}/api/server/version` (header
 `X-Api-Key` when the server has an api_key), within the row's `timeout`
 seconds, retried `retry_attempts` times with backoff. The outcome is told in
 plain words (name does not resolve, connection refused, timed out, TLS error,
-API key rejected, not a WAHA server, server error); waha_db.fleet.health
-records it in the database. `get_json` is the one way the toolkit asks WAHA
-anything (waha_db.fleet.live reads /api/sessions through it too).
+API key rejected, not a WAHA server, server error, refused by the network
+policy); waha_db.fleet.health records it in the database. `ask` is the one way the
+toolkit asks WAHA anything (waha_db.fleet.live reads /api/sessions through it too),
+many servers at once on one event loop (`ask_many`).
 
-No request goes anywhere but the server's own URL: redirects are not followed,
-and proxy settings of the environment are ignored (`trust_env=False`), so an
-api_key never travels to a third party.
+Every value of a server's row is written by the app's users, so:
+- the request URL is built with a URL library: the fixed path is appended to the
+  path of api_url; api_url's query, fragment and user:password never reach the
+  request;
+- the row's timeout and retries are clamped to what the database allows since
+  revision 0011 (1..120 s, 0..10), for rows written before it;
+- redirects are not followed, proxy variables are ignored (an api_key never
+  travels to a third party), and connections go only where the operator's network
+  policy allows (waha_db.fleet.policy, waha_db.fleet.transport);
+- a reason is written into waha_server_health.last_error, which the server's user
+  reads: it is always our own words and numbers, never text of the server's answer
+  (no header, no body, no exception text that could quote them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import httpx
 
 from waha_db.database import mask_password
+from waha_db.fleet.policy import NetworkPolicy, policy_from_environment
+from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS, run_round
+from waha_db.fleet.transport import FleetClient, Limits, TargetRefused, trusted_context
 
 VERSION_PATH = "/api/server/version"
 # A WAHA version answer is a few dozen bytes; anything much larger is not one.
@@ -34,6 +48,9 @@ MAX_BODY_BYTES = 64 * 1024
 DEFAULT_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
 USER_AGENT = "waha-db health check"
+# The bounds revision 0011 puts on waha_servers; rows older than it are clamped when read.
+TIMEOUT_RANGE = (1, 120)
+RETRY_RANGE = (0, 10)
 T = TypeVar("T")
 
 
@@ -49,6 +66,8 @@ class Probe:
     `reachable` means usable: it answered as a WAHA server and accepted our key.
     A server that answers 401 is up but useless to us, so it is not reachable.
     `error` is the reason in plain words when it is not; `attempts` counts requests.
+    `interrupted`: the probe was cancelled because the command was stopped; it says
+    nothing about the server and is not recorded.
     """
 
     reachable: bool
@@ -58,12 +77,14 @@ class Probe:
     tier: str | None = None
     error: str | None = None
     attempts: int = 0
+    interrupted: bool = False
 
 
 class AnswerFailure(Exception):
     """One attempt failed; `retry` says whether another attempt could do better.
 
-    The readers of get_json raise it for an answer that is JSON but not WAHA's.
+    The readers of an answer raise it for one that is JSON but not WAHA's; the
+    reason is always our words, never the server's text.
     """
 
     def __init__(self, reason: str, retry: bool) -> None:
@@ -77,6 +98,39 @@ def display_api_url(api_url: str) -> str:
     return mask_password(api_url)
 
 
+def clamp_timeout(timeout: float) -> float:
+    return float(min(max(timeout, TIMEOUT_RANGE[0]), TIMEOUT_RANGE[1]))
+
+
+def clamp_retries(retry_attempts: int) -> int:
+    return min(max(retry_attempts, RETRY_RANGE[0]), RETRY_RANGE[1])
+
+
+def budget(timeout: float, retry_attempts: int, backoff: float = DEFAULT_BACKOFF_SECONDS) -> float:
+    """The longest one server can take: every attempt times out, with the back-off between them."""
+    pauses = sum(min(backoff * 2**attempt, MAX_BACKOFF_SECONDS) for attempt in range(retry_attempts))
+    return timeout * (retry_attempts + 1) + pauses
+
+
+def request_url(api_url: str, path: str) -> httpx.URL:
+    """`{api_url}{path}` built as a URL: `path` (and its query) appended to api_url's path, nothing else of api_url's.
+
+    `http://h:1/admin?confirm=yes#` with `/api/server/version` is
+    `http://h:1/admin/api/server/version`: a query, fragment or user:password in
+    api_url never reaches the request.
+    """
+    try:
+        base = httpx.URL(api_url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise AnswerFailure("invalid URL", retry=False) from None
+    if base.scheme not in ("http", "https") or not base.host:
+        raise AnswerFailure("not an http:// or https:// URL", retry=False)
+    fixed = httpx.URL(path)
+    return base.copy_with(
+        path=base.path.rstrip("/") + fixed.path, query=fixed.query or None, fragment=None, userinfo=b""
+    )
+
+
 def _causes(exc: BaseException) -> Iterable[BaseException]:
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -85,8 +139,33 @@ def _causes(exc: BaseException) -> Iterable[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
+# OpenSSL's own reasons (fixed words of the library, never the peer's text), as they read in a report.
+_TLS_WORDS = {
+    "CERTIFICATE_VERIFY_FAILED": "certificate verify failed",
+    "WRONG_VERSION_NUMBER": "wrong version number (is it plain http?)",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol version refused",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure",
+    "UNSUPPORTED_PROTOCOL": "unsupported protocol",
+}
+
+
+def _tls_reason(error: ssl.SSLError) -> str:
+    """A TLS failure in fixed words: OpenSSL's verification message or reason code, nothing from the peer."""
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_code:
+        # verify_message is OpenSSL's table text for the code ("self-signed certificate", ...),
+        # except for a host name mismatch, which quotes our own URL's host.
+        words = str(error.verify_message or "").lower()
+        return (
+            f"certificate verify failed: {words}"
+            if words.isascii() and len(words) < 120
+            else "certificate verify failed"
+        )
+    reason = str(getattr(error, "reason", "") or "")
+    return _TLS_WORDS.get(reason, reason.lower().replace("_", " ") if reason.isupper() else "handshake failed")
+
+
 def describe_transport_error(exc: httpx.TransportError, host: str, timeout: float) -> AnswerFailure:
-    """The plain-words reason for a request that got no HTTP response."""
+    """The plain-words reason for a request that got no HTTP response (fixed words, never the exception's text)."""
     causes = list(_causes(exc))
     if isinstance(exc, httpx.TimeoutException):
         return AnswerFailure(f"timed out after {timeout:g} s", retry=True)
@@ -94,8 +173,7 @@ def describe_transport_error(exc: httpx.TransportError, host: str, timeout: floa
         return AnswerFailure(f"name does not resolve: {host}", retry=True)
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
     if tls is not None:
-        detail = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(tls)
-        return AnswerFailure(f"TLS error: {str(detail).lower().replace('_', ' ')}", retry=False)
+        return AnswerFailure(f"TLS error: {_tls_reason(tls)}", retry=False)
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
         return AnswerFailure("connection refused", retry=True)
     if isinstance(exc, httpx.RemoteProtocolError):
@@ -105,12 +183,16 @@ def describe_transport_error(exc: httpx.TransportError, host: str, timeout: floa
     if isinstance(exc, httpx.UnsupportedProtocol):
         return AnswerFailure("not an http:// or https:// URL", retry=False)
     if isinstance(exc, httpx.ConnectError):
-        return AnswerFailure(f"cannot connect: {exc}", retry=True)
-    return AnswerFailure(f"request failed: {exc.__class__.__name__}: {exc}", retry=True)
+        return AnswerFailure("cannot connect", retry=True)
+    return AnswerFailure(f"request failed ({exc.__class__.__name__})", retry=True)
 
 
 def check_answer(response: httpx.Response, has_api_key: bool, path: str) -> None:
-    """Raise the plain-words AnswerFailure of an HTTP answer that is not a usable 200 from WAHA."""
+    """Raise the plain-words AnswerFailure of an HTTP answer that is not a usable 200 from WAHA.
+
+    Only the status code is read: a redirect's Location, like the body, is the
+    server's text and never goes into a reason.
+    """
     status = response.status_code
     if status in (401, 403):
         if has_api_key:
@@ -121,10 +203,8 @@ def check_answer(response: httpx.Response, has_api_key: bool, path: str) -> None
     if status >= 500:
         raise AnswerFailure(f"server error (HTTP {status})", retry=True)
     if 300 <= status < 400:
-        target = response.headers.get("location", "?")
         raise AnswerFailure(
-            f"redirected (HTTP {status}) to {display_api_url(target)}: not followed; set api_url to the final address",
-            retry=False,
+            f"redirected (HTTP {status}): not followed; set api_url to the address WAHA answers at", retry=False
         )
     if status != 200:
         raise AnswerFailure(f"not a WAHA server (HTTP {status} at {path.split('?')[0]})", retry=False)
@@ -148,15 +228,34 @@ class Answer(Generic[T]):
     latency_ms: float | None
     error: str | None
     attempts: int
+    interrupted: bool = False  # cancelled because the command was stopped: says nothing of the server
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def _attempt(
-    client: httpx.Client,
-    url: str,
+@dataclass(frozen=True)
+class Target:
+    """A server as the probes ask it: its URL and key, and its timeout and retries clamped to the database's bounds."""
+
+    api_url: str
+    api_key: str | None = None
+    timeout: float = 30
+    retry_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timeout", clamp_timeout(self.timeout))
+        object.__setattr__(self, "retry_attempts", clamp_retries(self.retry_attempts))
+
+
+class _Tally:
+    attempts = 0
+
+
+async def _attempt(
+    fleet: FleetClient,
+    url: httpx.URL,
     path: str,
     api_key: str | None,
     timeout: float,
@@ -167,27 +266,143 @@ def _attempt(
     if api_key:
         headers["X-Api-Key"] = api_key
     started = time.perf_counter()
-    deadline = started + timeout
     try:
-        with client.stream("GET", url, headers=headers) as response:
+        async with fleet.client.stream("GET", url, headers=headers, timeout=httpx.Timeout(timeout)) as response:
             body = bytearray()
-            for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > max_body_bytes:
                     raise AnswerFailure(
                         f"not a WAHA server: the answer is larger than {max_body_bytes} bytes", retry=False
                     )
-                if time.perf_counter() > deadline:
-                    raise AnswerFailure(f"timed out after {timeout:g} s", retry=True)
             latency_ms = (time.perf_counter() - started) * 1000
     except httpx.TransportError as exc:
-        raise describe_transport_error(exc, httpx.URL(url).host, timeout) from exc
+        raise describe_transport_error(exc, url.host, timeout) from exc
     check_answer(response, bool(api_key), path)
     try:
         answer = json.loads(bytes(body))
     except ValueError:
         raise AnswerFailure("not a WAHA server: the answer is not JSON", retry=False) from None
     return read(answer), latency_ms
+
+
+async def ask(
+    fleet: FleetClient,
+    target: Target,
+    path: str,
+    read: Callable[[object], T],
+    *,
+    backoff: float = DEFAULT_BACKOFF_SECONDS,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    tally: _Tally | None = None,
+) -> Answer[T]:
+    """GET `path` under the target's api_url and `read` its JSON; never raises for anything the server or network does.
+
+    Each attempt is bounded by the target's timeout, the whole answer included.
+    Transient failures (timeouts, refused or dropped connections, HTTP 5xx, name
+    resolution) are retried `retry_attempts` times, waiting `backoff` seconds
+    doubled each time (capped at 5 s) without holding a place of the round;
+    answers that another attempt would not change (401, not WAHA, TLS, refused by
+    the network policy, an answer `read` refuses) are not.
+    """
+    tally = tally or _Tally()
+    try:
+        url = request_url(target.api_url, path)
+    except AnswerFailure as failure:
+        return Answer(None, None, failure.reason, 0)
+    failure = AnswerFailure("not asked", retry=False)
+    for attempt in range(target.retry_attempts + 1):
+        if attempt:
+            await asyncio.sleep(min(backoff * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS))
+        async with fleet.gate(url):
+            tally.attempts += 1
+            try:
+                value, latency_ms = await asyncio.wait_for(
+                    _attempt(fleet, url, path, target.api_key, target.timeout, max_body_bytes, read), target.timeout
+                )
+            except AnswerFailure as exc:
+                failure = exc
+            except asyncio.TimeoutError:
+                failure = AnswerFailure(f"timed out after {target.timeout:g} s", retry=True)
+            except TargetRefused as exc:
+                failure = AnswerFailure(f"refused by the network policy ({exc.reason}): not probed", retry=False)
+            except httpx.InvalidURL:
+                failure = AnswerFailure("invalid URL", retry=False)
+            except Exception as exc:  # a probe reports, it never takes the caller down
+                failure = AnswerFailure(f"unexpected error ({exc.__class__.__name__})", retry=False)
+            else:
+                return Answer(value, latency_ms, None, tally.attempts)
+        if not failure.retry:
+            break
+    return Answer(None, None, failure.reason, tally.attempts)
+
+
+def ask_many(
+    targets: Sequence[Target],
+    path: str,
+    read: Callable[[object], T],
+    *,
+    backoff: float = DEFAULT_BACKOFF_SECONDS,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    limits: Limits | None = None,
+    policy: NetworkPolicy | None = None,
+    deadline: float | None = DEFAULT_DEADLINE_SECONDS,
+    stop: threading.Event | None = None,
+    order: Sequence[int] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> list[Answer[T]]:
+    """Ask every target at once (see waha_db.fleet.rounds); the answers in the targets' order.
+
+    `progress(done, total, failing)` is called as answers come. The policy is the
+    operator's (WAHA_DB_PROBE_DENY) unless given; SSL_CERT_FILE / SSL_CERT_DIR add
+    trusted CAs.
+    """
+    policy = policy if policy is not None else policy_from_environment()
+    context = trusted_context()
+    if not targets:
+        return []
+    counts = {"done": 0, "failing": 0}
+
+    def finished(answer: Answer[T]) -> None:
+        counts["done"] += 1
+        counts["failing"] += not answer.ok
+        if progress is not None:
+            progress(counts["done"], len(targets), counts["failing"])
+
+    async def round_of_asks() -> list[Answer[T]]:
+        fleet = FleetClient(policy, limits or Limits(), context)
+        tallies = [_Tally() for _ in targets]
+
+        def job(position: int) -> Callable[[], object]:
+            return lambda: ask(
+                fleet,
+                targets[position],
+                path,
+                read,
+                backoff=backoff,
+                max_body_bytes=max_body_bytes,
+                tally=tallies[position],
+            )
+
+        def unfinished(position: int, why: str) -> Answer[T]:
+            if why == "deadline":
+                reason = f"no answer within the round's deadline ({deadline:g} s)"
+                return Answer(None, None, reason, tallies[position].attempts)
+            return Answer(None, None, "not finished: stopped", tallies[position].attempts, interrupted=True)
+
+        try:
+            return await run_round(
+                [job(position) for position in range(len(targets))],
+                unfinished=unfinished,
+                deadline=deadline,
+                stop=stop,
+                finished=finished,
+                order=order,
+            )
+        finally:
+            await fleet.aclose()
+
+    return asyncio.run(round_of_asks())
 
 
 def get_json(
@@ -200,49 +415,37 @@ def get_json(
     retry_attempts: int = 3,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     stop: threading.Event | None = None,
-    transport: httpx.BaseTransport | None = None,
+    policy: NetworkPolicy | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Answer[T]:
-    """GET `{api_url}{path}` from a WAHA server and `read` its JSON; never raises for anything the server or network does.
+    """One server asked on its own (ask_many of one, with no round deadline but its own budget)."""
+    [answer] = ask_many(
+        [Target(api_url, api_key, timeout, retry_attempts)],
+        path,
+        read,
+        backoff=backoff,
+        max_body_bytes=max_body_bytes,
+        limits=Limits(1, 1),
+        policy=policy,
+        deadline=None,
+        stop=stop,
+    )
+    return answer
 
-    Each attempt is bounded by `timeout` seconds (every network phase, and the
-    whole answer). Transient failures (timeouts, refused or dropped connections,
-    HTTP 5xx, name resolution) are retried `retry_attempts` times, waiting
-    `backoff` seconds doubled each time (capped at 5 s); answers that another
-    attempt would not change (401, not WAHA, TLS, an answer `read` refuses with a
-    AnswerFailure) are not. `stop`, when set, cuts the retries short (the monitor's
-    shutdown). `transport` is for tests.
-    """
-    url = api_url.rstrip("/") + path
-    failure = AnswerFailure("not asked", retry=False)
-    attempts = 0
-    with httpx.Client(
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
-        trust_env=False,
-        transport=transport,
-    ) as client:
-        for attempt in range(retry_attempts + 1):
-            if attempt:
-                pause = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
-                if stop is not None and stop.wait(pause):
-                    break
-                if stop is None and pause > 0:
-                    time.sleep(pause)
-            attempts += 1
-            try:
-                value, latency_ms = _attempt(client, url, path, api_key, timeout, max_body_bytes, read)
-            except AnswerFailure as exc:
-                failure = exc
-            except httpx.InvalidURL as exc:
-                failure = AnswerFailure(f"invalid URL: {exc}", retry=False)
-            except Exception as exc:  # a probe reports, it never takes the caller down
-                failure = AnswerFailure(f"unexpected error: {exc.__class__.__name__}: {exc}", retry=False)
-            else:
-                return Answer(value, latency_ms, None, attempts)
-            if not failure.retry:
-                break
-    return Answer(None, None, failure.reason, attempts)
+
+def probe_from_answer(answer: Answer[tuple[str, str | None, str | None]]) -> Probe:
+    """The Probe of an answer of /api/server/version."""
+    if not answer.ok:
+        return Probe(reachable=False, error=answer.error, attempts=answer.attempts, interrupted=answer.interrupted)
+    version, engine, tier = answer.value
+    return Probe(
+        reachable=True,
+        latency_ms=answer.latency_ms,
+        version=version,
+        engine=engine,
+        tier=tier,
+        attempts=answer.attempts,
+    )
 
 
 def probe_server(
@@ -253,9 +456,9 @@ def probe_server(
     retry_attempts: int = 3,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     stop: threading.Event | None = None,
-    transport: httpx.BaseTransport | None = None,
+    policy: NetworkPolicy | None = None,
 ) -> Probe:
-    """Probe one WAHA server at /api/server/version (see get_json for timeouts and retries); never raises."""
+    """Probe one WAHA server at /api/server/version (see `ask` for timeouts and retries); never raises."""
     answer = get_json(
         api_url,
         VERSION_PATH,
@@ -265,19 +468,9 @@ def probe_server(
         retry_attempts=retry_attempts,
         backoff=backoff,
         stop=stop,
-        transport=transport,
+        policy=policy,
     )
-    if not answer.ok:
-        return Probe(reachable=False, error=answer.error, attempts=answer.attempts)
-    version, engine, tier = answer.value
-    return Probe(
-        reachable=True,
-        latency_ms=answer.latency_ms,
-        version=version,
-        engine=engine,
-        tier=tier,
-        attempts=answer.attempts,
-    )
+    return probe_from_answer(answer)
 
 
 def describe_waha(version: str, engine: str | None, tier: str | None) -> str:

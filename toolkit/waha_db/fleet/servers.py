@@ -43,8 +43,20 @@ RULES = {
     "waha_servers_nome_not_blank_check": "name must not be blank",
     "waha_servers_api_url_http_check": "URL must be an http:// or https:// URL with a host, without spaces or user:password@, e.g. https://waha1.example.com",
     "waha_servers_webhook_url_http_check": "webhook URL must be an http:// or https:// URL with a host, without spaces or user:password@, e.g. https://app.example.com/webhook",
-    "waha_servers_timeout_positive_check": "timeout must be greater than 0 seconds",
-    "waha_servers_retry_attempts_not_negative_check": "retries must be 0 or more",
+    "waha_servers_api_url_without_userinfo_check": "URL must not hold a user or password before the host "
+    "(user:password@): remove them, and give WAHA's key with --api-key",
+    "waha_servers_api_url_without_query_check": "URL must not have a query: remove everything from the ? on "
+    "(WAHA's API paths are appended to the URL's path)",
+    "waha_servers_api_url_without_fragment_check": "URL must not have a fragment: remove everything from the # on",
+    "waha_servers_webhook_url_without_userinfo_check": "webhook URL must not hold a user or password before the host "
+    "(user:password@): remove them, and give the webhook's secret with --webhook-secret",
+    "waha_servers_webhook_url_without_query_check": "webhook URL must not have a query: remove everything from the ? on "
+    "(give the webhook's secret with --webhook-secret)",
+    "waha_servers_webhook_url_without_fragment_check": "webhook URL must not have a fragment: remove everything from the # on",
+    "waha_servers_timeout_positive_check": "timeout must be between 1 and 120 seconds",
+    "waha_servers_timeout_at_most_120_check": "timeout must be between 1 and 120 seconds",
+    "waha_servers_retry_attempts_not_negative_check": "retries must be between 0 and 10",
+    "waha_servers_retry_attempts_at_most_10_check": "retries must be between 0 and 10",
     "waha_servers_rate_limit_positive_check": "rate limit must be greater than 0 requests per minute",
     "waha_servers_prioridade_range_check": "priority must be between 0 and 10",
     "waha_servers_max_sessions_positive_check": "max sessions must be greater than 0",

@@ -358,6 +358,8 @@ def plan_adoption(
     for line in differences:
         if line.startswith("missing relation ") and "missing table " + line[len("missing relation ") :] in differences:
             continue  # the same table, said once
+        if catalog.VERSION_TABLE in line:
+            continue  # alembic_version comes with the migrations, as head has it: the last action says so
         if line.startswith("missing "):
             plan.actions.append("create " + line[len("missing ") :])
     plan.actions += hand_made_objects(head, found, present)

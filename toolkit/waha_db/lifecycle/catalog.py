@@ -13,6 +13,9 @@ same snapshot taken of a database migrated to head (regenerate it with
 with a recorded snapshot means `status` needs nothing but read access to the
 database it inspects: no scratch database on a production server.
 
+Alembic's own `alembic_version` is compared for who may use it only: its grants, row
+security and policies (it is no API table, revision 0011).
+
 Left out of the drift comparison because they legitimately differ between fresh
 plain PostgreSQL, Supabase and upgraded legacy databases: foreign keys to Supabase's
 `auth.users`, grants held by the tables' owner, and comments.
@@ -212,14 +215,27 @@ def _is_waha(name: str) -> bool:
     return table.startswith("waha_") and table not in LEGACY_TABLES
 
 
+# Alembic's bookkeeping table is not waha-db's to shape, but who may use it is: revision 0011 takes it
+# out of the API (no grant to the app's roles, row security on, no policy).
+VERSION_TABLE = "public.alembic_version"
+VERSION_TABLE_SECTIONS = ("policies", "row_security", "grants")
+
+
+def _is_version_table_access(section: str, name: str) -> bool:
+    return section in VERSION_TABLE_SECTIONS and (name == VERSION_TABLE or name.startswith(VERSION_TABLE + "."))
+
+
 def waha_objects(snapshot: dict) -> dict:
-    """The WAHA part of a snapshot, minus what legitimately varies between databases (module doc)."""
+    """The WAHA part of a snapshot, minus what legitimately varies between databases (module doc), plus
+    who may use alembic_version (its grants, row security and policies)."""
     waha: dict = {}
     for section in SECTIONS:
         if section in ("schemas", "comments"):
             continue
         items = snapshot.get(section, {})
-        kept = {name: value for name, value in items.items() if _is_waha(name)}
+        kept = {
+            name: value for name, value in items.items() if _is_waha(name) or _is_version_table_access(section, name)
+        }
         if section == "constraints":
             kept = {name: value for name, value in kept.items() if "REFERENCES auth." not in value}
         waha[section] = kept

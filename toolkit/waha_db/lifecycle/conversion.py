@@ -71,7 +71,22 @@ def runs_the_conversion(destination: str | tuple[str, ...] | None) -> bool:
 def preflight_sql() -> str:
     """The DO block (see the module doc); raises with SQLSTATE WAH01/02/03/07, or sets the owner, or does nothing."""
     below = ", ".join(f"'{revision}'" for revision in revisions_below_conversion())
-    return _PREFLIGHT.replace("@BELOW@", below).replace("@HTTP_URL@", HTTP_URL)
+    return (
+        _PREFLIGHT.replace("@BELOW@", below)
+        .replace("@HTTP_URL@", HTTP_URL)
+        .replace("@URL_EXTRAS@", URL_EXTRAS)
+        .replace("@CLEANED(legacy.api_url)@", _cleaned("legacy.api_url"))
+        .replace("@CLEANED(legacy.webhook_url)@", _cleaned("legacy.webhook_url"))
+    )
+
+
+# What revision 0011 refuses in a URL: a user or password before the host, a query, a fragment.
+URL_EXTRAS = r"'^[^/?#]*//[^/?#]*@|[?#]'"
+
+
+def _cleaned(url: str) -> str:
+    """SQL of `url` without what URL_EXTRAS finds, as revision 0011's fixes write it."""
+    return f"pg_catalog.regexp_replace(pg_catalog.regexp_replace({url}, '^([^/?#]*//)[^/?#]*@', '\\1'), '[?#].*$', '')"
 
 
 _PREFLIGHT = r"""
@@ -80,6 +95,7 @@ DECLARE
     legacy_table constant regclass := pg_catalog.to_regclass('public.waha_config');
     owner_setting constant text := NULLIF(pg_catalog.btrim(pg_catalog.current_setting('waha.config_owner', true)), '');
     defaults constant jsonb := '{"timeout": 30, "retry_attempts": 3, "rate_limit": 100}';
+    limits constant jsonb := '{"timeout": 120, "retry_attempts": 10}';
     copied constant text[] := ARRAY['api_url', 'api_key', 'webhook_url', 'webhook_secret', 'timeout', 'retry_attempts', 'rate_limit'];
     legacy_columns text[];
     legacy_query text;
@@ -146,15 +162,25 @@ BEGIN
                            THEN pg_catalog.format('id = %s', legacy.legacy_id)
                            ELSE pg_catalog.format('pg_catalog.btrim(api_url::text) = %L', legacy.api_url) END;
 
-        -- Values V2.1 refuses, each with the statement that fixes it.
-        IF legacy.api_url !~* @HTTP_URL@ THEN
+        -- Values V2.1 refuses, each with the statement that fixes it. A URL with a user, a password, a
+        -- query or a fragment is not shown (it may hold a secret): the fix shows it without them.
+        IF legacy.api_url ~ @URL_EXTRAS@ THEN
+            problems := problems || pg_catalog.format('waha_config id=%s: api_url holds a user or password before the host, a query or a'
+                                                      ' fragment (not shown), which V2.1 refuses', legacy.legacy_id);
+            fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET api_url = %L WHERE %s;', @CLEANED(legacy.api_url)@, row_filter);
+        ELSIF legacy.api_url !~* @HTTP_URL@ THEN
             problems := problems || pg_catalog.format('waha_config id=%s: api_url %L is not an http:// or https:// URL',
                 legacy.legacy_id, legacy.api_url);
             fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET api_url = %L WHERE %s;',
                 CASE WHEN 'https://' || legacy.api_url ~* @HTTP_URL@ THEN 'https://' || legacy.api_url ELSE 'https://waha.example.com' END,
                     row_filter);
         END IF;
-        IF legacy.webhook_url !~* @HTTP_URL@ THEN
+        IF legacy.webhook_url ~ @URL_EXTRAS@ THEN
+            problems := problems || pg_catalog.format('waha_config id=%s: webhook_url holds a user or password before the host, a query'
+                                                      ' or a fragment (not shown), which V2.1 refuses', legacy.legacy_id);
+            fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET webhook_url = %L WHERE %s;', @CLEANED(legacy.webhook_url)@,
+                row_filter);
+        ELSIF legacy.webhook_url !~* @HTTP_URL@ THEN
             problems := problems || pg_catalog.format('waha_config id=%s: webhook_url %L is not an http:// or https:// URL (set it to NULL if'
                                                       ' there is no webhook)', legacy.legacy_id, legacy.webhook_url);
             fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET webhook_url = %L WHERE %s;',
@@ -177,6 +203,12 @@ BEGIN
             ELSIF column_name <> 'retry_attempts' AND legacy_value::integer <= 0 THEN
                 problems := problems || pg_catalog.format('waha_config id=%s: %s %s is not positive (V2.1 wants > 0)',
                     legacy.legacy_id, column_name, legacy_value);
+            ELSIF (limits ->> column_name) IS NOT NULL AND legacy_value::integer > (limits ->> column_name)::integer THEN
+                problems := problems || pg_catalog.format('waha_config id=%s: %s %s is above %s (V2.1 wants at most %s)',
+                    legacy.legacy_id, column_name, legacy_value, limits ->> column_name, limits ->> column_name);
+                fixes := fixes || pg_catalog.format('UPDATE public.waha_config SET %I = %s WHERE %s;  -- V2.1''s maximum',
+                    column_name, limits ->> column_name, row_filter);
+                CONTINUE;
             ELSE
                 CONTINUE;
             END IF;

@@ -122,6 +122,17 @@ def columns_added(revision: str) -> dict[str, tuple[str, ...]]:
     return added
 
 
+_DO_BLOCK = re.compile(r"\bDO \$\$.*?\$\$;", re.S)
+
+
+@functools.cache
+def revision_guards(revision: str) -> tuple[str, ...]:
+    """The checks `revision` makes before it changes anything, which refuse with WAH06 (what alembic_version
+    records is not what the database holds): DO blocks that only read the catalog, so a plan can run them
+    in a savepoint and say, before asking, what the upgrade would refuse."""
+    return tuple(block for block in _DO_BLOCK.findall(revision_sql(revision)) if "ERRCODE = 'WAH06'" in block)
+
+
 @functools.cache
 def conversion_revision() -> str:
     """The revision that converts the legacy waha_config into a server: the first that reads the owner setting.
@@ -257,6 +268,10 @@ class DataRefused(MigrationError):
     """Rows a revision's new rule refuses (one server under two URLs, a session name occupying twice); listed."""
 
 
+class RecordedRevisionRefused(MigrationError):
+    """alembic_version names a revision whose objects are missing (written by someone else, or dropped since)."""
+
+
 class HandMadeSchema(MigrationError):
     """The database has V2.1 tables made by hand, never managed by Alembic: adopt it first."""
 
@@ -288,6 +303,7 @@ _REFUSALS = {
     "WAH03": LegacyConversionRefused,
     "WAH04": LegacyConversionRefused,
     "WAH05": HandMadeSchema,
+    "WAH06": RecordedRevisionRefused,
     "WAH07": LegacyConversionRefused,
     "WAH08": DataRefused,
 }
@@ -298,7 +314,7 @@ def explain_database_error(
 ) -> MigrationError | None:
     """A MigrationError for the DBA from a database error of a migration run; None when there is none to give.
 
-    The migrations raise their refusals with SQLSTATEs WAH01..WAH05 and a hint; a lock
+    The migrations raise their refusals with SQLSTATEs WAH01..WAH08 and a hint; a lock
     timeout (55P03) becomes a message that names the revision, the wait, and how to
     find the blocking session; a role created at the same moment by another database's
     upgrade is a conflict the run retries; roles that are missing and may not be

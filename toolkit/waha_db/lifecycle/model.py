@@ -29,6 +29,8 @@ now = sa.text("now()")
 # An http(s) URL as a whole: scheme, a host (a name without spaces or user:password@,
 # or a bracketed IPv6 address), an optional port, an optional path/query/fragment.
 HTTP_URL = r"'^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$'"
+# A user (and maybe a password) before the host: `user@` or `user:password@` after the `//`.
+USERINFO = "'^[^/?#]*//[^/?#]*@'"
 
 # The tables live in the connection's default schema, public; leaving `schema` unset
 # lets Alembic's comparison match them (and their foreign keys) with the reflected
@@ -79,8 +81,16 @@ waha_servers = sa.Table(
     sa.CheckConstraint(r"nome ~ '\S'", name="nome_not_blank"),
     sa.CheckConstraint(f"api_url ~* {HTTP_URL}", name="api_url_http"),
     sa.CheckConstraint(f"webhook_url ~* {HTTP_URL}", name="webhook_url_http"),
+    # What an admin's probe must never carry along: credentials, a query, a fragment (revision 0011).
+    *(
+        sa.CheckConstraint(f"{column} !~ {pattern}", name=f"{column}_without_{part}")
+        for column in ("api_url", "webhook_url")
+        for part, pattern in (("userinfo", USERINFO), ("query", "'[?]'"), ("fragment", "'#'"))
+    ),
     sa.CheckConstraint("timeout > 0", name="timeout_positive"),
+    sa.CheckConstraint("timeout <= 120", name="timeout_at_most_120"),
     sa.CheckConstraint("retry_attempts >= 0", name="retry_attempts_not_negative"),
+    sa.CheckConstraint("retry_attempts <= 10", name="retry_attempts_at_most_10"),
     sa.CheckConstraint("rate_limit > 0", name="rate_limit_positive"),
     sa.CheckConstraint("prioridade BETWEEN 0 AND 10", name="prioridade_range"),
     sa.CheckConstraint("max_sessions > 0", name="max_sessions_positive"),

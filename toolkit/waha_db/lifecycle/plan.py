@@ -358,6 +358,7 @@ def plan_upgrade(connection: sa.Connection, target: str = "head", owner: uuid.UU
     if steps:
         _check_writable(connection, plan)
         _check_roles(connection, plan)
+        _check_guards(connection, plan)
     if found.kind == state.HAND_MADE:
         plan.problems.append(
             "this database has V2.1 tables made by hand (waha_servers/waha_sessions) and no Alembic revision: "
@@ -503,6 +504,20 @@ def _check_writable(connection: sa.Connection, plan: Plan) -> None:
     problem = writable.writable_problem(connection)
     if problem:
         plan.problems.insert(0, problem)
+
+
+def _check_guards(connection: sa.Connection, plan: Plan) -> None:
+    """The first revision to run checks that the one recorded before it really ran (migrate.revision_guards):
+    run here in a savepoint, read-only, so its refusal is said before asking, in its own words."""
+    for guard in migrate.revision_guards(plan.steps[0].id):
+        try:
+            with connection.begin_nested():
+                connection.exec_driver_sql(guard.replace("%", "%%"))
+        except sa.exc.DBAPIError as error:
+            diagnostic = getattr(error.orig, "diag", None)
+            if getattr(error.orig, "sqlstate", None) != "WAH06" or diagnostic is None:
+                raise
+            plan.problems.append("\n".join(filter(None, (diagnostic.message_primary, diagnostic.message_detail))))
 
 
 def _check_roles(connection: sa.Connection, plan: Plan) -> None:

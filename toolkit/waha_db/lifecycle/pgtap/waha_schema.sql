@@ -1,12 +1,12 @@
 -- waha-db: the WAHA multi-server schema V2.1 as the app relies on it: tables, columns, keys,
--- functions, row security and grants.
+-- functions, row security and grants, and alembic_version out of the API's reach.
 --
 -- Written by `waha-db export supabase`, which brings this file to each release's tests: keep
 -- your own tests in other files. pgTAP, for `supabase test db` (pgTAP in schema extensions, on
 -- Supabase's search_path) or `pg_prove -d "$DATABASE_URL" supabase/tests/waha_*.sql`.
 -- Runs in a transaction that is rolled back: changes nothing.
 BEGIN;
-SELECT plan(29);
+SELECT plan(32);
 
 SELECT has_table('public', 'waha_servers', 'table waha_servers exists');
 SELECT has_table('public', 'waha_sessions', 'table waha_sessions exists');
@@ -76,6 +76,14 @@ SELECT table_privs_are('public', 'waha_servers', 'anon', ARRAY[]::text[], 'anony
 SELECT table_privs_are('public', 'waha_sessions', 'anon', ARRAY[]::text[], 'anonymous visitors get nothing on sessions');
 SELECT function_privs_are('public', 'get_available_waha_server', ARRAY['uuid', 'uuid[]'], 'authenticated', ARRAY['EXECUTE'],
                           'signed-in users may call get_available_waha_server');
+
+-- waha-db's record of the revision is not the app's: a visitor who could move it could make an
+-- upgrade fail, or an exported migration skip itself.
+SELECT ok((SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = 'public.alembic_version'::regclass),
+          'row security is on for alembic_version');
+SELECT table_privs_are('public', 'alembic_version', 'anon', ARRAY[]::text[], 'anonymous visitors get nothing on alembic_version');
+SELECT table_privs_are('public', 'alembic_version', 'authenticated', ARRAY[]::text[],
+                       'signed-in users get nothing on alembic_version');
 
 SELECT * FROM finish();
 ROLLBACK;

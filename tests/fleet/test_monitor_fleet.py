@@ -1,0 +1,139 @@
+"""The monitor over a fleet: one round costs the slowest server, a few statements, and one user cannot stall it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from waha_db.database import create_engine
+from waha_db.fleet import monitor as fleet_monitor
+from waha_db.fleet.health import RoundOptions
+from waha_db.fleet.transport import Limits
+
+# The largest values the columns took before revision 0011 bounded them.
+OLD_MAXIMUM = 2_147_483_647
+
+
+@pytest.fixture
+def engine(fresh_database):
+    engine = create_engine(fresh_database("head"))
+    yield engine
+    engine.dispose()
+
+
+def add_servers(engine, user, urls, *, timeout=5, retry_attempts=0):
+    """Servers as rows that predate revision 0011 may be: CHECKs on timeout and retries, and user triggers, bypassed."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("""
+                DO $$
+                DECLARE rule record;
+                BEGIN
+                    FOR rule IN SELECT conname FROM pg_catalog.pg_constraint
+                                WHERE conrelid = 'public.waha_servers'::regclass AND contype = 'c'
+                                  AND pg_catalog.pg_get_constraintdef(oid) ~ '(timeout|retry_attempts)'
+                    LOOP
+                        EXECUTE pg_catalog.format('ALTER TABLE public.waha_servers DROP CONSTRAINT %I', rule.conname);
+                    END LOOP;
+                END $$
+            """)
+        )
+        connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        return [
+            connection.execute(
+                sa.text(
+                    "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts) "
+                    "VALUES (:user, :name, :url, :timeout, :retries) RETURNING id"
+                ),
+                {"user": user, "name": f"server {number}", "url": url, "timeout": timeout, "retries": retry_attempts},
+            ).scalar_one()
+            for number, url in enumerate(urls)
+        ]
+
+
+def health_of(engine, server_ids):
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT server_id, consecutive_failures, last_error FROM public.waha_server_health "
+                "WHERE server_id = ANY (:ids)"
+            ),
+            {"ids": list(server_ids)},
+        ).all()
+    return {row.server_id: (row.consecutive_failures, row.last_error) for row in rows}
+
+
+def statements_of_one_round(engine, **options) -> tuple[int, list[fleet_monitor.RoundSummary]]:
+    counted = []
+    summaries = []
+
+    def count(*args):
+        counted.append(1)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        fleet_monitor.monitor(
+            engine, once=True, emit=lambda line: None, backoff=0, on_round=summaries.append, **options
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    return len(counted), summaries
+
+
+def test_a_round_records_its_outcomes_in_a_few_statements_whatever_the_fleets_size(engine, fake_waha):
+    waha = fake_waha("healthy")
+    broken = fake_waha("error_500")
+    users = [uuid.uuid4() for _ in range(3)]
+    for user in users:
+        add_servers(engine, user, [f"{waha.url}/{user}/{n}" for n in range(10)] + [f"{broken.url}/{user}"])
+
+    small, [first] = statements_of_one_round(engine)
+    for user in users:
+        add_servers(engine, user, [f"{waha.url}/{user}/more/{n}" for n in range(30)])
+    large, [second] = statements_of_one_round(engine)
+
+    assert (first.probed, first.healthy, first.failing) == (33, 30, 3)
+    assert (second.probed, second.healthy, second.failing) == (123, 120, 3)
+    # Reads (servers, health, identities), the outcomes, the versions: not one round trip per server.
+    assert small == large <= 6, (small, large)
+
+
+def test_eight_hanging_servers_at_the_old_maxima_do_not_stall_another_users_server(engine, fake_waha):
+    hanging = fake_waha("hang")
+    healthy = fake_waha("healthy")
+    attacker, other = uuid.uuid4(), uuid.uuid4()
+    stalled = add_servers(
+        engine,
+        attacker,
+        [f"{hanging.url}/{n}" for n in range(8)],
+        timeout=OLD_MAXIMUM,
+        retry_attempts=OLD_MAXIMUM,
+    )
+    [victim] = add_servers(engine, other, [healthy.url])
+    summaries: list[fleet_monitor.RoundSummary] = []
+
+    started = time.monotonic()
+    fleet_monitor.monitor(
+        engine,
+        once=True,
+        emit=lambda line: None,
+        options=RoundOptions(Limits(concurrency=2, per_host=2), deadline=3),
+        on_round=summaries.append,
+    )
+    elapsed = time.monotonic() - started
+
+    recorded = health_of(engine, stalled + [victim])
+    assert recorded[victim] == (0, None)
+    assert {recorded[server_id] for server_id in stalled} == {(1, "no answer within the round's deadline (3 s)")}
+    assert len(healthy.requests) == 1
+    assert (summaries[0].probed, summaries[0].healthy, summaries[0].failing) == (9, 1, 8)
+    assert 3 <= elapsed < 3 + 5, elapsed
+
+
+def test_the_round_summary_line_says_probed_healthy_failing_and_time():
+    summary = fleet_monitor.RoundSummary(probed=1000, healthy=850, failing=150, seconds=7.94)
+
+    assert summary.line().split(" ", 1)[1] == "round: 1000 servers probed, 850 healthy, 150 failing, 7.9 s"
