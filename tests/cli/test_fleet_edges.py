@@ -11,6 +11,8 @@ import pytest
 from tests.cli.conftest import sql
 from tests.cli.test_health import USER, add_server, run
 from tests.fleet.fake_waha import free_port
+from waha_db.lifecycle import revisions
+from waha_db.lifecycle.status import not_at_head
 
 NOT_UPGRADED = [
     ("servers", "list", "--user", USER),
@@ -38,9 +40,39 @@ def test_a_fleet_command_on_a_database_behind_head_names_its_revision(fresh_data
     cluster.migrate(url.database, "0006")
     result = run(url, "servers", "list", "--user", USER)
     assert result.exit_code == 1
-    assert "this database is at revision 0006, 4 revision(s) behind head (0010): run `waha-db upgrade` first" in (
-        result.output
-    )
+    behind = len(revisions.ids()) - revisions.ids().index("0006") - 1
+    assert (
+        f"this database is at revision 0006, {behind} revision(s) behind head ({revisions.head()}): "
+        "run `waha-db upgrade` first"
+    ) in result.output
+
+
+def test_a_role_that_may_not_read_alembic_version_still_runs_the_fleet_commands(fresh_database, user_of):
+    url = fresh_database("supabase_head")
+    sql(url, "DO $$ BEGIN CREATE ROLE waha_admin LOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
+    sql(url, "GRANT service_role TO waha_admin")
+    admin = url.set(username="waha_admin")
+    assert sql(admin, "SELECT has_table_privilege('public.alembic_version', 'SELECT')") == [(False,)]
+    result = run(admin, "servers", "list", "--user", str(user_of(url)))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("facts", "says"),
+    [
+        ((False, False, None, None), "no WAHA V2.1 schema yet"),
+        ((False, True, None, True), "no WAHA V2.1 schema yet"),
+        ((True, False, None, None), "run `waha-db adopt` first"),
+        ((True, True, None, True), "alembic_version is empty"),
+        ((True, True, "0003", True), "at revision 0003, 2 revision(s) behind head (0005)"),
+        ((True, True, "0099", True), "which this waha-db does not know"),
+        ((True, True, "0005", True), None),
+        ((True, True, None, False), None),
+    ],
+)
+def test_where_a_fleet_command_stands_is_said_from_the_catalog_alone(facts, says):
+    why = not_at_head(*facts, ["0001", "0002", "0003", "0004", "0005"])
+    assert (why is None) if says is None else (says in why)
 
 
 @pytest.mark.parametrize("option", ["--timeout", "--priority", "--max-sessions", "--retries", "--rate-limit"])
