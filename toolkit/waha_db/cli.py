@@ -61,7 +61,7 @@ class Invocation:
 
     database_url: str | None  # --database-url or DATABASE_URL, as given
     _url: sa.URL | None = None
-    requires_head: bool = False  # the command works on the V2.1 schema at head (servers, sessions, monitor)
+    requires_schema: bool = False  # the command works on the V2.1 tables (servers, sessions, monitor)
 
     @property
     def given(self) -> bool:
@@ -86,9 +86,9 @@ class Invocation:
         """
         engine = database.connect_engine(self.url, application_name=_application_name())
         try:
-            if self.requires_head:
+            if self.requires_schema:
                 with engine.connect() as connection:
-                    database_status.require_head(connection)
+                    database_status.require_upgraded(connection)
             yield engine
         finally:
             engine.dispose()
@@ -595,7 +595,7 @@ def servers(invocation):
     Example:
       waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
     """
-    invocation.requires_head = True
+    invocation.requires_schema = True
 
 
 USER = click.option(
@@ -952,7 +952,7 @@ def monitor(invocation, interval, once, concurrency, per_host, deadline):
       waha-db monitor --interval 30
       waha-db monitor --once
     """
-    invocation.requires_head = True
+    invocation.requires_schema = True
     options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
     stop = threading.Event()
     restore = fleet_monitor.stop_on_signals(stop)
@@ -1003,7 +1003,7 @@ def sessions(invocation) -> None:
       waha-db sessions reconcile --apply
       waha-db sessions reconcile --live     # report rows that differ from what the WAHA servers run
     """
-    invocation.requires_head = True
+    invocation.requires_schema = True
 
 
 @sessions.command()

@@ -164,28 +164,16 @@ def _drift(connection: sa.Connection, status: Status) -> Status:
     return _with(status, state=DRIFTED, summary=summary, details=details, drift=drift, next="waha-db repair")
 
 
-# One statement, whatever the role: whether waha_servers exists, whether alembic_version does, and its revision
-# when this role may read it (revision 0011 closes it to the API roles, service_role included). The table
-# is read through query_to_xml only when it exists and is readable: CASE evaluates that branch only then.
+# One statement, whatever the role: whether the tables exist (alembic_version is not read: revision 0011 closes
+# it to the API roles, service_role included, and the admin runs these commands as one of them).
 _WHERE_IT_STANDS = """
 SELECT pg_catalog.to_regclass('public.waha_servers') IS NOT NULL,
-       pg_catalog.to_regclass('public.alembic_version') IS NOT NULL,
-       CASE WHEN pg_catalog.to_regclass('public.alembic_version') IS NOT NULL
-                 AND pg_catalog.has_table_privilege('public.alembic_version', 'SELECT')
-            THEN pg_catalog.array_to_string(pg_catalog.xpath('/table/row/version_num/text()', pg_catalog.query_to_xml(
-                     'SELECT version_num FROM public.alembic_version', false, false, '')), ', ')
-       END,
-       CASE WHEN pg_catalog.to_regclass('public.alembic_version') IS NOT NULL
-            THEN pg_catalog.has_table_privilege('public.alembic_version', 'SELECT') END
+       pg_catalog.to_regclass('public.alembic_version') IS NOT NULL
 """
 
 
-def not_at_head(
-    has_servers: bool, has_version_table: bool, recorded: str | None, readable: bool | None, known: list[str]
-) -> str | None:
-    """Why a fleet command cannot run on this database, and what to run first; None when it can (or when
-    this role may not read alembic_version, and the tables are there: the command then speaks for itself). Pure."""
-    head = known[-1]
+def not_upgraded(has_servers: bool, has_version_table: bool) -> str | None:
+    """Why a fleet command cannot run on this database, and what to run first; None when its tables are there. Pure."""
     if not has_servers:
         return (
             "this database has no WAHA V2.1 schema yet (no waha_servers table): run `waha-db upgrade` first "
@@ -196,38 +184,20 @@ def not_at_head(
             "this database's V2.1 tables were made by hand and are not managed yet: run `waha-db adopt` first "
             "(`waha-db status` shows where it stands). Nothing was read or changed."
         )
-    if not readable:
-        return None
-    if not recorded:
-        return (
-            "no revision is recorded in this database (alembic_version is empty): run `waha-db status` to see "
-            "where it stands, then `waha-db upgrade` (or `waha-db adopt`). Nothing was read or changed."
-        )
-    if recorded == head:
-        return None
-    if recorded in known:
-        behind = len(known) - known.index(recorded) - 1
-        return (
-            f"this database is at revision {recorded}, {behind} revision(s) behind head ({head}): run "
-            "`waha-db upgrade` first (`waha-db status` shows the plan). Nothing was read or changed."
-        )
-    return (
-        f"this database is at revision {recorded}, which this waha-db does not know: use the release that "
-        "wrote it (pip install --upgrade waha-db). Nothing was read or changed."
-    )
+    return None
 
 
-class NotAtHead(UserError):
-    """A command that works on the V2.1 schema at head met a database elsewhere; the message says what to run."""
+class NotUpgraded(UserError):
+    """A fleet command met a database without the V2.1 schema it works on; the message says what to run."""
 
 
-def require_head(connection: sa.Connection) -> None:
-    """NotAtHead, saying what to run first, unless the database is at head (drift aside): the fleet's commands
-    (servers, sessions, monitor) read and write the schema as head has it. One statement, reads only."""
-    has_servers, has_version_table, recorded, readable = connection.exec_driver_sql(_WHERE_IT_STANDS).one()
-    why = not_at_head(has_servers, has_version_table, recorded, readable, revisions.ids())
+def require_upgraded(connection: sa.Connection) -> None:
+    """NotUpgraded, saying what to run first, when the database has no managed V2.1 schema: the fleet's commands
+    (servers, sessions, monitor) would otherwise fail on a missing relation. One statement, reads only."""
+    has_servers, has_version_table = connection.exec_driver_sql(_WHERE_IT_STANDS).one()
+    why = not_upgraded(has_servers, has_version_table)
     if why:
-        raise NotAtHead(why)
+        raise NotUpgraded(why)
 
 
 def _with(status: Status, **changes) -> Status:
