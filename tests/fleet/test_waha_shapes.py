@@ -8,43 +8,17 @@ sent, and where they differ from 2026's shapes. No server is started here.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 from waha.generated import models
 
 from tests.fleet import waha_shapes
+from tests.fleet.waha_shapes import HealthCheck, SessionStatusEvent
 from waha_db.fleet.identity import SessionLimit, WahaIdentity, WahaVersion, parse_waha_version, session_limit
 
 # When the recorded server answered (its Date header).
 RECORDED_AT = dt.datetime(2026, 12, 6, 17, 41, 56, tzinfo=dt.timezone.utc)
-
-
-class SessionStatusEvent(models.WAHAWebhookSessionStatus):
-    """waha-py's event model with `event` as WAHA sends it.
-
-    WAHA's OpenAPI document declares `event` as `type: object` with string values in
-    its enum (the recorded 2024.10.8 document does, too), and the generator made it a
-    dict; WAHA sends the string "session.status" (every recorded webhook does).
-    """
-
-    event: Literal["session.status"]
-
-
-class HealthIndicator(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    status: str
-
-
-class HealthCheck(BaseModel):
-    """GET /health: the schema of /health in the recorded OpenAPI document, `status` as WAHA's docs list it."""
-
-    model_config = ConfigDict(extra="forbid")
-    status: Literal["ok", "error", "shutting_down"]
-    info: dict[str, HealthIndicator] | None = None
-    error: dict[str, HealthIndicator] | None = None
-    details: dict[str, HealthIndicator] | None = None
 
 
 def missing_fields(model: type[BaseModel], data) -> set[str]:

@@ -29,6 +29,10 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from waha.generated import models
 
 RECORDED = Path(__file__).parent / "recorded" / "2024.10.8"
 
@@ -75,6 +79,35 @@ def recorded_webhook(number: str) -> tuple[dict[str, str], dict]:
 # --------------------------------------------------------------------------
 # WAHA 2026, typed by waha-py 2026.9.x
 # --------------------------------------------------------------------------
+
+
+class SessionStatusEvent(models.WAHAWebhookSessionStatus):
+    """waha-py's `session.status` event model, with `event` as WAHA sends it.
+
+    WAHA's OpenAPI document declares `event` as `type: object` with string values in
+    its enum (the recorded 2024.10.8 document does too), and the generator made it a
+    dict; WAHA sends the string "session.status" (every recorded webhook does). The
+    same generator habit types each of a webhook config's `events` as an object.
+    """
+
+    event: Literal["session.status"]
+
+
+class HealthIndicator(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str
+
+
+class HealthCheck(BaseModel):
+    """GET /health (no model in waha-py): the schema of /health in the recorded OpenAPI document,
+    `status` as WAHA's docs list it."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok", "error", "shutting_down"]
+    info: dict[str, HealthIndicator] | None = None
+    error: dict[str, HealthIndicator] | None = None
+    details: dict[str, HealthIndicator] | None = None
+
 
 WORKER = "worker-a"  # this server's WAHA_WORKER_ID
 OTHER_WORKER = "worker-b"  # another server sharing the same session store
