@@ -196,7 +196,9 @@ def test_monitor_says_what_a_server_is_when_it_is_first_seen_and_when_it_changes
         head + "WAHA 2024.10.1 (WEBJS, CORE), first identified",
         f"warning: Principal ({server}) is WAHA CORE, which runs a single session (named 'default'), but its "
         "max_sessions is 10: selection would send it sessions it cannot run; "
-        f"fix: waha-db servers update {server} --max-sessions 1 (or run WAHA Plus there)",
+        f"fix: waha-db servers update {server} --max-sessions 1 (or upgrade it to WAHA 2026.6.1 or later, whose Core "
+        "runs many sessions, or run WAHA Plus there). WAHA 2024.10.1 Core also refuses, with HTTP 422, any session "
+        "not named 'default'.",
     ]
     assert unchanged == []
     assert upgraded == [head + "WAHA 2025.1.2 (WEBJS, PLUS), was WAHA 2024.10.1 (WEBJS, CORE)"]

@@ -156,7 +156,13 @@ def test_export_writes_migrations_and_pgtap_tests(tmp_path):
     written = sorted(str(entry.path) for entry in report.having(export.WRITTEN))
     assert written == sorted(str(item.path) for item in export.supabase_files())
     tests = sorted(path.name for path in (tmp_path / "supabase" / "tests").iterdir())
-    assert tests == ["waha_allocation.sql", "waha_row_security.sql", "waha_schema.sql", "waha_selection.sql"]
+    assert tests == [
+        "waha_allocation.sql",
+        "waha_row_security.sql",
+        "waha_schema.sql",
+        "waha_selection.sql",
+        "waha_session_events.sql",
+    ]
 
 
 def test_the_apps_own_files_are_left_alone(tmp_path):

@@ -95,7 +95,8 @@ def test_every_foreign_key_of_every_waha_table_is_covered_by_an_index_in_its_ord
 def test_uncovered_foreign_key_would_be_reported(tx):
     """The coverage query above can fail: without its index, the session-to-server key is reported."""
     tx.execute("DROP INDEX public.waha_sessions_waha_server_id_user_id_idx")
-    tx.execute("ALTER TABLE public.waha_sessions DROP CONSTRAINT waha_sessions_waha_server_id_session_name_key")
+    # CASCADE: waha_session_last_event's key to the session (revision 0012) goes with it.
+    tx.execute("ALTER TABLE public.waha_sessions DROP CONSTRAINT waha_sessions_waha_server_id_session_name_key CASCADE")
     assert catalog.unindexed_foreign_keys(tx) == [("waha_sessions", OWNER_KEY)]
 
 

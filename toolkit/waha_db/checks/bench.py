@@ -261,7 +261,9 @@ def load_table(connection: psycopg.Connection, table_servers: int, user_servers:
             f"a table of {table_servers:,} servers cannot hold the measured users' {sum(user_servers):,} servers; "
             "give larger table sizes"
         )
-    connection.execute("TRUNCATE public.waha_sessions, public.waha_server_health, public.waha_servers")
+    connection.execute(
+        "TRUNCATE public.waha_session_last_event, public.waha_sessions, public.waha_server_health, public.waha_servers"
+    )
     connection.execute(
         """
         INSERT INTO public.waha_servers (user_id, nome, api_url, ativo, prioridade, max_sessions, sessions_ativas)

@@ -52,6 +52,7 @@ WAHA_TABLES = (
     "public.waha_servers",
     "public.waha_sessions",
     "public.waha_server_health",
+    "public.waha_session_last_event",
     "public.alembic_version",
     "waha_legacy.waha_config_v1",
 )

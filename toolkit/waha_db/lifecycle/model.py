@@ -179,6 +179,12 @@ waha_server_health = sa.Table(
         sa.TIMESTAMP(timezone=True),
         comment="When the server last reported its version, engine and tier.",
     ),
+    sa.Column(
+        "waha_worker_id",
+        sa.Text,
+        comment="The WAHA worker id the server last reported at GET /api/server/status (worker.id); "
+        "NULL when it reported none (empty, absent, a 404) or was never asked.",
+    ),
     sa.ForeignKeyConstraint(
         ["user_id", "server_id"], ["waha_servers.user_id", "waha_servers.id"], onupdate="CASCADE", ondelete="CASCADE"
     ),
@@ -196,7 +202,41 @@ waha_server_health = sa.Table(
     "No row: never reported, treated as healthy.",
 )
 
-WAHA_TABLES = ("waha_servers", "waha_sessions", "waha_server_health")
+waha_session_last_event = sa.Table(
+    "waha_session_last_event",
+    metadata,
+    sa.Column("server_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("session_name", sa.String(255), primary_key=True),
+    sa.Column("user_id", postgresql.UUID(as_uuid=True), nullable=False),
+    sa.Column(
+        "event_id",
+        sa.Text,
+        comment="The event's id (evt_ and a ULID, WAHA 2025 and later); NULL when the events had none.",
+    ),
+    sa.Column(
+        "event_timestamp",
+        sa.BigInteger,
+        comment="The event's timestamp, milliseconds since the epoch as WAHA writes it; NULL when the events had none.",
+    ),
+    sa.Column("applied_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=now),
+    sa.ForeignKeyConstraint(
+        ["server_id", "session_name"],
+        ["waha_sessions.waha_server_id", "waha_sessions.session_name"],
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+    ),
+    sa.ForeignKeyConstraint(
+        ["user_id", "server_id"], ["waha_servers.user_id", "waha_servers.id"], onupdate="CASCADE", ondelete="CASCADE"
+    ),
+    sa.CheckConstraint("length(event_id) BETWEEN 1 AND 255", name="event_id_length"),
+    sa.CheckConstraint("event_timestamp >= 0", name="event_timestamp_not_negative"),
+    sa.CheckConstraint("event_id IS NOT NULL OR event_timestamp IS NOT NULL", name="id_or_timestamp"),
+    sa.Index("waha_session_last_event_user_id_server_id_idx", "user_id", "server_id"),
+    comment="The last WAHA session.status event record_waha_session_event applied to each session (id, timestamp): "
+    "what tells a duplicate or a late delivery. One row per session, deleted with it.",
+)
+
+WAHA_TABLES = ("waha_servers", "waha_sessions", "waha_server_health", "waha_session_last_event")
 
 
 def include_object(
