@@ -1093,8 +1093,8 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     "--database-url",
     "bench_url",
     metavar="URL",
-    help="Run on this EMPTY database instead of a throwaway PostgreSQL (it gets filled). "
-    "DATABASE_URL is never used by bench.",
+    help="Run on this database instead of a throwaway PostgreSQL: refused unless empty (nothing in schema public, "
+    "as verify wants it), filled, then emptied again. DATABASE_URL is never used by bench.",
 )
 @click.option(
     "--table",
