@@ -221,6 +221,15 @@ def test_a_table_too_small_is_refused_by_the_command_before_the_database_is_migr
     assert left_in_public(url) == []
 
 
+def test_options_of_the_selection_benchmark_are_refused_with_fleet_before_anything_runs(fresh_database, bench_command):
+    url = fresh_database("empty")
+    result = bench_command("--fleet", "--database-url", url.render_as_string(hide_password=False), "--table", "2000")
+
+    assert result.exit_code == 2
+    assert "--database-url, --table go without --fleet" in result.output
+    assert left_in_public(url) == []
+
+
 def test_a_supabase_database_is_refused_before_anything_is_written(fresh_database):
     # Its auth.users does not hold the benchmark's made-up users, which the servers' foreign key would refuse.
     url = fresh_database("supabase_empty")

@@ -1169,6 +1169,20 @@ def bench(ctx, bench_url, tables, seconds, windows, fleet, fleet_sizes, toolkit,
       waha-db bench --fleet --servers 200 --servers 1000
     """
     if fleet:
+        not_for_fleet = [
+            flag
+            for flag, name in (
+                ("--database-url", "bench_url"),
+                ("--table", "tables"),
+                ("--seconds", "seconds"),
+                ("--windows", "windows"),
+            )
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if not_for_fleet:
+            raise click.UsageError(
+                f"{', '.join(not_for_fleet)} go without --fleet, which runs on its own throwaway PostgreSQL"
+            )
         result = fleet_benchmark.run_fleet_benchmark(
             sizes=tuple(fleet_sizes) or (fleet_benchmark.SERVERS,),
             toolkit=toolkit,
