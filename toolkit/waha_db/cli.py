@@ -1093,8 +1093,8 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     "--database-url",
     "bench_url",
     metavar="URL",
-    help="Run on this EMPTY database instead of a throwaway PostgreSQL (it gets filled). "
-    "DATABASE_URL is never used by bench.",
+    help="Run on this database instead of a throwaway PostgreSQL: refused unless empty (nothing in schema public, "
+    "as verify wants it), filled, then emptied again. DATABASE_URL is never used by bench.",
 )
 @click.option(
     "--table",
@@ -1169,6 +1169,20 @@ def bench(ctx, bench_url, tables, seconds, windows, fleet, fleet_sizes, toolkit,
       waha-db bench --fleet --servers 200 --servers 1000
     """
     if fleet:
+        not_for_fleet = [
+            flag
+            for flag, name in (
+                ("--database-url", "bench_url"),
+                ("--table", "tables"),
+                ("--seconds", "seconds"),
+                ("--windows", "windows"),
+            )
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if not_for_fleet:
+            raise click.UsageError(
+                f"{', '.join(not_for_fleet)} go without --fleet, which runs on its own throwaway PostgreSQL"
+            )
         result = fleet_benchmark.run_fleet_benchmark(
             sizes=tuple(fleet_sizes) or (fleet_benchmark.SERVERS,),
             toolkit=toolkit,
