@@ -31,7 +31,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -43,6 +43,19 @@ from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS, run_round
 from waha_db.fleet.transport import FleetClient, Limits, TargetRefused, trusted_context
 
 VERSION_PATH = "/api/server/version"
+# WAHA's health check (NestJS Terminus): 200 `ok`; 503 `error` (an indicator is down) or
+# `shutting_down` (the server is stopping). WAHA Core before 2026.6.1 refuses it with 422.
+HEALTH_OK = "ok"
+HEALTH_ERROR = "error"
+HEALTH_SHUTTING_DOWN = "shutting_down"
+# Recorded through report_waha_server_failure: selection ranks the server after the healthy
+# ones while its cooldown lasts. The words are waha-db's own; `drained:` marks a drain.
+DRAINED_PREFIX = "drained:"
+DRAINED_REASON = (
+    f"{DRAINED_PREFIX} WAHA is shutting down (GET /health answered 503 shutting_down); "
+    "no new sessions until it answers ok"
+)
+UNHEALTHY_REASON = "unhealthy: WAHA's own health check fails (GET /health answered 503 with status error)"
 # A WAHA version answer is a few dozen bytes; anything much larger is not one.
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_BACKOFF_SECONDS = 0.5
@@ -68,6 +81,13 @@ class Probe:
     `error` is the reason in plain words when it is not; `attempts` counts requests.
     `interrupted`: the probe was cancelled because the command was stopped; it says
     nothing about the server and is not recorded.
+
+    Once the version answered, WAHA's own health check and worker id are asked too
+    (waha_db.fleet.checkup): `health` is what GET /health said when WAHA answered it as
+    documented (`ok`, or `error` / `shutting_down` with HTTP 503), None when it was not
+    asked, is absent or refused (WAHA Core before 2026.6.1 answers 422), or said
+    nothing readable; `worker_known` says whether GET /api/server/status answered,
+    `worker_id` the id it gave (None: none).
     """
 
     reachable: bool
@@ -78,6 +98,30 @@ class Probe:
     error: str | None = None
     attempts: int = 0
     interrupted: bool = False
+    health: str | None = None
+    worker_id: str | None = None
+    worker_known: bool = False
+
+    @property
+    def drained(self) -> bool:
+        """WAHA answers, and says it is shutting down: no new sessions, but not failed."""
+        return self.reachable and self.health == HEALTH_SHUTTING_DOWN
+
+    @property
+    def unhealthy(self) -> bool:
+        """WAHA answers, and its own health check fails (GET /health: 503 with status error)."""
+        return self.reachable and self.health == HEALTH_ERROR
+
+    @property
+    def outcome(self) -> str | None:
+        """What is recorded: None for a success, else the reason of the failure (or of the drain)."""
+        if not self.reachable:
+            return self.error or "unreachable"
+        if self.drained:
+            return DRAINED_REASON
+        if self.unhealthy:
+            return UNHEALTHY_REASON
+        return None
 
 
 class AnswerFailure(Exception):
@@ -210,14 +254,26 @@ def check_answer(response: httpx.Response, has_api_key: bool, path: str) -> None
         raise AnswerFailure(f"not a WAHA server (HTTP {status} at {path.split('?')[0]})", retry=False)
 
 
+def printable(text: str) -> str:
+    """A server's text as it may be printed to a terminal: control characters escaped (`\\x1b`), never interpreted."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def read_version(answer: object) -> tuple[str, str | None, str | None]:
-    """(version, engine, tier) from the JSON of /api/server/version; a AnswerFailure when it is not WAHA's."""
+    """(version, engine, tier) from the JSON of /api/server/version; a AnswerFailure when it is not WAHA's.
+
+    They are the server's words, printed by the CLI: control characters come out escaped.
+    """
     version = answer.get("version") if isinstance(answer, dict) else None
     if not isinstance(version, str) or not version.strip():
         raise AnswerFailure("not a WAHA server: the JSON answer has no version", retry=False)
     engine = answer.get("engine")
     tier = answer.get("tier")
-    return version, engine if isinstance(engine, str) else None, tier if isinstance(tier, str) else None
+    return (
+        printable(version),
+        printable(engine) if isinstance(engine, str) else None,
+        printable(tier) if isinstance(tier, str) else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -249,7 +305,9 @@ class Target:
         object.__setattr__(self, "retry_attempts", clamp_retries(self.retry_attempts))
 
 
-class _Tally:
+class Tally:
+    """The attempts one server's requests made so far (kept outside the request, so a cut-short one still tells)."""
+
     attempts = 0
 
 
@@ -261,6 +319,7 @@ async def _attempt(
     timeout: float,
     max_body_bytes: int,
     read: Callable[[object], T],
+    read_other: Callable[[int, object], T] | None = None,
 ) -> tuple[T, float]:
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     if api_key:
@@ -278,6 +337,12 @@ async def _attempt(
             latency_ms = (time.perf_counter() - started) * 1000
     except httpx.TransportError as exc:
         raise describe_transport_error(exc, url.host, timeout) from exc
+    if read_other is not None and response.status_code != 200:
+        try:
+            other = json.loads(bytes(body))
+        except ValueError:
+            other = None
+        return read_other(response.status_code, other), latency_ms
     check_answer(response, bool(api_key), path)
     try:
         answer = json.loads(bytes(body))
@@ -294,9 +359,14 @@ async def ask(
     *,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     max_body_bytes: int = MAX_BODY_BYTES,
-    tally: _Tally | None = None,
+    tally: Tally | None = None,
+    read_other: Callable[[int, object], T] | None = None,
 ) -> Answer[T]:
     """GET `path` under the target's api_url and `read` its JSON; never raises for anything the server or network does.
+
+    With `read_other`, an answer other than 200 is not a failure by itself: its status
+    code and JSON (None when it is not JSON) go to `read_other`, which gives the value
+    or raises AnswerFailure (for endpoints whose 404 or 503 says something).
 
     Each attempt is bounded by the target's timeout, the whole answer included.
     Transient failures (timeouts, refused or dropped connections, HTTP 5xx, name
@@ -305,7 +375,7 @@ async def ask(
     answers that another attempt would not change (401, not WAHA, TLS, refused by
     the network policy, an answer `read` refuses) are not.
     """
-    tally = tally or _Tally()
+    tally = tally or Tally()
     try:
         url = request_url(target.api_url, path)
     except AnswerFailure as failure:
@@ -318,7 +388,8 @@ async def ask(
             tally.attempts += 1
             try:
                 value, latency_ms = await asyncio.wait_for(
-                    _attempt(fleet, url, path, target.api_key, target.timeout, max_body_bytes, read), target.timeout
+                    _attempt(fleet, url, path, target.api_key, target.timeout, max_body_bytes, read, read_other),
+                    target.timeout,
                 )
             except AnswerFailure as exc:
                 failure = exc
@@ -337,6 +408,63 @@ async def ask(
     return Answer(None, None, failure.reason, tally.attempts)
 
 
+def unanswered(why: str, deadline: float | None, attempts: int) -> Answer:
+    """The answer of a request cut short by the round: its deadline passed, or the command was stopped."""
+    if why == "deadline":
+        return Answer(None, None, f"no answer within the round's deadline ({deadline:g} s)", attempts)
+    return Answer(None, None, "not finished: stopped", attempts, interrupted=True)
+
+
+def ask_round(
+    size: int,
+    job: Callable[[FleetClient, int], Awaitable[T]],
+    *,
+    unfinished: Callable[[int, str], T],
+    failed: Callable[[T], bool],
+    limits: Limits | None = None,
+    policy: NetworkPolicy | None = None,
+    deadline: float | None = DEFAULT_DEADLINE_SECONDS,
+    stop: threading.Event | None = None,
+    order: Sequence[int] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> list[T]:
+    """`job(fleet, position)` for every position in 0..size-1 at once, as one round (waha_db.fleet.rounds).
+
+    Every request of every job shares one FleetClient: the global and per-host caps
+    bound them all, and the round's deadline and stop cut them all short (then
+    `unfinished(position, why)` is that job's result). `progress(done, total, failing)`
+    is called as jobs end (`failed` tells a failure). The policy is the operator's
+    (WAHA_DB_PROBE_DENY) unless given; SSL_CERT_FILE / SSL_CERT_DIR add trusted CAs.
+    """
+    policy = policy if policy is not None else policy_from_environment()
+    context = trusted_context()
+    if not size:
+        return []
+    counts = {"done": 0, "failing": 0}
+
+    def finished(result: T) -> None:
+        counts["done"] += 1
+        counts["failing"] += failed(result)
+        if progress is not None:
+            progress(counts["done"], size, counts["failing"])
+
+    async def round_of_jobs() -> list[T]:
+        fleet = FleetClient(policy, limits or Limits(), context)
+        try:
+            return await run_round(
+                [lambda position=position: job(fleet, position) for position in range(size)],
+                unfinished=unfinished,
+                deadline=deadline,
+                stop=stop,
+                finished=finished,
+                order=order,
+            )
+        finally:
+            await fleet.aclose()
+
+    return asyncio.run(round_of_jobs())
+
+
 def ask_many(
     targets: Sequence[Target],
     path: str,
@@ -351,58 +479,28 @@ def ask_many(
     order: Sequence[int] | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Answer[T]]:
-    """Ask every target at once (see waha_db.fleet.rounds); the answers in the targets' order.
-
-    `progress(done, total, failing)` is called as answers come. The policy is the
-    operator's (WAHA_DB_PROBE_DENY) unless given; SSL_CERT_FILE / SSL_CERT_DIR add
-    trusted CAs.
-    """
-    policy = policy if policy is not None else policy_from_environment()
-    context = trusted_context()
-    if not targets:
-        return []
-    counts = {"done": 0, "failing": 0}
-
-    def finished(answer: Answer[T]) -> None:
-        counts["done"] += 1
-        counts["failing"] += not answer.ok
-        if progress is not None:
-            progress(counts["done"], len(targets), counts["failing"])
-
-    async def round_of_asks() -> list[Answer[T]]:
-        fleet = FleetClient(policy, limits or Limits(), context)
-        tallies = [_Tally() for _ in targets]
-
-        def job(position: int) -> Callable[[], object]:
-            return lambda: ask(
-                fleet,
-                targets[position],
-                path,
-                read,
-                backoff=backoff,
-                max_body_bytes=max_body_bytes,
-                tally=tallies[position],
-            )
-
-        def unfinished(position: int, why: str) -> Answer[T]:
-            if why == "deadline":
-                reason = f"no answer within the round's deadline ({deadline:g} s)"
-                return Answer(None, None, reason, tallies[position].attempts)
-            return Answer(None, None, "not finished: stopped", tallies[position].attempts, interrupted=True)
-
-        try:
-            return await run_round(
-                [job(position) for position in range(len(targets))],
-                unfinished=unfinished,
-                deadline=deadline,
-                stop=stop,
-                finished=finished,
-                order=order,
-            )
-        finally:
-            await fleet.aclose()
-
-    return asyncio.run(round_of_asks())
+    """Ask every target `path` at once (see ask_round); the answers in the targets' order."""
+    tallies = [Tally() for _ in targets]
+    return ask_round(
+        len(targets),
+        lambda fleet, position: ask(
+            fleet,
+            targets[position],
+            path,
+            read,
+            backoff=backoff,
+            max_body_bytes=max_body_bytes,
+            tally=tallies[position],
+        ),
+        unfinished=lambda position, why: unanswered(why, deadline, tallies[position].attempts),
+        failed=lambda answer: not answer.ok,
+        limits=limits,
+        policy=policy,
+        deadline=deadline,
+        stop=stop,
+        order=order,
+        progress=progress,
+    )
 
 
 def get_json(
@@ -480,8 +578,19 @@ def describe_waha(version: str, engine: str | None, tier: str | None) -> str:
 
 
 def describe_probe(probe: Probe) -> str:
-    """`reachable, 12 ms, WAHA 2024.10.1 (WEBJS, CORE)` or the reason it is not."""
+    """`reachable, 12 ms, WAHA 2026.9.1 (GOWS, CORE), health ok, worker w1` or the reason it is not.
+
+    What GET /health said is told only when WAHA answered it (WAHA Core before 2026.6.1
+    refuses it), the worker only when there is one.
+    """
     if probe.reachable:
-        return f"reachable, {probe.latency_ms:.0f} ms, {describe_waha(probe.version, probe.engine, probe.tier)}"
+        text = f"reachable, {probe.latency_ms:.0f} ms, {describe_waha(probe.version, probe.engine, probe.tier)}"
+        if probe.health == HEALTH_OK:
+            text += ", health ok"
+        if probe.worker_id:
+            text += f", worker {probe.worker_id}"
+        if probe.drained or probe.unhealthy:
+            text += f"; {probe.outcome}"
+        return text
     tries = f" ({probe.attempts} attempts)" if probe.attempts > 1 else ""
     return f"unreachable: {probe.error}{tries}"
