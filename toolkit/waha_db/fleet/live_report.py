@@ -1,0 +1,60 @@
+"""`sessions reconcile --live` in plain words: a block per server, then a summary line (waha_db.fleet.live)."""
+
+from __future__ import annotations
+
+from waha_db.fleet.allocation import occupies
+from waha_db.fleet.live import LiveReport
+from waha_db.fleet.probe import display_api_url
+
+
+def render_live_report(report: LiveReport) -> str:
+    """The report as `sessions reconcile --live` prints it: a block per server, then a summary line."""
+    if not report.servers:
+        return "no WAHA server to reconcile: the scope holds no active server (name one with --server ID)"
+    lines = []
+    for item in report.servers:
+        server = item.server
+        lines.append(f"{server.nome} ({display_api_url(server.api_url)})  server {server.id}  user {server.user_id}")
+        if item.error is not None:
+            tries = f" ({item.attempts} attempts)" if item.attempts > 1 else ""
+            lines.append(f"  unreachable: {item.error}{tries}; skipped: nothing read, nothing changed")
+            continue
+        if item.comparison is None:
+            lines.append(f"  skipped: {item.skipped}")
+            continue
+        comparison = item.comparison
+        theirs = {d.session_name for d in comparison.differences if d.kind == "other_worker"}
+        own = [session for session in item.waha_sessions if session.name not in theirs]
+        running = sum(occupies(session.status) for session in own)
+        others = f" (and {len(theirs)} of other workers)" if theirs else ""
+        worker = f"; worker {item.worker_id}" if item.worker_id else ""
+        lines.append(
+            f"  WAHA has {len(own)} session(s){others}, {running} occupying; "
+            f"sessions_ativas {server.sessions_ativas}, max_sessions {server.max_sessions}{worker}"
+        )
+        if not comparison.differences:
+            lines.append("  in line with WAHA")
+        for difference in comparison.differences:
+            if not difference.fixable:
+                verdict = ""
+            elif item.applied:
+                verdict = "done: "
+            else:
+                verdict = "--apply: "
+            lines.append(f"  {difference.kind:<16}{difference.session_name or '':<20} {difference.detail}")
+            lines.append(f"  {'':<16}{'':<20} {verdict}{difference.action}")
+        if item.skipped:
+            lines.append(f"  skipped: {item.skipped}")
+    summary = report.summary()
+    found = sum(summary["differences"].values())
+    text = (
+        f"{summary['servers']} server(s): {summary['in_line']} in line with WAHA, "
+        f"{summary['servers'] - summary['in_line'] - summary['unreachable']} with {found} difference(s), "
+        f"{summary['unreachable']} unreachable"
+    )
+    if report.applied:
+        text += f"; applied, one transaction per server ({summary['skipped']} skipped)"
+    elif summary["fixable"]:
+        text += f"; {summary['fixable']} to apply: run again with --apply (nothing is ever changed on a WAHA server)"
+    lines.append(text)
+    return "\n".join(lines)
