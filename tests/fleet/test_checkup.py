@@ -16,7 +16,7 @@ from tests.fleet.test_health import USER, add_server, stored_health
 from waha_db.database import create_engine
 from waha_db.fleet import health
 from waha_db.fleet.checkup import read_health, read_worker
-from waha_db.fleet.probe import DRAINED_REASON, UNHEALTHY_REASON, AnswerFailure, describe_probe
+from waha_db.fleet.probe import DRAINED_REASON, UNHEALTHY_REASON, AnswerFailure, describe_probe, read_version
 from waha_db.fleet.transport import Limits
 from waha_db.fleet.workers import shared_worker_warnings
 
@@ -231,3 +231,10 @@ def test_a_deadline_during_the_extra_requests_keeps_what_the_version_said(connec
 
     assert item.probe.reachable and (item.probe.health, item.probe.worker_known) == (None, False)
     assert item.health.state == "healthy" and item.identity.version == "2026.9.1"
+
+
+def test_what_a_server_says_it_is_comes_out_with_control_characters_escaped():
+    version, engine, tier = read_version({"version": "2026.9.1\x1b[2J", "engine": "GOWS\r", "tier": "CORE"})
+    worker = read_worker(200, {"worker": {"id": "w\x07"}})
+
+    assert (version, engine, tier, worker) == ("2026.9.1\\x1b[2J", "GOWS\\r", "CORE", "w\\x07")

@@ -98,9 +98,14 @@ def test_workers_sharing_a_store_each_get_their_own_sessions_and_leave_the_other
     assert [item.worker_id for item in report.servers] == ["worker-a", "worker-b"]
     text = render_live_report(report)
     assert "  WAHA has 1 session(s) (and 2 of other workers), 1 occupying; sessions_ativas 0, max_sessions 50; " in text
-    assert "run by worker worker-b; this server is worker worker-a" in text
-    again = [("other_worker", "caixa-b"), ("other_worker", "loja-b"), ("other_worker", "loja-a")]
-    assert found(reconcile(engine, user)) == again
+    assert (
+        "  other_worker    2 session(s) of worker(s) worker-b: left out, never inserted, counted or stopped here "
+        "(--json lists them)"
+    ) in text
+    again = reconcile(engine, user)
+    assert found(again) == [("other_worker", "caixa-b"), ("other_worker", "loja-b"), ("other_worker", "loja-a")]
+    assert [item.in_line for item in again.servers] == [True, True], "other workers' sessions are as they should be"
+    assert render_live_report(again).endswith("2 server(s): 2 in line with WAHA, 0 with 0 difference(s), 0 unreachable")
 
 
 def test_a_row_for_a_session_another_worker_runs_is_neither_stopped_nor_written(engine, user, fake_waha):

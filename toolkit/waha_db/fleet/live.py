@@ -207,7 +207,8 @@ class ServerReport:
 
     @property
     def in_line(self) -> bool:
-        return self.comparison is not None and not self.comparison.differences
+        """Read, and nothing differs (other workers' sessions, left out, are as they should be)."""
+        return self.comparison is not None and all(d.left_out for d in self.comparison.differences)
 
     def as_json(self) -> dict:
         comparison = self.comparison
@@ -399,6 +400,7 @@ def apply_server(
                         waha_sessions=waha_sessions,
                         comparison=planned,
                         skipped="the server was deleted while reconciling: nothing changed",
+                        worker_id=this_worker,
                     )
                 shared = shared_registrations(connection, [server.id]).get(server.id)
                 if shared:
@@ -434,6 +436,7 @@ def apply_server(
                 attempts=attempts,
                 waha_sessions=waha_sessions,
                 comparison=planned,
+                worker_id=this_worker,
                 skipped="a session WAHA runs here has the name of a session its user already occupies on "
                 "another server (a name identifies one session of its user): nothing changed on it; "
                 "stop one of the two on its WAHA server, then run the reconcile again",
@@ -445,6 +448,7 @@ def apply_server(
                     attempts=attempts,
                     waha_sessions=waha_sessions,
                     comparison=planned,
+                    worker_id=this_worker,
                     skipped=f"another transaction held its rows locked for more than {lock_timeout:g} s: "
                     "nothing changed on it; run the reconcile again",
                 )

@@ -213,6 +213,11 @@ class Difference:
     action: str
     fixable: bool
 
+    @property
+    def left_out(self) -> bool:
+        """A session another worker runs, with no row here: as it should be, noted rather than a difference."""
+        return self.kind == "other_worker" and self.session_id is None
+
     def as_json(self) -> dict:
         return {
             "kind": self.kind,

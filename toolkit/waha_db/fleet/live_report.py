@@ -32,9 +32,17 @@ def render_live_report(report: LiveReport) -> str:
             f"  WAHA has {len(own)} session(s){others}, {running} occupying; "
             f"sessions_ativas {server.sessions_ativas}, max_sessions {server.max_sessions}{worker}"
         )
-        if not comparison.differences:
+        if item.in_line:
             lines.append("  in line with WAHA")
+        if theirs_left_out := [d for d in comparison.differences if d.left_out]:
+            workers = sorted({d.waha["assigned_worker"] for d in theirs_left_out})
+            lines.append(
+                f"  {'other_worker':<16}{len(theirs_left_out)} session(s) of worker(s) {', '.join(workers)}: "
+                "left out, never inserted, counted or stopped here (--json lists them)"
+            )
         for difference in comparison.differences:
+            if difference.left_out:
+                continue
             if not difference.fixable:
                 verdict = ""
             elif item.applied:
@@ -46,7 +54,7 @@ def render_live_report(report: LiveReport) -> str:
         if item.skipped:
             lines.append(f"  skipped: {item.skipped}")
     summary = report.summary()
-    found = sum(summary["differences"].values())
+    found = sum(not d.left_out for item in report.servers if item.comparison for d in item.comparison.differences)
     text = (
         f"{summary['servers']} server(s): {summary['in_line']} in line with WAHA, "
         f"{summary['servers'] - summary['in_line'] - summary['unreachable']} with {found} difference(s), "
