@@ -5,9 +5,10 @@ A WAHA server is probed with `GET {api_url}/api/server/version` (header
 seconds, retried `retry_attempts` times with backoff. The outcome is told in
 plain words (name does not resolve, connection refused, timed out, TLS error,
 API key rejected, not a WAHA server, server error, refused by the network
-policy); waha_db.fleet.health records it in the database. `ask` is the one way the
-toolkit asks WAHA anything (waha_db.fleet.live reads /api/sessions through it too),
-many servers at once on one event loop (`ask_many`).
+policy: waha_db.fleet.reasons). waha_db.fleet.checkup then asks a server that
+answered its /health and worker id; waha_db.fleet.health records it all. `ask` is
+the one way the toolkit asks WAHA anything (waha_db.fleet.live reads /api/sessions
+through it too), many servers at once on one event loop (`ask_round`, `ask_many`).
 
 Every value of a server's row is written by the app's users, so:
 - the request URL is built with a URL library: the fixed path is appended to the
@@ -27,11 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -39,6 +38,7 @@ import httpx
 
 from waha_db.database import mask_password
 from waha_db.fleet.policy import NetworkPolicy, policy_from_environment
+from waha_db.fleet.reasons import AnswerFailure, check_answer, describe_transport_error
 from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS, run_round
 from waha_db.fleet.transport import FleetClient, Limits, TargetRefused, trusted_context
 
@@ -124,19 +124,6 @@ class Probe:
         return None
 
 
-class AnswerFailure(Exception):
-    """One attempt failed; `retry` says whether another attempt could do better.
-
-    The readers of an answer raise it for one that is JSON but not WAHA's; the
-    reason is always our words, never the server's text.
-    """
-
-    def __init__(self, reason: str, retry: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry = retry
-
-
 def display_api_url(api_url: str) -> str:
     """The server URL as it may be printed: a password in its userinfo is masked."""
     return mask_password(api_url)
@@ -173,85 +160,6 @@ def request_url(api_url: str, path: str) -> httpx.URL:
     return base.copy_with(
         path=base.path.rstrip("/") + fixed.path, query=fixed.query or None, fragment=None, userinfo=b""
     )
-
-
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-# OpenSSL's own reasons (fixed words of the library, never the peer's text), as they read in a report.
-_TLS_WORDS = {
-    "CERTIFICATE_VERIFY_FAILED": "certificate verify failed",
-    "WRONG_VERSION_NUMBER": "wrong version number (is it plain http?)",
-    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol version refused",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure",
-    "UNSUPPORTED_PROTOCOL": "unsupported protocol",
-}
-
-
-def _tls_reason(error: ssl.SSLError) -> str:
-    """A TLS failure in fixed words: OpenSSL's verification message or reason code, nothing from the peer."""
-    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_code:
-        # verify_message is OpenSSL's table text for the code ("self-signed certificate", ...),
-        # except for a host name mismatch, which quotes our own URL's host.
-        words = str(error.verify_message or "").lower()
-        return (
-            f"certificate verify failed: {words}"
-            if words.isascii() and len(words) < 120
-            else "certificate verify failed"
-        )
-    reason = str(getattr(error, "reason", "") or "")
-    return _TLS_WORDS.get(reason, reason.lower().replace("_", " ") if reason.isupper() else "handshake failed")
-
-
-def describe_transport_error(exc: httpx.TransportError, host: str, timeout: float) -> AnswerFailure:
-    """The plain-words reason for a request that got no HTTP response (fixed words, never the exception's text)."""
-    causes = list(_causes(exc))
-    if isinstance(exc, httpx.TimeoutException):
-        return AnswerFailure(f"timed out after {timeout:g} s", retry=True)
-    if any(isinstance(c, socket.gaierror) for c in causes):
-        return AnswerFailure(f"name does not resolve: {host}", retry=True)
-    tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
-    if tls is not None:
-        return AnswerFailure(f"TLS error: {_tls_reason(tls)}", retry=False)
-    if any(isinstance(c, ConnectionRefusedError) for c in causes):
-        return AnswerFailure("connection refused", retry=True)
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return AnswerFailure("connection closed by the server before a complete answer", retry=True)
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)) or any(isinstance(c, ConnectionResetError) for c in causes):
-        return AnswerFailure("connection reset by the server", retry=True)
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return AnswerFailure("not an http:// or https:// URL", retry=False)
-    if isinstance(exc, httpx.ConnectError):
-        return AnswerFailure("cannot connect", retry=True)
-    return AnswerFailure(f"request failed ({exc.__class__.__name__})", retry=True)
-
-
-def check_answer(response: httpx.Response, has_api_key: bool, path: str) -> None:
-    """Raise the plain-words AnswerFailure of an HTTP answer that is not a usable 200 from WAHA.
-
-    Only the status code is read: a redirect's Location, like the body, is the
-    server's text and never goes into a reason.
-    """
-    status = response.status_code
-    if status in (401, 403):
-        if has_api_key:
-            reason = f"API key rejected (HTTP {status})"
-        else:
-            reason = f"API key rejected (HTTP {status}): the server wants an API key and none is set"
-        raise AnswerFailure(reason, retry=False)
-    if status >= 500:
-        raise AnswerFailure(f"server error (HTTP {status})", retry=True)
-    if 300 <= status < 400:
-        raise AnswerFailure(
-            f"redirected (HTTP {status}): not followed; set api_url to the address WAHA answers at", retry=False
-        )
-    if status != 200:
-        raise AnswerFailure(f"not a WAHA server (HTTP {status} at {path.split('?')[0]})", retry=False)
 
 
 def printable(text: str) -> str:
