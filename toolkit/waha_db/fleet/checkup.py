@@ -39,7 +39,6 @@ from waha_db.fleet.probe import (
     HEALTH_OK,
     HEALTH_SHUTTING_DOWN,
     VERSION_PATH,
-    AnswerFailure,
     Probe,
     Tally,
     Target,
@@ -50,6 +49,7 @@ from waha_db.fleet.probe import (
     read_version,
     unanswered,
 )
+from waha_db.fleet.reasons import AnswerFailure
 from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS
 from waha_db.fleet.transport import FleetClient, Limits
 

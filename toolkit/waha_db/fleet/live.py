@@ -45,6 +45,7 @@ behind a reconcile.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -517,24 +518,29 @@ def reconcile_live(
         if not answer.ok:
             reports.append(ServerReport(server, error=answer.error, attempts=answer.attempts))
             continue
-        read = {"attempts": answer.attempts, "waha_sessions": answer.value, "worker_id": reading.worker_id}
+        listed = answer.value or ()
+
+        # What was read of this server; each outcome adds comparison, applied or skipped.
+        read = functools.partial(
+            ServerReport, server, attempts=answer.attempts, waha_sessions=listed, worker_id=reading.worker_id
+        )
         if reading.worker_asked and not reading.worker_known:
-            reports.append(ServerReport(server, skipped=WORKER_UNKNOWN, **read))
+            reports.append(read(skipped=WORKER_UNKNOWN))
             continue
         if server.id in same_worker:
             group = same_worker[server.id]
             others = [other for other in group.servers if other.id != server.id]
-            reports.append(ServerReport(server, skipped=shared_worker_reason(group.worker_id, others), **read))
+            reports.append(read(skipped=shared_worker_reason(group.worker_id, others)))
             continue
         planned = compare(
-            server, rows[server.id], answer.value, settled_before, this_worker=reading.worker_id, silence=silence
+            server, rows[server.id], listed, settled_before, this_worker=reading.worker_id, silence=silence
         )
         if apply and planned.to_apply:
             reports.append(
                 apply_server(
                     connection,
                     server,
-                    answer.value,
+                    listed,
                     rows[server.id],
                     planned,
                     settled_before,
@@ -545,7 +551,7 @@ def reconcile_live(
                 )
             )
         else:
-            reports.append(ServerReport(server, comparison=planned, applied=apply, **read))
+            reports.append(read(comparison=planned, applied=apply))
     return LiveReport(
         reports, applied=apply, grace_seconds=grace, silent_after_minutes=silent_after.total_seconds() / 60
     )

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 from waha_db.fleet.allocation import occupies
 from waha_db.fleet.checkup import worker_name
-from waha_db.fleet.probe import AnswerFailure
+from waha_db.fleet.reasons import AnswerFailure
 from waha_db.fleet.servers import Server
 
 KINDS = (
@@ -355,6 +355,7 @@ def compare(
     for row in rows:
         session = on_waha.get(row.session_name)
         if row.session_name in theirs:
+            session = on_waha[row.session_name]
             other = _other_worker(session, this_worker)
             differences.append(
                 Difference(
@@ -452,13 +453,13 @@ def compare(
                 differences.append(_other_worker(session, this_worker))
             continue
         if silence is not None and silence.silent(session):
-            row = rows_by_name.get(session.name)
+            listed = rows_by_name.get(session.name)
             differences.append(
                 Difference(
                     "silent",
                     session.name,
-                    row.id if row else None,
-                    row.as_json() if row else None,
+                    listed.id if listed else None,
+                    listed.as_json() if listed else None,
                     session.as_json(),
                     silence.detail(session),
                     "left alone (a report only): it may have stopped receiving anything; look at it in WAHA's "

@@ -35,7 +35,7 @@ def render_live_report(report: LiveReport) -> str:
         if item.in_line:
             lines.append("  in line with WAHA")
         if theirs_left_out := [d for d in comparison.differences if d.left_out]:
-            workers = sorted({d.waha["assigned_worker"] for d in theirs_left_out})
+            workers = sorted({str((d.waha or {}).get("assigned_worker")) for d in theirs_left_out})
             lines.append(
                 f"  {'other_worker':<16}{len(theirs_left_out)} session(s) of worker(s) {', '.join(workers)}: "
                 "left out, never inserted, counted or stopped here (--json lists them)"

@@ -32,7 +32,7 @@ class SharedWorker:
     servers: tuple[Server, ...]
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[uuid.UUID, str, tuple[str, ...]]:
         return (self.user_id, self.worker_id, tuple(sorted(str(server.id) for server in self.servers)))
 
     def warning(self) -> str:
