@@ -6,7 +6,7 @@ not a thousand threads. The kinds of server, in the order of the ports:
 - ``refuse``: nothing listens on the port (connection refused);
 - ``healthy``: answers as a WAHA 2026.9.1 Core server (GOWS) that is one worker of a
   shared session store, in WAHA's 2026 shapes (those of waha-py's models, as
-  tests/fleet/test_fake_fleet.py checks): `GET /api/server/version` (WAHAEnvironment),
+  tests/fleet/test_fakes_contract.py checks): `GET /api/server/version` (WAHAEnvironment),
   `GET /api/server/status` (its worker id, `bench-worker-PORT`), `GET /health` (200
   `ok`) and `GET /api/sessions?all=true` (a few SessionInfo, each assigned to the
   server's worker, active now); anything else is WAHA's (NestJS's) 404.

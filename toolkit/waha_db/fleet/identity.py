@@ -3,7 +3,9 @@
 `servers test` and `monitor` ask `GET {api_url}/api/server/version` anyway; the
 answer is kept in public.waha_server_health (revision 0009) through
 `public.report_waha_server_version`, so `servers list` can show it without asking
-the server again.
+the server again. The worker id the server gave at `GET /api/server/status`
+(waha_db.fleet.checkup) is kept with it, through `public.report_waha_server_worker`
+(revision 0012), in the same statement.
 
 The one thing it reveals about the configuration is how many sessions the server
 runs, and that depends on the version before the tier:
