@@ -59,7 +59,7 @@ from waha_db.database import (
     require_supported_server,
 )
 from waha_db.lifecycle import conversion, locks
-from waha_db.lifecycle.migrate import LockTimeout, MigrationError, explain_database_error, parse_owner
+from waha_db.lifecycle.migrate import MigrationError, RetryableConflict, explain_database_error, parse_owner
 from waha_db.lifecycle.model import include_object, metadata
 
 config = context.config
@@ -333,16 +333,23 @@ def run_with_connection(connection: sa.Connection, deadline: locks.Deadline) -> 
 
 
 def run_retrying(connection: sa.Connection) -> None:
-    """Attempts until one gets its locks or the overall limit is spent (this run owns the transaction)."""
+    """Attempts until one gets its locks (or finds the roles another upgrade was creating made) or the overall
+    limit is spent (this run owns the transaction); who blocks an attempt is read while it waits."""
     deadline = locks.Deadline(overall_lock_timeout())
+    watch = locks.BlockerWatch(connection.engine)
+    backend = connection.connection.driver_connection.info.backend_pid
     attempt = 1
-    while True:
-        try:
-            run_with_connection(connection, deadline)
-            return
-        except LockTimeout as timed_out:
-            timed_out.wait_before_retry(connection, deadline, attempt, lambda line: notices.info("%s", line))
-            attempt += 1
+    try:
+        while True:
+            try:
+                with watch.watching(backend):
+                    run_with_connection(connection, deadline)
+                return
+            except RetryableConflict as conflict:
+                conflict.wait_before_retry(connection, deadline, attempt, lambda line: notices.info("%s", line), watch)
+                attempt += 1
+    finally:
+        watch.close()
 
 
 def run_on(connection: sa.Connection) -> None:

@@ -5,7 +5,7 @@ line before the fence, `<!-- transcript: tools/NAME.py -->`. A quoted block may 
 lines out: a line `...` stands for any number of lines. Each stretch of lines between
 two `...` must appear in the run's output, line for line and in order. Before the
 comparison both sides are normalised: ports, uuids, pids, times, durations and the
-server's version differ from run to run; blank lines, trailing blanks and the
+server's version differ from run to run (a pid named in a pg_terminate_backend() too); blank lines, trailing blanks and the
 `[exit 0]` a transcript prints after a command that succeeded carry nothing.
 """
 
@@ -21,8 +21,10 @@ _NORMALISE = [
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<uuid>"),
     (re.compile(r"\b(127\.0\.0\.1|localhost):\d+"), r"\1:<port>"),
     (re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "<time>"),
+    (re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\b"), "<time> UTC"),
     (re.compile(r"\b\d\d:\d\d:\d\d UTC\b"), "<time> UTC"),
     (re.compile(r"\bpid \d+"), "pid <pid>"),
+    (re.compile(r"\bpg_terminate_backend\(\d+(, \d+)*\)"), "pg_terminate_backend(<pids>)"),
     (re.compile(r"\bPostgreSQL \d+(\.\d+)?\b"), "PostgreSQL <version>"),
     (re.compile(r"\b\d+ wallclock secs \(.*\)"), "<seconds> wallclock"),
     (re.compile(r"\b\d+(\.\d+)?\s?(s|ms)\b"), "<seconds>"),

@@ -64,14 +64,14 @@ def test_unknown_host_is_the_resolvers_reason(waha_db, monkeypatch):
 @pytest.mark.parametrize("url", ["mysql://app:s3cret-Pa55word@127.0.0.1/appdb", "not a url at all s3cret-Pa55word"])
 def test_bad_url_is_refused_without_the_password(waha_db, url):
     result = waha_db(url, "status")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, as --help says
     assert SECRET not in result.output
     assert "postgresql://" in result.output
 
 
 def test_no_database_given_says_how_to_give_one(waha_db):
     result = waha_db(None, "status")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "pass --database-url" in result.output and "DATABASE_URL" in result.output
 
 
@@ -125,21 +125,22 @@ def test_bench_on_an_unreachable_server_is_one_line_without_the_password(waha_db
 
 
 def test_bench_refused_by_the_database_says_what_it_refused(waha_db, cluster, fresh_database):
-    """A psycopg error that is not a connection failure: the server's message, no traceback."""
-    url = fresh_database("head")
+    """A psycopg error that is not a connection failure: the server's message, no traceback.
+
+    An empty database (bench refuses any other) whose schema public the role may not
+    create in (PostgreSQL 15 and later grant CREATE there to its owner only).
+    """
+    url = fresh_database("empty")
     role = f"waha_cli_{uuid.uuid4().hex[:8]}"
     cluster.run_sql("postgres", f"CREATE ROLE {role} LOGIN")
     result = waha_db(None, "bench", "--database-url", url.set(username=role).render_as_string(hide_password=False))
     assert result.exit_code == 1
-    assert (
-        result.output.strip().splitlines()[-1]
-        == "Error: the database refused: permission denied for table waha_servers"
-    )
+    assert result.output.strip().splitlines()[-1] == "Error: the database refused: permission denied for schema public"
 
 
 def test_an_unencoded_at_in_the_password_is_refused_without_showing_it_or_looking_up_its_tail(waha_db, network_jail):
     result = waha_db("postgresql://postgres:Hun@ter2@127.0.0.1/app", "status")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Hun" not in result.output and "ter2" not in result.output
     assert "percent-encoded as %40" in result.output
     assert result.output.count("\n") == 1

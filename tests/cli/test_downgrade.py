@@ -89,14 +89,36 @@ def test_downgrade_of_the_conversion_says_the_legacy_table_comes_back(waha_db, f
     url = fresh_database("legacy_head")
     result = waha_db(url, "downgrade", "0004", "--yes")
     assert result.exit_code == 0, result.output
-    assert "puts the legacy public.waha_config back (1 rows" in result.output
+    assert "puts the legacy public.waha_config back (1 row" in result.output
+    assert "the servers converted from it stay in waha_servers until 0002 is undone" in result.output
+    assert "notice: waha_config is back in public as it was before the upgrade; the converted server stays in " in (
+        result.output
+    )
     assert sql(url, "SELECT api_url FROM public.waha_config") == [("https://waha.legacy.example",)]
+
+
+def test_downgrade_to_base_never_says_the_converted_server_stays_in_a_table_it_drops(waha_db, fresh_database):
+    url = fresh_database("legacy_head")
+    result = waha_db(url, "downgrade", "base", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "stays in waha_servers" not in result.output and "stay in waha_servers" not in result.output
+    assert "the servers converted from it go with waha_servers (0002 is undone too)" in result.output
+    assert "notice: waha_config is back in public as it was before the upgrade; the converted server went with " in (
+        result.output
+    )
+    assert sql(url, "SELECT to_regclass('public.waha_servers')") == [(None,)]
+    status = waha_db(url, "status").output
+    again = waha_db(url, "downgrade", "base", "--yes").output
+    assert "current revision: none (alembic_version is empty)" in again
+    assert "no revision is recorded in this database (alembic_version is empty)" in again
+    assert "none (no alembic_version)" not in status + again
 
 
 def test_downgrade_without_a_recorded_revision_is_refused(waha_db, fresh_database):
     result = waha_db(fresh_database("empty"), "downgrade", "base", "--yes")
     assert result.exit_code == 1
     assert "nothing to downgrade" in result.output
+    assert "current revision: none (no alembic_version)" in result.output
 
 
 def test_downgrade_above_the_current_revision_is_refused(waha_db, fresh_database, cluster):
@@ -199,7 +221,7 @@ def test_downgrade_to_base_counts_the_rows_of_the_waha_config_0001_made(waha_db,
     cluster.migrate(url.database, "head", owner=LEGACY_OWNER)
     result = waha_db(url, "downgrade", "base", "--yes")
     assert result.exit_code == 0, result.output
-    assert "drops waha_config (1 rows)" in result.output
+    assert "drops waha_config (1 row)" in result.output
     assert sql(url, "SELECT to_regclass('public.waha_config')") == [(None,)]
 
 

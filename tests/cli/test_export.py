@@ -39,3 +39,10 @@ def test_export_refuses_a_malformed_owner(waha_db, tmp_path):
     assert result.exit_code == 2  # a bad value, as --help says
     assert "Invalid value for '--owner': --owner 'ana' is not a UUID" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_into_a_folder_that_does_not_exist_is_refused_and_creates_nothing(waha_db, tmp_path):
+    result = waha_db(None, "export", "supabase", "--workdir", str(tmp_path / "no" / "such"))
+    assert result.exit_code != 0
+    assert "is not a directory" in result.output
+    assert not (tmp_path / "no").exists()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from waha_db.lifecycle import migrate, revisions
 
 HEAD = revisions.head()
@@ -54,3 +57,24 @@ def test_sql_from_an_installed_package_needs_an_output(waha_db, monkeypatch):
 
 def test_checkout_schema_file_is_the_repository_file():
     assert migrate.checkout_schema_file() == revisions.CHECKOUT_ROOT / "sql" / "schema.sql"
+
+
+def test_sql_into_a_folder_that_does_not_exist_is_refused_and_creates_nothing(waha_db, tmp_path):
+    target = tmp_path / "no" / "such" / "x.sql"
+    result = waha_db(None, "sql", "--output", str(target))
+    assert result.exit_code == 2
+    assert f"Invalid value for '--output': the folder {target.parent} does not exist: create it first" in result.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_schema_module_run_with_help_prints_help_and_writes_nothing(tmp_path):
+    target = tmp_path / "schema.sql"
+    target.write_text("untouched")
+    for arguments in (["--help"], ["--help", str(target)], [str(target), "--check"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "waha_db.lifecycle.migrate", *arguments], capture_output=True, text=True
+        )
+        assert target.read_text() == "untouched", arguments
+        assert ("usage: python -m waha_db.lifecycle.migrate" in done.stdout) == ("--help" in arguments)
+    assert done.returncode == 1 and "is stale" in done.stderr
+    assert migrate.FULL_SCHEMA_PATH.read_text() == migrate.full_schema_sql()

@@ -76,6 +76,64 @@ def test_repair_drops_a_policy_head_does_not_have(waha_db, fresh_database):
     assert waha_db(url, "status", "--check").exit_code == 0
 
 
+def same_url_twice(url, user_of) -> str | None:
+    """Add one server under two spellings of its URL; the SQLSTATE of the refusal (None: accepted), rolled back."""
+    user = user_of(url)
+    with psycopg.connect(conninfo(url)) as connection:
+        try:
+            for spelling in ("https://waha.example.test", "HTTPS://waha.example.test:443/"):
+                connection.execute(
+                    "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, %s, %s)",
+                    (user, spelling, spelling),
+                )
+        except psycopg.errors.UniqueViolation as error:
+            return error.sqlstate
+        finally:
+            connection.rollback()
+    return None
+
+
+@pytest.mark.parametrize("kind", ["head", "supabase_head"])
+def test_repair_creates_a_dropped_function_before_the_index_that_calls_it(waha_db, fresh_database, user_of, kind):
+    url = fresh_database(kind)
+    sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")  # the 0010 unique index goes with it
+    assert same_url_twice(url, user_of) is None
+    status = waha_db(url, "status").output
+    assert "missing index public.waha_servers.waha_servers_user_id_normalized_api_url_key" in status
+    assert "next: waha-db repair" in status
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    statements = result.output.split("statements that restore head's definitions:")[1]
+    assert statements.index("FUNCTION public.waha_normalized_url") < statements.index("CREATE UNIQUE INDEX")
+    assert same_url_twice(url, user_of) == "23505"
+    assert waha_db(url, "status", "--check").exit_code == 0, waha_db(url, "status").output
+
+
+@pytest.mark.parametrize("kind", ["head", "supabase_head"])
+def test_a_function_repair_creates_gets_no_privilege_head_does_not_give(waha_db, fresh_database, kind):
+    url = fresh_database(kind)
+    sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "REVOKE ALL ON FUNCTION public.waha_normalized_url(url text) FROM PUBLIC;" in result.output
+    grantees = sql(
+        url,
+        "SELECT CASE acl.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(acl.grantee) END FROM pg_proc p, "
+        "aclexplode(p.proacl) AS acl WHERE p.oid = 'public.waha_normalized_url(text)'::regprocedure "
+        "AND acl.grantee <> p.proowner ORDER BY 1",
+    )
+    assert grantees == [("authenticated",), ("service_role",)]
+
+
+def test_repair_drops_an_extra_policy_whose_name_holds_spaces(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, 'CREATE POLICY "Admins read all" ON public.waha_servers FOR SELECT TO authenticated USING (true)')
+    assert "next: waha-db repair" in waha_db(url, "status").output
+    result = waha_db(url, "repair", "--yes")
+    assert result.exit_code == 0, result.output
+    assert 'DROP POLICY "Admins read all" ON public.waha_servers;' in result.output
+
+
 def test_alembic_version_open_to_anon_is_drift_that_repair_closes(waha_db, fresh_database):
     url = fresh_database("supabase_head")
     sql(url, "GRANT SELECT, UPDATE, DELETE ON public.alembic_version TO anon")

@@ -120,7 +120,7 @@ def test_apply_without_a_terminal_is_refused_unless_yes(url, drifted):
 
     assert applied.exit_code == 0, applied.output
     assert "done: mark it STOPPED (the row stays, as history)" in applied.output
-    assert applied.output.splitlines()[-1].endswith("; applied, one transaction per server (0 skipped)")
+    assert applied.output.splitlines()[-1].endswith("; applied to 1 server(s), one transaction each (0 skipped)")
     assert statuses(url, drifted) == {"loja-01": "WORKING", "loja-03": "STOPPED", "painel-01": "SCAN_QR_CODE"}
     assert sql(url, "SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (drifted,)) == [(2,)]
     assert run(url, "sessions", "reconcile", "--live").output.splitlines()[2] == "  in line with WAHA"

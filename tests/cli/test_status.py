@@ -89,3 +89,23 @@ def test_status_names_the_server_version(waha_db, fresh_database):
     _, version = server_version(url)
     assert f"server: PostgreSQL {version}\n" in waha_db(url, "status").output
     assert json.loads(waha_db(url, "status", "--json").output)["server_version"] == version
+
+
+def test_one_difference_is_said_in_the_singular(waha_db, fresh_database):
+    url = fresh_database("head")
+    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    assert f"state: at head ({HEAD}) but drifted from it: 1 difference\n" in waha_db(url, "status").output
+
+
+def test_a_function_indented_anew_shows_the_indentation_that_differs(waha_db, fresh_database):
+    url = fresh_database("head")
+    ((definition,),) = sql(url, "SELECT pg_get_functiondef('public.release_waha_session(uuid)'::regprocedure)")
+    sql(url, definition.replace("\n        DECLARE\n", "\n\tDECLARE\n", 1))  # re-indented by hand
+    output = waha_db(url, "status").output
+    (line,) = [line for line in output.splitlines() if "changed function public.release_waha_session" in line]
+    number = definition.splitlines().index("        DECLARE") + 1
+    assert line.strip() == (
+        f"changed function public.release_waha_session(session_id uuid): line {number} differs only in whitespace "
+        "(\u00b7 a space, \u2192 a tab): head has '\u00b7\u00b7\u00b7\u00b7\u00b7\u00b7\u00b7\u00b7DECLARE', "
+        "database has '\u2192DECLARE'"
+    )

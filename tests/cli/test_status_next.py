@@ -18,8 +18,11 @@ import pytest
 from tests.cli.conftest import sql
 from tests.cli.test_adopt_command import HAND_MADE_V21
 from tests.conftest import LEGACY_OWNER
+from tests.support.other_servers import HotStandby, run_sql
 from waha_db.checks.legacy import LEGACY_V1_SQL, LEGACY_V1_TABLE
-from waha_db.lifecycle import revisions
+from waha_db.checks.pgtemp import ThrowawayPostgres
+from waha_db.database import create_engine
+from waha_db.lifecycle import migrate, revisions
 
 HEAD = revisions.head()
 
@@ -42,7 +45,8 @@ def command_of(report: dict) -> list[str]:
 
 def fixes_in(refusal: str) -> list[str]:
     """The statements a refusal gives to correct the database (the first choice when it offers two)."""
-    statements = [line.strip() for line in refusal.splitlines() if line.strip().startswith("UPDATE ")]
+    starts = ("UPDATE ", "BEGIN READ WRITE; ALTER DATABASE ")
+    statements = [line.strip() for line in refusal.splitlines() if line.strip().startswith(starts)]
     chosen = [line.split(": ", 1)[1] for line in refusal.splitlines() if "keep waha_config's values: " in line]
     return [statement.split("  --")[0] for statement in statements] + chosen
 
@@ -144,6 +148,24 @@ def test_drifted_by_a_dropped_index(waha_db, fresh_database):
     assert follow(waha_db, url)["next"] == "waha-db repair"
 
 
+@pytest.mark.parametrize("kind", ["head", "supabase_head"])
+def test_drifted_by_a_dropped_function_and_the_index_that_calls_it(waha_db, fresh_database, kind):
+    url = fresh_database(kind)
+    sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")
+    assert follow(waha_db, url)["next"] == "waha-db repair"
+
+
+def test_a_push_that_skipped_0010_is_foreseen_and_its_fix_shown(waha_db, fresh_database, cluster):
+    url = fresh_database("supabase_empty")
+    cluster.migrate(url.database, "0009")
+    sql(url, "UPDATE public.alembic_version SET version_num = '0010'")  # recorded, never applied
+    report = follow(waha_db, url)
+    assert report["refusal"].startswith("alembic_version says revision 0010, but what revision 0010 makes is missing")
+    assert "UPDATE public.alembic_version SET version_num = '0009';" in report["refusal"]
+    sql(url, "UPDATE public.alembic_version SET version_num = '0009'")  # the fix the refusal gives
+    assert follow(waha_db, url)["next"] == "waha-db upgrade"
+
+
 def test_drifted_by_the_seeds_grant_all(waha_db, fresh_database):
     url = fresh_database("supabase_head")
     sql(url, "GRANT ALL ON public.waha_servers TO authenticated, service_role")  # the seed's "Atualizar permissões"
@@ -203,3 +225,105 @@ def test_an_upgrade_after_a_rollback_with_another_owner_is_refused_and_changes_n
     assert "run the upgrade without an owner" in result.output
     assert sql(url, "SELECT version_num FROM public.alembic_version") == [("0004",)]
     assert sql(url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
+
+
+# --- a database that accepts no writes, and roles the owner may not create ---------------------------------
+
+
+READ_ONLY = "ALTER DATABASE {database} SET default_transaction_read_only = on"
+
+
+@pytest.mark.parametrize("kind", ["empty", "legacy", "drifted", "hand_made"])
+def test_a_read_only_database(waha_db, cluster, fresh_database, kind):
+    url = fresh_database("head" if kind == "drifted" else "empty")
+    if kind == "legacy":
+        cluster.run_sql(url.database, LEGACY_V1_SQL)
+    elif kind == "drifted":
+        sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    elif kind == "hand_made":
+        cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", "10"))
+    sql(url, READ_ONLY.format(database=f'"{url.database}"'))
+    report = follow(waha_db, url)
+    assert "this database is read-only: default_transaction_read_only is on for database" in report["refusal"]
+    assert report["next"].startswith("correct the ")
+
+
+@pytest.fixture(scope="module")
+def primary():
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def standby(primary):
+    """A hot standby of `primary`, and a factory of databases made on the primary, read on the standby."""
+    replica = HotStandby(primary).start()
+
+    def make(kind: str, *statements: str):
+        name = primary.create_database()
+        if kind == "head":
+            engine = create_engine(primary.url(name))
+            try:
+                migrate.upgrade(engine)
+            finally:
+                engine.dispose()
+        for statement in statements:
+            run_sql(primary.url(name), statement)
+        replica.caught_up()
+        return replica.url(name)
+
+    yield make
+    replica.stop()
+
+
+@pytest.mark.parametrize(
+    "kind, statements",
+    [
+        ("empty", ()),
+        ("head", ("DROP INDEX public.waha_servers_ativo_idx",)),
+        ("empty", (HAND_MADE_V21.replace("%(priority)s", "10"),)),
+    ],
+    ids=["empty", "drifted", "hand-made"],
+)
+def test_a_hot_standby(waha_db, standby, kind, statements):
+    url = standby(kind, *statements)
+    report = follow(waha_db, url)
+    assert "this server is a hot standby (pg_is_in_recovery() is true)" in report["refusal"]
+    assert report["next"].startswith("run `waha-db ") and report["next"].endswith(
+        "` against the primary server (this one is a hot standby)"
+    )
+
+
+@pytest.fixture
+def roleless():
+    """A database of a new server where authenticated and service_role were never created, owned by a role
+    that may not create roles; its URL as that role, and the superuser's."""
+    with ThrowawayPostgres() as server:
+        run_sql(server.url(), "CREATE ROLE app_owner LOGIN")
+        run_sql(server.url(), "CREATE DATABASE app OWNER app_owner")
+        yield server.url("app").set(username="app_owner"), server.url("app")
+
+
+def test_missing_roles_the_owner_may_not_create_are_named_and_only_those(waha_db, roleless):
+    url, superuser = roleless
+    both = follow(waha_db, url)
+    assert both["refusal"].startswith(
+        "the roles authenticated, service_role are missing and app_owner may not create them"
+    )
+    assert both["refusal"].endswith(
+        "run the upgrade again: CREATE ROLE authenticated NOLOGIN; CREATE ROLE service_role NOLOGIN BYPASSRLS;"
+    )
+    run_sql(superuser, "CREATE ROLE authenticated NOLOGIN")
+    one = follow(waha_db, url)
+    assert one["refusal"].startswith("the role service_role is missing and app_owner may not create it")
+    assert one["refusal"].endswith("run the upgrade again: CREATE ROLE service_role NOLOGIN BYPASSRLS;")
+    assert "authenticated" not in one["refusal"]
+    run_sql(superuser, "CREATE ROLE service_role NOLOGIN BYPASSRLS")
+    assert follow(waha_db, url)["next"] == "waha-db upgrade"
+
+
+def test_a_role_the_owner_may_create_is_no_refusal(waha_db, roleless):
+    url, superuser = roleless
+    run_sql(superuser, "ALTER ROLE app_owner CREATEROLE; CREATE ROLE service_role NOLOGIN BYPASSRLS")
+    assert follow(waha_db, url)["next"] == "waha-db upgrade"
+    assert run_sql(superuser, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'authenticated'") == [(False,)]

@@ -46,7 +46,33 @@ def test_a_changed_function_shows_its_first_differing_line():
     lines = catalog.diff_snapshots(
         {"functions": {"public.f()": body}}, {"functions": {"public.f()": body.replace("1", "2")}}
     )
-    assert lines == ["changed function public.f(): expected 'line 3: RETURN 1;', found 'line 3: RETURN 2;'"]
+    assert lines == ["changed function public.f(): line 3: expected 'RETURN 1;', found 'RETURN 2;'"]
+
+
+def test_a_change_of_whitespace_alone_is_drawn_so_the_two_sides_differ():
+    body = "CREATE FUNCTION f()\nDECLARE\n  n int;\nBEGIN\nEND"
+    lines = catalog.diff_snapshots(
+        {"functions": {"public.f()": body}},
+        {"functions": {"public.f()": body.replace("DECLARE", "    DECLARE").replace("  n int;", "\tn int;")}},
+        expected_label="head has",
+        actual_label="database has",
+    )
+    assert lines == [
+        "changed function public.f(): line 2 differs only in whitespace (\u00b7 a space, \u2192 a tab): "
+        "head has 'DECLARE', database has '\u00b7\u00b7\u00b7\u00b7DECLARE'"
+    ]
+
+
+def test_a_trailing_space_in_a_one_line_definition_is_drawn():
+    head = {"policies": {"public.waha_servers.p": "PERMISSIVE FOR SELECT TO authenticated USING (true)"}}
+    found = {"policies": {"public.waha_servers.p": "PERMISSIVE FOR SELECT TO  authenticated USING (true)"}}
+    (line,) = catalog.diff_snapshots(head, found)
+    assert "differs only in whitespace" in line and "TO\u00b7\u00b7authenticated" in line
+
+
+@pytest.mark.parametrize("count, words", [(0, "0 differences"), (1, "1 difference"), (5, "5 differences")])
+def test_counts_take_the_noun_in_the_right_number(count, words):
+    assert catalog.plural(count, "difference") == words
 
 
 def test_foreign_keys_to_auth_users_and_other_tables_are_not_waha_objects():

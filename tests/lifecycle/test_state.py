@@ -44,7 +44,7 @@ def test_hand_made_tables_without_alembic_version_are_hand_made():
 
 def test_managed_database_lists_pending_revisions():
     state = classify(facts("public.alembic_version", "public.waha_servers", revision="0003"), REVISIONS)
-    assert state == DatabaseState(MANAGED, revision="0003", pending=("0004", "0005"))
+    assert state == DatabaseState(MANAGED, revision="0003", pending=("0004", "0005"), version_table=True)
     assert not state.at_head
     assert state.summary == "at revision 0003, 2 pending (0004, 0005)"
 
@@ -56,3 +56,11 @@ def test_managed_database_at_the_last_revision_is_at_head():
 
 def test_revision_unknown_to_this_release():
     assert classify(facts("public.alembic_version", revision="0099"), REVISIONS).kind == UNKNOWN_REVISION
+
+
+def test_an_empty_alembic_version_is_told_apart_from_none():
+    emptied = classify(facts("public.alembic_version", "public.waha_config"), REVISIONS)
+    never = classify(facts("public.waha_config"), REVISIONS)
+    assert (emptied.kind, never.kind) == (LEGACY, LEGACY)
+    assert emptied.recorded == "none (alembic_version is empty)"
+    assert never.recorded == "none (no alembic_version)"

@@ -78,6 +78,14 @@ def test_a_failure_exit_is_compared_but_a_success_is_not_printed():
             "Files=4, Tests=62,  <seconds> wallclock",
         ),
         ("   `20261125000001` | `20261125000001`   ", "   `20261125000001` | `20261125000001`"),
+        (
+            "pid 4242 (user postgres, active, in a transaction since 2026-12-06 19:40:32 UTC): SELECT pg_sleep(15)",
+            "pid <pid> (user postgres, active, in a transaction since <time> UTC): SELECT pg_sleep(15)",
+        ),
+        (
+            "end them: SELECT pg_catalog.pg_terminate_backend(4242, 4243);",
+            "end them: SELECT pg_catalog.pg_terminate_backend(<pids>);",
+        ),
     ],
 )
 def test_what_varies_from_run_to_run_is_set_aside(line, normal):

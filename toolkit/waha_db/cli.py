@@ -51,12 +51,19 @@ class Refused(click.ClickException):
     """The command will not do what was asked (no confirmation, a problem in the plan)."""
 
 
+class BadDatabaseUrl(click.ClickException):
+    """No database URL, or a malformed one: a usage error (exit 2), said in one line, never showing the URL."""
+
+    exit_code = 2
+
+
 @dataclass
 class Invocation:
     """What the top-level options say for every command: the database, parsed once when first needed."""
 
     database_url: str | None  # --database-url or DATABASE_URL, as given
     _url: sa.URL | None = None
+    requires_schema: bool = False  # the command works on the V2.1 tables (servers, sessions, monitor)
 
     @property
     def given(self) -> bool:
@@ -81,6 +88,9 @@ class Invocation:
         """
         engine = database.connect_engine(self.url, application_name=_application_name())
         try:
+            if self.requires_schema:
+                with engine.connect() as connection:
+                    database_status.require_upgraded(connection)
             yield engine
         finally:
             engine.dispose()
@@ -101,9 +111,10 @@ def _application_name() -> str:
 def library_errors(command):
     """Turn the library's errors into one-line ClickExceptions (exit 1), passwords masked.
 
-    A server that cannot be reached, or is lost, is `describe_connection_failure`'s
-    one line; any other database error is what the database refused, with its
-    detail and hint.
+    A connection lost, terminated or timed out after it opened is named as what it
+    is (`describe_interruption`); a server that cannot be reached is
+    `describe_connection_failure`'s one line; any other database error is what the
+    database refused, with its detail and hint.
     """
 
     @functools.wraps(command)
@@ -112,6 +123,8 @@ def library_errors(command):
             return command(*args, **kwargs)
         except click.ClickException:
             raise
+        except database.DatabaseUrlError as error:
+            raise BadDatabaseUrl(str(error)) from None
         except (UserError, CommandError) as error:  # CommandError: Alembic's own (an unknown revision for --sql)
             raise click.ClickException(database.mask_password(str(error))) from None
         except Exception as error:
@@ -119,6 +132,9 @@ def library_errors(command):
                 raise
             invocation = click.get_current_context().find_object(Invocation)
             url = invocation._url if invocation else None
+            said = database.describe_interruption(url, error, command=_application_name()) if url is not None else None
+            if said is not None:
+                raise click.ClickException(said) from None
             if url is not None and database.is_connection_failure(error):
                 raise click.ClickException(database.describe_connection_failure(url, error)) from None
             raise click.ClickException(database.describe_refusal(error)) from None
@@ -170,6 +186,7 @@ def _carry_out(invocation: Invocation, make_plan, run, yes: bool, lock_timeout: 
             run,
             lock_timeout=lock_timeout,
             progress=lambda line: click.echo(database.mask_password(line), err=True),
+            command=_application_name(),
         )
     for notice in outcome.notices:
         click.echo(f"  notice: {database.mask_password(notice)}")
@@ -414,6 +431,10 @@ def sql(output, check):
     to_stdout = str(path) == "-"
     if check and to_stdout:
         raise click.UsageError("--check needs a file, not '-'")
+    if not to_stdout and not check and not path.parent.is_dir():
+        raise click.BadParameter(
+            f"the folder {path.parent} does not exist: create it first (nothing was written)", param_hint="'--output'"
+        )
     if check:
         migrate.check_full_schema(path)
         click.echo(f"{path} is up to date (revision {revisions.head()})")
@@ -565,7 +586,8 @@ def verify(invocation, as_json, junit_xml, pg_bin):
 
 
 @main.group()
-def servers():
+@pass_invocation
+def servers(invocation):
     """Manage the WAHA servers of a user, as the admin (the role of the database URL).
 
     These commands act as the role of the URL (the database owner or service_role,
@@ -575,6 +597,7 @@ def servers():
     Example:
       waha-db servers list --user 0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44
     """
+    invocation.requires_schema = True
 
 
 USER = click.option(
@@ -588,6 +611,22 @@ USER = click.option(
 SERVER_ID = click.argument("server_id", type=click.UUID, metavar="ID")
 
 
+class DatabaseInteger(click.ParamType):
+    """A whole number that fits the database's integer columns; the columns' own rules (> 0...) are the database's."""
+
+    name = "integer"
+    LOWEST, HIGHEST = -(2**31), 2**31 - 1
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if not self.LOWEST <= number <= self.HIGHEST:
+            self.fail(f"{number} is out of range: waha_servers stores a whole number up to {self.HIGHEST}", param, ctx)
+        return number
+
+
+DB_INT = DatabaseInteger()
+
+
 def server_fields(command):
     """The options of `servers add` and `servers update` (update leaves out what is not given)."""
     options = [
@@ -595,14 +634,14 @@ def server_fields(command):
         click.option("--url", help="The WAHA server's http(s) URL, without user:password@, ?query or #fragment."),
         click.option("--api-key", help="WAHA's API key."),
         click.option("--description", help="Free text."),
-        click.option("--priority", type=int, help="0 to 10; higher is preferred."),
-        click.option("--max-sessions", type=int, help="Sessions this server may hold (> 0)."),
+        click.option("--priority", type=DB_INT, help="0 to 10; higher is preferred."),
+        click.option("--max-sessions", type=DB_INT, help="Sessions this server may hold (> 0)."),
         click.option("--active/--inactive", default=None, help="Whether new sessions may go to it."),
         click.option("--webhook-url", help="http(s) URL WAHA calls back, without user:password@, ?query or #fragment."),
         click.option("--webhook-secret", help="Secret of the webhook."),
-        click.option("--timeout", type=int, help="Request timeout in seconds (1 to 120)."),
-        click.option("--retries", type=int, help="Retry attempts (0 to 10)."),
-        click.option("--rate-limit", type=int, help="Requests per minute (> 0)."),
+        click.option("--timeout", type=DB_INT, help="Request timeout in seconds (1 to 120)."),
+        click.option("--retries", type=DB_INT, help="Retry attempts (0 to 10)."),
+        click.option("--rate-limit", type=DB_INT, help="Requests per minute (> 0)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -933,6 +972,7 @@ def monitor(invocation, interval, once, concurrency, per_host, deadline):
       waha-db monitor --interval 30
       waha-db monitor --once
     """
+    invocation.requires_schema = True
     options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
     stop = threading.Event()
     restore = fleet_monitor.stop_on_signals(stop)
@@ -973,7 +1013,8 @@ def monitor(invocation, interval, once, concurrency, per_host, deadline):
 
 
 @main.group()
-def sessions() -> None:
+@pass_invocation
+def sessions(invocation) -> None:
     """WhatsApp sessions: the capacity counters of the servers (sessions_ativas), and the truth of the servers.
 
     \b
@@ -982,6 +1023,7 @@ def sessions() -> None:
       waha-db sessions reconcile --apply
       waha-db sessions reconcile --live     # report rows that differ from what the WAHA servers run
     """
+    invocation.requires_schema = True
 
 
 @sessions.command()
@@ -1096,8 +1138,8 @@ def reconcile(
     "--database-url",
     "bench_url",
     metavar="URL",
-    help="Run on this EMPTY database instead of a throwaway PostgreSQL (it gets filled). "
-    "DATABASE_URL is never used by bench.",
+    help="Run on this database instead of a throwaway PostgreSQL: refused unless empty (nothing in schema public, "
+    "as verify wants it), filled, then emptied again. DATABASE_URL is never used by bench.",
 )
 @click.option(
     "--table",
@@ -1172,6 +1214,20 @@ def bench(ctx, bench_url, tables, seconds, windows, fleet, fleet_sizes, toolkit,
       waha-db bench --fleet --servers 200 --servers 1000
     """
     if fleet:
+        not_for_fleet = [
+            flag
+            for flag, name in (
+                ("--database-url", "bench_url"),
+                ("--table", "tables"),
+                ("--seconds", "seconds"),
+                ("--windows", "windows"),
+            )
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if not_for_fleet:
+            raise click.UsageError(
+                f"{', '.join(not_for_fleet)} go without --fleet, which runs on its own throwaway PostgreSQL"
+            )
         result = fleet_benchmark.run_fleet_benchmark(
             sizes=tuple(fleet_sizes) or (fleet_benchmark.SERVERS,),
             toolkit=toolkit,

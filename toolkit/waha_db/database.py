@@ -245,6 +245,85 @@ def describe_connection_failure(url: URL | str, error: BaseException) -> str:
     return mask_password(message, str(password) if password else None)
 
 
+# What ended or cancelled work on a connection that was open, by SQLSTATE: (what it is, what happened).
+_INTERRUPTIONS = {
+    "57P01": (
+        "terminated by an administrator",
+        "the server ended this connection (pg_terminate_backend, or the server shutting down)",
+    ),
+    "57P02": (
+        "connection lost",
+        "the server ended this connection because another server process crashed, and restarts",
+    ),
+    "25P03": (
+        "idle-in-transaction timeout",
+        "the server ended this connection: its transaction sat idle longer than idle_in_transaction_session_timeout",
+    ),
+    "25P04": ("idle-session timeout", "the server ended this connection: it sat idle longer than idle_session_timeout"),
+}
+# How a connection that went away without a word from the server shows in psycopg's message.
+_LOST = (
+    "server closed the connection unexpectedly",
+    "consuming input failed",
+    "connection is lost",
+    "the connection is closed",
+)
+
+
+def interruption(error: BaseException) -> tuple[str, str] | None:
+    """What stopped work on a connection that was open, as (its name, what happened); None when `error` is
+    not that (a refusal of a statement, or a connection that never opened).
+
+    Named as what it is: terminated by an administrator (pg_terminate_backend), connection
+    lost (the server went away, crashed, or the network), a statement timeout, a
+    cancellation, an idle(-in-transaction) timeout.
+    """
+    original = driver_error(error)
+    if not isinstance(original, psycopg.Error):
+        return None
+    sqlstate = getattr(original, "sqlstate", None)
+    reason = database_message(error)
+    if sqlstate in _INTERRUPTIONS:
+        name, what = _INTERRUPTIONS[sqlstate]
+        return name, f"{what}: {reason}"
+    if sqlstate == "57014":
+        if "statement timeout" in reason:
+            return "statement timeout", f"a statement ran longer than statement_timeout allows: {reason}"
+        return "cancelled", f"a statement was cancelled (pg_cancel_backend, or an interrupt): {reason}"
+    text = str(original)
+    lost = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+    if lost or (isinstance(original, psycopg.OperationalError) and any(words in text for words in _LOST)):
+        if "connection to server at" in text and "failed:" in text:
+            return None  # a connection that never opened: describe_connection_failure's
+        return "connection lost", f"the connection to the server went away: {reason}"
+    return None
+
+
+class Interrupted(UserError):
+    """Work stopped on a connection that was open (see `interruption`); the message says what, and what it did."""
+
+
+def describe_interruption(
+    url: URL | str, error: BaseException, *, command: str, rolled_back: bool | None = None
+) -> str | None:
+    """One paragraph for an interruption (`interruption`): what it was, where, and, when the caller knows,
+    whether its transaction was rolled back (nothing changed) or may have committed; None when not one."""
+    found = interruption(error)
+    if found is None:
+        return None
+    name, what = found
+    message = f"{name}: {what} (PostgreSQL at {connection_target(url)}, while `{command}` ran)."
+    if rolled_back is True:
+        message += " Its transaction was rolled back: nothing was changed. Run it again."
+    elif rolled_back is False:
+        message += (
+            " It happened while the transaction was committing: the change may or may not have been made. "
+            "`waha-db status` shows where the database stands."
+        )
+    password = url.password if isinstance(url, URL) else None
+    return mask_password(message, str(password) if password else None)
+
+
 def connect_engine(database_url: str | URL, *, application_name: str = DEFAULT_APPLICATION_NAME) -> sa.Engine:
     """An engine whose first connection has succeeded; `ConnectionFailure` (one line) when it cannot.
 
@@ -260,6 +339,10 @@ def connect_engine(database_url: str | URL, *, application_name: str = DEFAULT_A
             require_supported_server(connection)
     except sa.exc.OperationalError as error:
         engine.dispose()
+        # Connected, then a statement of the driver's first exchange timed out (a tiny statement_timeout).
+        said = describe_interruption(url, error, command=application_name)
+        if said is not None:
+            raise Interrupted(said) from None
         raise ConnectionFailure(describe_connection_failure(url, error)) from None
     except UnsupportedServer:
         engine.dispose()

@@ -32,8 +32,9 @@ insert the session, sessions_ativas + 1). Over-allocated slots are sessions plac
 beyond a server's max_sessions; afterwards each counter is compared with the
 sessions that occupy its server.
 
-It runs on a throwaway PostgreSQL unless given a URL, and fills the database it
-is given: give it an empty one.
+It runs on a throwaway PostgreSQL unless given a URL. A database it is given must
+be empty, and is emptied again afterwards; the options are checked before anything
+is started or written (waha_db.checks.bench_database).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -55,9 +55,16 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from waha_db.checks.pgtemp import ThrowawayPostgres, find_server_binaries
+from waha_db.checks.bench_database import (
+    BenchError,
+    check_options,
+    check_table_sizes,
+    migrated_then_emptied,
+    pgbench,
+    refuse_unless_empty,
+)
+from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import conninfo, create_engine, display_url, parse_url
-from waha_db.errors import UserError
 from waha_db.lifecycle import migrate
 
 TABLE_SERVERS = (10_000, 1_000_000)
@@ -76,10 +83,6 @@ def measured_user(servers: int) -> str:
 def allocation_user(fleet_users: int, index: int) -> str:
     """The id of user `index` of the allocation fleet of `fleet_users` users."""
     return f"00000000-0000-4000-a000-{fleet_users:06d}{index:06d}"
-
-
-class BenchError(UserError):
-    """The benchmark could not run; the message says what to do."""
 
 
 # The function's own query is its first RETURN QUERY statement (its common path),
@@ -233,21 +236,6 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
 
 
-def _pgbench() -> str:
-    found = shutil.which("pgbench")
-    if found:
-        return found
-    try:
-        candidate = find_server_binaries() / "pgbench"
-    except Exception:
-        candidate = None
-    if candidate and candidate.is_file():
-        return str(candidate)
-    raise BenchError(
-        "pgbench was not found on PATH or next to the PostgreSQL server binaries; install postgresql-client (it ships pgbench)"
-    )
-
-
 def load_table(connection: psycopg.Connection, table_servers: int, user_servers: tuple[int, ...]) -> None:
     """A waha_servers table of `table_servers` rows: the measured users, then users with 5 servers each.
 
@@ -255,12 +243,8 @@ def load_table(connection: psycopg.Connection, table_servers: int, user_servers:
     one server in 50 is cooling down after a failure, so the selection does real
     work. Everything the benchmark wrote before is removed first.
     """
+    check_table_sizes((table_servers,), user_servers)
     filler_users = (table_servers - sum(user_servers)) // 5
-    if filler_users < 0:
-        raise BenchError(
-            f"a table of {table_servers:,} servers cannot hold the measured users' {sum(user_servers):,} servers; "
-            "give larger table sizes"
-        )
     connection.execute(
         "TRUNCATE public.waha_session_last_event, public.waha_sessions, public.waha_server_health, public.waha_servers"
     )
@@ -293,14 +277,14 @@ def load_table(connection: psycopg.Connection, table_servers: int, user_servers:
     connection.execute("ANALYZE public.waha_server_health")
 
 
-def _pgbench_run(
+def pgbench_run(
     url: sa.URL, script: str, *, clients: int, seconds: int, workdir: Path, name: str, variables: dict[str, str]
 ) -> float:
     """Transactions/s of one pgbench run of `script`."""
     script_path = workdir / f"{name}.sql"
     script_path.write_text(script)
     command = [
-        _pgbench(),
+        pgbench(),
         "-n",
         "-M",
         "prepared",
@@ -362,7 +346,7 @@ def measure_throughput(
         for name, script, arguments in runs:
             load.sample()
             rates[name].append(
-                _pgbench_run(
+                pgbench_run(
                     url, script, clients=clients, seconds=window, workdir=workdir, name=name, variables=arguments
                 )
             )
@@ -462,7 +446,7 @@ def selection_plan(connection: psycopg.Connection, servers: int) -> str:
     return "\n".join(row[0] for row in rows)
 
 
-def _fill(url: sa.URL, users: list[str], clients: int, allocate_one) -> tuple[int, float]:
+def fill(url: sa.URL, users: list[str], clients: int, allocate_one) -> tuple[int, float]:
     """Clients allocate for random users that still have room, until every user is refused; (allocations, seconds)."""
     barrier = threading.Barrier(clients + 1)
     open_users = list(users)
@@ -470,7 +454,12 @@ def _fill(url: sa.URL, users: list[str], clients: int, allocate_one) -> tuple[in
 
     def client(index: int) -> int:
         made, draw = 0, random.Random(index)
-        with psycopg.connect(conninfo(url), autocommit=True, prepare_threshold=0) as connection:
+        try:
+            connection = psycopg.connect(conninfo(url), autocommit=True, prepare_threshold=0)
+        except psycopg.Error:
+            barrier.abort()  # the others, and the clock, stop waiting for a client that will never come
+            raise
+        with connection:
             barrier.wait()
             while True:
                 with guard:
@@ -486,7 +475,13 @@ def _fill(url: sa.URL, users: list[str], clients: int, allocate_one) -> tuple[in
 
     with ThreadPoolExecutor(clients) as pool:
         futures = [pool.submit(client, index) for index in range(clients)]
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            errors = [future.exception() for future in futures]
+            raise next(
+                error for error in errors if error and not isinstance(error, threading.BrokenBarrierError)
+            ) from None
         started = time.perf_counter()
         made = sum(future.result() for future in futures)
         return made, time.perf_counter() - started
@@ -533,6 +528,21 @@ FROM (SELECT server.max_sessions, server.sessions_ativas,
 """
 
 
+def add_allocation_fleet(connection: psycopg.Connection, users: int, slots: int) -> list[str]:
+    """`users` users with 5 empty servers each, `slots` slots in all (at least one a server); the users' ids."""
+    fleet = [allocation_user(users, index) for index in range(1, users + 1)]
+    per_server = max(1, slots // (users * ALLOCATION_SERVERS_PER_USER))
+    connection.execute(
+        """
+        INSERT INTO public.waha_servers (user_id, nome, api_url, prioridade, max_sessions)
+        SELECT user_id::uuid, 'alloc ' || s, 'https://alloc-' || user_id || '-' || s || '.waha.example', s %% 2, %s
+        FROM unnest(%s::text[]) AS user_id, generate_series(1, %s) AS s
+        """,
+        (per_server, fleet, ALLOCATION_SERVERS_PER_USER),
+    )
+    return fleet
+
+
 def measure_allocation(
     url: sa.URL, *, clients: tuple[int, ...], users: tuple[int, ...], slots: int, rounds: int, load: LoadAverage
 ) -> list[AllocationMeasure]:
@@ -540,23 +550,14 @@ def measure_allocation(
     measures = []
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
         for user_count in users:
-            fleet = [allocation_user(user_count, index) for index in range(1, user_count + 1)]
-            per_server = max(1, slots // (user_count * ALLOCATION_SERVERS_PER_USER))
-            connection.execute(
-                """
-                INSERT INTO public.waha_servers (user_id, nome, api_url, prioridade, max_sessions)
-                SELECT user_id::uuid, 'alloc ' || s, 'https://alloc-' || user_id || '-' || s || '.waha.example', s %% 2, %s
-                FROM unnest(%s::text[]) AS user_id, generate_series(1, %s) AS s
-                """,
-                (per_server, fleet, ALLOCATION_SERVERS_PER_USER),
-            )
+            fleet = add_allocation_fleet(connection, user_count, slots)
             for client_count in clients:
                 for flow, allocate_one in ALLOCATION_FLOWS:
                     made, seconds, over, above, off = 0, 0.0, 0, 0, 0
                     for _ in range(rounds):
-                        _reset_allocation(connection, fleet)
+                        reset_allocation(connection, fleet)
                         load.sample()
-                        allocations, elapsed = _fill(url, fleet, client_count, allocate_one)
+                        allocations, elapsed = fill(url, fleet, client_count, allocate_one)
                         outcome = connection.execute(ALLOCATION_OUTCOME, (fleet,)).fetchone()
                         made, seconds = made + allocations, seconds + elapsed
                         over, above, off = over + outcome[0], above + outcome[1], off + outcome[2]
@@ -565,11 +566,11 @@ def measure_allocation(
                             client_count, user_count, flow, made, seconds, int(over), int(above), int(off)
                         )
                     )
-            _reset_allocation(connection, fleet)
+            reset_allocation(connection, fleet)
     return measures
 
 
-def _reset_allocation(connection: psycopg.Connection, users: list[str]) -> None:
+def reset_allocation(connection: psycopg.Connection, users: list[str]) -> None:
     connection.execute("DELETE FROM public.waha_sessions WHERE user_id = ANY (%s::uuid[])", (users,))
     connection.execute("UPDATE public.waha_servers SET sessions_ativas = 0 WHERE user_id = ANY (%s::uuid[])", (users,))
 
@@ -685,10 +686,10 @@ def run_benchmark(
     allocation_rounds: int = 3,
     progress=lambda message: None,
 ) -> BenchResult:
-    """Run every measure on a throwaway PostgreSQL, or on the empty database at `database_url`."""
+    """Run every measure on a throwaway PostgreSQL, or on the empty database at `database_url` (emptied afterwards)."""
     options = dict(
-        table_servers=tuple(sorted(table_servers)),
-        user_servers=tuple(sorted(user_servers)),
+        table_servers=tuple(sorted(set(table_servers))),
+        user_servers=tuple(sorted(set(user_servers))),
         seconds=seconds,
         windows=windows,
         selection_clients=selection_clients or max(2, (os.cpu_count() or 1) * 2),
@@ -698,29 +699,35 @@ def run_benchmark(
         allocation_slots=allocation_slots,
         allocation_rounds=allocation_rounds,
     )
+    check_options(
+        table_servers=options["table_servers"],
+        user_servers=options["user_servers"],
+        counts={name: value for name, value in options.items() if name not in ("table_servers", "user_servers")},
+    )
+    pgbench()
     if database_url:
-        return _run(parse_url(database_url), options, progress)
+        url = parse_url(database_url)
+        # pgbench's clients, or the allocating clients and the connection that resets their servers.
+        clients = max(options["selection_clients"], max(options["allocation_clients"]) + 1)
+        refuse_unless_empty(url, clients=clients)
+        progress(f"migrating {display_url(url)} to head (it is emptied again afterwards)")
+        with migrated_then_emptied(url):
+            return _run(url, options, progress)
     progress("starting a throwaway PostgreSQL")
     with ThrowawayPostgres() as server:
-        name = server.create_database("waha_bench")
-        return _run(server.url(name), options, progress)
+        url = server.url(server.create_database("waha_bench"))
+        engine = create_engine(url)
+        try:
+            migrate.upgrade(engine, "head")
+        finally:
+            engine.dispose()
+        return _run(url, options, progress)
 
 
 def _run(url: sa.URL, options: dict, progress) -> BenchResult:
+    """Every measure, on the database at `url` (at head)."""
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        if connection.execute("SELECT to_regclass('public.waha_servers') IS NOT NULL").fetchone()[0]:
-            if connection.execute("SELECT EXISTS (SELECT FROM public.waha_servers)").fetchone()[0]:
-                raise BenchError(
-                    f"{display_url(url)} already holds WAHA servers; the benchmark fills the database it runs on: "
-                    "give it an empty database, or omit --database-url to use a throwaway PostgreSQL"
-                )
         version = connection.execute("SHOW server_version").fetchone()[0]
-    progress(f"migrating {display_url(url)} to head")
-    engine = create_engine(url)
-    try:
-        migrate.upgrade(engine, "head")
-    finally:
-        engine.dispose()
     result = BenchResult(machine={**machine(), "postgresql": version}, sizes=dict(options))
     load = LoadAverage()
     user_servers = options["user_servers"]

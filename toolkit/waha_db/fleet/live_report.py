@@ -61,7 +61,12 @@ def render_live_report(report: LiveReport) -> str:
         f"{summary['unreachable']} unreachable"
     )
     if report.applied:
-        text += f"; applied, one transaction per server ({summary['skipped']} skipped)"
+        brought = summary["servers"] - summary["unreachable"] - summary["skipped"]
+        text += (
+            f"; applied to {brought} server(s), one transaction each ({summary['skipped']} skipped)"
+            if brought
+            else "; nothing applied: no server could be read and brought in line"
+        )
     elif summary["fixable"]:
         text += f"; {summary['fixable']} to apply: run again with --apply (nothing is ever changed on a WAHA server)"
     lines.append(text)

@@ -119,7 +119,13 @@ class Server:
 
     def as_json(self, *, show_secrets: bool = False) -> dict:
         data = {
-            key: (str(value) if isinstance(value, (uuid.UUID, datetime)) else value)
+            key: (
+                value.isoformat()
+                if isinstance(value, datetime)
+                else str(value)
+                if isinstance(value, uuid.UUID)
+                else value
+            )
             for key, value in asdict(self).items()
         }
         if not show_secrets:

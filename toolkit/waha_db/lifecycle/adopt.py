@@ -17,6 +17,15 @@ nothing touched) or the actions.
 A NULL in a column that has a default takes the default (as the legacy conversion
 does); a NULL in a required column without one is a problem. `timestamp` columns
 (the seed's type) become `timestamptz`, read in the session's TimeZone.
+
+What the application built on the hand-made tables is kept, and the plan says so
+(waha_db.lifecycle.app_objects): its own triggers and row-security policies are
+created again on the rebuilt tables as they were (one with the name of V2.1's own is
+replaced by V2.1's; a trigger that runs one of V2.1's functions is dropped, V2.1's
+trigger doing that job), the tables' memberships of publications (Supabase Realtime's
+`supabase_realtime`) are added again, and so is their REPLICA IDENTITY. What the
+rebuild drops without making again (the hand-made indexes, constraints and grants)
+is listed as dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from waha_db.lifecycle import catalog, conversion, locks, migrate, revisions
+from waha_db.lifecycle import app_objects, catalog, conversion, locks, migrate, revisions, writable
 
 ADOPTED_TABLES = ("waha_servers", "waha_sessions")  # the seed's tables, in copy order
 SCRATCH_SCHEMA = "waha_adopt"
@@ -83,6 +92,7 @@ class AdoptionPlan:
     actions: list[str] = field(default_factory=list)
     owner: uuid.UUID | None = None  # the owner of the legacy waha_config server, given or inferred
     has_legacy_config: bool = False  # a legacy public.waha_config sits beside the hand-made tables
+    restore: list[str] = field(default_factory=list)  # what puts the application's objects back after the rebuild
 
     question = "Adopt this database?"
     action = "adopt"
@@ -101,9 +111,9 @@ class AdoptionPlan:
         """What adoption will do, row counts aside (the application keeps writing between two attempts)."""
         return (tuple(self.problems), self.owner, tuple(re.sub(r"\d+", "N", action) for action in self.actions))
 
-    def shows(self, notice: str) -> bool:
+    def shown(self, notice: str) -> str | None:
         """The legacy conversion's notices concern only a database that has a legacy waha_config."""
-        return self.has_legacy_config or "waha_config" not in notice
+        return notice if self.has_legacy_config or "waha_config" not in notice else None
 
     def header(self) -> list[str]:
         return ["cannot adopt:", *(f"  - {problem}" for problem in self.problems)] if self.problems else []
@@ -186,11 +196,14 @@ def plan_adoption(
     if not present:
         plan.problems.append("there is no hand-made public.waha_servers or public.waha_sessions to adopt")
         return plan
-    if _exists(connection, "public.alembic_version"):
+    if revisions.current_revision(connection) is not None:
         plan.problems.append(
-            "alembic_version exists: this database is managed by the migrations; use `waha-db upgrade`"
+            "alembic_version records a revision: this database is managed by the migrations; use `waha-db upgrade`"
         )
         return plan
+    blocked = writable.writable_problem(connection)
+    if blocked:
+        plan.problems.append(blocked)
 
     projections: dict[str, str] = {}
     type_problems = False
@@ -349,10 +362,47 @@ def plan_adoption(
             continue  # alembic_version comes with the migrations, as head has it: the last action says so
         if line.startswith("missing "):
             plan.actions.append("create " + line[len("missing ") :])
-        elif line.startswith("unexpected ") and not line.startswith("unexpected column"):
-            plan.actions.append("replace hand-made " + line[len("unexpected ") :])
+    plan.actions += hand_made_objects(head, found, present)
+    if source_schema == "public":
+        kept = app_objects.read(connection, present, head)
+        plan.actions += kept.actions
+        plan.problems += kept.problems
+        plan.restore = kept.statements
     plan.actions.append(f"record revision {revisions.head()} in alembic_version")
     return plan
+
+
+def hand_made_objects(head: dict, found: dict, adopted: list[str]) -> list[str]:
+    """What becomes of the hand-made objects that V2.1 does not have, or has otherwise, in plain words. Pure.
+
+    What hangs on an adopted table (an index, a constraint, grants) goes with the rebuild:
+    dropped, or replaced by V2.1's of the same name. A function with the name of one of
+    V2.1's is replaced by it; anything else with `waha` in its name is left alone.
+    Triggers and policies of the adopted tables are the application's (`app_objects`).
+    """
+    on_adopted = tuple(f"public.{table}" for table in adopted)
+    ours = {name.split("(")[0] for name in head.get("functions", {})}
+    lines = []
+    for section in ("relations", "constraints", "indexes", "functions", "row_security", "grants"):
+        wanted, have = head.get(section, {}), found.get(section, {})
+        for name in sorted(have):
+            what = catalog.describe_object(section, name)
+            table = ".".join(name.split("(")[0].split(".")[:2])
+            if name not in wanted:
+                if section == "functions" and name.split("(")[0] in ours:
+                    lines.append(f"drop hand-made {what}: V2.1's {name.split('(')[0]} replaces it")
+                elif table in on_adopted and section != "functions":
+                    lines.append(f"drop hand-made {what}: {catalog.short(have[name])}")
+                elif section in ("functions", "relations"):
+                    lines.append(f"keep {what}: not part of V2.1, adoption leaves it as it is")
+            elif wanted[name] != have[name] and section != "relations":
+                if section == "grants":
+                    lines.append(f"grants on {name}: V2.1's; the hand-made ones go ({catalog.short(have[name])})")
+                elif section == "row_security":
+                    lines.append(f"row security of {name}: {wanted[name]}, as V2.1 has it (was {have[name]})")
+                else:
+                    lines.append(f"replace the hand-made {what} with V2.1's")
+    return lines
 
 
 def _plan_legacy_owner(connection: sa.Connection, plan: AdoptionPlan, source_schema: str) -> None:
@@ -469,6 +519,8 @@ def _rebuild(connection: sa.Connection, plan: AdoptionPlan, *, lock_timeout: flo
         columns = ", ".join(_quote(name) for name in target if name in head_names)
         connection.exec_driver_sql(f"INSERT INTO public.{table} ({columns}) SELECT {columns} FROM ({projected}) AS p")
     migrate.upgrade(connection, "head", owner=plan.owner, lock_timeout=lock_timeout)
+    for statement in plan.restore:  # after the rows are in: the application's triggers never saw the copy
+        connection.exec_driver_sql(statement.replace("%", "%%"))
     for table in reversed(present):
         connection.exec_driver_sql(f"DROP TABLE {SCRATCH_SCHEMA}.{table}")
     connection.exec_driver_sql(f"DROP SCHEMA {SCRATCH_SCHEMA}")

@@ -242,6 +242,16 @@ def waha_objects(snapshot: dict) -> dict:
     return waha
 
 
+def describe_object(section: str, name: str) -> str:
+    """`trigger public.waha_servers.servers_audit`, `grants on public.waha_servers`: an object as drift names it."""
+    return _describe(section, name)
+
+
+def short(value, limit: int = 160) -> str:
+    """A definition in one quoted line, whitespace collapsed, as drift lines show it."""
+    return _short(value, limit)
+
+
 def _describe(section: str, name: str) -> str:
     singular = {
         "relations": "relation",
@@ -281,9 +291,12 @@ def diff_snapshots(
             elif section == "columns" and want[name] != have[name]:
                 differences += _column_differences(name, want[name], have[name], expected_label, actual_label)
             elif want[name] != have[name]:
-                wanted, found = _first_difference(want[name], have[name])
+                where, wanted, found = _first_difference(want[name], have[name])
+                shown_wanted, shown_found, whitespace = _shown(wanted, found)
+                where = f"{where}{' differs only in whitespace (' + WHITESPACE_KEY + ')' if whitespace else ''}"
                 differences.append(
-                    f"changed {_describe(section, name)}: {expected_label} {_short(wanted)}, {actual_label} {_short(found)}"
+                    f"changed {_describe(section, name)}: {where + ': ' if where else ''}"
+                    f"{expected_label} {shown_wanted}, {actual_label} {shown_found}"
                 )
     return differences
 
@@ -309,22 +322,51 @@ def _column_differences(
     return lines
 
 
-def _first_difference(wanted, found) -> tuple:
-    """For multi-line texts (function bodies), the first line that differs, numbered; else the values."""
+def _first_difference(wanted, found) -> tuple[str, object, object]:
+    """Where two values differ, and how: for multi-line texts (function bodies) the first line that
+    differs, as it is (`line 6`, and the two lines, whitespace kept); else no place and the values."""
     if not (isinstance(wanted, str) and isinstance(found, str) and "\n" in wanted + found):
-        return wanted, found
+        return "", wanted, found
     wanted_lines, found_lines = wanted.splitlines(), found.splitlines()
     for number, (left, right) in enumerate(
         zip(wanted_lines + [""] * len(found_lines), found_lines + [""] * len(wanted_lines), strict=True), 1
     ):
         if left != right:
-            return f"line {number}: {left.strip()}", f"line {number}: {right.strip()}"
-    return wanted, found
+            return f"line {number}", left, right
+    return "", wanted, found
+
+
+# How a difference of whitespace alone is drawn: both sides would read the same once collapsed.
+_DRAWN_WHITESPACE = str.maketrans({" ": "\u00b7", "\t": "\u2192", "\r": "\u240d", "\n": "\u21b5"})
+WHITESPACE_KEY = "\u00b7 a space, \u2192 a tab"
+
+
+def _shown(wanted, found) -> tuple[str, str, bool]:
+    """The two sides as a drift line prints them, and whether they differ only in whitespace.
+
+    Shortened with runs of whitespace collapsed, as usual; but when that makes the two
+    sides equal (an indentation change, a trailing space), each is drawn as it is, every
+    space and tab visible, so the line never reads `head has 'X', database has 'X'`.
+    """
+    shown_wanted, shown_found = _short(wanted), _short(found)
+    if shown_wanted != shown_found:
+        return shown_wanted, shown_found, False
+    return _drawn(wanted), _drawn(found), True
+
+
+def _drawn(value, limit: int = 160) -> str:
+    text = (str(value) if not isinstance(value, list) else "; ".join(value)).translate(_DRAWN_WHITESPACE)
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _short(value, limit: int = 160) -> str:
     text = " ".join(str(value).split()) if not isinstance(value, list) else "; ".join(value)
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`1 difference`, `5 differences`: a count with its noun in the right number."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
 
 
 def load_head_catalog() -> dict:

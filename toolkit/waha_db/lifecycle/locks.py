@@ -12,7 +12,12 @@ strong_migrations and GitLab's lock retries do, a run never waits long for one l
   application runs freely;
 - until the overall limit the user gives (`--lock-timeout`, `-x lock_timeout`,
   default `DEFAULT_LOCK_TIMEOUT_SECONDS`) is spent; then the run stops, names the
-  transactions that hold locks on the WAHA tables, and says what to do.
+  backends that blocked it, and says what to do.
+
+Who blocked an attempt is read while it waits (`BlockerWatch`: `pg_blocking_pids()` of
+the waiting backend, polled from a second connection), not after its rollback: by
+then the application's statements that queued behind it have been granted their
+locks, and would be named beside (or instead of) the real blocker.
 
 The migrations' advisory lock (one waha-db run at a time) is polled within the same
 limit, so a second run waits in plain sight (who holds it, since when) instead of
@@ -22,6 +27,7 @@ silently, and never plans before it holds it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,19 +88,28 @@ class Holder:
     pid: int
     application_name: str
     user: str
-    state: str
-    since: str  # when its transaction began
-    query: str  # its last statement, shortened
+    state: str  # empty when pg_stat_activity hides it from this role
+    since: str  # when its transaction began; empty when none, or hidden
+    query: str  # its last statement, shortened; HIDDEN when this role may not see it
 
     def describe(self) -> str:
         application = f"application_name {self.application_name!r}" if self.application_name else "no application_name"
-        return f"pid {self.pid} ({application}, user {self.user}, {self.state} since {self.since}): {self.query}"
+        if self.query == HIDDEN:
+            return (
+                f"pid {self.pid} ({application}, user {self.user}): its state and statement are hidden from this "
+                "role (pg_read_all_stats shows them)"
+            )
+        since = f"in a transaction since {self.since}" if self.since else "no transaction open"
+        return (
+            f"pid {self.pid} ({application}, user {self.user}, {self.state or 'state unknown'}, {since}): {self.query}"
+        )
 
 
+HIDDEN = "<insufficient privilege>"  # what pg_stat_activity shows of another role's backend without pg_read_all_stats
 _HOLDER_COLUMNS = """
     activity.pid, COALESCE(activity.application_name, ''), COALESCE(activity.usename::text, ''),
     COALESCE(activity.state, ''),
-    COALESCE(pg_catalog.to_char(activity.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ'), 'no transaction'),
+    COALESCE(pg_catalog.to_char(activity.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ'), ''),
     pg_catalog.left(pg_catalog.regexp_replace(COALESCE(activity.query, ''), '\\s+', ' ', 'g'), 100)
 """
 
@@ -126,6 +141,76 @@ def table_lock_holders(connection: sa.Connection) -> list[Holder]:
     return [Holder(*row) for row in rows]
 
 
+def blocking_holders(connection: sa.Connection, pid: int) -> list[Holder]:
+    """The backends that block backend `pid` now: those holding a lock it waits for, or queued for one before it."""
+    rows = connection.exec_driver_sql(
+        f"SELECT {_HOLDER_COLUMNS} FROM pg_catalog.pg_stat_activity AS activity "
+        "WHERE activity.pid = ANY (pg_catalog.pg_blocking_pids(%(pid)s)) ORDER BY 1",
+        {"pid": pid},
+    ).all()
+    return [Holder(*row) for row in rows]
+
+
+class BlockerWatch:
+    """Who blocks a backend while it waits for a lock, read from a second connection of the same engine.
+
+    `watching(pid)` polls pg_blocking_pids(pid) every `POLL_SECONDS` while its block runs;
+    `blockers` is then what the last poll that found any saw (the backends holding
+    what the attempt waited for when it gave up). When it saw none (a role or pooler
+    refused the second connection, or the wait was shorter than a poll), the caller
+    falls back to the lock holders read after the rollback, and says so.
+    """
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.blockers: list[Holder] = []
+        self._connection: sa.Connection | None = None
+        self._broken = False
+
+    @property
+    def seen(self) -> bool:
+        """Whether the last watch saw who blocked the backend (else the caller reads the holders after the rollback)."""
+        return bool(self.blockers)
+
+    def _poll(self, pid: int, stop: threading.Event) -> None:
+        try:
+            while True:
+                found = blocking_holders(self._connection, pid)
+                if found:
+                    self.blockers = found
+                if stop.wait(self.POLL_SECONDS):
+                    return
+        except Exception:  # the watch only informs the message: without it, the run goes on
+            self._broken = True
+
+    @contextmanager
+    def watching(self, pid: int) -> Iterator[None]:
+        self.blockers = []
+        if not self._broken and self._connection is None:
+            try:
+                self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            except Exception:  # a role or a pooler may refuse a second connection
+                self._broken = True
+        if self._broken:
+            yield
+            return
+        stop = threading.Event()
+        poller = threading.Thread(target=self._poll, args=(pid, stop), name="waha-db blocker watch", daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
 class MigrationLockBusy(UserError):
     """Another run held the migrations' advisory lock for the whole limit."""
 
@@ -143,20 +228,28 @@ class MigrationLockBusy(UserError):
 
 
 class Deadline:
-    """The overall limit of one run's lock waits, from the moment it starts."""
+    """The overall limit of one run's lock waits, from the moment it starts, and the limit of each attempt."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        attempt_limit: float = ATTEMPT_LOCK_TIMEOUT_SECONDS,
+    ) -> None:
         self.seconds = seconds
         self.clock = clock
         self.ends = clock() + seconds
+        self.attempt_limit = attempt_limit
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.ends - self.clock())
 
-    def attempt_lock_timeout(self, attempt_limit: float = ATTEMPT_LOCK_TIMEOUT_SECONDS) -> float:
+    def attempt_lock_timeout(self, attempt_limit: float | None = None) -> float:
         """How long the next attempt may wait for one lock: the attempt's limit, or what is left."""
-        return round(max(0.001, min(attempt_limit, self.remaining)), 2)
+        limit = self.attempt_limit if attempt_limit is None else attempt_limit
+        return round(max(0.001, min(limit, self.remaining)), 2)
 
     def backoff(self, attempt: int) -> float | None:
         """The pause before attempt `attempt + 1`; None when no attempt fits in what is left."""
@@ -189,13 +282,43 @@ def is_lock_timeout(error: BaseException) -> bool:
     return "55P03" in (getattr(error, "sqlstate", None), getattr(driver_error(error), "sqlstate", None))
 
 
-def gave_up_message(*, attempts: int, seconds: float, attempt_seconds: float, where: str, holders: list[Holder]) -> str:
-    """What a run that never got its locks says: what it tried, who blocked it, what the application felt, what to do."""
-    held_by = "\n".join(f"  {holder.describe()}" for holder in holders) or "  (none now: they have just finished)"
+def gave_up_message(
+    *,
+    attempts: int,
+    seconds: float,
+    attempt_seconds: float,
+    where: str,
+    holders: list[Holder],
+    last_attempt_seconds: float | None = None,
+    seen_waiting: bool = True,
+) -> str:
+    """What a run that never got its locks says: what it tried, who blocked it, what the application felt, what to do.
+
+    `attempt_seconds` is the limit of each attempt (what the application's statements
+    could queue behind one); the last attempt may have had less, what was left of the
+    overall limit (`last_attempt_seconds`). `holders` are the backends that blocked the
+    last attempt, read while it waited (`seen_waiting`), or, when no watch could read
+    them, the holders of locks on WAHA tables after its rollback, said to be that.
+    """
+    last = (
+        f" (the last one {last_attempt_seconds:g} s, what was left of the {seconds:g} s)"
+        if attempts > 1 and last_attempt_seconds is not None and last_attempt_seconds < attempt_seconds - 0.05
+        else ""
+    )
+    if seen_waiting:
+        blocked_by = "were blocked by"
+        held_by = (
+            "\n".join(f"  {holder.describe()}" for holder in holders) or "  (none seen: they finished as it gave up)"
+        )
+    else:
+        blocked_by = (
+            "were blocked; who blocked them could not be read while they waited. Holding locks on WAHA tables now"
+        )
+        held_by = "\n".join(f"  {holder.describe()}" for holder in holders) or "  (none now: they have just finished)"
     pids = ", ".join(str(holder.pid) for holder in holders) or "PID"
     return (
         f"{where} could not lock the WAHA tables within {seconds:g} s: {attempts} attempt(s), each waiting at most "
-        f"{attempt_seconds:g} s for a lock, were blocked by transactions holding locks on WAHA tables:\n{held_by}\n"
+        f"{attempt_seconds:g} s for a lock{last}, {blocked_by}:\n{held_by}\n"
         "Nothing was changed: every attempt was rolled back. While an attempt waited, the application's statements "
         f"on the table it waited for queued behind it, for at most {attempt_seconds:g} s; between attempts they ran.\n"
         f"Let those transactions finish (or end them: SELECT pg_catalog.pg_terminate_backend({pids});), then run the "

@@ -122,6 +122,17 @@ def columns_added(revision: str) -> dict[str, tuple[str, ...]]:
     return added
 
 
+_DO_BLOCK = re.compile(r"\bDO \$\$.*?\$\$;", re.S)
+
+
+@functools.cache
+def revision_guards(revision: str) -> tuple[str, ...]:
+    """The checks `revision` makes before it changes anything, which refuse with WAH06 (what alembic_version
+    records is not what the database holds): DO blocks that only read the catalog, so a plan can run them
+    in a savepoint and say, before asking, what the upgrade would refuse."""
+    return tuple(block for block in _DO_BLOCK.findall(revision_sql(revision)) if "ERRCODE = 'WAH06'" in block)
+
+
 @functools.cache
 def conversion_revision() -> str:
     """The revision that converts the legacy waha_config into a server: the first that reads the owner setting.
@@ -153,14 +164,10 @@ class LegacyConversionRefused(MigrationError):
     """The legacy waha_config cannot be converted as it stands (no owner, bad owner, bad values)."""
 
 
-class LockTimeout(MigrationError):
-    """An attempt of a migration could not lock a table in time because another transaction holds it.
-
-    The run retries (waha_db.lifecycle.locks); `gave_up` is what it says when the
-    overall limit is spent.
-    """
-
-    sqlstate = "55P03"
+class RetryableConflict(MigrationError):
+    """An attempt was rolled back for a reason that passes (a lock held by another transaction, a role
+    created at the same moment by another database's upgrade): the run retries after a back-off
+    (waha_db.lifecycle.locks), and says what it met when the overall limit is spent."""
 
     def __init__(self, message: str, *, where: str, attempt_seconds: float) -> None:
         super().__init__(message)
@@ -168,35 +175,93 @@ class LockTimeout(MigrationError):
         self.attempt_seconds = attempt_seconds
 
     def wait_before_retry(
-        self, connection: sa.Connection, deadline: locks.Deadline, attempt: int, progress: Callable[[str], None]
+        self,
+        connection: sa.Connection,
+        deadline: locks.Deadline,
+        attempt: int,
+        progress: Callable[[str], None],
+        watch: locks.BlockerWatch | None = None,
     ) -> None:
-        """After attempt `attempt` timed out: roll back, say who held the locks, pause before the next attempt.
+        """After attempt `attempt` failed on this: roll back, say what happened, pause before the next attempt.
 
-        Raises, instead, what the run says when no attempt fits in what is left of the
-        deadline: the holders, what the application felt, what to do.
+        Raises, instead, what the run says when no attempt fits in what is left of the deadline.
         """
-        connection.rollback()
-        holders = locks.table_lock_holders(connection)
         connection.rollback()
         pause = deadline.backoff(attempt)
         if pause is None:
-            raise LockTimeout(
-                locks.gave_up_message(
-                    attempts=attempt,
-                    seconds=deadline.seconds,
-                    attempt_seconds=self.attempt_seconds,
-                    where=self.where,
-                    holders=holders,
-                ),
-                where=self.where,
-                attempt_seconds=self.attempt_seconds,
-            ) from None
-        held_by = "; ".join(holder.describe() for holder in holders) or "a transaction that has just finished"
-        progress(
-            f"attempt {attempt}: {self.where} could not lock a WAHA table within {self.attempt_seconds:g} s, "
-            f"held by {held_by}; rolled back, next attempt in {pause:g} s"
-        )
+            raise self.gave_up(connection, deadline, attempt, watch) from None
+        progress(f"attempt {attempt}: {self.attempt_line(connection, watch)}; rolled back, next attempt in {pause:g} s")
         time.sleep(pause)
+
+    def attempt_line(self, connection: sa.Connection, watch: locks.BlockerWatch | None) -> str:
+        return str(self).splitlines()[0].rstrip(".")
+
+    def gave_up(
+        self, connection: sa.Connection, deadline: locks.Deadline, attempts: int, watch: locks.BlockerWatch | None
+    ) -> MigrationError:
+        return MigrationError(
+            f"{self.where}: {attempts} attempt(s) within {deadline.seconds:g} s, each rolled back: "
+            f"{str(self).splitlines()[0]} Nothing was changed; run it again."
+        )
+
+
+class LockTimeout(RetryableConflict):
+    """An attempt of a migration could not lock a table in time because another transaction holds it.
+
+    The run retries (waha_db.lifecycle.locks); `gave_up` is what it says when the
+    overall limit is spent: the backends that blocked the last attempt, read while it
+    waited when a BlockerWatch watched it.
+    """
+
+    sqlstate = "55P03"
+
+    def _blockers(self, connection: sa.Connection, watch: locks.BlockerWatch | None) -> tuple[list[locks.Holder], bool]:
+        if watch is not None and watch.seen:
+            return watch.blockers, True
+        holders = locks.table_lock_holders(connection)
+        connection.rollback()
+        return holders, False
+
+    def attempt_line(self, connection: sa.Connection, watch: locks.BlockerWatch | None) -> str:
+        holders, seen_waiting = self._blockers(connection, watch)
+        listed = "; ".join(holder.describe() for holder in holders)
+        if seen_waiting:
+            blocked = f"blocked by {listed}" if listed else "blocked by a transaction that has just finished"
+        else:
+            blocked = f"locks on WAHA tables held now by {listed}" if listed else "the holder has just finished"
+        return f"{self.where} could not lock a WAHA table within {self.attempt_seconds:g} s, {blocked}"
+
+    def gave_up(
+        self, connection: sa.Connection, deadline: locks.Deadline, attempts: int, watch: locks.BlockerWatch | None
+    ) -> MigrationError:
+        holders, seen_waiting = self._blockers(connection, watch)
+        return LockTimeout(
+            locks.gave_up_message(
+                attempts=attempts,
+                seconds=deadline.seconds,
+                attempt_seconds=round(min(deadline.attempt_limit, deadline.seconds), 2),
+                last_attempt_seconds=self.attempt_seconds,
+                where=self.where,
+                holders=holders,
+                seen_waiting=seen_waiting,
+            ),
+            where=self.where,
+            attempt_seconds=self.attempt_seconds,
+        )
+
+
+class ConcurrentRoleCreation(RetryableConflict):
+    """Another database's upgrade on the same server created a role (roles belong to the server, not to a
+    database) between this attempt's check and its CREATE ROLE: the next attempt finds it made."""
+
+    def gave_up(
+        self, connection: sa.Connection, deadline: locks.Deadline, attempts: int, watch: locks.BlockerWatch | None
+    ) -> MigrationError:
+        return MigrationError(
+            f"{self.where} met roles being created by another upgrade on this server on each of {attempts} "
+            f"attempt(s) within {deadline.seconds:g} s; each attempt was rolled back: nothing was changed. "
+            "Run the upgrade again once the other upgrades have finished."
+        )
 
 
 class DataRefused(MigrationError):
@@ -251,7 +316,9 @@ def explain_database_error(
 
     The migrations raise their refusals with SQLSTATEs WAH01..WAH08 and a hint; a lock
     timeout (55P03) becomes a message that names the revision, the wait, and how to
-    find the blocking session.
+    find the blocking session; a role created at the same moment by another database's
+    upgrade is a conflict the run retries; roles that are missing and may not be
+    created are named, only those, with the statements that create them.
     """
     original = getattr(error, "orig", None)
     sqlstate = getattr(original, "sqlstate", None)
@@ -272,7 +339,84 @@ def explain_database_error(
             where=where,
             attempt_seconds=attempt_seconds,
         )
+    created = concurrently_created_role(original)
+    if created:
+        return ConcurrentRoleCreation(
+            f"{where} found role {created} created at the same moment by another upgrade on this server "
+            "(roles belong to the server, not to one database).",
+            where=where,
+            attempt_seconds=attempt_seconds,
+        )
+    missing = _MISSING_ROLES.match((diagnostic.message_primary or "") if diagnostic is not None else "")
+    if sqlstate == "42501" and missing:
+        return RolesMissing(
+            missing_roles_refusal(missing["roles"].split(", "), missing["user"])
+            + "\nNothing was changed: the upgrade runs in one transaction."
+        )
     return None
+
+
+# --- the roles the migrations create where missing -------------------------------------
+
+# Revision 0004's refusal (frozen): 'the roles % are missing and % may not create them', whatever is missing.
+_MISSING_ROLES = re.compile(r"^the roles (?P<roles>.+) are missing and (?P<user>.+) may not create them$")
+_CREATES_ROLE = re.compile(r"\bCREATE ROLE (\w+)([^;]*);", re.I)
+
+
+class RolesMissing(MigrationError):
+    """Roles the migrations need are missing and the role running them may not create them."""
+
+
+def concurrently_created_role(error) -> str | None:
+    """The role another transaction created at the same moment as this one, from the error of this one's
+    CREATE ROLE: a unique violation on pg_authid's name (both inserted it; the other committed first), or
+    "role ... already exists" (the other committed between the check and the CREATE). None otherwise."""
+    sqlstate = getattr(error, "sqlstate", None)
+    diagnostic = getattr(error, "diag", None)
+    if sqlstate == "23505" and getattr(diagnostic, "constraint_name", None) == "pg_authid_rolname_index":
+        found = re.search(r"\(rolname\)=\((.+)\)", getattr(diagnostic, "message_detail", None) or "")
+        return found.group(1) if found else "(one of authenticated, service_role)"
+    if sqlstate == "42710":
+        found = re.match(r'^role "(.+)" already exists$', getattr(diagnostic, "message_primary", None) or "")
+        return found.group(1) if found else None
+    return None
+
+
+@functools.cache
+def roles_created() -> dict[str, str]:
+    """The roles a revision creates where they are missing, with the statement that creates each, read from
+    the revisions' files: {"authenticated": "CREATE ROLE authenticated NOLOGIN;", ...}."""
+    created: dict[str, str] = {}
+    for revision in revisions.ids():
+        text = Path(revisions.script_directory().get_revision(revision).path).read_text(encoding="utf-8")
+        for role, options in _CREATES_ROLE.findall(text):
+            created.setdefault(role, f"CREATE ROLE {role}{options};")
+    return created
+
+
+def roles_revision() -> str | None:
+    """The revision that creates the roles where they are missing; None when none does."""
+    for revision in revisions.ids():
+        if _CREATES_ROLE.search(Path(revisions.script_directory().get_revision(revision).path).read_text("utf-8")):
+            return revision
+    return None
+
+
+def needs_superuser(role: str) -> bool:
+    """Whether creating `role` as the migrations do takes a superuser (BYPASSRLS does; CREATEROLE is enough otherwise)."""
+    return "BYPASSRLS" in roles_created()[role].upper()
+
+
+def missing_roles_refusal(missing: list[str], user: str) -> str:
+    """Why the roles revision will stop: only the roles that are missing, and the statements that create them."""
+    missing = sorted(missing)
+    named = f"the role {missing[0]} is" if len(missing) == 1 else f"the roles {', '.join(missing)} are"
+    statements = " ".join(roles_created()[role] for role in missing)
+    return (
+        f"{named} missing and {user} may not create {'it' if len(missing) == 1 else 'them'}"
+        f"{' (BYPASSRLS takes a superuser)' if any(needs_superuser(role) for role in missing) else ''}.\n"
+        f"Create {'it' if len(missing) == 1 else 'them'} as a superuser, then run the upgrade again: {statements}"
+    )
 
 
 # --- the full-schema file -----------------------------------------------------------
@@ -319,12 +463,41 @@ def check_full_schema(path: Path) -> None:
         raise StaleSchemaFile(f"{path} is stale (or missing): regenerate it with `waha-db sql`")
 
 
+class NoSuchFolder(UserError):
+    """The folder a file is to be written into does not exist (it is never created on the way)."""
+
+
 def write_full_schema(path: Path = FULL_SCHEMA_PATH) -> Path:
-    """Regenerate sql/schema.sql from the migrations."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Regenerate sql/schema.sql (or `path`) from the migrations; NoSuchFolder when its folder is missing.
+
+    The folder is not created: a mistyped path would otherwise grow a tree of folders silently.
+    """
+    if not path.parent.is_dir():
+        raise NoSuchFolder(f"cannot write {path}: the folder {path.parent} does not exist (create it first)")
     path.write_text(full_schema_sql(), encoding="utf-8")
     return path
 
 
+def main(arguments: list[str] | None = None) -> None:
+    """`python -m waha_db.lifecycle.migrate [--check] [PATH]`: regenerate (or check) sql/schema.sql."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m waha_db.lifecycle.migrate",
+        description="Regenerate sql/schema.sql from the migrations (the same as `waha-db sql`).",
+    )
+    parser.add_argument("path", nargs="?", type=Path, default=FULL_SCHEMA_PATH, help="default: %(default)s")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file is stale")
+    options = parser.parse_args(arguments)
+    try:
+        if options.check:
+            check_full_schema(options.path)
+            print(f"{options.path} is up to date (revision {revisions.head()})")
+        else:
+            print(f"wrote {write_full_schema(options.path)}")
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 if __name__ == "__main__":
-    print(f"wrote {write_full_schema()}")
+    main()

@@ -17,8 +17,9 @@ from typing import Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from waha_db import database
 from waha_db.errors import UserError
-from waha_db.lifecycle import conversion, locks, migrate, revisions, state
+from waha_db.lifecycle import catalog, conversion, locks, migrate, revisions, state, writable
 from waha_db.lifecycle.revisions import Revision
 
 
@@ -44,7 +45,7 @@ class Change(Protocol):
 
     def refusal(self) -> str: ...  # why it will not run, when there are problems
 
-    def shows(self, notice: str) -> bool: ...  # whether a server notice of its run concerns this database
+    def shown(self, notice: str) -> str | None: ...  # a server notice of its run as printed; None: not shown
 
     def done(self, seconds: float) -> str: ...
 
@@ -54,6 +55,15 @@ PlannedChange = TypeVar("PlannedChange", bound=Change)
 
 class PlanChanged(UserError):
     """Between two attempts the database changed, so the confirmed plan is no longer what would run."""
+
+
+def what_changed(confirmed: Change, now: Change) -> list[str]:
+    """The lines of the plan shown that no longer hold, and those that hold instead, for a person to read."""
+    before = [*confirmed.header(), *confirmed.describe(), *confirmed.problems]
+    after = [*now.header(), *now.describe(), *now.problems]
+    return [f"  was: {line.strip()}" for line in before if line not in after] + [
+        f"  now: {line.strip()}" for line in after if line not in before
+    ]
 
 
 class NotCarriedOut(UserError):
@@ -80,63 +90,110 @@ def carry_out(
     lock_timeout: float = locks.DEFAULT_LOCK_TIMEOUT_SECONDS,
     attempt_lock_timeout: float = locks.ATTEMPT_LOCK_TIMEOUT_SECONDS,
     progress: Callable[[str], None] = lambda line: None,
+    command: str = "waha-db",
 ) -> Outcome[PlannedChange]:
     """Plan, have the plan confirmed, carry it out: the one sequence of every command that changes the schema.
 
-    Each attempt is one transaction that first takes the migrations' advisory lock
-    (waiting for it at most `lock_timeout`, saying who holds it), then plans, so the
-    plan shown is the plan carried out: no other waha-db run can change the database
-    between them. `confirm` shows the first plan and returns whether to go on (it
-    raises to refuse). `run(connection, plan, attempt_seconds)` may wait at most
-    `attempt_seconds` for any one lock; an attempt that times out is rolled back
-    whole and tried again after a back-off, re-planned under the advisory lock, until
-    `lock_timeout` (counted from the confirmation) is spent. A retry carries out only
-    the confirmed plan: a different one is PlanChanged (or, when another run did the
-    work meanwhile, nothing to do). The server's notices are those of the attempt
-    that committed, returned in the Outcome, never those of a rolled-back one.
+    The plan is made under the migrations' advisory lock (waited for at most
+    `lock_timeout`, saying who holds it), in a transaction that is then ended: no
+    transaction, and no lock, stays open while `confirm` shows the plan and a person
+    reads it (it returns whether to go on, or raises to refuse). Each attempt then is
+    one transaction that takes the lock again and plans again: only the plan that was
+    confirmed is carried out. A different one is PlanChanged, saying what changed (or,
+    when another run did the work meanwhile, nothing to do).
+
+    `run(connection, plan, attempt_seconds)` may wait at most `attempt_seconds` for any
+    one lock; an attempt that times out (or meets a role another upgrade on the server
+    creates at the same moment) is rolled back whole and tried again after a back-off,
+    until `lock_timeout` (counted from the confirmation) is spent. Who blocked an
+    attempt is read while it waits (locks.BlockerWatch). A connection lost, terminated
+    or timed out during an attempt is `database.Interrupted`, saying so and that the
+    attempt was rolled back (or that it was lost while committing). The server's notices
+    are those of the attempt that committed, never those of a rolled-back one.
     """
-    deadline = locks.Deadline(lock_timeout)
-    confirmed: PlannedChange | None = None
-    attempt = 1
     with engine.connect() as connection:
-        while True:
-            try:
-                with locks.collected_notices() as notices, connection.begin():
-                    locks.take_migration_lock(connection, deadline, progress)
-                    plan = make_plan(connection)
-                    if confirmed is None:
-                        if not confirm(plan):
-                            return Outcome(plan)
-                        confirmed = plan
-                        deadline = locks.Deadline(lock_timeout)  # a person's time to answer is not lock waiting
-                    elif plan.key != confirmed.key:
-                        if plan.nothing_to_do and not plan.problems:
-                            return Outcome(plan, note="another run carried it out while this one waited: nothing to do")
-                        raise PlanChanged(
-                            "the database changed while this run waited for its locks (another run, or a DBA): "
-                            "the plan confirmed is not what would run now, so nothing was changed. "
-                            "Run the command again to see the new plan."
+        planned = _interrupted_as_words(
+            engine, command, lambda: _plan_released(connection, make_plan, lock_timeout, progress)
+        )
+    if not confirm(planned):
+        return Outcome(planned)
+    deadline = locks.Deadline(lock_timeout, attempt_limit=attempt_lock_timeout)  # a person's time is not lock waiting
+    watch = locks.BlockerWatch(engine)
+    attempt = 1
+    try:
+        with engine.connect() as connection:
+            while True:
+                committing = False
+                try:
+                    with locks.collected_notices() as notices, connection.begin():
+                        locks.take_migration_lock(connection, deadline, progress)
+                        plan = make_plan(connection)
+                        if plan.key != planned.key:
+                            if plan.nothing_to_do and not plan.problems:
+                                return Outcome(plan, note="another run carried it out meanwhile: nothing to do")
+                            raise PlanChanged(
+                                "the database changed after the plan was shown (another run, or a DBA), so the plan "
+                                "confirmed is not what would run now; nothing was changed:\n"
+                                + "\n".join(what_changed(planned, plan))
+                                + "\nRun the command again to see the new plan."
+                            )
+                        pid = connection.exec_driver_sql("SELECT pg_catalog.pg_backend_pid()").scalar()
+                        started = time.perf_counter()
+                        with watch.watching(pid):
+                            run(connection, plan, deadline.attempt_lock_timeout())
+                        now_at = revisions.current_revision(connection)
+                        if now_at != plan.target:
+                            raise NotCarriedOut(
+                                f"the run ended at revision {now_at or 'none'}, not at {plan.target or 'base'} as "
+                                "planned: it was rolled back, nothing was changed"
+                            )
+                        seconds = time.perf_counter() - started
+                        committing = True
+                    shown = [text for text in map(plan.shown, notices) if text is not None]
+                    return Outcome(plan, seconds, shown, attempt)
+                except Exception as error:
+                    said = database.describe_interruption(
+                        engine.url, error, command=command, rolled_back=not committing
+                    )
+                    if said is not None:
+                        raise database.Interrupted(said) from None
+                    if isinstance(error, migrate.RetryableConflict):
+                        conflict = error
+                    elif locks.is_lock_timeout(error):
+                        conflict = migrate.LockTimeout(
+                            str(error), where="the run", attempt_seconds=deadline.attempt_lock_timeout()
                         )
-                    started = time.perf_counter()
-                    run(connection, plan, deadline.attempt_lock_timeout(attempt_lock_timeout))
-                    now_at = revisions.current_revision(connection)
-                    if now_at != plan.target:
-                        raise NotCarriedOut(
-                            f"the run ended at revision {now_at or 'none'}, not at {plan.target or 'base'} as planned: "
-                            "it was rolled back, nothing was changed"
-                        )
-                    seconds = time.perf_counter() - started
-                return Outcome(plan, seconds, [notice for notice in notices if plan.shows(notice)], attempt)
-            except Exception as error:
-                if not locks.is_lock_timeout(error):
-                    raise
-                timed_out = (
-                    error
-                    if isinstance(error, migrate.LockTimeout)
-                    else migrate.LockTimeout(str(error), where="the run", attempt_seconds=attempt_lock_timeout)
-                )
-                timed_out.wait_before_retry(connection, deadline, attempt, progress)
-                attempt += 1
+                    else:
+                        raise
+                    conflict.wait_before_retry(connection, deadline, attempt, progress, watch)
+                    attempt += 1
+    finally:
+        watch.close()
+
+
+def _plan_released(
+    connection: sa.Connection,
+    make_plan: Callable[[sa.Connection], PlannedChange],
+    lock_timeout: float,
+    progress: Callable[[str], None],
+) -> PlannedChange:
+    """The plan, made under the migrations' lock in a transaction that is rolled back before it is returned."""
+    with connection.begin() as transaction:
+        locks.take_migration_lock(connection, locks.Deadline(lock_timeout), progress)
+        planned = make_plan(connection)
+        transaction.rollback()
+    return planned
+
+
+def _interrupted_as_words(engine: sa.Engine, command: str, work: Callable[[], PlannedChange]) -> PlannedChange:
+    """`work()`, with a connection lost or timed out while planning said as what it is (planning changes nothing)."""
+    try:
+        return work()
+    except Exception as error:
+        said = database.describe_interruption(engine.url, error, command=command)
+        if said is None:
+            raise
+        raise database.Interrupted(said + " Planning changes nothing.") from None
 
 
 @dataclass(frozen=True)
@@ -157,6 +214,10 @@ class LegacyConversion:
         return f"legacy waha_config: {servers} will become 'Servidor Padrão' of user {self.owner}, priority 10, 50 sessions"
 
 
+# What the conversion's downgrade (frozen) says of the server it converted: true unless waha_servers goes too.
+_STAYS_IN_SERVERS = "; the converted server stays in waha_servers"
+
+
 @dataclass
 class Plan:
     direction: str  # "upgrade" or "downgrade"
@@ -173,6 +234,7 @@ class Plan:
     removes: list[str] = field(default_factory=list)  # what data a downgrade removes, in plain words
     problems: list[str] = field(default_factory=list)  # why it cannot run as asked; empty when it can
     had_legacy_table: bool = False  # public.waha_config (or its kept copy) existed before the run
+    recorded: str = ""  # what alembic_version says, in words (state.recorded_revision)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -206,9 +268,15 @@ class Plan:
             tuple(table for table, _rows in self.drops),
         )
 
-    def shows(self, notice: str) -> bool:
-        """The legacy conversion's notices concern only a database that had a legacy waha_config."""
-        return self.had_legacy_table or "waha_config" not in notice
+    def shown(self, notice: str) -> str | None:
+        """A server notice as printed: the legacy conversion's only for a database that had a legacy waha_config,
+        and none that the rest of the run made untrue (the converted server does not stay in a waha_servers
+        that the same downgrade drops)."""
+        if not (self.had_legacy_table or "waha_config" not in notice):
+            return None
+        if _STAYS_IN_SERVERS in notice and "waha_servers" in (table for table, _rows in self.drops):
+            return notice.replace(_STAYS_IN_SERVERS, "; the converted server went with waha_servers, dropped below it")
+        return notice
 
     @property
     def question(self) -> str:
@@ -219,14 +287,13 @@ class Plan:
         return self.direction
 
     def header(self) -> list[str]:
-        lines = [f"current revision: {self.current or 'none (no alembic_version)'}"]
+        lines = [f"current revision: {self.recorded or self.current or 'none (no alembic_version)'}"]
         if self.nothing_to_do and not self.problems:
             lines.append(f"nothing to do: the database is at {self.current}")
         return lines
 
     def refusal(self) -> str:
-        ending = "\nNothing was changed." if self.direction == "upgrade" else ""
-        return f"cannot {self.direction}: " + "\n".join(self.problems) + ending
+        return f"cannot {self.direction}: " + "\n".join(self.problems) + "\nNothing was changed."
 
     def describe(self) -> list[str]:
         verb = "apply" if self.direction == "upgrade" else "undo"
@@ -286,8 +353,12 @@ def plan_upgrade(connection: sa.Connection, target: str = "head", owner: uuid.UU
     target_revision = revisions.resolve(target)
     steps = _steps(target_revision, current)
     converts = migrate.conversion_revision() in [step.id for step in steps]
-    plan = Plan("upgrade", current, target_revision, steps, converts=converts)
+    plan = Plan("upgrade", current, target_revision, steps, converts=converts, recorded=found.recorded)
     plan.had_legacy_table = _has_legacy_table(connection)
+    if steps:
+        _check_writable(connection, plan)
+        _check_roles(connection, plan)
+        _check_guards(connection, plan)
     if found.kind == state.HAND_MADE:
         plan.problems.append(
             "this database has V2.1 tables made by hand (waha_servers/waha_sessions) and no Alembic revision: "
@@ -368,11 +439,12 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
     if found.kind == state.UNKNOWN_REVISION:
         return Plan("downgrade", current, None, [], problems=[_unknown_revision(found, "downgrade")])
     target_revision = revisions.resolve(target)
-    plan = Plan("downgrade", current, target_revision, [])
+    plan = Plan("downgrade", current, target_revision, [], recorded=found.recorded)
     plan.had_legacy_table = _has_legacy_table(connection)
     if current is None:
         plan.problems.append(
-            "no revision is recorded in this database (no alembic_version): there is nothing to downgrade"
+            f"no revision is recorded in this database ({found.recorded.removeprefix('none (').rstrip(')')}): "
+            "there is nothing to downgrade"
         )
         return plan
     if target_revision is not None and target_revision not in revisions.between(current, None):
@@ -399,19 +471,68 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
                 dropped.append((table, _count(connection, where)))
         if dropped:
             plan.drops.extend(dropped)
-            plan.removes.append("drops " + " and ".join(f"{table} ({rows} rows)" for table, rows in dropped))
+            plan.removes.append(
+                "drops " + " and ".join(f"{table} ({catalog.plural(rows, 'row')})" for table, rows in dropped)
+            )
         for table, columns in migrate.columns_added(revision).items():
             if _table_exists(connection, f"public.{table}") and _columns_exist(connection, table, columns):
                 holding = " OR ".join(f"{column} IS NOT NULL" for column in columns)
                 rows = connection.exec_driver_sql(f"SELECT count(*) FROM public.{table} WHERE {holding}").scalar()
                 plan.drops_columns.extend((table, column) for column in columns)
-                plan.removes.append(f"drops columns {', '.join(columns)} of {table} ({rows} rows hold values)")
+                holds = f"{catalog.plural(rows, 'row')} hold{'s' if rows == 1 else ''} values"
+                plan.removes.append(f"drops columns {', '.join(columns)} of {table} ({holds})")
         if revision == migrate.conversion_revision() and _table_exists(connection, "waha_legacy.waha_config_v1"):
             rows = _count(connection, "waha_legacy.waha_config_v1")
+            servers = (
+                f"the servers converted from it go with waha_servers ({servers_revision} is undone too)"
+                if servers_revision in undone
+                else f"the servers converted from it stay in waha_servers until {servers_revision} is undone"
+            )
             plan.removes.append(
-                f"puts the legacy public.waha_config back ({rows} rows, kept in waha_legacy.waha_config_v1); "
-                f"the servers converted from it stay in waha_servers until {servers_revision} is undone"
+                f"puts the legacy public.waha_config back ({catalog.plural(rows, 'row')}, kept in "
+                f"waha_legacy.waha_config_v1); {servers}"
             )
     if not plan.removes and plan.steps:
         plan.removes.append("no table rows: only functions, policies, grants or indexes are removed")
+    if plan.steps:
+        _check_writable(connection, plan)
     return plan
+
+
+def _check_writable(connection: sa.Connection, plan: Plan) -> None:
+    """A hot standby, or a database whose transactions are read-only, refuses every write: said before asking."""
+    problem = writable.writable_problem(connection)
+    if problem:
+        plan.problems.insert(0, problem)
+
+
+def _check_guards(connection: sa.Connection, plan: Plan) -> None:
+    """The first revision to run checks that the one recorded before it really ran (migrate.revision_guards):
+    run here in a savepoint, read-only, so its refusal is said before asking, in its own words."""
+    for guard in migrate.revision_guards(plan.steps[0].id):
+        try:
+            with connection.begin_nested():
+                connection.exec_driver_sql(guard.replace("%", "%%"))
+        except sa.exc.DBAPIError as error:
+            diagnostic = getattr(error.orig, "diag", None)
+            if getattr(error.orig, "sqlstate", None) != "WAH06" or diagnostic is None:
+                raise
+            plan.problems.append("\n".join(filter(None, (diagnostic.message_primary, diagnostic.message_detail))))
+
+
+def _check_roles(connection: sa.Connection, plan: Plan) -> None:
+    """The roles the roles revision creates where missing: when some are and the role running the upgrade may
+    not create them, the revision will stop; said before asking, naming only the missing ones."""
+    if migrate.roles_revision() not in [step.id for step in plan.steps]:
+        return
+    wanted = list(migrate.roles_created())
+    missing, user, superuser, createrole = connection.execute(
+        sa.text(
+            "SELECT ARRAY(SELECT wanted FROM pg_catalog.unnest(CAST(:wanted AS text[])) AS wanted "
+            "WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = wanted) ORDER BY 1), "
+            "current_user, r.rolsuper, r.rolcreaterole FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user"
+        ),
+        {"wanted": wanted},
+    ).one()
+    if missing and not (superuser or (createrole and not any(migrate.needs_superuser(role) for role in missing))):
+        plan.problems.append(migrate.missing_roles_refusal(list(missing), user))

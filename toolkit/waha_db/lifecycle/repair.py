@@ -10,6 +10,15 @@ decision only a person can take (a column, a constraint, a table, an extra index
 function) is listed, and then it repairs nothing: `waha-db repair` runs all of it
 or none, in one transaction, after confirmation.
 
+The statements run in the order of what depends on what: functions first (an index,
+a policy or a trigger may call one: the 0010 unique index calls
+`waha_normalized_url`), then indexes, triggers, row security and policies, and the
+grants last, on objects that exist by then. A function it creates gets the privileges
+new functions get here (EXECUTE to PUBLIC, and whatever default privileges add, as
+Supabase's do for anon): the statements take those back too. After running them it
+compares the database with head again, and rolls everything back unless no drift is
+left.
+
 The seed's "Atualizar permissões" step (`GRANT ALL ... TO authenticated`) is the case
 that matters: it gives every signed-in user TRUNCATE, which ignores row security.
 """
@@ -21,9 +30,12 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from waha_db.lifecycle import catalog, locks, revisions
+from waha_db.errors import UserError
+from waha_db.lifecycle import catalog, locks, revisions, writable
 
-_QUALIFIED = re.compile(r"^(?P<schema>\w+)\.(?P<table>\w+)\.(?P<name>\w+)$")
+# What runs first: what others use (functions), then what uses them; grants last.
+REPAIR_ORDER = ("functions", "indexes", "triggers", "row_security", "policies", "grants")
+_QUALIFIED = re.compile(r"^(?P<schema>\w+)\.(?P<table>\w+)\.(?P<name>.+)$")  # a policy's name may hold spaces
 
 
 def _quote(role: str) -> str:
@@ -54,8 +66,9 @@ class RepairPlan:
     """The statements that bring the WAHA objects back to head, or what blocks that."""
 
     statements: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # differences only a person can undo
+    problems: list[str] = field(default_factory=list)  # differences only a person can undo, or `blocked`
     differences: list[str] = field(default_factory=list)  # the drift, as status words it
+    blocked: str | None = None  # why this database accepts no writes (a hot standby, read-only), when it does not
 
     question = "Run these statements?"
     action = "repair"
@@ -80,18 +93,30 @@ class RepairPlan:
     def describe(self) -> list[str]:
         return ["statements that restore head's definitions:", *(f"  {statement}" for statement in self.statements)]
 
-    def refusal(self) -> str:
-        return (
-            "cannot repair: these differences need a decision only you can take; nothing was changed:\n"
-            + "\n".join(f"  - {problem}" for problem in self.problems)
-            + "\nPut them back by hand as toolkit/waha_db/lifecycle/head_catalog.json has them, then run `waha-db repair` again."
-        )
+    @property
+    def by_hand(self) -> list[str]:
+        """The differences only a person can undo."""
+        return [problem for problem in self.problems if problem != self.blocked]
 
-    def shows(self, notice: str) -> bool:
-        return True
+    def refusal(self) -> str:
+        lines = [f"cannot repair: {self.blocked}", "Nothing was changed."] if self.blocked else []
+        if self.by_hand:
+            lines += [
+                "cannot repair: these differences need a decision only you can take; nothing was changed:",
+                *(f"  - {problem}" for problem in self.by_hand),
+                "Put them back by hand as toolkit/waha_db/lifecycle/head_catalog.json has them, "
+                "then run `waha-db repair` again.",
+            ]
+        return "\n".join(lines)
+
+    def shown(self, notice: str) -> str | None:
+        return notice
 
     def done(self, seconds: float) -> str:
-        return f"repaired: {len(self.statements)} statement(s) in {seconds:.2f}s; the WAHA objects are as head has them"
+        return (
+            f"repaired: {catalog.plural(len(self.statements), 'statement')} in {seconds:.2f}s; "
+            "the WAHA objects are as head has them"
+        )
 
 
 def plan_repair(connection: sa.Connection) -> RepairPlan:
@@ -109,8 +134,12 @@ def plan_repair(connection: sa.Connection) -> RepairPlan:
     plan.differences = catalog.diff_snapshots(head, found, expected_label="head has", actual_label="database has")
     if not plan.differences:
         return plan
-    for section in ("indexes", "policies", "functions", "triggers", "row_security", "grants"):
+    created_functions = set(head.get("functions", {})) - set(found.get("functions", {}))
+    for section in REPAIR_ORDER:
         wanted, have = head.get(section, {}), found.get(section, {})
+        if section == "grants" and created_functions:
+            granted_when_created = new_function_grants(connection)
+            have = {**have, **{name: granted_when_created for name in created_functions if name not in have}}
         for name in sorted(set(wanted) | set(have)):
             if wanted.get(name) == have.get(name):
                 continue
@@ -124,7 +153,45 @@ def plan_repair(connection: sa.Connection) -> RepairPlan:
         for name in sorted(set(wanted) | set(have)):
             if wanted.get(name) != have.get(name):
                 plan.problems.append(_line_for(plan.differences, name) or f"{section} {name} differs")
+    plan.blocked = writable.writable_problem(connection)
+    if plan.blocked:
+        plan.problems.insert(0, plan.blocked)
     return plan
+
+
+def new_function_grants(connection: sa.Connection) -> list[str]:
+    """The grants a function gets when this role creates it in schema public, as the catalog lists them.
+
+    PostgreSQL's built-in default (EXECUTE to PUBLIC), or this role's global default
+    privileges where it has some, plus its default privileges in schema public (on
+    Supabase: anon, authenticated and service_role); the owner's own grant aside.
+    """
+    rows = connection.exec_driver_sql(
+        """
+        WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user),
+        global AS (
+            SELECT d.defaclacl FROM pg_catalog.pg_default_acl AS d, me
+            WHERE d.defaclrole = me.oid AND d.defaclnamespace = 0 AND d.defaclobjtype = 'f'
+        ),
+        granted AS (
+            SELECT acl.grantee, acl.privilege_type
+            FROM me, pg_catalog.aclexplode(
+                COALESCE((SELECT defaclacl FROM global), pg_catalog.acldefault('f', me.oid))
+            ) AS acl
+            UNION
+            SELECT acl.grantee, acl.privilege_type
+            FROM pg_catalog.pg_default_acl AS d
+            JOIN me ON d.defaclrole = me.oid
+            CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) AS acl
+            WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'f'
+        )
+        SELECT CASE WHEN granted.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(granted.grantee) END,
+               pg_catalog.string_agg(granted.privilege_type, ', ' ORDER BY granted.privilege_type)
+        FROM granted, me WHERE granted.grantee <> me.oid
+        GROUP BY 1 ORDER BY 1
+        """
+    ).all()
+    return [f"{grantee}: {privileges}" for grantee, privileges in rows]
 
 
 def _line_for(differences: list[str], name: str) -> str | None:
@@ -143,7 +210,7 @@ def _restore(section: str, name: str, head, found) -> list[str] | None:
             [f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;"] if head == "on" and found == "forced" else []
         )
     parts = _QUALIFIED.match(name)
-    table, object_name = f"{parts['schema']}.{parts['table']}", parts["name"]
+    table, object_name = f"{parts['schema']}.{parts['table']}", _quote(parts["name"])
     drop = {
         "indexes": f"DROP INDEX {parts['schema']}.{object_name};",
         "policies": f"DROP POLICY {object_name} ON {table};",
@@ -159,9 +226,27 @@ def _restore(section: str, name: str, head, found) -> list[str] | None:
     return [create] if found is None else [drop, create]
 
 
+class RepairIncomplete(UserError):
+    """The statements ran, yet the WAHA objects still differ from head: rolled back."""
+
+
 def repair(connection: sa.Connection, plan: RepairPlan, *, lock_timeout: float) -> None:
-    """Run the plan's statements in the caller's transaction, each lock waited for at most `lock_timeout`."""
+    """Run the plan's statements in the caller's transaction, each lock waited for at most `lock_timeout`;
+    RepairIncomplete (so the caller rolls back) unless the database is then as head has it.
+
+    Function bodies are not checked while they are created (as pg_dump restores them):
+    a function may call another that the statements create after it.
+    """
     connection.exec_driver_sql(f"SET LOCAL lock_timeout = {locks.milliseconds(lock_timeout)}")
     connection.exec_driver_sql(f"SET LOCAL statement_timeout = {locks.STATEMENT_TIMEOUT_SECONDS * 1000}")
+    connection.exec_driver_sql("SET LOCAL check_function_bodies = off")
     for statement in plan.statements:
         connection.exec_driver_sql(statement.replace("%", "%%"))
+    left = catalog.detect_drift(connection)
+    if left:
+        raise RepairIncomplete(
+            f"the repair ran its {catalog.plural(len(plan.statements), 'statement')}, yet the WAHA objects still differ "
+            "from head, so it was rolled back and nothing was changed:\n"
+            + "\n".join(f"  {line}" for line in left)
+            + "\nPut these back by hand as toolkit/waha_db/lifecycle/head_catalog.json has them."
+        )

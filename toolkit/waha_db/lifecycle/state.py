@@ -44,6 +44,12 @@ class DatabaseState:
     pending: tuple[str, ...] = ()  # revisions an upgrade to head would run, oldest first
     legacy_convertible_rows: int = 0
     adoption_problems: tuple[str, ...] = field(default=())
+    version_table: bool = False  # public.alembic_version exists (it may be empty: a downgrade to base leaves it so)
+
+    @property
+    def recorded(self) -> str:
+        """What alembic_version says, for messages: `0007`, `none (alembic_version is empty)`, `none (no alembic_version)`."""
+        return recorded_revision(self.revision, self.version_table)
 
     @property
     def at_head(self) -> bool:
@@ -65,7 +71,7 @@ class DatabaseState:
         if self.kind == HAND_MADE:
             if self.adoption_problems:
                 return f"hand-made V2.1, not adoptable as it stands: {'; '.join(self.adoption_problems)}"
-            return "hand-made V2.1 (no alembic_version), adoptable"
+            return f"hand-made V2.1 (no revision recorded: {self.recorded.removeprefix('none (')}, adoptable"
         if self.kind == UNKNOWN_REVISION:
             return f"at revision {self.revision}, unknown to this waha-db (a newer release?)"
         if self.pending:
@@ -73,18 +79,31 @@ class DatabaseState:
         return f"at head ({self.revision})"
 
 
+def recorded_revision(revision: str | None, version_table: bool) -> str:
+    """What alembic_version says, in words: the revision, or why there is none. Pure."""
+    if revision is not None:
+        return revision
+    return "none (alembic_version is empty)" if version_table else "none (no alembic_version)"
+
+
 def classify(facts: CatalogFacts, revisions: list[str]) -> DatabaseState:
     """The state of a database from its facts; `revisions` are the known ones, oldest first."""
+    version_table = "public.alembic_version" in facts.tables
     if facts.revision is not None:
         if facts.revision not in revisions:
-            return DatabaseState(UNKNOWN_REVISION, revision=facts.revision)
+            return DatabaseState(UNKNOWN_REVISION, revision=facts.revision, version_table=version_table)
         pending = tuple(revisions[revisions.index(facts.revision) + 1 :])
-        return DatabaseState(MANAGED, revision=facts.revision, pending=pending)
+        return DatabaseState(MANAGED, revision=facts.revision, pending=pending, version_table=version_table)
     if {"public.waha_servers", "public.waha_sessions"} & facts.tables:
-        return DatabaseState(HAND_MADE, adoption_problems=tuple(facts.adoption_problems))
+        return DatabaseState(HAND_MADE, adoption_problems=tuple(facts.adoption_problems), version_table=version_table)
     if "public.waha_config" in facts.tables:
-        return DatabaseState(LEGACY, pending=tuple(revisions), legacy_convertible_rows=facts.legacy_convertible_rows)
-    return DatabaseState(EMPTY, pending=tuple(revisions))
+        return DatabaseState(
+            LEGACY,
+            pending=tuple(revisions),
+            legacy_convertible_rows=facts.legacy_convertible_rows,
+            version_table=version_table,
+        )
+    return DatabaseState(EMPTY, pending=tuple(revisions), version_table=version_table)
 
 
 def read_facts(connection: sa.Connection) -> CatalogFacts:
