@@ -31,10 +31,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 HEAD_CATALOG = Path(__file__).with_name("head_catalog.json")
+
+# A snapshot, section by section: "schemas" is a sorted list of names; "columns" and "grants" map a
+# relation to its lines; every other section maps an object's name to its definition as PostgreSQL
+# renders it. Recorded as JSON (head_catalog.json), so its values are read back untyped.
+Snapshot = dict[str, Any]
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 LEGACY_TABLES = ("waha_config",)
@@ -181,20 +187,20 @@ _QUERIES = {
 }
 
 
-def catalog_snapshot(connection: sa.Connection) -> dict:
+def catalog_snapshot(connection: sa.Connection) -> Snapshot:
     """Everything outside PostgreSQL's own schemas, as PostgreSQL renders it (see module doc)."""
-    snapshot: dict = {}
+    snapshot: Snapshot = {}
     for section, query in _QUERIES.items():
         rows = connection.exec_driver_sql(query.replace("%", "%%")).all()
         if section == "columns":
-            tables: dict[str, list] = {}
+            tables: dict[str, list[str]] = {}
             for table, _number, column in sorted(rows):
                 tables.setdefault(table, []).append(column)
             snapshot[section] = tables
         elif section == "schemas":
             snapshot[section] = sorted(name for name, _ in rows)
         elif section == "grants":
-            grants: dict[str, list] = {}
+            grants: dict[str, list[str]] = {}
             for obj, grantee, privileges in sorted(rows):
                 grants.setdefault(obj, []).append(f"{grantee}: {privileges}")
             snapshot[section] = grants
@@ -225,10 +231,10 @@ def _is_version_table_access(section: str, name: str) -> bool:
     return section in VERSION_TABLE_SECTIONS and (name == VERSION_TABLE or name.startswith(VERSION_TABLE + "."))
 
 
-def waha_objects(snapshot: dict) -> dict:
+def waha_objects(snapshot: Snapshot) -> Snapshot:
     """The WAHA part of a snapshot, minus what legitimately varies between databases (module doc), plus
     who may use alembic_version (its grants, row security and policies)."""
-    waha: dict = {}
+    waha: Snapshot = {}
     for section in SECTIONS:
         if section in ("schemas", "comments"):
             continue
@@ -247,7 +253,7 @@ def describe_object(section: str, name: str) -> str:
     return _describe(section, name)
 
 
-def short(value, limit: int = 160) -> str:
+def short(value: object, limit: int = 160) -> str:
     """A definition in one quoted line, whitespace collapsed, as drift lines show it."""
     return _short(value, limit)
 
@@ -269,7 +275,7 @@ def _describe(section: str, name: str) -> str:
 
 
 def diff_snapshots(
-    expected: dict, actual: dict, *, expected_label: str = "expected", actual_label: str = "found"
+    expected: Snapshot, actual: Snapshot, *, expected_label: str = "expected", actual_label: str = "found"
 ) -> list[str]:
     """What differs between two snapshots, one readable line per difference; empty when equal."""
     differences: list[str] = []
@@ -304,7 +310,7 @@ def diff_snapshots(
 def _column_differences(
     table: str, want: list[str], have: list[str], expected_label: str, actual_label: str
 ) -> list[str]:
-    def by_name(columns):
+    def by_name(columns: list[str]) -> dict[str, str]:
         return {column.split(" ", 1)[0]: column for column in columns}
 
     wanted, found = by_name(want), by_name(have)
@@ -322,7 +328,7 @@ def _column_differences(
     return lines
 
 
-def _first_difference(wanted, found) -> tuple[str, object, object]:
+def _first_difference(wanted: object, found: object) -> tuple[str, object, object]:
     """Where two values differ, and how: for multi-line texts (function bodies) the first line that
     differs, as it is (`line 6`, and the two lines, whitespace kept); else no place and the values."""
     if not (isinstance(wanted, str) and isinstance(found, str) and "\n" in wanted + found):
@@ -341,7 +347,7 @@ _DRAWN_WHITESPACE = str.maketrans({" ": "\u00b7", "\t": "\u2192", "\r": "\u240d"
 WHITESPACE_KEY = "\u00b7 a space, \u2192 a tab"
 
 
-def _shown(wanted, found) -> tuple[str, str, bool]:
+def _shown(wanted: object, found: object) -> tuple[str, str, bool]:
     """The two sides as a drift line prints them, and whether they differ only in whitespace.
 
     Shortened with runs of whitespace collapsed, as usual; but when that makes the two
@@ -354,12 +360,12 @@ def _shown(wanted, found) -> tuple[str, str, bool]:
     return _drawn(wanted), _drawn(found), True
 
 
-def _drawn(value, limit: int = 160) -> str:
+def _drawn(value: object, limit: int = 160) -> str:
     text = (str(value) if not isinstance(value, list) else "; ".join(value)).translate(_DRAWN_WHITESPACE)
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
-def _short(value, limit: int = 160) -> str:
+def _short(value: object, limit: int = 160) -> str:
     text = " ".join(str(value).split()) if not isinstance(value, list) else "; ".join(value)
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
@@ -369,8 +375,9 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
 
 
-def load_head_catalog() -> dict:
-    return json.loads(HEAD_CATALOG.read_text())
+def load_head_catalog() -> Snapshot:
+    head: Snapshot = json.loads(HEAD_CATALOG.read_text())
+    return head
 
 
 def detect_drift(connection: sa.Connection) -> list[str]:

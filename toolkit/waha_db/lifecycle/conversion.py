@@ -31,6 +31,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import psycopg
 import sqlalchemy as sa
 
 from waha_db.database import driver_error
@@ -338,7 +339,7 @@ def check(connection: sa.Connection, owner: uuid.UUID | None) -> Preflight:
             connection.exec_driver_sql(preflight_sql().replace("%", "%%"))
         except sa.exc.DBAPIError as error:
             original = driver_error(error)
-            if getattr(original, "sqlstate", None) not in REFUSALS:
+            if not isinstance(original, psycopg.Error) or original.sqlstate not in REFUSALS:
                 raise
             diagnostic = original.diag
             return Preflight(owner, "\n".join(filter(None, [diagnostic.message_primary, diagnostic.message_hint])))

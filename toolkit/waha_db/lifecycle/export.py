@@ -127,10 +127,10 @@ def migration_versions(revisions: list[tuple[str, dt.datetime | None]]) -> dict[
     versions: dict[str, str] = {}
     previous: dt.datetime | None = None
     for revision, moment in revisions:
-        if moment is None and previous is None:
-            raise ExportError(f"revision {revision} has no `Create Date:` line: add one to its docstring")
-        if moment is None or (previous is not None and moment <= previous):
+        if previous is not None and (moment is None or moment <= previous):
             moment = previous + dt.timedelta(seconds=1)
+        if moment is None:
+            raise ExportError(f"revision {revision} has no `Create Date:` line: add one to its docstring")
         versions[revision] = moment.strftime("%Y%m%d%H%M%S")
         previous = moment
     return versions
@@ -154,8 +154,8 @@ def _linear_history(head: str) -> list[Script]:
 
 def migration_files(*, owner: str | None = None, head: str = "head") -> list[ExportedFile]:
     """One Supabase CLI migration file per revision up to `head`, oldest first."""
-    owner = migrate.parse_owner(owner)
-    owner = str(owner) if owner is not None else None
+    parsed = migrate.parse_owner(owner)
+    owner = str(parsed) if parsed is not None else None
     scripts = _linear_history(head)
     order = [script.revision for script in scripts]
     versions = migration_versions(
@@ -258,7 +258,9 @@ _BAKED_OWNER = re.compile(
 )
 
 
-def _why_different(target: Path, item: ExportedFile, with_owner) -> str:
+def _why_different(
+    target: Path, item: ExportedFile, with_owner: Callable[[str | None], list[ExportedFile]] | None
+) -> str:
     """Why a file of ours on disk is not the text this release writes, as far as can be told."""
     if not target.is_file():
         return "not a file"

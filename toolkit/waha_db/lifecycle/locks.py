@@ -64,10 +64,10 @@ class LockTimeoutSetting(UserError):
     """A lock timeout that is not a number of seconds in range."""
 
 
-def parse_lock_timeout(value) -> float:
+def parse_lock_timeout(value: str | float | None) -> float:
     """The overall lock limit in seconds, from `-x lock_timeout=2.5` or `--lock-timeout 2.5`."""
     try:
-        seconds = float(value)
+        seconds = float(value) if value is not None else -1
     except (TypeError, ValueError):
         seconds = -1
     if not 0 < seconds < 86400:
@@ -174,10 +174,10 @@ class BlockerWatch:
         """Whether the last watch saw who blocked the backend (else the caller reads the holders after the rollback)."""
         return bool(self.blockers)
 
-    def _poll(self, pid: int, stop: threading.Event) -> None:
+    def _poll(self, connection: sa.Connection, pid: int, stop: threading.Event) -> None:
         try:
             while True:
-                found = blocking_holders(self._connection, pid)
+                found = blocking_holders(connection, pid)
                 if found:
                     self.blockers = found
                 if stop.wait(self.POLL_SECONDS):
@@ -193,11 +193,14 @@ class BlockerWatch:
                 self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             except Exception:  # a role or a pooler may refuse a second connection
                 self._broken = True
-        if self._broken:
+        connection = self._connection
+        if self._broken or connection is None:
             yield
             return
         stop = threading.Event()
-        poller = threading.Thread(target=self._poll, args=(pid, stop), name="waha-db blocker watch", daemon=True)
+        poller = threading.Thread(
+            target=self._poll, args=(connection, pid, stop), name="waha-db blocker watch", daemon=True
+        )
         poller.start()
         try:
             yield

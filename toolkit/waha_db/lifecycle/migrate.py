@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 from alembic import command
@@ -30,7 +31,7 @@ def alembic_config(
     owner: uuid.UUID | None = None,
     lock_timeout: float | None = None,
     application_name: str | None = None,
-    output: io.TextIOBase | None = None,
+    output: TextIO | None = None,
 ) -> Config:
     """An Alembic Config for our migrations; a connection, when given, is handed to env.py.
 
@@ -59,11 +60,11 @@ def _for_command(config: Config, name: str) -> Config:
     return config
 
 
-def upgrade(connection: sa.Connection | sa.Engine, revision: str = "head", **settings) -> None:
+def upgrade(connection: sa.Connection | sa.Engine, revision: str = "head", **settings: Any) -> None:
     command.upgrade(_for_command(alembic_config(connection, **settings), "upgrade"), revision)
 
 
-def downgrade(connection: sa.Connection | sa.Engine, revision: str, **settings) -> None:
+def downgrade(connection: sa.Connection | sa.Engine, revision: str, **settings: Any) -> None:
     command.downgrade(_for_command(alembic_config(connection, **settings), "downgrade"), revision)
 
 
@@ -276,7 +277,7 @@ class HandMadeSchema(MigrationError):
     """The database has V2.1 tables made by hand, never managed by Alembic: adopt it first."""
 
 
-def parse_owner(value, *, given_as: str = "the owner") -> uuid.UUID | None:
+def parse_owner(value: object, *, given_as: str = "the owner") -> uuid.UUID | None:
     """The owner of the legacy server as a UUID; None when not given; LegacyConversionRefused when malformed.
 
     The migrations' own rule (revision 0005 applies it in SQL): the usual
@@ -367,7 +368,7 @@ class RolesMissing(MigrationError):
     """Roles the migrations need are missing and the role running them may not create them."""
 
 
-def concurrently_created_role(error) -> str | None:
+def concurrently_created_role(error: object) -> str | None:
     """The role another transaction created at the same moment as this one, from the error of this one's
     CREATE ROLE: a unique violation on pg_authid's name (both inserted it; the other committed first), or
     "role ... already exists" (the other committed between the check and the CREATE). None otherwise."""

@@ -34,7 +34,7 @@ class Change(Protocol):
     def nothing_to_do(self) -> bool: ...
 
     @property
-    def key(self) -> tuple: ...  # what it will do; a retry carries out only the plan that was confirmed
+    def key(self) -> tuple[object, ...]: ...  # what it will do; a retry carries out only the plan that was confirmed
 
     @property
     def target(self) -> str | None: ...  # the revision the database is at once it is done
@@ -137,7 +137,7 @@ def carry_out(
                                 + "\n".join(what_changed(planned, plan))
                                 + "\nRun the command again to see the new plan."
                             )
-                        pid = connection.exec_driver_sql("SELECT pg_catalog.pg_backend_pid()").scalar()
+                        pid = connection.exec_driver_sql("SELECT pg_catalog.pg_backend_pid()").scalar_one()
                         started = time.perf_counter()
                         with watch.watching(pid):
                             run(connection, plan, deadline.attempt_lock_timeout())
@@ -255,7 +255,7 @@ class Plan:
         return self.legacy.owner if self.legacy else None
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[object, ...]:
         """What it will do, row counts aside (the application keeps writing between two attempts)."""
         return (
             self.direction,
@@ -318,22 +318,24 @@ def _steps(upper: str | None, lower: str | None) -> list[Revision]:
 
 
 def _table_exists(connection: sa.Connection, name: str) -> bool:
-    return connection.exec_driver_sql(f"SELECT pg_catalog.to_regclass('{name}') IS NOT NULL").scalar()
+    exists: bool = connection.exec_driver_sql(f"SELECT pg_catalog.to_regclass('{name}') IS NOT NULL").scalar_one()
+    return exists
 
 
 def _columns_exist(connection: sa.Connection, table: str, columns: tuple[str, ...]) -> bool:
-    found = connection.execute(
+    found: int = connection.execute(
         sa.text(
             "SELECT count(*) FROM information_schema.columns "
             "WHERE table_schema = 'public' AND table_name = :table AND column_name = ANY (:columns)"
         ),
         {"table": table, "columns": list(columns)},
-    ).scalar()
+    ).scalar_one()
     return found == len(columns)
 
 
 def _count(connection: sa.Connection, table: str) -> int:
-    return connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+    rows: int = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+    return rows
 
 
 def _unknown_revision(found: state.DatabaseState, direction: str) -> str:
@@ -398,7 +400,8 @@ def _converted_before(connection: sa.Connection) -> list[tuple[str, uuid.UUID]]:
 
 def _created_marker() -> str:
     """The comment the first revision puts on the (empty) waha_config it creates where there is none."""
-    return revisions.script_directory().get_revision(revisions.base()).module.CREATED_MARKER
+    marker: str = revisions.script_directory().get_revision(revisions.base()).module.CREATED_MARKER
+    return marker
 
 
 def _has_legacy_table(connection: sa.Connection) -> bool:
@@ -477,7 +480,7 @@ def plan_downgrade(connection: sa.Connection, target: str) -> Plan:
         for table, columns in migrate.columns_added(revision).items():
             if _table_exists(connection, f"public.{table}") and _columns_exist(connection, table, columns):
                 holding = " OR ".join(f"{column} IS NOT NULL" for column in columns)
-                rows = connection.exec_driver_sql(f"SELECT count(*) FROM public.{table} WHERE {holding}").scalar()
+                rows = connection.exec_driver_sql(f"SELECT count(*) FROM public.{table} WHERE {holding}").scalar_one()
                 plan.drops_columns.extend((table, column) for column in columns)
                 holds = f"{catalog.plural(rows, 'row')} hold{'s' if rows == 1 else ''} values"
                 plan.removes.append(f"drops columns {', '.join(columns)} of {table} ({holds})")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -82,7 +83,7 @@ class RepairPlan:
         return revisions.head()
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return (tuple(self.statements), tuple(self.problems))
 
     def header(self) -> list[str]:
@@ -198,8 +199,12 @@ def _line_for(differences: list[str], name: str) -> str | None:
     return next((line for line in differences if f" {name}" in line), None)
 
 
-def _restore(section: str, name: str, head, found) -> list[str] | None:
-    """The statements that make object `name` of `section` what head has; None when only a person can."""
+def _restore(section: str, name: str, head: Any, found: Any) -> list[str] | None:
+    """The statements that make object `name` of `section` what head has; None when only a person can.
+
+    `head` and `found` are the object's definitions in the two snapshots (lines for grants, text
+    otherwise), None where it is absent.
+    """
     if section == "grants":
         return grant_statements(name, head, found)
     if section == "functions":
@@ -210,6 +215,7 @@ def _restore(section: str, name: str, head, found) -> list[str] | None:
             [f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;"] if head == "on" and found == "forced" else []
         )
     parts = _QUALIFIED.match(name)
+    assert parts is not None, f"{section} {name} is not schema.table.name"  # the catalog names them so
     table, object_name = f"{parts['schema']}.{parts['table']}", _quote(parts["name"])
     drop = {
         "indexes": f"DROP INDEX {parts['schema']}.{object_name};",

@@ -125,7 +125,7 @@ def read_facts(connection: sa.Connection) -> CatalogFacts:
         if has_url:
             convertible = connection.exec_driver_sql(
                 "SELECT count(*) FROM public.waha_config WHERE NULLIF(pg_catalog.btrim(api_url::text), '') IS NOT NULL"
-            ).scalar()
+            ).scalar_one()
     problems: tuple[str, ...] = ()
     if revision is None and {"public.waha_servers", "public.waha_sessions"} & tables:
         problems = tuple(adopt.plan_adoption(connection).problems)

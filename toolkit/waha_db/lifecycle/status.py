@@ -42,7 +42,7 @@ class Status:
         """At head with no drift: what `status --check` (and a deploy script) wants."""
         return not self.next
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "state": self.state,
             "summary": self.summary,
@@ -75,9 +75,9 @@ def database_status(connection: sa.Connection) -> Status:
         recorded=found.recorded,
     )
     if found.version_table and found.revision is None and found.kind != state.HAND_MADE:
-        status = _with(status, details=(EMPTY_VERSION_TABLE,))
+        status = replace(status, details=(EMPTY_VERSION_TABLE,))
     if found.kind == state.UNKNOWN_REVISION:
-        return _with(
+        return replace(
             status,
             next="install the waha-db release that wrote this revision (pip install --upgrade waha-db), "
             "then `waha-db upgrade`",
@@ -85,11 +85,11 @@ def database_status(connection: sa.Connection) -> Status:
         )
     if found.kind == state.HAND_MADE:
         if not found.adoption_problems:
-            return _with(status, next="waha-db adopt")
+            return replace(status, next="waha-db adopt")
         owner = any("--owner" in problem for problem in found.adoption_problems)
         command = "waha-db adopt --owner UUID" if owner else "waha-db adopt"
         standby = any(writable.is_standby(problem) for problem in found.adoption_problems)
-        return _with(
+        return replace(
             status,
             next=_on_primary(command) if standby else f"correct the problems above, then `{command}`",
             refusal="\n".join(found.adoption_problems),
@@ -107,9 +107,9 @@ def database_status(connection: sa.Connection) -> Status:
     if not problems:
         if upgrade.legacy and upgrade.legacy.converted_before:
             details += (upgrade.legacy.describe(),)
-        return _with(status, details=details, next=command)
+        return replace(status, details=details, next=command)
     refusal = "\n".join(problems)
-    return _with(
+    return replace(
         status,
         summary=f"{status.summary}; the upgrade will refuse it as it stands",
         details=details + tuple(refusal.splitlines()),
@@ -134,7 +134,7 @@ def _drift(connection: sa.Connection, status: Status) -> Status:
     drift = tuple(planned.differences)
     summary = f"at head ({status.current}) but drifted from it: {catalog.plural(len(drift), 'difference')}"
     if planned.by_hand:
-        return _with(
+        return replace(
             status,
             state=DRIFTED,
             summary=summary,
@@ -150,7 +150,7 @@ def _drift(connection: sa.Connection, status: Status) -> Status:
         + tuple(f"  {statement}" for statement in planned.statements)
     )
     if planned.blocked:
-        return _with(
+        return replace(
             status,
             state=DRIFTED,
             summary=f"{summary}; the repair will refuse it as it stands",
@@ -161,7 +161,7 @@ def _drift(connection: sa.Connection, status: Status) -> Status:
             else "correct the database as said above, then `waha-db repair`",
             refusal=planned.refusal(),
         )
-    return _with(status, state=DRIFTED, summary=summary, details=details, drift=drift, next="waha-db repair")
+    return replace(status, state=DRIFTED, summary=summary, details=details, drift=drift, next="waha-db repair")
 
 
 # One statement, whatever the role: whether the tables exist (alembic_version is not read: revision 0011 closes
@@ -198,7 +198,3 @@ def require_upgraded(connection: sa.Connection) -> None:
     why = not_upgraded(has_servers, has_version_table)
     if why:
         raise NotUpgraded(why)
-
-
-def _with(status: Status, **changes) -> Status:
-    return replace(status, **changes)
