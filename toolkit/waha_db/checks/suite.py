@@ -16,7 +16,7 @@ schema, an oracle independent of the toolkit's own catalog code.
 
 from __future__ import annotations
 
-import uuid
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -24,113 +24,30 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from waha_db.checks import legacy, seed
-from waha_db.database import connect_engine, conninfo, database_message
+from waha_db.checks.security_rules import check_security_rules
+from waha_db.checks.suite_database import CheckFailed, Database, new_user, relation_exists
+from waha_db.database import conninfo, database_message
 from waha_db.lifecycle import catalog, migrate, revisions
 from waha_db.lifecycle.model import include_object, metadata
 
-
-class CheckFailed(Exception):
-    """A check found a difference; `details` says what, one line each."""
-
-    def __init__(self, summary: str, details: list[str] | None = None) -> None:
-        super().__init__(summary)
-        self.details = details or []
-
-
-def waha_tables(connection: sa.Connection) -> list[str]:
-    """The WAHA tables of public (every `waha_*` table but the legacy waha_config)."""
-    return list(
-        connection.exec_driver_sql(
-            "SELECT relname FROM pg_catalog.pg_class WHERE relnamespace = 'public'::pg_catalog.regnamespace "
-            "AND relkind IN ('r', 'p') AND relname LIKE 'waha\\_%%' AND relname <> 'waha_config' ORDER BY 1"
-        ).scalars()
-    )
-
-
-_USER_TABLES = """
-    SELECT pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(tablename) FROM pg_catalog.pg_tables
-    WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND tablename <> 'alembic_version' ORDER BY 1
-"""
-
-
-class Database:
-    """One database the checks run on.
-
-    `baseline` is its schema when first seen (before any check), `online_head` its
-    schema after the online upgrade to head; `owner` converts a legacy waha_config
-    it may hold. `schema()` and `differences()` say what a schema is and how two
-    compare; a subclass may render schemas another way (the tests use pg_dump).
-    """
-
-    def __init__(self, url: sa.URL, label: str = "", *, owner: uuid.UUID | None = None) -> None:
-        self.label = label
-        self.url = url
-        self.owner = owner
-        self.engine = connect_engine(url)
-        self.baseline = self.schema()
-        self.baseline_rows = self.rows()
-        self.online_head = None
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def schema(self):
-        """What the checks compare: the catalog snapshot."""
-        return self.catalog()
-
-    def catalog(self) -> dict:
-        """The catalog snapshot, without Alembic's bookkeeping table (which Alembic keeps, empty, at base)."""
-        with self.engine.connect() as connection:
-            snapshot = catalog.catalog_snapshot(connection)
-        return {
-            section: items
-            if isinstance(items, list)
-            else {name: value for name, value in items.items() if not name.startswith("public.alembic_version")}
-            for section, items in snapshot.items()
-        }
-
-    def differences(self, expected, actual, expected_label: str, actual_label: str) -> list[str]:
-        return catalog.diff_snapshots(expected, actual, expected_label=expected_label, actual_label=actual_label)
-
-    def rows(self) -> dict[str, list[str]]:
-        """Every row of every table outside PostgreSQL's schemas (alembic_version aside), as text, by table."""
-        with self.engine.connect() as connection:
-            tables = connection.exec_driver_sql(_USER_TABLES).scalars().all()
-            return {
-                table: sorted(connection.exec_driver_sql(f"SELECT to_jsonb(t)::text FROM {table} AS t").scalars())
-                for table in tables
-            }
-
-    def run_script(self, script: str) -> None:
-        """A SQL script as psql would run it with ON_ERROR_STOP (it holds its own BEGIN/COMMIT), after
-        `SET waha.config_owner` when the database has an owner for its legacy waha_config (as the README says)."""
-        with psycopg.connect(conninfo(self.url), autocommit=True) as connection:
-            if self.owner is not None:
-                connection.execute("SELECT pg_catalog.set_config('waha.config_owner', %s, false)", (str(self.owner),))
-            connection.execute(script)
-
-    def revision(self) -> str | None:
-        with self.engine.connect() as connection:
-            return revisions.current_revision(connection)
-
-    def upgrade(self, revision: str = "head") -> None:
-        migrate.upgrade(self.engine, revision, owner=self.owner)
-
-    def downgrade(self, revision: str) -> None:
-        migrate.downgrade(self.engine, revision)
-
-    def head(self) -> None:
-        """At head, with `online_head` recorded."""
-        if self.revision() != revisions.head():
-            self.upgrade()
-        if self.online_head is None:
-            self.online_head = self.schema()
-
-    def reset(self) -> None:
-        """Back to base: downgrade to base, then drop Alembic's own bookkeeping table."""
-        self.downgrade("base")
-        with self.engine.begin() as connection:
-            connection.exec_driver_sql("DROP TABLE IF EXISTS public.alembic_version")
+# The suite's parts, for those who run them one by one (verify, the tests).
+__all__ = [
+    "CHECKS",
+    "CheckFailed",
+    "Database",
+    "check_downgrade_to_base",
+    "check_legacy_conversion",
+    "check_metadata_matches",
+    "check_no_drift",
+    "check_offline_equals_online",
+    "check_one_head",
+    "check_revisions_up_down_up",
+    "check_schema_file",
+    "check_security_rules",
+    "check_seed_examples",
+    "check_upgrade_to_head",
+    "describe_metadata_difference",
+]
 
 
 # --- the checks -----------------------------------------------------------------------------
@@ -171,7 +88,7 @@ def check_metadata_matches(database: Database) -> None:
         )
 
 
-def describe_metadata_difference(difference) -> str:
+def describe_metadata_difference(difference: tuple[Any, ...] | list[tuple[Any, ...]]) -> str:
     """One of alembic's compare_metadata tuples in words: what the model has, what the database has."""
     if isinstance(difference, list):  # column-level changes come as a list of tuples
         return "; ".join(describe_metadata_difference(item) for item in difference)
@@ -202,115 +119,6 @@ def check_no_drift(database: Database) -> None:
         )
 
 
-# splinter's rule, word for word in its comparison: int2vector's text form gives a
-# 1-based array (a plain ::int2[] cast would start at 0).
-UNINDEXED_FOREIGN_KEYS = """
-    SELECT k.conrelid::pg_catalog.regclass::text || '.' || k.conname FROM pg_catalog.pg_constraint k
-    WHERE k.contype = 'f' AND k.conrelid = ANY (%(qualified)s::pg_catalog.regclass[])
-      AND NOT EXISTS (
-          SELECT FROM pg_catalog.pg_index i
-          WHERE i.indrelid = k.conrelid AND i.indisvalid
-            AND k.conkey = (pg_catalog.string_to_array(i.indkey::text, ' ')::int2[])[1:pg_catalog.array_length(k.conkey, 1)]
-      )
-    ORDER BY 1
-"""
-
-SECURITY_QUERIES = {
-    "row security is off": """
-        SELECT c.relname FROM pg_catalog.pg_class c
-        WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relname = ANY (%(tables)s::text[]) AND NOT c.relrowsecurity
-    """,
-    "function without a fixed search_path": """
-        SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.proname ~ 'waha'
-          AND NOT EXISTS (SELECT FROM pg_catalog.unnest(p.proconfig) AS setting WHERE setting LIKE 'search\\_path=%%')
-    """,
-    "anon or PUBLIC may use": """
-        SELECT grantee || ' has ' || privilege_type || ' on ' || table_name
-        FROM information_schema.role_table_grants
-        WHERE table_schema = 'public' AND table_name = ANY (%(tables)s::text[]) AND grantee IN ('anon', 'PUBLIC')
-        UNION ALL
-        SELECT grantee || ' may EXECUTE ' || routine_name
-        FROM information_schema.role_routine_grants
-        WHERE routine_schema = 'public' AND routine_name ~ 'waha' AND grantee IN ('anon', 'PUBLIC')
-    """,
-    "authenticated may TRUNCATE (it ignores row security)": """
-        SELECT table_name FROM information_schema.role_table_grants
-        WHERE table_schema = 'public' AND table_name = ANY (%(tables)s::text[]) AND grantee = 'authenticated' AND privilege_type = 'TRUNCATE'
-    """,
-    # Supabase's linter (splinter 0001_unindexed_foreign_keys): a valid index whose
-    # leading columns are the key's columns in the key's order; the same columns in
-    # another order do not count.
-    "foreign key without an index led by its columns in its order": UNINDEXED_FOREIGN_KEYS,
-    "command without a policy for authenticated": """
-        SELECT t || ': ' || cmd FROM pg_catalog.unnest(%(tables)s::text[]) AS t
-        CROSS JOIN pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS cmd
-        WHERE NOT EXISTS (
-            SELECT FROM pg_catalog.pg_policies p
-            WHERE p.schemaname = 'public' AND p.tablename = t AND p.cmd IN (cmd, 'ALL') AND 'authenticated' = ANY (p.roles)
-        )
-    """,
-    # Each side on its own: a wrapped USING must not hide a bare WITH CHECK.
-    "policy that evaluates the caller per row, not once per query (write it as (select ...))": """
-        SELECT p.tablename || '.' || p.policyname || ' ' || side.clause FROM pg_catalog.pg_policies AS p
-        CROSS JOIN LATERAL (VALUES ('USING', p.qual), ('WITH CHECK', p.with_check)) AS side(clause, expression)
-        WHERE p.schemaname = 'public' AND p.tablename = ANY (%(tables)s::text[])
-          AND side.expression IS NOT NULL AND side.expression !~* '\\(\\s*select\\s'
-        ORDER BY 1
-    """,
-    # Alembic's bookkeeping is no API table (revision 0011): a role of the app that may read or write
-    # it could move the recorded revision, and make an upgrade fail or an exported file skip itself.
-    "alembic_version open to the app's roles (no grant to PUBLIC, anon, authenticated, service_role; row security on)": """
-        SELECT CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END
-               || ' has ' || acl.privilege_type
-        FROM pg_catalog.pg_class AS c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS acl
-        WHERE c.oid = pg_catalog.to_regclass('public.alembic_version')
-          AND (acl.grantee = 0 OR pg_catalog.pg_get_userbyid(acl.grantee) IN ('anon', 'authenticated', 'service_role'))
-        UNION ALL
-        SELECT 'row security is off' FROM pg_catalog.pg_class AS c
-        WHERE c.oid = pg_catalog.to_regclass('public.alembic_version') AND NOT c.relrowsecurity
-    """,
-    # splinter 0006_multiple_permissive_policies: permissive policies OR together, and
-    # each one is evaluated for every row, so a role gets one per command.
-    "more than one permissive policy for a role and command": """
-        SELECT c.relname || ': ' || r.rolname || ' ' || action.cmd || ' ('
-               || pg_catalog.string_agg(p.polname::text, ', ' ORDER BY p.polname) || ')'
-        FROM pg_catalog.pg_policy AS p
-        JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid
-        JOIN pg_catalog.pg_roles AS r ON p.polroles @> ARRAY[r.oid] OR p.polroles = ARRAY[0::oid]
-        CROSS JOIN LATERAL pg_catalog.unnest(CASE p.polcmd
-            WHEN 'r' THEN ARRAY['SELECT'] WHEN 'a' THEN ARRAY['INSERT'] WHEN 'w' THEN ARRAY['UPDATE']
-            WHEN 'd' THEN ARRAY['DELETE'] ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END) AS action(cmd)
-        WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relname = ANY (%(tables)s::text[])
-          AND p.polpermissive
-          AND r.rolname NOT LIKE 'pg\\_%%' AND r.rolname NOT LIKE 'supabase%%admin' AND NOT r.rolbypassrls
-        GROUP BY c.relname, r.rolname, action.cmd
-        HAVING pg_catalog.count(*) > 1
-        ORDER BY 1
-    """,
-}
-
-
-def check_security_rules(database: Database) -> list[str]:
-    """Row security on, fixed search_path, nothing for anon and PUBLIC, no TRUNCATE for authenticated,
-    a policy per command in the (select ...) form, every foreign key indexed (Supabase's linter's rules),
-    and alembic_version out of the app's reach."""
-    database.head()
-    problems = []
-    with database.engine.connect() as connection:
-        tables = waha_tables(connection)
-        parameters = {"tables": tables, "qualified": [f"public.{table}" for table in tables]}
-        for rule, query in SECURITY_QUERIES.items():
-            for (found,) in connection.exec_driver_sql(query, parameters):
-                problems.append(f"{rule}: {found}")
-        anon = connection.exec_driver_sql(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'anon')"
-        ).scalar()
-    if problems:
-        raise CheckFailed(f"{len(problems)} security rules broken", problems)
-    return [] if anon else ["role anon does not exist here (plain PostgreSQL): nothing to revoke from it"]
-
-
 def check_seed_examples(database: Database) -> None:
     """The seed's own statements, and the selection rules of get_available_waha_server, in one rolled-back transaction."""
     database.head()
@@ -321,14 +129,6 @@ def check_seed_examples(database: Database) -> None:
             connection.rollback()
     if problems:
         raise CheckFailed(f"{len(problems)} of the seed's examples or selection rules fail", problems)
-
-
-def new_user(connection: psycopg.Connection) -> uuid.UUID:
-    """A new user id; where auth.users exists (Supabase), also a row of it."""
-    user_id = uuid.uuid4()
-    if connection.execute("SELECT pg_catalog.to_regclass('auth.users') IS NOT NULL").fetchone()[0]:
-        connection.execute("INSERT INTO auth.users (id) VALUES (%s)", (user_id,))
-    return user_id
 
 
 def check_revisions_up_down_up(database: Database) -> int:
@@ -438,7 +238,7 @@ def check_legacy_conversion(database: Database) -> None:
     comes back unchanged below the conversion. Leaves the database at base, without a waha_config."""
     database.reset()
     with psycopg.connect(conninfo(database.url), autocommit=True) as db:
-        if db.execute("SELECT pg_catalog.to_regclass('public.waha_config')").fetchone()[0] is not None:
+        if relation_exists(db, "public.waha_config"):
             raise CheckFailed("this database already holds a public.waha_config: the check needs one without it")
         db.execute(legacy.LEGACY_V1_TABLE + legacy.LEGACY_V1_ROW_WITH_NULLS)
         before = db.execute("SELECT * FROM public.waha_config ORDER BY id").fetchall()
@@ -468,9 +268,9 @@ def check_legacy_conversion(database: Database) -> None:
             ]
             if converted != wanted:
                 problems.append(f"converted rows: expected {wanted!r}, got {converted!r}")
-            if db.execute("SELECT pg_catalog.to_regclass('public.waha_config')").fetchone()[0] is not None:
+            if relation_exists(db, "public.waha_config"):
                 problems.append("public.waha_config still exists at head")
-        migrate.downgrade(database.engine, revisions.previous(migrate.conversion_revision()))
+        migrate.downgrade(database.engine, revisions.previous(migrate.conversion_revision()) or "base")
         with psycopg.connect(conninfo(database.url), autocommit=True) as db:
             after = db.execute("SELECT * FROM public.waha_config ORDER BY id").fetchall()
         if after != before:
@@ -479,7 +279,7 @@ def check_legacy_conversion(database: Database) -> None:
         database.reset()
         with psycopg.connect(conninfo(database.url), autocommit=True) as db:
             db.execute("DROP TABLE IF EXISTS public.waha_config")
-            if db.execute("SELECT pg_catalog.to_regclass('auth.users') IS NOT NULL").fetchone()[0]:
+            if relation_exists(db, "auth.users"):
                 db.execute("DELETE FROM auth.users WHERE id = %s", (owner,))
     if problems:
         raise CheckFailed("the legacy waha_config did not convert (or come back) as the seed says", problems)

@@ -24,7 +24,7 @@ import psycopg
 import sqlalchemy as sa
 
 from waha_db.checks import suite
-from waha_db.checks.suite import CheckFailed
+from waha_db.checks.suite_database import CheckFailed
 from waha_db.checks.supabase import install_auth_stub
 from waha_db.database import (
     connect_engine,
@@ -75,7 +75,7 @@ class Report:
             f"{failed} failed in {self.seconds:.1f}s"
         )
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, object]:
         return {
             "target": self.target,
             "passed": self.passed,
@@ -150,7 +150,9 @@ def describe_error(error: BaseException) -> str:
     return f"{kind}{f' {sqlstate}' if sqlstate else ''}: {database_message(error)}"
 
 
-def _run(name: str, results: list[CheckResult], progress: Progress | None, check: Callable, *args) -> None:
+def _run(
+    name: str, results: list[CheckResult], progress: Progress | None, check: Callable[..., object], *args: object
+) -> None:
     started = time.perf_counter()
     try:
         note = check(*args)
