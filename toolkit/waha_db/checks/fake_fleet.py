@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -61,15 +62,15 @@ def worker_id(port: int) -> str:
     return f"bench-worker-{port}"
 
 
-def version_answer(port: int) -> dict:
+def version_answer(port: int) -> dict[str, object]:
     return VERSION | {"worker": {"id": worker_id(port)}}
 
 
-def status_answer(port: int) -> dict:
+def status_answer(port: int) -> dict[str, object]:
     return {"startTimestamp": STARTED_MS, "uptime": 1000, "worker": {"id": worker_id(port)}}
 
 
-def sessions_answer(port: int, now_ms: float | None = None) -> list[dict]:
+def sessions_answer(port: int, now_ms: float | None = None) -> list[dict[str, object]]:
     """The sessions of the fake on `port`, each active at `now_ms` (now by default)."""
     statuses = ("WORKING", "SCAN_QR_CODE", "STOPPED")
     activity = time.time() * 1000 if now_ms is None else now_ms
@@ -98,12 +99,13 @@ def _response(status: int, document: object) -> bytes:
 
 # asyncio keeps only weak references to the tasks of its connections: a task waiting on
 # nothing else referenced would be collected, and its connection closed, so hold them here.
-_CONNECTIONS: set[asyncio.Task] = set()
+_CONNECTIONS: set[asyncio.Task[object]] = set()
 _NEVER: list[asyncio.Event] = []
 
 
 async def _serve(kind: str, port_of: list[int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     task = asyncio.current_task()
+    assert task is not None  # asyncio's server runs each connection's handler as a task
     _CONNECTIONS.add(task)
     port = port_of[0]
     try:
@@ -135,7 +137,8 @@ def _refused_port() -> int:
     """A port where nothing listens: bound, then released."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 async def serve_fleet(kinds: list[str], lifetime: float) -> None:
@@ -148,7 +151,7 @@ async def serve_fleet(kinds: list[str], lifetime: float) -> None:
             continue
         port_of = [0]
         server = await asyncio.start_server(
-            lambda reader, writer, kind=kind, port_of=port_of: _serve(kind, port_of, reader, writer),
+            functools.partial(_serve, kind, port_of),
             "127.0.0.1",
             0,
             backlog=64,

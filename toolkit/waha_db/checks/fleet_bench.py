@@ -30,10 +30,13 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 
 from waha_db.checks.fake_fleet import kinds_for
 from waha_db.checks.pgtemp import ThrowawayPostgres
@@ -86,7 +89,7 @@ class FleetBenchError(UserError):
 
 def single_budget(timeout: float, retry_attempts: int, backoff: float = BACKOFF_SECONDS) -> float:
     """The longest one server can take: every attempt times out, with the back-off between attempts."""
-    pauses = sum(min(backoff * 2**attempt, MAX_BACKOFF_SECONDS) for attempt in range(retry_attempts))
+    pauses: float = sum(min(backoff * 2**attempt, MAX_BACKOFF_SECONDS) for attempt in range(retry_attempts))
     return timeout * (retry_attempts + 1) + pauses
 
 
@@ -110,10 +113,10 @@ class CommandFigures:
 class FleetBenchResult:
     toolkit: str
     postgres: str
-    servers: dict = field(default_factory=dict)  # size -> {kind: count}
+    servers: dict[str, dict[str, int]] = field(default_factory=dict)  # size -> {kind: count}
     figures: list[CommandFigures] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "toolkit": self.toolkit,
             "postgres": self.postgres,
@@ -122,7 +125,7 @@ class FleetBenchResult:
         }
 
 
-def _fill(url, ports: list[dict], timeout: int, retry_attempts: int) -> None:
+def _fill(url: sa.URL, ports: list[dict[str, Any]], timeout: int, retry_attempts: int) -> None:
     """Ten servers per user, one per fake port, in one statement."""
     users = [uuid.uuid4() for _ in range(max(1, (len(ports) + SERVERS_PER_USER - 1) // SERVERS_PER_USER))]
     rows = [
@@ -144,7 +147,7 @@ def _fill(url, ports: list[dict], timeout: int, retry_attempts: int) -> None:
         )
 
 
-def _run_command(url, arguments: list[str], toolkit: Path | None, limit: float) -> dict:
+def _run_command(url: sa.URL, arguments: list[str], toolkit: Path | None, limit: float) -> dict[str, Any]:
     environment = dict(os.environ)
     environment.pop("DATABASE_URL", None)
     if toolkit is not None:
@@ -166,7 +169,8 @@ def _run_command(url, arguments: list[str], toolkit: Path | None, limit: float) 
             return {"seconds": None, "statements": None, "peak_kib": None, "status": f"killed after {limit:g} s"}
         if not report.exists():
             return {"seconds": None, "statements": None, "peak_kib": None, "status": "the command died"}
-        return json.loads(report.read_text())
+        figures: dict[str, Any] = json.loads(report.read_text())
+        return figures
 
 
 def run_fleet_benchmark(
@@ -179,7 +183,7 @@ def run_fleet_benchmark(
     toolkit: Path | None = None,
     concurrency: int | None = None,
     limit: float = COMMAND_LIMIT_SECONDS,
-    progress=lambda message: None,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> FleetBenchResult:
     """Measure `monitor --once` and `sessions reconcile --live` at each fleet size, on a throwaway PostgreSQL."""
     if toolkit is not None and not (toolkit / "waha_db" / "cli.py").is_file():
@@ -189,7 +193,9 @@ def run_fleet_benchmark(
     ideal = single_budget(timeout, retry_attempts)
     progress("starting a throwaway PostgreSQL")
     with ThrowawayPostgres() as server:
-        result = FleetBenchResult(toolkit=str(toolkit or Path(__file__).resolve().parents[2]), postgres=server.version)
+        result = FleetBenchResult(
+            toolkit=str(toolkit or Path(__file__).resolve().parents[2]), postgres=server.version or ""
+        )
         for size in sizes:
             url = server.url(server.create_database(f"waha_fleet_{size}"))
             engine = create_engine(url)
@@ -207,8 +213,10 @@ def run_fleet_benchmark(
                 stdout=subprocess.PIPE,
                 text=True,
             )
+            announcements, lifeline = fleet.stdout, fleet.stdin
+            assert announcements is not None and lifeline is not None  # both are pipes
             try:
-                announced = fleet.stdout.readline()
+                announced = announcements.readline()
                 if not announced:
                     raise FleetBenchError(f"the {size} fake WAHA servers did not start (see the message above)")
                 ports = json.loads(announced)["servers"]
@@ -231,13 +239,13 @@ def run_fleet_benchmark(
                         )
                     )
             finally:
-                fleet.stdin.close()
+                lifeline.close()
                 try:
                     fleet.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     fleet.kill()
                     fleet.wait()
-                fleet.stdout.close()
+                announcements.close()
     return result
 
 
