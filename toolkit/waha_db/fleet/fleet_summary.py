@@ -14,8 +14,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
+from waha_db.fleet.health import recorded_health
 from waha_db.fleet.identity import TIERS_MERGED, WahaIdentity, capacity_warning
-from waha_db.fleet.servers import Server
+from waha_db.fleet.servers import Listing, Server
 
 SUMMARY_ABOVE = 20
 FAILING_NAMED = 10
@@ -71,6 +74,13 @@ def summarize(
             f"{server.nome} ({health[server.id].last_error or 'failing'})" for server in failing[:FAILING_NAMED]
         ),
     )
+
+
+def read_summary(connection: sa.Connection, listing: Listing) -> FleetSummary:
+    """The summary of a user's listing: the servers' recorded health, and cooldowns as of the database's now."""
+    now = connection.execute(sa.text("SELECT pg_catalog.now()")).scalar_one()
+    recorded = recorded_health(connection, [server.id for server in listing.servers])
+    return summarize(listing.servers, recorded, listing.identities, now)
 
 
 def render_summary(user_id: uuid.UUID, summary: FleetSummary) -> str:
