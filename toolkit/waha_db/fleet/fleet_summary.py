@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from waha_db.fleet.health import Health
 from waha_db.fleet.identity import TIERS_MERGED, WahaIdentity, capacity_warning
 from waha_db.fleet.servers import Server
 
@@ -43,17 +44,13 @@ class FleetSummary:
 
 def summarize(
     servers: Sequence[Server],
-    health: Mapping[uuid.UUID, object],
+    health: Mapping[uuid.UUID, Health],
     identities: Mapping[uuid.UUID, WahaIdentity],
     now: dt.datetime,
 ) -> FleetSummary:
-    """Counts by state of a user's servers (`health`: waha_db.fleet.health.Health by server id)."""
+    """Counts by state of a user's servers (`health`: their recorded health by server id)."""
     failing = [server for server in servers if server.id in health and health[server.id].failing]
-    cooling = [
-        server
-        for server in failing
-        if health[server.id].cooldown_until is not None and health[server.id].cooldown_until > now
-    ]
+    cooling = [server for server in failing if _cools_down(health[server.id], now)]
     active = [server for server in servers if server.ativo]
     return FleetSummary(
         servers=len(servers),
@@ -71,6 +68,10 @@ def summarize(
             f"{server.nome} ({health[server.id].last_error or 'failing'})" for server in failing[:FAILING_NAMED]
         ),
     )
+
+
+def _cools_down(health: Health, now: dt.datetime) -> bool:
+    return health.cooldown_until is not None and health.cooldown_until > now
 
 
 def render_summary(user_id: uuid.UUID, summary: FleetSummary) -> str:
