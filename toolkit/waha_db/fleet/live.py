@@ -57,6 +57,7 @@ import sqlalchemy as sa
 from waha_db.database import constraint_name
 from waha_db.errors import UserError
 from waha_db.fleet.allocation import OCCUPYING
+from waha_db.fleet.asking import DEFAULT_BACKOFF_SECONDS, Answer, Tally, Target, ask, ask_round, unanswered
 from waha_db.fleet.checkup import ask_worker
 from waha_db.fleet.health import HealthError, RoundOptions, load_servers, target
 from waha_db.fleet.live_compare import (
@@ -70,16 +71,7 @@ from waha_db.fleet.live_compare import (
     compare,
     read_sessions,
 )
-from waha_db.fleet.probe import (
-    DEFAULT_BACKOFF_SECONDS,
-    Answer,
-    Tally,
-    Target,
-    ask,
-    ask_round,
-    display_api_url,
-    unanswered,
-)
+from waha_db.fleet.probe import display_api_url
 from waha_db.fleet.rounds import fair_order
 from waha_db.fleet.servers import SERVER_COLUMNS, Server, server_from_row
 from waha_db.fleet.tenancy import shared_reason, shared_registrations
