@@ -75,11 +75,6 @@ WORKING = "WORKING"
 DEFAULT_SILENT_AFTER = dt.timedelta(minutes=30)
 
 
-# --------------------------------------------------------------------------
-# The database's side, and the comparison
-# --------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class SessionRow:
     """A row of public.waha_sessions, as far as the comparison needs it."""
