@@ -47,7 +47,7 @@ def waha_db():
 @pytest.fixture
 def terminal(monkeypatch):
     """Pretend a person sits at a terminal, so confirmations are asked (answers come from `input=`)."""
-    monkeypatch.setattr(cli, "_can_ask", lambda: True)
+    monkeypatch.setattr(cli.edge, "can_ask", lambda: True)
 
 
 def sql(url: sa.URL, statement: str, parameters=None) -> list[tuple]:

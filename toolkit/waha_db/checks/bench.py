@@ -172,7 +172,7 @@ def machine() -> dict[str, object]:
 
 
 def run_benchmark(
-    database_url: str | None = None,
+    database_url: str | sa.URL | None = None,
     *,
     table_servers: tuple[int, ...] = TABLE_SERVERS,
     user_servers: tuple[int, ...] = USER_SERVERS,
