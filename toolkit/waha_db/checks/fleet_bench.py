@@ -50,7 +50,7 @@ REFUSE_SHARE = 0.05
 SERVERS_PER_USER = 10
 TIMEOUT_SECONDS = 2
 RETRY_ATTEMPTS = 2
-# The back-off of waha_db.fleet.probe: 0.5 s doubling, capped at 5 s.
+# The back-off of waha_db.fleet.asking: 0.5 s doubling, capped at 5 s.
 BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
 COMMAND_LIMIT_SECONDS = 900.0

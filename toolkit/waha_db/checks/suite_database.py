@@ -90,7 +90,7 @@ class Database:
 
     def run_script(self, script: str) -> None:
         """A SQL script as psql would run it with ON_ERROR_STOP (it holds its own BEGIN/COMMIT), after
-        `SET waha.config_owner` when the database has an owner for its legacy waha_config (as the README says)."""
+        `SET waha.config_owner` when the database has an owner for its legacy waha_config (as docs/UPGRADING.md says)."""
         with psycopg.connect(conninfo(self.url), autocommit=True) as connection:
             if self.owner is not None:
                 connection.execute("SELECT pg_catalog.set_config('waha.config_owner', %s, false)", (str(self.owner),))

@@ -137,6 +137,23 @@ def current_revision(connection: sa.Connection) -> str | None:
 
     Reads only: safe on a production database.
     """
-    if connection.exec_driver_sql("SELECT pg_catalog.to_regclass('public.alembic_version')").scalar() is None:
+    readable = connection.exec_driver_sql(
+        "SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT'), pg_catalog.pg_get_userbyid(c.relowner), current_user "
+        "FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('public.alembic_version')"
+    ).one_or_none()
+    if readable is None:
         return None
+    may_read, owner, role = readable
+    if not may_read:
+        raise UserError(unreadable_version_table(role, owner))
     return connection.exec_driver_sql("SELECT version_num FROM public.alembic_version").scalar()
+
+
+def unreadable_version_table(role: str, owner: str) -> str:
+    """Why a role that may not read alembic_version cannot be told where the database stands, and what to do. Pure."""
+    return (
+        f"the role {role} may not read public.alembic_version, where the revision of the WAHA schema is recorded: "
+        f"since revision 0011 only its owner ({owner}) and superusers may, so that the app's API roles cannot "
+        f"change it. Run waha-db as {owner} (the role that upgraded this database), e.g. "
+        f"--database-url postgresql://{owner}@HOST:PORT/DBNAME. Nothing was read or changed."
+    )
