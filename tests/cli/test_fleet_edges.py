@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from tests.cli.conftest import sql
 from tests.cli.test_health import USER, add_server, run
 from tests.fleet.fake_waha import free_port
+from tests.support.databases import run_sql
+from tests.support.factories import add_user
 from waha_db.lifecycle.status import not_upgraded
 
 NOT_UPGRADED = [
@@ -36,19 +37,19 @@ def test_a_fleet_command_on_a_database_not_upgraded_says_to_upgrade(fresh_databa
 
 def test_a_fleet_command_on_tables_made_by_hand_says_to_adopt(fresh_database):
     url = fresh_database("empty")
-    sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
+    run_sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
     result = run(url, "servers", "list", "--user", USER)
     assert result.exit_code == 1
     assert "V2.1 tables were made by hand and are not managed yet: run `waha-db adopt` first" in result.output
 
 
-def test_a_role_that_may_not_read_alembic_version_still_runs_the_fleet_commands(fresh_database, user_of):
+def test_a_role_that_may_not_read_alembic_version_still_runs_the_fleet_commands(fresh_database):
     url = fresh_database("supabase_head")
-    sql(url, "DO $$ BEGIN CREATE ROLE waha_admin LOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
-    sql(url, "GRANT service_role TO waha_admin")
+    run_sql(url, "DO $$ BEGIN CREATE ROLE waha_admin LOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
+    run_sql(url, "GRANT service_role TO waha_admin")
     admin = url.set(username="waha_admin")
-    assert sql(admin, "SELECT has_table_privilege('public.alembic_version', 'SELECT')") == [(False,)]
-    result = run(admin, "servers", "list", "--user", str(user_of(url)))
+    assert run_sql(admin, "SELECT has_table_privilege('public.alembic_version', 'SELECT')") == [(False,)]
+    result = run(admin, "servers", "list", "--user", str(add_user(url)))
     assert result.exit_code == 0, result.output
 
 
@@ -76,12 +77,12 @@ def test_a_number_beyond_the_databases_integers_is_a_worded_usage_error(url, opt
         f"Invalid value for '{option}': 99999999999 is out of range: waha_servers stores a whole number up to 2147483647"
         in result.output
     )
-    assert sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
 
 
 def test_servers_list_json_writes_every_timestamp_in_iso_8601(url):
     add_server(url, "Principal", "https://waha1.example.test")
-    sql(url, "SELECT public.report_waha_server_version(id, '2024.10.8', 'WEBJS', 'PLUS') FROM public.waha_servers")
+    run_sql(url, "SELECT public.report_waha_server_version(id, '2024.10.8', 'WEBJS', 'PLUS') FROM public.waha_servers")
     result = run(url, "servers", "list", "--user", USER, "--json")
     assert result.exit_code == 0, result.output
     (server,) = json.loads(result.output)

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.cli.conftest import sql
 from tests.cli.test_health import USER, add_server, run
 from tests.fleet.fake_waha import free_port
+from tests.support.databases import run_sql
 from waha_db.cli import main
 from waha_db.database import conninfo
 
@@ -66,7 +66,7 @@ def test_reconcile_reports_then_applies_only_what_the_rule_allows(fresh_database
 
 
 def add_old_row(url, server, name, status):
-    sql(
+    run_sql(
         url,
         "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status, updated_at)"
         " VALUES (%s, %s, %s, %s, now() - interval '1 hour')",
@@ -81,14 +81,16 @@ def drifted(url, fake_waha):
     waha.run_session("loja-01")
     waha.run_session("painel-01", "SCAN_QR_CODE")
     server = add_server(url, "Principal", waha.url, api_key="key1", prioridade=10)
-    sql(url, "UPDATE public.waha_servers SET sessions_ativas = 5 WHERE id = %s", (server,))
+    run_sql(url, "UPDATE public.waha_servers SET sessions_ativas = 5 WHERE id = %s", (server,))
     add_old_row(url, server, "loja-01", "WORKING")
     add_old_row(url, server, "loja-03", "WORKING")
     return server
 
 
 def statuses(url, server):
-    return dict(sql(url, "SELECT session_name, status FROM public.waha_sessions WHERE waha_server_id = %s", (server,)))
+    return dict(
+        run_sql(url, "SELECT session_name, status FROM public.waha_sessions WHERE waha_server_id = %s", (server,))
+    )
 
 
 def test_the_report_lists_each_difference_with_what_apply_would_do_and_changes_nothing(url, drifted):
@@ -122,7 +124,7 @@ def test_apply_without_a_terminal_is_refused_unless_yes(url, drifted):
     assert "done: mark it STOPPED (the row stays, as history)" in applied.output
     assert applied.output.splitlines()[-1].endswith("; applied to 1 server(s), one transaction each (0 skipped)")
     assert statuses(url, drifted) == {"loja-01": "WORKING", "loja-03": "STOPPED", "painel-01": "SCAN_QR_CODE"}
-    assert sql(url, "SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (drifted,)) == [(2,)]
+    assert run_sql(url, "SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (drifted,)) == [(2,)]
     assert run(url, "sessions", "reconcile", "--live").output.splitlines()[2] == "  in line with WAHA"
 
 
