@@ -38,8 +38,9 @@ def add_server(url, name, api_url, *, prioridade=0, api_key=None, max_sessions=5
 
 
 def test_servers_test_shows_reachable_latency_and_version(url, fake_waha):
-    # A WAHA Core server (the fake's tier) set up as it should be: a single session.
-    server_id = add_server(url, "Principal", fake_waha("needs_key", api_key="key1").url, api_key="key1", max_sessions=1)
+    # A WAHA Core 2024 server set up as it should be: a single session. It refuses /health (422).
+    waha = fake_waha("needs_key", api_key="key1", version="2024.10.1", engine="WEBJS")
+    server_id = add_server(url, "Principal", waha.url, api_key="key1", max_sessions=1)
 
     result = run(url, "servers", "test", str(server_id))
 
@@ -186,7 +187,7 @@ def test_servers_list_shows_what_servers_test_learnt(url, fake_waha):
 
 
 def test_a_core_server_with_room_for_many_sessions_is_flagged_until_fixed(url, fake_waha):
-    core = add_server(url, "Core", fake_waha(tier="CORE").url, max_sessions=50)
+    core = add_server(url, "Core", fake_waha(version="2024.10.1", engine="WEBJS", tier="CORE").url, max_sessions=50)
 
     tested = run(url, "servers", "test", str(core))
     listed = run(url, "servers", "list", "--user", USER)
@@ -205,7 +206,7 @@ def test_a_core_server_with_room_for_many_sessions_is_flagged_until_fixed(url, f
 
 
 def test_a_failed_probe_keeps_the_last_known_answer(url, fake_waha):
-    waha = fake_waha(version="2025.1.2", tier="PLUS")
+    waha = fake_waha(version="2025.1.2", engine="WEBJS", tier="PLUS")
     server = add_server(url, "Principal", waha.url)
     run(url, "servers", "test", str(server))
 
@@ -213,3 +214,58 @@ def test_a_failed_probe_keeps_the_last_known_answer(url, fake_waha):
     assert run(url, "servers", "test", str(server)).exit_code == 1
 
     assert "WAHA 2025.1.2 (WEBJS, PLUS)" in run(url, "servers", "list", "--user", USER).output
+
+
+# --- WAHA by version: the Core image runs many sessions since 2026.6.1; /health; workers ----------------
+
+
+def test_a_2026_core_server_runs_many_sessions_and_is_not_told_otherwise(url, fake_waha):
+    core = add_server(url, "Core 2026", fake_waha(version="2026.9.1", tier="CORE").url, max_sessions=50)
+
+    result = run(url, "servers", "test", str(core))
+
+    assert result.exit_code == 0, result.output
+    probed, recorded = result.output.splitlines()
+    assert probed.endswith("ms, WAHA 2026.9.1 (GOWS, CORE), health ok")
+    assert recorded == "  recorded: healthy"
+
+
+def test_a_2025_core_server_is_told_it_runs_one_session(url, fake_waha):
+    core = add_server(url, "Core 2025", fake_waha(version="2025.11.3", tier="CORE").url, max_sessions=50)
+
+    result = run(url, "servers", "test", str(core))
+
+    assert result.exit_code == 0, result.output
+    probed, recorded, warning = result.output.splitlines()
+    assert probed.endswith("ms, WAHA 2025.11.3 (GOWS, CORE)")  # it refuses /health (422): the version decides
+    assert recorded == "  recorded: healthy"
+    assert warning.startswith(f"  warning: Core 2025 ({core}) is WAHA CORE, which runs a single session")
+    assert fix_for(core) in warning and "WAHA 2025.11.3 Core also refuses, with HTTP 422" in warning
+
+
+def test_servers_test_says_a_server_shutting_down_is_drained_not_failed(url, fake_waha):
+    leaving = add_server(url, "Leaving", fake_waha(health="shutting_down").url)
+
+    result = run(url, "servers", "test", str(leaving))
+
+    assert result.exit_code == 0, result.output
+    probed, recorded = result.output.splitlines()
+    assert probed.endswith(
+        "ms, WAHA 2026.9.1 (GOWS, CORE); drained: WAHA is shutting down (GET /health answered 503 shutting_down); "
+        "no new sessions until it answers ok"
+    )
+    assert recorded.startswith("  recorded: drained: no new sessions while WAHA shuts down")
+
+
+def test_servers_test_flags_two_servers_of_a_user_that_report_one_worker(url, fake_waha):
+    add_server(url, "First", fake_waha(worker="worker-a").url)
+    add_server(url, "Second", fake_waha(worker="worker-a").url)
+
+    result = run(url, "servers", "test", "--user", USER)
+    listed = run(url, "servers", "list", "--user", USER)
+
+    assert result.exit_code == 0, result.output
+    warning = result.output.splitlines()[-1]
+    assert warning.startswith("warning: First (") and "report the same WAHA worker 'worker-a'" in warning
+    assert listed.output.splitlines()[-1] == warning
+    assert "│    WAHA 2026.9.1 (GOWS, CORE), worker worker-a" in listed.output

@@ -157,7 +157,7 @@ def test_scope_options_without_live_are_a_usage_error(url):
     result = run(url, "sessions", "reconcile", "--user", USER)
 
     assert result.exit_code == 2
-    assert "--user and --grace go with --live" in result.output
+    assert "--user, --grace and --silent-after go with --live" in result.output
 
 
 def test_a_named_server_of_another_user_is_refused(url, drifted):

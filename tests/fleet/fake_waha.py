@@ -1,12 +1,18 @@
 """A WAHA look-alike on 127.0.0.1 whose behaviour a test switches at will.
 
-It answers the two endpoints the toolkit asks, in the shapes of WAHA's published
-API (its DTOs WAHAEnvironment and SessionInfo):
-- ``GET /api/server/version``: ``{"version", "engine", "tier", "browser"}``;
-- ``GET /api/sessions?all=true``: a list of ``{"name", "status", "config", "me",
-  "assignedWorker", "engine"}``, ``me`` being ``{"id": "11111111111@c.us",
-  "pushName": ...}`` or null; without ``all=true``, STOPPED sessions are left
-  out, as WAHA does. Anything else is WAHA's (NestJS's) 404.
+It answers the endpoints the toolkit asks exactly as tests/fleet/waha_shapes.py says a
+server of its version does (its generation's shapes: the recorded 2024.10.8 ones, 2025's,
+or 2026's, which validate against waha-py's models; tests/fleet/test_fake_waha.py checks):
+- ``GET /api/server/version``: ``{"version", "engine", "tier", "browser", ...}``;
+- ``GET /api/server/status``: ``{"startTimestamp", "uptime", "worker": {"id"}}``;
+- ``GET /health``: 200 ``ok``, or 503 ``error`` / ``shutting_down`` (``health``); 422
+  with the recorded body on WAHA Core before 2026.6.1;
+- ``GET /api/sessions?all=true``: the sessions run with ``run_session``; without
+  ``all=true``, STOPPED sessions are left out, as WAHA does.
+Anything else, and the endpoints named in ``absent``, is WAHA's (NestJS's) 404.
+``endpoint_modes`` gives one endpoint a mode of its own (``{"/health": "hang"}``).
+
+The default is a WAHA 2026.9.1 Core server (GOWS), no worker id, healthy.
 
 Modes:
 - ``healthy``: 200 with those answers;
@@ -45,9 +51,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-WAHA_VERSION = {"version": "2024.10.1", "engine": "WEBJS", "tier": "CORE"}
+from tests.fleet.waha_shapes import SERVER_VERSION_2026, Answers
+
+WAHA_VERSION = {key: SERVER_VERSION_2026[key] for key in ("version", "engine", "tier")}
 MODES = ("healthy", "needs_key", "slow", "hang", "error_500", "close", "not_json", "no_version", "redirect", "garbled")
-SESSION_STATUSES = ("STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "FAILED")
+ENDPOINTS = ("/api/server/version", "/api/server/status", "/api/sessions", "/health")
 # What an internal server might answer: no reason the user can read may quote it.
 SERVER_TEXT = "secret-admin.internal.example"
 REDIRECT_TARGET = f"http://{SERVER_TEXT}:8443/api/server/version"
@@ -85,7 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
         try:
-            self._answer(fake, "healthy" if recovered else fake.mode)
+            endpoint = next((e for e in ENDPOINTS if urlsplit(self.path).path.rstrip("/").endswith(e)), None)
+            mode = "healthy" if recovered else fake.endpoint_modes.get(endpoint, fake.mode)
+            self._answer(fake, mode)
         finally:
             with fake.lock:
                 fake.in_flight -= 1
@@ -107,11 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = urlsplit(self.path)
         # WAHA may sit under a path of a reverse proxy (api_url https://host/waha): any prefix.
-        endpoint = next(
-            (e for e in ("/api/server/version", "/api/sessions") if path.path.rstrip("/").endswith(e)), None
-        )
-        if endpoint is None:
-            self._send_json(404, {"message": f"Cannot GET {path.path}", "error": "Not Found", "statusCode": 404})
+        endpoint = next((e for e in ENDPOINTS if path.path.rstrip("/").endswith(e)), None)
+        if endpoint is None or endpoint in fake.absent:
+            self._send_json(404, {"statusCode": 404, "message": f"Cannot GET {path.path}", "error": "Not Found"})
             return
         if mode == "needs_key" and self.headers.get("X-Api-Key") != fake.api_key:
             self._send_json(401, {"message": "Unauthorized", "statusCode": 401})
@@ -131,6 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint == "/api/sessions":
             every = parse_qs(path.query).get("all") == ["true"]
             self._send_json(200, [s for s in fake.session_list() if every or s["status"] != "STOPPED"])
+            return
+        if endpoint == "/health":
+            self._send_json(*fake.answers.health_check())
+            return
+        if endpoint == "/api/server/status":
+            self._send_json(200, fake.answers.server_status())
             return
         if mode == "no_version":
             self._send_json(200, {"status": "ok"})
@@ -183,6 +197,10 @@ class FakeWaha:
         version: str = WAHA_VERSION["version"],
         engine: str = WAHA_VERSION["engine"],
         tier: str = WAHA_VERSION["tier"],
+        worker: str = "",
+        health: str = "ok",
+        absent: tuple[str, ...] = (),
+        endpoint_modes: dict[str, str] | None = None,
         delay: float = 2.0,
         ssl_context=None,
     ) -> None:
@@ -192,6 +210,13 @@ class FakeWaha:
         self.api_key = api_key
         self.healthy_after = healthy_after
         self.version, self.engine, self.tier = version, engine, tier
+        self.worker, self.health, self.absent = worker, health, absent
+        self.endpoint_modes = dict(endpoint_modes or {})
+        unknown = sorted(set(self.endpoint_modes.values()) - set(MODES)) + sorted(
+            set(self.endpoint_modes) - set(ENDPOINTS)
+        )
+        if unknown:
+            raise ValueError(f"unknown endpoint modes {unknown}")
         self.delay = delay
         self.requests: list[tuple[str, dict]] = []
         self.request_lines: list[str] = []
@@ -207,8 +232,13 @@ class FakeWaha:
             target=self._server.serve_forever, args=(0.05,), name=f"fake-waha-{mode}", daemon=True
         )
 
+    @property
+    def answers(self) -> Answers:
+        """What this server answers now (a test may change its version, tier, worker or health)."""
+        return Answers(self.version, self.engine, self.tier, self.worker, self.health)
+
     def version_answer(self) -> dict:
-        return {"version": self.version, "engine": self.engine, "tier": self.tier, "browser": None}
+        return self.answers.server_version()
 
     def run_session(
         self,
@@ -218,18 +248,16 @@ class FakeWaha:
         phone: str | None = None,
         push_name: str | None = None,
         worker: str | None = None,
+        activity_ms: float | None = None,
     ) -> dict:
-        """Make the server run (or know) session `name`, as WAHA lists it; `phone` gives it a `me`."""
-        if status not in SESSION_STATUSES:
-            raise ValueError(f"WAHA has no status {status!r}; one of {', '.join(SESSION_STATUSES)}")
-        session = {
-            "name": name,
-            "status": status,
-            "config": {"webhooks": [], "debug": False},
-            "me": None if phone is None else {"id": f"{phone}@c.us", "pushName": push_name},
-            "assignedWorker": worker,
-            "engine": {"engine": self.engine},
-        }
+        """Make the server run (or know) session `name`, as WAHA of its version lists it; `phone` gives it a `me`.
+
+        `worker`: the session's assignedWorker (None: this server's worker, if it has one);
+        `activity_ms`: its last activity, WAHA 2026 (None: now).
+        """
+        session = self.answers.session(
+            name, status, phone=phone, push_name=push_name, worker=worker, activity_ms=activity_ms
+        )
         with self.lock:
             self._sessions[name] = session
         return session

@@ -337,8 +337,8 @@ def test_naming_another_users_server_or_an_unknown_one_is_refused(engine, user, 
 
 
 def test_the_json_report_is_stable_and_has_the_documented_fields(engine, user, fake_waha):
-    waha = fake_waha()
-    waha.run_session("loja-01", "WORKING", phone="5511999990001", push_name="Loja 1", worker="w1")
+    waha = fake_waha(worker="w1")
+    waha.run_session("loja-01", "WORKING", phone="5511999990001", push_name="Loja 1")
     waha.run_session("painel", "SCAN_QR_CODE")
     server = add_server(engine, user, waha.url, name="Principal", counter=4)
     add_row(engine, user, server, "loja-01", "STARTING")
@@ -348,7 +348,7 @@ def test_the_json_report_is_stable_and_has_the_documented_fields(engine, user, f
 
     assert first == second
     document = json.loads(first)
-    assert list(document) == ["applied", "grace_seconds", "servers", "summary"]
+    assert list(document) == ["applied", "grace_seconds", "silent_after_minutes", "servers", "summary"]
     reachable, dead = document["servers"]
     assert list(reachable) == [
         "server_id",
@@ -358,6 +358,7 @@ def test_the_json_report_is_stable_and_has_the_documented_fields(engine, user, f
         "reachable",
         "error",
         "attempts",
+        "worker_id",
         "max_sessions",
         "sessions_ativas",
         "waha_sessions",
@@ -377,14 +378,19 @@ def test_the_json_report_is_stable_and_has_the_documented_fields(engine, user, f
         "fixable",
     ]
     assert [d["kind"] for d in reachable["differences"]] == ["unknown_session", "status", "profile", "counter"]
+    assert (
+        dt.datetime.fromisoformat(reachable["waha_sessions"][0].pop("activity_at"))
+        > dt.datetime.now(dt.timezone.utc) - HOUR
+    )
     assert reachable["waha_sessions"][0] == {
         "name": "loja-01",
         "status": "WORKING",
         "phone_number": "5511999990001",
         "profile_name": "Loja 1",
-        "engine": "WEBJS",
+        "engine": None,
         "assigned_worker": "w1",
     }
+    assert reachable["worker_id"] == "w1"
     assert (dead["reachable"], dead["error"], dead["differences"]) == (False, "connection refused", [])
     assert list(document["summary"]["differences"]) == list(KINDS)
     assert document["summary"] | {"differences": None} == {

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.fleet.test_servers import server as screen_server
-from waha_db.fleet.live import KINDS, RowUpdate, SessionRow, WahaSession, compare, read_sessions
+from tests.fleet.waha_shapes import ACTIVITY_MS, session_info_2026
+from waha_db.fleet.live_compare import KINDS, RowUpdate, SessionRow, Silence, WahaSession, compare, read_sessions
 from waha_db.fleet.probe import AnswerFailure
 from waha_db.fleet.servers import Server
 
@@ -106,7 +107,7 @@ def test_rows_that_say_what_waha_says_have_no_difference():
 def test_a_session_only_waha_knows_is_inserted_and_counted():
     waha = [WahaSession("painel-01", "WORKING", "5511999990009", "Painel", "WEBJS", "w1")]
 
-    comparison = compare(server(counter=0), [], waha, SETTLED_BEFORE)
+    comparison = compare(server(counter=0), [], waha, SETTLED_BEFORE, this_worker="w1")
 
     assert kinds(comparison) == [("unknown_session", "painel-01", True), ("counter", None, True)]
     assert comparison.inserts == tuple(waha) and comparison.occupying == 1
@@ -117,15 +118,133 @@ def test_a_session_only_waha_knows_is_inserted_and_counted():
         "profile_name": "Painel",
         "engine": "WEBJS",
         "assigned_worker": "w1",
+        "activity_at": None,
     }
+    assert comparison.differences[0].action == (
+        f"insert it for the server's user ({server(0).user_id}) with WAHA's status, phone number and profile name"
+    )
 
 
-def test_a_session_whose_name_the_database_refuses_is_reported_not_inserted():
-    comparison = compare(server(counter=0), [], [WahaSession("loja.antiga", "WORKING")], SETTLED_BEFORE)
+def test_a_session_whose_name_the_database_refuses_is_left_alone_but_counted():
+    """It occupies a slot on WAHA whatever its name: the counter counts it, beyond the rows."""
+    waha = [WahaSession("loja.antiga", "WORKING"), WahaSession("loja antiga", "STOPPED")]
 
-    assert kinds(comparison) == [("unknown_session", "loja.antiga", False)]
-    assert comparison.inserts == () and comparison.occupying == 0
-    assert "rename it on the WAHA server" in comparison.differences[0].action
+    comparison = compare(server(counter=0), [], waha, SETTLED_BEFORE)
+
+    assert kinds(comparison) == [
+        ("unknown_session", "loja antiga", False),
+        ("unknown_session", "loja.antiga", False),
+        ("counter", None, True),
+    ]
+    assert comparison.inserts == () and comparison.occupying == 1 and comparison.beyond_rows == 1
+    assert comparison.differences[1].action.endswith(
+        "rename it on the WAHA server (it occupies a slot there, so it is counted)"
+    )
+    assert comparison.differences[0].action.endswith("rename it on the WAHA server")
+
+
+def test_an_lid_id_is_inserted_without_a_phone_number_and_the_action_says_so():
+    """`me.id` of a @lid session is no phone number: only the status and profile name are written."""
+    [session] = read_sessions(
+        [{"name": "lid-01", "status": "WORKING", "me": {"id": "1234567@lid", "pushName": "Loja"}}]
+    )
+
+    comparison = compare(server(counter=1), [], [session], SETTLED_BEFORE)
+
+    assert session.phone_number is None and comparison.inserts == (session,)
+    assert comparison.differences[0].action == (
+        f"insert it for the server's user ({server(0).user_id}) with WAHA's status and profile name"
+    )
+
+
+def test_a_status_that_differs_only_in_case_is_the_same_status():
+    lower = row("loja-01", "working")
+
+    comparison = compare(server(counter=1), [lower], [WahaSession("loja-01", "WORKING")], SETTLED_BEFORE)
+
+    assert comparison.differences == () and comparison.updates == () and comparison.occupying == 1
+
+
+# --- other workers' sessions --------------------------------------------------------------------
+
+
+def test_a_session_of_another_worker_is_reported_never_inserted_nor_counted():
+    waha = [
+        WahaSession("minha", "WORKING", assigned_worker="worker-a"),
+        WahaSession("deles", "WORKING", "5511999990099", "Outra", assigned_worker="worker-b"),
+    ]
+
+    comparison = compare(server(counter=1), [], waha, SETTLED_BEFORE, this_worker="worker-a")
+
+    assert kinds(comparison) == [("unknown_session", "minha", True), ("other_worker", "deles", False)]
+    assert comparison.inserts == (waha[0],) and comparison.occupying == 1
+    assert comparison.differences[1].detail == (
+        "WAHA: WORKING (5511999990099 'Outra'), run by worker worker-b; this server is worker worker-a "
+        "(servers sharing one session store list each other's)"
+    )
+
+
+def test_a_row_of_a_session_another_worker_runs_is_left_as_it_is_and_counted_as_a_row():
+    mine = row("deles", "WORKING")
+
+    comparison = compare(
+        server(counter=1), [mine], [WahaSession("deles", "FAILED", assigned_worker="worker-b")], SETTLED_BEFORE
+    )
+
+    assert kinds(comparison) == [("other_worker", "deles", False)]
+    assert comparison.updates == () and comparison.occupying == 1
+    assert comparison.differences[0].session_id == mine.id
+    assert "this server is no worker" in comparison.differences[0].detail
+
+
+def test_sessions_without_a_worker_are_this_servers():
+    waha = [WahaSession("minha", "WORKING")]
+
+    comparison = compare(server(counter=1), [row("minha", "WORKING")], waha, SETTLED_BEFORE, this_worker="worker-a")
+
+    assert comparison.differences == ()
+
+
+# --- silent sessions ----------------------------------------------------------------------------
+
+
+def test_a_working_session_silent_for_longer_than_the_threshold_is_reported_only():
+    silence = Silence(NOW, timedelta(minutes=30))
+    quiet = WahaSession("quieta", "WORKING", activity_at=NOW - timedelta(minutes=95))
+    active = WahaSession("ativa", "WORKING", activity_at=NOW - timedelta(minutes=29))
+    unknown = WahaSession("sem-data", "WORKING")  # WAHA before 2026 sends no activity: nothing is inferred
+    scanning = WahaSession("qr", "SCAN_QR_CODE", activity_at=NOW - timedelta(hours=5))
+    rows = [row(session.name, session.status) for session in (quiet, active, unknown, scanning)]
+
+    comparison = compare(server(counter=4), rows, [quiet, active, unknown, scanning], SETTLED_BEFORE, silence=silence)
+
+    assert kinds(comparison) == [("silent", "quieta", False)]
+    assert comparison.updates == () and comparison.occupying == 4
+    assert comparison.differences[0].detail == (
+        "WAHA: WORKING, but its last activity was 95 min before WAHA was read "
+        "(2026-12-02 10:25:00 UTC; the threshold is 30 min)"
+    )
+    assert comparison.differences[0].session_id == rows[0].id
+
+
+def test_silence_is_not_looked_for_without_a_threshold():
+    quiet = WahaSession("quieta", "WORKING", activity_at=NOW - timedelta(days=3))
+
+    assert compare(server(counter=1), [row("quieta", "WORKING")], [quiet], SETTLED_BEFORE).differences == ()
+
+
+def test_activity_and_workers_are_read_from_wahas_2026_answer():
+    answer = [
+        session_info_2026("a", "WORKING", phone="5511999990001", worker="worker-a", activity_ms=ACTIVITY_MS),
+        {"name": "b", "status": "WORKING", "assignedWorker": "  ", "timestamps": {"activity": "yesterday"}},
+        {"name": "c", "status": "WORKING", "assignedWorker": "w\x1b[2J", "timestamps": {"activity": 1e30}},
+    ]
+
+    a, b, c = read_sessions(answer)
+
+    assert (a.assigned_worker, a.activity_at) == ("worker-a", datetime.fromtimestamp(ACTIVITY_MS / 1000, timezone.utc))
+    assert (b.assigned_worker, b.activity_at) == (None, None)
+    assert (c.assigned_worker, c.activity_at) == ("w\\x1b[2J", None)
 
 
 def test_an_occupying_row_waha_does_not_have_is_stopped_and_a_stopped_one_is_left_as_history():

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from tests.fleet.test_live import add_server
 from waha_db.database import create_engine
-from waha_db.fleet.live import reconcile_live, render_live_report
+from waha_db.fleet.live import reconcile_live
+from waha_db.fleet.live_report import render_live_report
 
 
 @pytest.fixture

@@ -202,3 +202,47 @@ def test_monitor_says_what_a_server_is_when_it_is_first_seen_and_when_it_changes
     ]
     assert unchanged == []
     assert upgraded == [head + "WAHA 2025.1.2 (WEBJS, PLUS), was WAHA 2024.10.1 (WEBJS, CORE)"]
+
+    waha.version, waha.tier = "2026.9.1", "CORE"  # since 2026.6.1 the Core image runs many sessions: no warning
+    assert one_round() == [head + "WAHA 2026.9.1 (WEBJS, CORE), was WAHA 2025.1.2 (WEBJS, PLUS)"]
+
+
+def test_monitor_tells_a_drain_from_a_failure_and_a_shared_worker_once(engine, fake_waha):
+    leaving, twin = fake_waha(worker="worker-a"), fake_waha(worker="worker-a")
+    principal = add_server(engine, "Principal", leaving.url)
+    copy = add_server(engine, "Copy", twin.url)
+    summaries = []
+
+    def one_round() -> list[str]:
+        lines: list[str] = []
+        fleet_monitor.monitor(engine, once=True, emit=lines.append, backoff=0, on_round=summaries.append)
+        return [line.split(" ", 1)[1] for line in lines]
+
+    first = one_round()
+    leaving.health = "shutting_down"
+    draining = one_round()
+    leaving.health = "ok"
+    back = one_round()
+
+    head = f"Principal ({principal}) {leaving.url}: "
+    assert first == [
+        f"Copy ({copy}) {twin.url}: WAHA 2026.9.1 (GOWS, CORE), worker worker-a, first identified",
+        head + "WAHA 2026.9.1 (GOWS, CORE), worker worker-a, first identified",
+        f"warning: Copy ({copy}) and Principal ({principal}) of user {USER} report the same WAHA worker 'worker-a' "
+        "(GET /api/server/status): one WAHA registered twice, or two WAHA servers given one WAHA_WORKER_ID; each "
+        "lists the other's sessions as its own, so they are counted twice and `sessions reconcile --live` skips "
+        "them: keep one registration (waha-db servers disable ID), or give each WAHA its own WAHA_WORKER_ID",
+    ]
+    [drained] = draining
+    assert drained.startswith(
+        head + "healthy -> drained: WAHA answers GET /health with 503 shutting_down; drained: no new sessions "
+        "while WAHA shuts down (ranked after the healthy servers), cooling down 30 s, until "
+    )
+    [healthy_again] = back
+    assert healthy_again.startswith(head + "drained -> healthy: reachable, ")
+    assert [(summary.healthy, summary.failing, summary.drained) for summary in summaries] == [
+        (2, 0, 0),
+        (1, 0, 1),
+        (2, 0, 0),
+    ]
+    assert " round: 2 servers probed, 1 healthy, 0 failing, 1 drained, " in summaries[1].line()

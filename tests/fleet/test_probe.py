@@ -15,12 +15,12 @@ def test_healthy_server_is_reachable_with_its_version(fake_waha):
     probe = probe_server(server.url, timeout=2, retry_attempts=0)
 
     assert probe.reachable
-    assert (probe.version, probe.engine, probe.tier) == ("2024.10.1", "WEBJS", "CORE")
+    assert (probe.version, probe.engine, probe.tier) == ("2026.9.1", "GOWS", "CORE")
     assert probe.latency_ms > 0
     assert probe.error is None
     assert probe.attempts == 1
     assert describe_probe(probe).startswith("reachable, ")
-    assert describe_probe(probe).endswith("ms, WAHA 2024.10.1 (WEBJS, CORE)")
+    assert describe_probe(probe).endswith("ms, WAHA 2026.9.1 (GOWS, CORE)")
 
 
 def test_probe_asks_only_for_the_version_and_sends_no_key_when_there_is_none(fake_waha):

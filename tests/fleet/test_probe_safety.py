@@ -14,7 +14,8 @@ import httpcore
 import pytest
 
 from tests.fleet.fake_waha import SERVER_TEXT
-from waha_db.fleet.live import SESSIONS_PATH, read_sessions
+from waha_db.fleet.live import SESSIONS_PATH
+from waha_db.fleet.live_compare import read_sessions
 from waha_db.fleet.policy import NetworkPolicy, PolicyError, category, parse_policy, policy_from_environment
 from waha_db.fleet.probe import VERSION_PATH, get_json, probe_server, request_url
 

@@ -21,18 +21,24 @@ Three generations, each from the best source there is:
   engine and `assignedWorker`, and events that carry `id` and `timestamp`
   (WAHA's events have had them since 2025); no model of that year to check them
   against.
+
+`answers_of(version, ...)` gives what a server of that version answers, in the shape
+of its generation (the fake WAHA of tests/fleet/fake_waha.py serves exactly these).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from waha.generated import models
+
+from waha_db.fleet.identity import TIERS_MERGED, parse_waha_version
 
 RECORDED = Path(__file__).parent / "recorded" / "2024.10.8"
 
@@ -234,3 +240,107 @@ def session_status_event_2025(session: str, status: str, *, event_id: str, times
         "engine": "GOWS",
         "environment": dict(SERVER_VERSION_2025),
     }
+
+
+# --------------------------------------------------------------------------
+# WAHA Core 2024.10.8's shapes, for other values (what the recorded files hold)
+# --------------------------------------------------------------------------
+
+
+def session_info_2024(name: str, status: str, *, phone: str | None = None, push_name: str | None = None) -> dict:
+    """An entry of GET /api/sessions?all=true as the recorded 2024.10.8 lists it (07, 28, 33)."""
+    return {
+        "name": name,
+        "status": status,
+        "config": None,
+        "me": {"id": f"{phone}@c.us", "pushName": push_name or ""} if phone else None,
+    }
+
+
+SERVER_VERSION_2024 = recorded("04_server_version_good").json()
+HEALTH_REFUSED_2024 = (422, recorded("02_health_good").json())
+
+
+def session_info_2025(
+    name: str, status: str, *, phone: str | None = None, push_name: str | None = None, worker: str | None = None
+) -> dict:
+    """An entry of GET /api/sessions?all=true of WAHA 2025: the recorded 2024.10.8 fields and `assignedWorker`."""
+    return session_info_2024(name, status, phone=phone, push_name=push_name) | {"assignedWorker": worker}
+
+
+# --------------------------------------------------------------------------
+# Any version: what a server of that version answers
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What a WAHA server of one version answers: its generation's shapes, with the given values."""
+
+    version: str
+    engine: str
+    tier: str
+    worker: str = ""
+    health: str = "ok"  # what /health says, where the server has it: ok, error, shutting_down
+
+    @property
+    def generation(self) -> int:
+        """2024 (the recorded shapes), 2025 or 2026, by the version's year; 2026 for one that does not parse."""
+        release = parse_waha_version(self.version)
+        return 2026 if release is None else min(max(release.year, 2024), 2026)
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        return (
+            STATUSES_2026 if self.generation == 2026 else ("STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "FAILED")
+        )
+
+    def server_version(self) -> dict:
+        if self.generation == 2026:
+            return SERVER_VERSION_2026 | {
+                "version": self.version,
+                "engine": self.engine,
+                "tier": self.tier,
+                "worker": {"id": self.worker},
+            }
+        return SERVER_VERSION_2024 | {"version": self.version, "engine": self.engine, "tier": self.tier}
+
+    def server_status(self) -> dict:
+        """The same shape in every generation (the recorded 2024.10.8 answer has `worker.id` already)."""
+        return SERVER_STATUS_2026 | {"worker": {"id": self.worker}}
+
+    def health_check(self) -> tuple[int, dict]:
+        """(HTTP status, body) of GET /health: refused with 422 by WAHA Core before 2026.6.1, as recorded."""
+        release = parse_waha_version(self.version)
+        if self.tier.upper() == "CORE" and (release is None or release < TIERS_MERGED):
+            return HEALTH_REFUSED_2024
+        return {"ok": (200, HEALTH_OK_2026), "error": (503, HEALTH_ERROR_2026)}.get(
+            self.health, (503, HEALTH_SHUTTING_DOWN_2026)
+        )
+
+    def session(
+        self,
+        name: str,
+        status: str,
+        *,
+        phone: str | None = None,
+        push_name: str | None = None,
+        worker: str | None = None,
+        activity_ms: float | None = None,
+    ) -> dict:
+        """An entry of GET /api/sessions?all=true; `worker` its assignedWorker (None: this server's, if any)."""
+        if status not in self.statuses:
+            raise ValueError(f"WAHA {self.version} has no status {status!r}; one of {', '.join(self.statuses)}")
+        assigned = worker if worker is not None else (self.worker or None)
+        if self.generation == 2024:
+            return session_info_2024(name, status, phone=phone, push_name=push_name)
+        if self.generation == 2025:
+            return session_info_2025(name, status, phone=phone, push_name=push_name, worker=assigned)
+        return session_info_2026(
+            name,
+            status,
+            phone=phone,
+            push_name=push_name,
+            worker=assigned,
+            activity_ms=time.time() * 1000 if activity_ms is None else activity_ms,
+        )

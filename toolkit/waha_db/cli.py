@@ -13,6 +13,7 @@ with an `Example:` block.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import sys
@@ -32,9 +33,10 @@ from waha_db.checks import fleet_bench as fleet_benchmark
 from waha_db.checks import verify as verification
 from waha_db.checks.pgtemp import find_server_binaries
 from waha_db.errors import UserError
-from waha_db.fleet import allocation, fleet_summary, health, live, selection
+from waha_db.fleet import allocation, fleet_summary, health, live, live_report, selection
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet import servers as server_admin
+from waha_db.fleet import workers as fleet_workers
 from waha_db.fleet.progress import terminal_progress
 from waha_db.fleet.transport import DEFAULT_CONCURRENCY, DEFAULT_PER_HOST
 from waha_db.lifecycle import adopt as adoption
@@ -659,9 +661,10 @@ def servers_list(invocation, user_id, as_json, every_card):
 
     Green mark: active; red: disabled. Ordered as the seed's listing query
     (ORDER BY prioridade DESC, nome). Once `servers test` or `monitor` got an
-    answer from a server, what it reported being (WAHA version, engine, tier) is
-    shown too, and a WAHA CORE server (a single session) whose max_sessions is
-    above 1 gets a warning with the fix. A user with more than 20 servers gets a
+    answer from a server, what it reported being (WAHA version, engine, tier, and
+    its worker) is shown too, and a WAHA CORE server older than 2026.6.1 (a single
+    session) whose max_sessions is above 1 gets a warning with the fix, as do two
+    active servers that report one worker. A user with more than 20 servers gets a
     summary instead (counts by state: active, healthy, failing, never checked,
     full; the first failing servers with their reason); --all prints every card.
 
@@ -683,6 +686,9 @@ def servers_list(invocation, user_id, as_json, every_card):
         click.echo(fleet_summary.render_summary(user_id, summary))
     else:
         click.echo(listing.render())
+    workers = {server_id: identity.worker_id for server_id, identity in listing.identities.items()}
+    for group in fleet_workers.shared_workers(listing.servers, workers):
+        click.echo(f"warning: {group.warning()}", err=as_json)
 
 
 @servers.command("add")
@@ -872,15 +878,20 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency, per_host,
     timeout per attempt, retries retry_attempts times with backoff. Prints
     reachable + latency + the WAHA version, or the reason in plain words (name does
     not resolve, connection refused, timed out, TLS error, API key rejected, not a
-    WAHA server, server error). The outcome goes through report_waha_server_success /
-    report_waha_server_failure, so a failing server cools down and
-    get_available_waha_server offers the others first; the version, engine and
-    tier a reachable server reports are recorded too (`servers list` shows them),
-    with a warning when a WAHA CORE server has max_sessions above 1. Redirects are
-    not followed and proxy variables are ignored: no request goes anywhere but the
-    server's URL (its path, with /api/server/version appended; never its query).
-    Every server is asked at once, within --deadline. Exit 1 when any server is
-    unreachable.
+    WAHA server, server error). A server that answered is then asked, once each and
+    at once, GET /health and GET /api/server/status: a 503 shutting_down is recorded
+    as drained (ranked after the healthy servers while it cools down, not failed), a
+    503 error as failing; where /health is refused (422 on WAHA Core before 2026.6.1)
+    or absent, the version's answer decides. The outcome goes through
+    report_waha_server_success / report_waha_server_failure, so a failing server
+    cools down and get_available_waha_server offers the others first; the version,
+    engine, tier and worker id a reachable server reports are recorded too
+    (`servers list` shows them), with a warning when a WAHA CORE server older than
+    2026.6.1 has max_sessions above 1, and when two active servers of a user report
+    one worker. Redirects are not followed and proxy variables are ignored: no
+    request goes anywhere but the server's URL (its path, with the endpoint
+    appended; never its query). Every server is asked at once, within --deadline.
+    Exit 1 when any server is unreachable or unhealthy (not when drained).
 
     \b
     Probes connect only where the network policy allows: never to link-local,
@@ -899,6 +910,7 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency, per_host,
         targets = health.load_servers(connection, server_ids=[server_id] if server_id else (), user_id=user_id)
         progress = terminal_progress(sys.stderr, quiet=as_json)
         checked = health.test_servers(connection, targets, options=options, progress=progress)
+        shared = fleet_workers.shared_worker_warnings(connection, [item.server.user_id for item in checked])
     if as_json:
         click.echo(json.dumps([health.checked_as_json(item) for item in checked], indent=2, ensure_ascii=False))
     else:
@@ -907,11 +919,17 @@ def servers_test(invocation, server_id, user_id, as_json, concurrency, per_host,
         for item in checked:
             for line in health.describe_checked(item):
                 click.echo(line)
+    for warning in shared:
+        click.echo(f"warning: {warning}", err=as_json)
     unreachable = [item.server.nome for item in checked if not item.probe.reachable]
-    if unreachable:
-        raise click.ClickException(
-            f"{len(unreachable)} of {len(checked)} servers unreachable: {', '.join(unreachable)}"
-        )
+    unhealthy = [item.server.nome for item in checked if item.probe.unhealthy]
+    if unreachable or unhealthy:
+        failing = [
+            f"{len(names)} of {len(checked)} servers {state}: {', '.join(names)}"
+            for state, names in (("unreachable", unreachable), ("unhealthy", unhealthy))
+            if names
+        ]
+        raise click.ClickException("; ".join(failing))
 
 
 @main.command()
@@ -932,8 +950,10 @@ def monitor(invocation, interval, once, concurrency, per_host, deadline):
 
     Runs as the role of the database URL, which must see every server (the owner or
     service_role). Prints one line per state change (healthy -> failing, failing ->
-    healthy), when a server reports another WAHA version, engine or tier than
-    recorded (with a warning for a CORE server whose max_sessions is above 1), and
+    healthy, drained when WAHA's /health says it is shutting down), when a server
+    reports another WAHA version, engine, tier or worker than recorded (with a
+    warning for a CORE server older than 2026.6.1 whose max_sessions is above 1, and
+    for two active servers of a user that report one worker), and
     when the database connection is lost or back; it reconnects with
     backoff and never stops because one server fails. Each round asks every server
     at once and ends within --deadline, whatever the servers' timeouts; then one
@@ -1034,12 +1054,33 @@ def sessions(invocation) -> None:
     help=f"With --live: leave alone rows written this recently (default {live.DEFAULT_GRACE_SECONDS:g}): "
     "the app may still be creating the session on WAHA.",
 )
+@click.option(
+    "--silent-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="MINUTES",
+    help=f"With --live: report a WORKING session whose last activity is older than this "
+    f"(default {live.DEFAULT_SILENT_AFTER.total_seconds() / 60:g}; WAHA 2026 sends it).",
+)
 @YES
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @round_options
 @pass_invocation
 @library_errors
-def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_json, concurrency, per_host, deadline):
+def reconcile(
+    invocation,
+    against_waha,
+    user_id,
+    apply,
+    servers,
+    grace,
+    silent_after,
+    yes,
+    as_json,
+    concurrency,
+    per_host,
+    deadline,
+):
     """Compare each server's sessions_ativas with its occupying sessions, and correct them.
 
     A session occupies a slot unless its status is STOPPED, FAILED or DISCONNECTED
@@ -1052,17 +1093,21 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     what it runs, and the report lists, per server: sessions WAHA has that the
     database does not know, rows counted as occupying that WAHA does not have or
     reports STOPPED/FAILED, other status differences, phone number and profile
-    name differences, and the counter WAHA's truth implies. --apply then inserts
+    name differences, sessions another WAHA worker runs (other_worker), WORKING
+    sessions silent for more than --silent-after minutes (silent, from WAHA 2026's
+    timestamps.activity), and the counter WAHA's truth implies. --apply then inserts
     the unknown sessions for the server's user, marks the missing ones STOPPED
     (never deletes a row), writes WAHA's statuses, phone numbers and profile
     names, and sets the counter, in one transaction per server, safe against
-    concurrent allocate_waha_session / release_waha_session. Nothing is ever
-    changed on a WAHA server. A server that cannot be read (within --deadline:
-    every server is asked at once) is reported and skipped (exit 1), never taken
-    as "no sessions". A server whose URL more than one user registered is
-    reported as "registered by N users" and skipped: one WAHA, one tenant.
-    --concurrency, --per-host and --deadline go with --live; so do
-    WAHA_DB_PROBE_DENY and SSL_CERT_FILE / SSL_CERT_DIR, as for `monitor`.
+    concurrent allocate_waha_session / release_waha_session; it leaves other
+    workers' and silent sessions alone. Nothing is ever changed on a WAHA server.
+    A server that cannot be read (within --deadline: every server is asked at
+    once) is reported and skipped (exit 1), never taken as "no sessions". A server
+    whose URL more than one user registered is reported as "registered by N users"
+    and skipped: one WAHA, one tenant; so is a server that reports the WAHA worker
+    another server of its user reports. --concurrency, --per-host and --deadline go
+    with --live; so do WAHA_DB_PROBE_DENY and SSL_CERT_FILE / SSL_CERT_DIR, as for
+    `monitor`.
 
     \b
     Example:
@@ -1074,9 +1119,9 @@ def reconcile(invocation, against_waha, user_id, apply, servers, grace, yes, as_
     """
     if against_waha:
         options = health.round_options(concurrency=concurrency, per_host=per_host, deadline=deadline)
-        return _reconcile_live(invocation, user_id, servers, apply, grace, yes, as_json, options)
-    if user_id is not None or grace is not None:
-        raise click.UsageError("--user and --grace go with --live")
+        return _reconcile_live(invocation, user_id, servers, apply, grace, silent_after, yes, as_json, options)
+    if user_id is not None or grace is not None or silent_after is not None:
+        raise click.UsageError("--user, --grace and --silent-after go with --live")
 
     def confirm(report: allocation.ReconcileReport) -> None:
         if not as_json:
@@ -1276,12 +1321,12 @@ def export_supabase(workdir, owner):
 # --- sessions reconcile --live: the database against what the WAHA servers run (waha_db.fleet.live) ---
 
 
-def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json, options):
+def _reconcile_live(invocation, user_id, server_ids, apply, grace, silent_after, yes, as_json, options):
     """The --live half of `sessions reconcile`: report, ask, apply, print; exit 1 when a server was not reconciled."""
 
     def confirm(report: live.LiveReport) -> None:
         if not as_json:
-            click.echo(live.render_live_report(report))
+            click.echo(live_report.render_live_report(report))
         _confirm("Bring the database in line with the WAHA servers?", yes, "apply")
 
     with invocation.engine() as engine:
@@ -1291,12 +1336,15 @@ def _reconcile_live(invocation, user_id, server_ids, apply, grace, yes, as_json,
             server_ids=server_ids,
             apply=apply,
             grace=live.DEFAULT_GRACE_SECONDS if grace is None else grace,
+            silent_after=live.DEFAULT_SILENT_AFTER if silent_after is None else dt.timedelta(minutes=silent_after),
             confirm=None if yes else confirm,
             options=options,
             progress=terminal_progress(sys.stderr, quiet=as_json),
         )
     click.echo(
-        json.dumps(report.as_json(), indent=2, ensure_ascii=False) if as_json else live.render_live_report(report)
+        json.dumps(report.as_json(), indent=2, ensure_ascii=False)
+        if as_json
+        else live_report.render_live_report(report)
     )
     if report.problems:
         raise click.ClickException(report.problems_line())

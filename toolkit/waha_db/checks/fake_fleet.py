@@ -4,9 +4,12 @@ One asyncio loop serves N ports, so a thousand servers cost a thousand sockets,
 not a thousand threads. The kinds of server, in the order of the ports:
 - ``hang``: accepts the connection, reads the request, never answers;
 - ``refuse``: nothing listens on the port (connection refused);
-- ``healthy``: answers `GET /api/server/version` with WAHA's
-  `{"version", "engine", "tier", "browser"}` and `GET /api/sessions?all=true` with a
-  few sessions in WAHA's SessionInfo shape; anything else is WAHA's (NestJS's) 404.
+- ``healthy``: answers as a WAHA 2026.9.1 Core server (GOWS) that is one worker of a
+  shared session store, in WAHA's 2026 shapes (those of waha-py's models, as
+  tests/fleet/test_fakes_contract.py checks): `GET /api/server/version` (WAHAEnvironment),
+  `GET /api/server/status` (its worker id, `bench-worker-PORT`), `GET /health` (200
+  `ok`) and `GET /api/sessions?all=true` (a few SessionInfo, each assigned to the
+  server's worker, active now); anything else is WAHA's (NestJS's) 404.
 
 Run as a child process: it prints one JSON line, `{"servers": [{"port", "kind"}]}`,
 then serves until its standard input closes or `--lifetime` seconds have passed,
@@ -21,10 +24,24 @@ import json
 import os
 import socket
 import sys
+import time
 
 KINDS = ("hang", "refuse", "healthy")
 SESSIONS_PER_SERVER = 3
-VERSION = {"version": "2024.10.1", "engine": "NOWEB", "tier": "PLUS", "browser": None}
+VERSION = {
+    "version": "2026.9.1",
+    "engine": "GOWS",
+    "tier": "CORE",  # since 2026.6.1 the Core image runs many sessions
+    "browser": "/usr/bin/chromium",
+    "platform": "linux/x64",
+}
+HEALTH_OK = {
+    "status": "ok",
+    "info": {"mediaFiles.space": {"status": "up"}, "sessionsFiles.space": {"status": "up"}},
+    "error": {},
+    "details": {"mediaFiles.space": {"status": "up"}, "sessionsFiles.space": {"status": "up"}},
+}
+STARTED_MS = int(time.time() * 1000)
 
 
 def kinds_for(servers: int, hang_share: float, refuse_share: float) -> list[str]:
@@ -39,18 +56,34 @@ def session_names(port: int) -> list[str]:
     return [f"bench-{port}-{number}" for number in range(SESSIONS_PER_SERVER)]
 
 
-def sessions_answer(port: int) -> list[dict]:
+def worker_id(port: int) -> str:
+    """The WAHA_WORKER_ID of the healthy fake on `port`: one worker per server, none shared."""
+    return f"bench-worker-{port}"
+
+
+def version_answer(port: int) -> dict:
+    return VERSION | {"worker": {"id": worker_id(port)}}
+
+
+def status_answer(port: int) -> dict:
+    return {"startTimestamp": STARTED_MS, "uptime": 1000, "worker": {"id": worker_id(port)}}
+
+
+def sessions_answer(port: int, now_ms: float | None = None) -> list[dict]:
+    """The sessions of the fake on `port`, each active at `now_ms` (now by default)."""
     statuses = ("WORKING", "SCAN_QR_CODE", "STOPPED")
+    activity = time.time() * 1000 if now_ms is None else now_ms
     return [
         {
             "name": name,
             "status": statuses[number % len(statuses)],
-            "config": {"webhooks": [], "debug": False},
+            "config": None,
             "me": {"id": f"55119{port:05d}{number:02d}@c.us", "pushName": f"Loja {number}"}
             if number % len(statuses) == 0
             else None,
-            "assignedWorker": None,
-            "engine": {"engine": VERSION["engine"]},
+            "assignedWorker": worker_id(port),
+            "presence": {},
+            "timestamps": {"activity": activity},
         }
         for number, name in enumerate(session_names(port))
     ]
@@ -81,11 +114,15 @@ async def _serve(kind: str, port_of: list[int], reader: asyncio.StreamReader, wr
             target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
             path = target.split("?", 1)[0].rstrip("/")
             if path == "/api/server/version":
-                writer.write(_response(200, VERSION))
+                writer.write(_response(200, version_answer(port)))
+            elif path == "/api/server/status":
+                writer.write(_response(200, status_answer(port)))
+            elif path == "/health":
+                writer.write(_response(200, HEALTH_OK))
             elif path == "/api/sessions":
                 writer.write(_response(200, sessions_answer(port)))
             else:
-                writer.write(_response(404, {"message": f"Cannot GET {path}", "statusCode": 404}))
+                writer.write(_response(404, {"statusCode": 404, "message": f"Cannot GET {path}", "error": "Not Found"}))
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, IndexError):
         pass

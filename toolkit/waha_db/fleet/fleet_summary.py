@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from waha_db.fleet.identity import WahaIdentity, capacity_warning
+from waha_db.fleet.identity import TIERS_MERGED, WahaIdentity, capacity_warning
 from waha_db.fleet.servers import Server
 
 SUMMARY_ABOVE = 20
@@ -28,6 +28,7 @@ class FleetSummary:
     healthy: int
     failing: int
     cooling_down: int
+    drained: int
     never_checked: int
     full: int
     sessions: int
@@ -60,6 +61,7 @@ def summarize(
         healthy=sum(1 for server in servers if server.id in health and not health[server.id].failing),
         failing=len(failing),
         cooling_down=len(cooling),
+        drained=sum(1 for server in failing if health[server.id].drained),
         never_checked=sum(1 for server in servers if server.id not in health),
         full=sum(1 for server in active if server.sessions_ativas >= server.max_sessions),
         sessions=sum(server.sessions_ativas for server in servers),
@@ -76,8 +78,9 @@ def render_summary(user_id: uuid.UUID, summary: FleetSummary) -> str:
     lines = [
         f"user {user_id}: {summary.servers} WAHA servers (a summary; --all prints every server, --json every field)",
         f"  active {summary.active}, disabled {summary.disabled}",
-        f"  health: {summary.healthy} healthy, {summary.failing} failing ({summary.cooling_down} cooling down), "
-        f"{summary.never_checked} never checked",
+        f"  health: {summary.healthy} healthy, {summary.failing} failing ({summary.cooling_down} cooling down"
+        + (f", {summary.drained} of them drained: WAHA shutting down" if summary.drained else "")
+        + f"), {summary.never_checked} never checked",
         f"  sessions: {summary.sessions} in {summary.capacity} slots of the active servers; {summary.full} full",
     ]
     if summary.failing_examples:
@@ -85,7 +88,7 @@ def render_summary(user_id: uuid.UUID, summary: FleetSummary) -> str:
         lines.append("  failing: " + ", ".join(summary.failing_examples) + (f", and {more} more" if more else ""))
     if summary.core_warnings:
         lines.append(
-            f"  warning: {summary.core_warnings} WAHA CORE server(s) with max_sessions above 1 "
-            "(`servers list --all` gives each fix)"
+            f"  warning: {summary.core_warnings} WAHA CORE server(s) older than {TIERS_MERGED} (or of an unknown version) "
+            "with max_sessions above 1 (`servers list --all` gives each fix)"
         )
     return "\n".join(lines)

@@ -25,18 +25,16 @@ import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.errors import UserError
+from waha_db.fleet.checkup import check_many
 from waha_db.fleet.identity import WahaIdentity, capacity_warning, record_identities
 from waha_db.fleet.policy import NetworkPolicy, policy_from_environment
 from waha_db.fleet.probe import (
     DEFAULT_BACKOFF_SECONDS,
-    VERSION_PATH,
+    DRAINED_PREFIX,
     Probe,
     Target,
-    ask_many,
     describe_probe,
     display_api_url,
-    probe_from_answer,
-    read_version,
 )
 from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS, fair_order
 from waha_db.fleet.servers import Server, server_columns, server_from_row
@@ -44,6 +42,8 @@ from waha_db.fleet.transport import Limits, trusted_context
 
 # Outcomes per statement: a few hundred uuids and reasons, well under any statement limit.
 BATCH = 500
+# What a drain means for selection, in the words of `servers test` and the monitor.
+DRAINED_RANK = "no new sessions while WAHA shuts down (ranked after the healthy servers)"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,18 @@ class Health:
 
     @property
     def failing(self) -> bool:
+        """Recorded as failing (or drained): selection ranks it after the healthy servers while it cools down."""
         return self.consecutive_failures > 0
+
+    @property
+    def drained(self) -> bool:
+        """Its last report was a drain (WAHA shutting down), not a failure: see waha_db.fleet.checkup."""
+        return self.failing and (self.last_error or "").startswith(DRAINED_PREFIX)
+
+    @property
+    def state(self) -> str:
+        """`healthy`, `failing` or `drained`: what a round's summary and the monitor's lines count."""
+        return "drained" if self.drained else "failing" if self.failing else "healthy"
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,11 @@ def _report_batch(
 def record_outcomes(connection: sa.Connection, outcomes: Sequence[tuple[Server, Probe]]) -> Recorded:
     """Record each probe's outcome (and what a reachable server is) through the report functions, in batches.
 
+    The outcome is the probe's (`Probe.outcome`): a success, a failure with its reason,
+    or a drain (WAHA shutting down), recorded as a failure whose reason starts with
+    `drained:`, so selection ranks the server after the healthy ones while it cools down
+    (no revision needed), and the reports tell it from a failure (`Health.drained`).
+
     `connection` must be in autocommit mode (`autocommit_connection`): each batch is
     one statement, its own transaction. Outcomes are sorted by server id, so two
     monitors at once lock health rows in the same order. A probe cut short by a
@@ -174,11 +190,7 @@ def record_outcomes(connection: sa.Connection, outcomes: Sequence[tuple[Server, 
     connection raises.
     """
     wanted = sorted(
-        (
-            (server.id, None if probe.reachable else (probe.error or "unreachable"))
-            for server, probe in outcomes
-            if not probe.interrupted
-        ),
+        ((server.id, probe.outcome) for server, probe in outcomes if not probe.interrupted),
         key=lambda outcome: str(outcome[0]),
     )
     health: dict[uuid.UUID, Health] = {}
@@ -269,15 +281,14 @@ def probe_many(
     stop: threading.Event | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Probe]:
-    """Probe servers all at once within the round's limits and deadline, results in the same order.
+    """Check servers all at once within the round's limits and deadline, results in the same order.
 
+    Each server's version, then its /health and worker id (waha_db.fleet.checkup).
     Servers are started one user at a time in turn (waha_db.fleet.rounds).
     """
     options = options or RoundOptions()
-    answers = ask_many(
+    return check_many(
         [target(server) for server in servers],
-        VERSION_PATH,
-        read_version,
         backoff=options.backoff,
         limits=options.limits,
         policy=options.policy,
@@ -286,7 +297,6 @@ def probe_many(
         order=fair_order(servers, lambda server: server.user_id),
         progress=progress,
     )
-    return [probe_from_answer(answer) for answer in answers]
 
 
 def test_servers(
@@ -332,12 +342,15 @@ test_servers.__test__ = False
 
 
 def describe_health(health: Health | None, now: dt.datetime | None = None) -> str:
-    """`healthy`, or `failing (3 in a row), cooling down 120 s, until 12:00:30 UTC`."""
+    """`healthy`, `failing (3 in a row), cooling down 120 s, until 12:00:30 UTC`, or `drained (...), cooling down ...`."""
     if health is None:
         return "not recorded"
     if not health.failing:
         return "healthy"
-    text = f"failing ({health.consecutive_failures} in a row)"
+    if health.drained:
+        text = "drained: " + DRAINED_RANK
+    else:
+        text = f"failing ({health.consecutive_failures} in a row)"
     if health.cooldown_until is not None:
         now = now or dt.datetime.now(dt.timezone.utc)
         left = max(0, round((health.cooldown_until - now).total_seconds()))
@@ -374,6 +387,10 @@ def checked_as_json(item: Checked) -> dict:
         "tier": item.probe.tier,
         "error": item.probe.error,
         "attempts": item.probe.attempts,
+        "health_check": item.probe.health,
+        "drained": item.probe.drained,
+        "worker_id": item.probe.worker_id if item.probe.worker_known else None,
+        "worker_known": item.probe.worker_known,
         "recorded": health is not None,
         "record_error": item.record_error,
         "warning": item.warning,

@@ -3,7 +3,9 @@
 `servers test` and `monitor` ask `GET {api_url}/api/server/version` anyway; the
 answer is kept in public.waha_server_health (revision 0009) through
 `public.report_waha_server_version`, so `servers list` can show it without asking
-the server again.
+the server again. The worker id the server gave at `GET /api/server/status`
+(waha_db.fleet.checkup) is kept with it, through `public.report_waha_server_worker`
+(revision 0012), in the same statement.
 
 The one thing it reveals about the configuration is how many sessions the server
 runs, and that depends on the version before the tier:
@@ -90,12 +92,13 @@ class SessionLimit(enum.Enum):
 
 @dataclass(frozen=True)
 class WahaIdentity:
-    """What a WAHA server last said it is, and when."""
+    """What a WAHA server last said it is, and when; `worker_id` the WAHA worker it last named (None: none)."""
 
     version: str
     engine: str | None
     tier: str | None
     identified_at: dt.datetime
+    worker_id: str | None = None
 
     @property
     def is_core(self) -> bool:
@@ -107,11 +110,16 @@ class WahaIdentity:
         return parse_waha_version(self.version)
 
     def describe(self) -> str:
-        return describe_waha(self.version, self.engine, self.tier)
+        """`WAHA 2026.9.1 (GOWS, CORE)`, and `, worker w1` when it runs as a worker of a shared session store."""
+        text = describe_waha(self.version, self.engine, self.tier)
+        return text + (f", worker {self.worker_id}" if self.worker_id else "")
+
+    def _said(self) -> tuple:
+        return (self.version, self.engine, self.tier, self.worker_id)
 
     def same_as(self, other: WahaIdentity | None) -> bool:
         """Whether `other` says the same (the time it was said aside)."""
-        return other is not None and (self.version, self.engine, self.tier) == (other.version, other.engine, other.tier)
+        return other is not None and self._said() == other._said()
 
     def as_json(self) -> dict:
         return {
@@ -119,36 +127,29 @@ class WahaIdentity:
             "engine": self.engine,
             "tier": self.tier,
             "identified_at": self.identified_at.isoformat(),
+            "worker_id": self.worker_id,
         }
 
 
-_COLUMNS = "waha_version, waha_engine, waha_tier, identified_at"
+_COLUMNS = "waha_version, waha_engine, waha_tier, identified_at, waha_worker_id"
 
 
 def _identity(row) -> WahaIdentity | None:
-    return None if row is None or row.waha_version is None else WahaIdentity(*row[-4:])
+    return None if row is None or row.waha_version is None else WahaIdentity(*row[-5:])
 
 
-def record_identity(connection: sa.Connection, server_id: uuid.UUID, probe: Probe) -> WahaIdentity | None:
-    """Keep what a successful probe learnt (version, engine, tier); None, and nothing written, for a failed one.
-
-    A failed probe says nothing about what the server is: the last known answer stays.
-    The caller owns the transaction (the monitor and the CLI use autocommit).
-    """
-    if not probe.reachable:
-        return None
-    row = connection.execute(
-        sa.text(f"SELECT {_COLUMNS} FROM public.report_waha_server_version(:server_id, :version, :engine, :tier)"),
-        {"server_id": server_id, "version": probe.version, "engine": probe.engine, "tier": probe.tier},
-    ).one()
-    return _identity(row)
-
-
-_VERSIONS_SQL = f"""
-SELECT answer.server_id, health.{_COLUMNS.replace(", ", ", health.")}
+# The version through report_waha_server_version (0009) and, where GET /api/server/status
+# answered, the worker through report_waha_server_worker (0012), in one statement: the CASE
+# calls the worker's function only for the servers whose worker is known, after the version's.
+_VERSIONS_SQL = """
+SELECT answer.server_id, health.waha_version, health.waha_engine, health.waha_tier, health.identified_at,
+       CASE WHEN answer.worker_known
+            THEN (public.report_waha_server_worker(answer.server_id, answer.worker_id)).waha_worker_id
+            ELSE health.waha_worker_id END AS waha_worker_id
 FROM ROWS FROM (pg_catalog.unnest(CAST(:ids AS uuid[])), pg_catalog.unnest(CAST(:versions AS text[])),
-               pg_catalog.unnest(CAST(:engines AS text[])), pg_catalog.unnest(CAST(:tiers AS text[])))
-     AS answer(server_id, version, engine, tier)
+               pg_catalog.unnest(CAST(:engines AS text[])), pg_catalog.unnest(CAST(:tiers AS text[])),
+               pg_catalog.unnest(CAST(:worker_known AS boolean[])), pg_catalog.unnest(CAST(:workers AS text[])))
+     AS answer(server_id, version, engine, tier, worker_known, worker_id)
 CROSS JOIN LATERAL public.report_waha_server_version(answer.server_id, answer.version, answer.engine, answer.tier) AS health
 WHERE EXISTS (SELECT FROM public.waha_servers AS server WHERE server.id = answer.server_id)
 """
@@ -157,9 +158,11 @@ WHERE EXISTS (SELECT FROM public.waha_servers AS server WHERE server.id = answer
 def record_identities(
     connection: sa.Connection, reachable: Sequence[tuple[Server, Probe]], *, batch: int = 500
 ) -> dict[uuid.UUID, WahaIdentity]:
-    """record_identity for many servers, `batch` per statement (sorted by id); a refused batch goes one by one.
+    """What each server that answered is (version, engine, tier, and its worker when GET /api/server/status
+    answered), `batch` per statement (sorted by id); a refused batch goes one by one.
 
-    A server the database refuses (deleted meanwhile) is left out of the result.
+    A server the database refuses (deleted meanwhile) is left out of the result. A
+    server whose worker could not be read keeps the worker recorded before.
     """
     wanted = sorted(
         ((server.id, probe) for server, probe in reachable if probe.reachable), key=lambda item: str(item[0])
@@ -174,6 +177,8 @@ def record_identities(
                 "versions": [probe.version for _, probe in items],
                 "engines": [probe.engine for _, probe in items],
                 "tiers": [probe.tier for _, probe in items],
+                "worker_known": [probe.worker_known for _, probe in items],
+                "workers": [probe.worker_id for _, probe in items],
             },
         ).all()
         found.update((row.server_id, _identity(row)) for row in rows)

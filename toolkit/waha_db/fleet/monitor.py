@@ -15,6 +15,7 @@ import datetime as dt
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from waha_db.fleet.health import (
 from waha_db.fleet.identity import WahaIdentity, capacity_warning, recorded_identities
 from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
 from waha_db.fleet.servers import Server
+from waha_db.fleet.workers import shared_workers
 
 
 class MonitorError(UserError):
@@ -51,12 +53,14 @@ class RoundSummary:
     seconds: float
     not_recorded: int = 0
     stopped: bool = False
+    drained: int = 0
 
     def line(self) -> str:
-        """`2026-12-06T19:00:00Z round: 1000 servers probed, 850 healthy, 150 failing, 7.9 s`."""
+        """`2026-12-06T19:00:00Z round: 1000 servers probed, 850 healthy, 150 failing, 7.9 s` (and `2 drained`)."""
+        drained = f", {self.drained} drained" if self.drained else ""
         text = (
-            f"{_stamp()} round: {self.probed} servers probed, {self.healthy} healthy, {self.failing} failing, "
-            f"{self.seconds:.1f} s"
+            f"{_stamp()} round: {self.probed} servers probed, {self.healthy} healthy, {self.failing} failing"
+            f"{drained}, {self.seconds:.1f} s"
         )
         if self.not_recorded:
             text += f", {self.not_recorded} not recorded"
@@ -169,9 +173,7 @@ def _monitor_cycle(
     started = time.monotonic()
     servers = load_servers(connection, every_active=True)
     server_ids = [server.id for server in servers]
-    failing_before = {
-        server_id for server_id, health in recorded_health(connection, server_ids).items() if health.failing
-    }
+    state_before = {server_id: health.state for server_id, health in recorded_health(connection, server_ids).items()}
     identities_before = recorded_identities(connection, server_ids)
     probes = probe_many(servers, options=options, stop=stop, progress=progress)
     recorded = record_outcomes(connection, list(zip(servers, probes, strict=True)))
@@ -183,9 +185,10 @@ def _monitor_cycle(
         if health is None:
             continue  # cut short by a stop: says nothing of the server
         stats.probes += 1
-        if health.failing != (server.id in failing_before):
+        before = state_before.get(server.id, "healthy")
+        if health.state != before:
             stats.state_changes += 1
-            emit(state_change_line(server, probe, health))
+            emit(state_change_line(server, probe, health, before))
         identity = recorded.identities.get(server.id)
         if identity is not None and not identity.same_as(identities_before.get(server.id)):
             stats.identity_changes += 1
@@ -193,24 +196,51 @@ def _monitor_cycle(
             warning = capacity_warning(server, identity)
             if warning:
                 emit(f"{_stamp()} warning: {warning}")
+    for warning in new_shared_workers(servers, identities_before, recorded.identities):
+        emit(f"{_stamp()} warning: {warning}")
     stats.cycles += 1
-    failing = sum(health.failing for health in recorded.health.values())
+    states = [health.state for health in recorded.health.values()]
     return RoundSummary(
         probed=len(recorded.health),
-        healthy=len(recorded.health) - failing,
-        failing=failing,
+        healthy=states.count("healthy"),
+        failing=states.count("failing"),
+        drained=states.count("drained"),
         seconds=time.monotonic() - started,
         not_recorded=len(recorded.errors),
         stopped=any(probe.interrupted for probe in probes),
     )
 
 
-def state_change_line(server: Server, probe: Probe, health: Health) -> str:
-    """`... Principal (id) https://...: healthy -> failing: connection refused; cooling down 30 s`."""
+def new_shared_workers(
+    servers: list[Server], before: dict[uuid.UUID, WahaIdentity], now: dict[uuid.UUID, WahaIdentity]
+) -> list[str]:
+    """Warnings for active servers of one user that report one worker id, said once: when it starts (pure).
+
+    A server that did not answer this round keeps the worker it last reported.
+    """
+
+    def workers(identities: dict[uuid.UUID, WahaIdentity]) -> dict[uuid.UUID, str | None]:
+        return {server_id: identity.worker_id for server_id, identity in identities.items()}
+
+    known = {group.key for group in shared_workers(servers, workers(before))}
+    return [
+        group.warning() for group in shared_workers(servers, workers(before) | workers(now)) if group.key not in known
+    ]
+
+
+def state_change_line(server: Server, probe: Probe, health: Health, before: str = "healthy") -> str:
+    """`... Principal (id) https://...: healthy -> failing: connection refused; cooling down 30 s`.
+
+    The states are a Health's: healthy, failing, drained (WAHA shutting down).
+    """
     head = f"{_stamp()} {server.nome} ({server.id}) {display_api_url(server.api_url)}"
-    if health.failing:
-        return f"{head}: healthy -> failing: {probe.error}; {describe_health(health)}"
-    return f"{head}: failing -> healthy: {describe_probe(probe)}"
+    if health.state == "healthy":
+        return f"{head}: {before} -> healthy: {describe_probe(probe)}"
+    if health.state == "drained":
+        return (
+            f"{head}: {before} -> drained: WAHA answers GET /health with 503 shutting_down; {describe_health(health)}"
+        )
+    return f"{head}: {before} -> failing: {probe.outcome}; {describe_health(health)}"
 
 
 def identity_line(server: Server, identity: WahaIdentity, before: WahaIdentity | None) -> str:

@@ -5,9 +5,10 @@ A WAHA server is probed with `GET {api_url}/api/server/version` (header
 seconds, retried `retry_attempts` times with backoff. The outcome is told in
 plain words (name does not resolve, connection refused, timed out, TLS error,
 API key rejected, not a WAHA server, server error, refused by the network
-policy); waha_db.fleet.health records it in the database. `ask` is the one way the
-toolkit asks WAHA anything (waha_db.fleet.live reads /api/sessions through it too),
-many servers at once on one event loop (`ask_many`).
+policy: waha_db.fleet.reasons). waha_db.fleet.checkup then asks a server that
+answered its /health and worker id; waha_db.fleet.health records it all. `ask` is
+the one way the toolkit asks WAHA anything (waha_db.fleet.live reads /api/sessions
+through it too), many servers at once on one event loop (`ask_round`, `ask_many`).
 
 Every value of a server's row is written by the app's users, so:
 - the request URL is built with a URL library: the fixed path is appended to the
@@ -27,11 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -39,10 +38,24 @@ import httpx
 
 from waha_db.database import mask_password
 from waha_db.fleet.policy import NetworkPolicy, policy_from_environment
+from waha_db.fleet.reasons import AnswerFailure, check_answer, describe_transport_error
 from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS, run_round
 from waha_db.fleet.transport import FleetClient, Limits, TargetRefused, trusted_context
 
 VERSION_PATH = "/api/server/version"
+# WAHA's health check (NestJS Terminus): 200 `ok`; 503 `error` (an indicator is down) or
+# `shutting_down` (the server is stopping). WAHA Core before 2026.6.1 refuses it with 422.
+HEALTH_OK = "ok"
+HEALTH_ERROR = "error"
+HEALTH_SHUTTING_DOWN = "shutting_down"
+# Recorded through report_waha_server_failure: selection ranks the server after the healthy
+# ones while its cooldown lasts. The words are waha-db's own; `drained:` marks a drain.
+DRAINED_PREFIX = "drained:"
+DRAINED_REASON = (
+    f"{DRAINED_PREFIX} WAHA is shutting down (GET /health answered 503 shutting_down); "
+    "no new sessions until it answers ok"
+)
+UNHEALTHY_REASON = "unhealthy: WAHA's own health check fails (GET /health answered 503 with status error)"
 # A WAHA version answer is a few dozen bytes; anything much larger is not one.
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_BACKOFF_SECONDS = 0.5
@@ -68,6 +81,13 @@ class Probe:
     `error` is the reason in plain words when it is not; `attempts` counts requests.
     `interrupted`: the probe was cancelled because the command was stopped; it says
     nothing about the server and is not recorded.
+
+    Once the version answered, WAHA's own health check and worker id are asked too
+    (waha_db.fleet.checkup): `health` is what GET /health said when WAHA answered it as
+    documented (`ok`, or `error` / `shutting_down` with HTTP 503), None when it was not
+    asked, is absent or refused (WAHA Core before 2026.6.1 answers 422), or said
+    nothing readable; `worker_known` says whether GET /api/server/status answered,
+    `worker_id` the id it gave (None: none).
     """
 
     reachable: bool
@@ -78,19 +98,30 @@ class Probe:
     error: str | None = None
     attempts: int = 0
     interrupted: bool = False
+    health: str | None = None
+    worker_id: str | None = None
+    worker_known: bool = False
 
+    @property
+    def drained(self) -> bool:
+        """WAHA answers, and says it is shutting down: no new sessions, but not failed."""
+        return self.reachable and self.health == HEALTH_SHUTTING_DOWN
 
-class AnswerFailure(Exception):
-    """One attempt failed; `retry` says whether another attempt could do better.
+    @property
+    def unhealthy(self) -> bool:
+        """WAHA answers, and its own health check fails (GET /health: 503 with status error)."""
+        return self.reachable and self.health == HEALTH_ERROR
 
-    The readers of an answer raise it for one that is JSON but not WAHA's; the
-    reason is always our words, never the server's text.
-    """
-
-    def __init__(self, reason: str, retry: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry = retry
+    @property
+    def outcome(self) -> str | None:
+        """What is recorded: None for a success, else the reason of the failure (or of the drain)."""
+        if not self.reachable:
+            return self.error or "unreachable"
+        if self.drained:
+            return DRAINED_REASON
+        if self.unhealthy:
+            return UNHEALTHY_REASON
+        return None
 
 
 def display_api_url(api_url: str) -> str:
@@ -131,93 +162,26 @@ def request_url(api_url: str, path: str) -> httpx.URL:
     )
 
 
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-# OpenSSL's own reasons (fixed words of the library, never the peer's text), as they read in a report.
-_TLS_WORDS = {
-    "CERTIFICATE_VERIFY_FAILED": "certificate verify failed",
-    "WRONG_VERSION_NUMBER": "wrong version number (is it plain http?)",
-    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol version refused",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure",
-    "UNSUPPORTED_PROTOCOL": "unsupported protocol",
-}
-
-
-def _tls_reason(error: ssl.SSLError) -> str:
-    """A TLS failure in fixed words: OpenSSL's verification message or reason code, nothing from the peer."""
-    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_code:
-        # verify_message is OpenSSL's table text for the code ("self-signed certificate", ...),
-        # except for a host name mismatch, which quotes our own URL's host.
-        words = str(error.verify_message or "").lower()
-        return (
-            f"certificate verify failed: {words}"
-            if words.isascii() and len(words) < 120
-            else "certificate verify failed"
-        )
-    reason = str(getattr(error, "reason", "") or "")
-    return _TLS_WORDS.get(reason, reason.lower().replace("_", " ") if reason.isupper() else "handshake failed")
-
-
-def describe_transport_error(exc: httpx.TransportError, host: str, timeout: float) -> AnswerFailure:
-    """The plain-words reason for a request that got no HTTP response (fixed words, never the exception's text)."""
-    causes = list(_causes(exc))
-    if isinstance(exc, httpx.TimeoutException):
-        return AnswerFailure(f"timed out after {timeout:g} s", retry=True)
-    if any(isinstance(c, socket.gaierror) for c in causes):
-        return AnswerFailure(f"name does not resolve: {host}", retry=True)
-    tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
-    if tls is not None:
-        return AnswerFailure(f"TLS error: {_tls_reason(tls)}", retry=False)
-    if any(isinstance(c, ConnectionRefusedError) for c in causes):
-        return AnswerFailure("connection refused", retry=True)
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return AnswerFailure("connection closed by the server before a complete answer", retry=True)
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)) or any(isinstance(c, ConnectionResetError) for c in causes):
-        return AnswerFailure("connection reset by the server", retry=True)
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return AnswerFailure("not an http:// or https:// URL", retry=False)
-    if isinstance(exc, httpx.ConnectError):
-        return AnswerFailure("cannot connect", retry=True)
-    return AnswerFailure(f"request failed ({exc.__class__.__name__})", retry=True)
-
-
-def check_answer(response: httpx.Response, has_api_key: bool, path: str) -> None:
-    """Raise the plain-words AnswerFailure of an HTTP answer that is not a usable 200 from WAHA.
-
-    Only the status code is read: a redirect's Location, like the body, is the
-    server's text and never goes into a reason.
-    """
-    status = response.status_code
-    if status in (401, 403):
-        if has_api_key:
-            reason = f"API key rejected (HTTP {status})"
-        else:
-            reason = f"API key rejected (HTTP {status}): the server wants an API key and none is set"
-        raise AnswerFailure(reason, retry=False)
-    if status >= 500:
-        raise AnswerFailure(f"server error (HTTP {status})", retry=True)
-    if 300 <= status < 400:
-        raise AnswerFailure(
-            f"redirected (HTTP {status}): not followed; set api_url to the address WAHA answers at", retry=False
-        )
-    if status != 200:
-        raise AnswerFailure(f"not a WAHA server (HTTP {status} at {path.split('?')[0]})", retry=False)
+def printable(text: str) -> str:
+    """A server's text as it may be printed to a terminal: control characters escaped (`\\x1b`), never interpreted."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def read_version(answer: object) -> tuple[str, str | None, str | None]:
-    """(version, engine, tier) from the JSON of /api/server/version; a AnswerFailure when it is not WAHA's."""
+    """(version, engine, tier) from the JSON of /api/server/version; a AnswerFailure when it is not WAHA's.
+
+    They are the server's words, printed by the CLI: control characters come out escaped.
+    """
     version = answer.get("version") if isinstance(answer, dict) else None
     if not isinstance(version, str) or not version.strip():
         raise AnswerFailure("not a WAHA server: the JSON answer has no version", retry=False)
     engine = answer.get("engine")
     tier = answer.get("tier")
-    return version, engine if isinstance(engine, str) else None, tier if isinstance(tier, str) else None
+    return (
+        printable(version),
+        printable(engine) if isinstance(engine, str) else None,
+        printable(tier) if isinstance(tier, str) else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -249,7 +213,9 @@ class Target:
         object.__setattr__(self, "retry_attempts", clamp_retries(self.retry_attempts))
 
 
-class _Tally:
+class Tally:
+    """The attempts one server's requests made so far (kept outside the request, so a cut-short one still tells)."""
+
     attempts = 0
 
 
@@ -261,6 +227,7 @@ async def _attempt(
     timeout: float,
     max_body_bytes: int,
     read: Callable[[object], T],
+    read_other: Callable[[int, object], T] | None = None,
 ) -> tuple[T, float]:
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     if api_key:
@@ -278,6 +245,12 @@ async def _attempt(
             latency_ms = (time.perf_counter() - started) * 1000
     except httpx.TransportError as exc:
         raise describe_transport_error(exc, url.host, timeout) from exc
+    if read_other is not None and response.status_code != 200:
+        try:
+            other = json.loads(bytes(body))
+        except ValueError:
+            other = None
+        return read_other(response.status_code, other), latency_ms
     check_answer(response, bool(api_key), path)
     try:
         answer = json.loads(bytes(body))
@@ -294,9 +267,14 @@ async def ask(
     *,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     max_body_bytes: int = MAX_BODY_BYTES,
-    tally: _Tally | None = None,
+    tally: Tally | None = None,
+    read_other: Callable[[int, object], T] | None = None,
 ) -> Answer[T]:
     """GET `path` under the target's api_url and `read` its JSON; never raises for anything the server or network does.
+
+    With `read_other`, an answer other than 200 is not a failure by itself: its status
+    code and JSON (None when it is not JSON) go to `read_other`, which gives the value
+    or raises AnswerFailure (for endpoints whose 404 or 503 says something).
 
     Each attempt is bounded by the target's timeout, the whole answer included.
     Transient failures (timeouts, refused or dropped connections, HTTP 5xx, name
@@ -305,7 +283,7 @@ async def ask(
     answers that another attempt would not change (401, not WAHA, TLS, refused by
     the network policy, an answer `read` refuses) are not.
     """
-    tally = tally or _Tally()
+    tally = tally or Tally()
     try:
         url = request_url(target.api_url, path)
     except AnswerFailure as failure:
@@ -318,7 +296,8 @@ async def ask(
             tally.attempts += 1
             try:
                 value, latency_ms = await asyncio.wait_for(
-                    _attempt(fleet, url, path, target.api_key, target.timeout, max_body_bytes, read), target.timeout
+                    _attempt(fleet, url, path, target.api_key, target.timeout, max_body_bytes, read, read_other),
+                    target.timeout,
                 )
             except AnswerFailure as exc:
                 failure = exc
@@ -337,6 +316,63 @@ async def ask(
     return Answer(None, None, failure.reason, tally.attempts)
 
 
+def unanswered(why: str, deadline: float | None, attempts: int) -> Answer:
+    """The answer of a request cut short by the round: its deadline passed, or the command was stopped."""
+    if why == "deadline":
+        return Answer(None, None, f"no answer within the round's deadline ({deadline:g} s)", attempts)
+    return Answer(None, None, "not finished: stopped", attempts, interrupted=True)
+
+
+def ask_round(
+    size: int,
+    job: Callable[[FleetClient, int], Awaitable[T]],
+    *,
+    unfinished: Callable[[int, str], T],
+    failed: Callable[[T], bool],
+    limits: Limits | None = None,
+    policy: NetworkPolicy | None = None,
+    deadline: float | None = DEFAULT_DEADLINE_SECONDS,
+    stop: threading.Event | None = None,
+    order: Sequence[int] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> list[T]:
+    """`job(fleet, position)` for every position in 0..size-1 at once, as one round (waha_db.fleet.rounds).
+
+    Every request of every job shares one FleetClient: the global and per-host caps
+    bound them all, and the round's deadline and stop cut them all short (then
+    `unfinished(position, why)` is that job's result). `progress(done, total, failing)`
+    is called as jobs end (`failed` tells a failure). The policy is the operator's
+    (WAHA_DB_PROBE_DENY) unless given; SSL_CERT_FILE / SSL_CERT_DIR add trusted CAs.
+    """
+    policy = policy if policy is not None else policy_from_environment()
+    context = trusted_context()
+    if not size:
+        return []
+    counts = {"done": 0, "failing": 0}
+
+    def finished(result: T) -> None:
+        counts["done"] += 1
+        counts["failing"] += failed(result)
+        if progress is not None:
+            progress(counts["done"], size, counts["failing"])
+
+    async def round_of_jobs() -> list[T]:
+        fleet = FleetClient(policy, limits or Limits(), context)
+        try:
+            return await run_round(
+                [lambda position=position: job(fleet, position) for position in range(size)],
+                unfinished=unfinished,
+                deadline=deadline,
+                stop=stop,
+                finished=finished,
+                order=order,
+            )
+        finally:
+            await fleet.aclose()
+
+    return asyncio.run(round_of_jobs())
+
+
 def ask_many(
     targets: Sequence[Target],
     path: str,
@@ -351,58 +387,28 @@ def ask_many(
     order: Sequence[int] | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Answer[T]]:
-    """Ask every target at once (see waha_db.fleet.rounds); the answers in the targets' order.
-
-    `progress(done, total, failing)` is called as answers come. The policy is the
-    operator's (WAHA_DB_PROBE_DENY) unless given; SSL_CERT_FILE / SSL_CERT_DIR add
-    trusted CAs.
-    """
-    policy = policy if policy is not None else policy_from_environment()
-    context = trusted_context()
-    if not targets:
-        return []
-    counts = {"done": 0, "failing": 0}
-
-    def finished(answer: Answer[T]) -> None:
-        counts["done"] += 1
-        counts["failing"] += not answer.ok
-        if progress is not None:
-            progress(counts["done"], len(targets), counts["failing"])
-
-    async def round_of_asks() -> list[Answer[T]]:
-        fleet = FleetClient(policy, limits or Limits(), context)
-        tallies = [_Tally() for _ in targets]
-
-        def job(position: int) -> Callable[[], object]:
-            return lambda: ask(
-                fleet,
-                targets[position],
-                path,
-                read,
-                backoff=backoff,
-                max_body_bytes=max_body_bytes,
-                tally=tallies[position],
-            )
-
-        def unfinished(position: int, why: str) -> Answer[T]:
-            if why == "deadline":
-                reason = f"no answer within the round's deadline ({deadline:g} s)"
-                return Answer(None, None, reason, tallies[position].attempts)
-            return Answer(None, None, "not finished: stopped", tallies[position].attempts, interrupted=True)
-
-        try:
-            return await run_round(
-                [job(position) for position in range(len(targets))],
-                unfinished=unfinished,
-                deadline=deadline,
-                stop=stop,
-                finished=finished,
-                order=order,
-            )
-        finally:
-            await fleet.aclose()
-
-    return asyncio.run(round_of_asks())
+    """Ask every target `path` at once (see ask_round); the answers in the targets' order."""
+    tallies = [Tally() for _ in targets]
+    return ask_round(
+        len(targets),
+        lambda fleet, position: ask(
+            fleet,
+            targets[position],
+            path,
+            read,
+            backoff=backoff,
+            max_body_bytes=max_body_bytes,
+            tally=tallies[position],
+        ),
+        unfinished=lambda position, why: unanswered(why, deadline, tallies[position].attempts),
+        failed=lambda answer: not answer.ok,
+        limits=limits,
+        policy=policy,
+        deadline=deadline,
+        stop=stop,
+        order=order,
+        progress=progress,
+    )
 
 
 def get_json(
@@ -480,8 +486,19 @@ def describe_waha(version: str, engine: str | None, tier: str | None) -> str:
 
 
 def describe_probe(probe: Probe) -> str:
-    """`reachable, 12 ms, WAHA 2024.10.1 (WEBJS, CORE)` or the reason it is not."""
+    """`reachable, 12 ms, WAHA 2026.9.1 (GOWS, CORE), health ok, worker w1` or the reason it is not.
+
+    What GET /health said is told only when WAHA answered it (WAHA Core before 2026.6.1
+    refuses it), the worker only when there is one.
+    """
     if probe.reachable:
-        return f"reachable, {probe.latency_ms:.0f} ms, {describe_waha(probe.version, probe.engine, probe.tier)}"
+        text = f"reachable, {probe.latency_ms:.0f} ms, {describe_waha(probe.version, probe.engine, probe.tier)}"
+        if probe.health == HEALTH_OK:
+            text += ", health ok"
+        if probe.worker_id:
+            text += f", worker {probe.worker_id}"
+        if probe.drained or probe.unhealthy:
+            text += f"; {probe.outcome}"
+        return text
     tries = f" ({probe.attempts} attempts)" if probe.attempts > 1 else ""
     return f"unreachable: {probe.error}{tries}"

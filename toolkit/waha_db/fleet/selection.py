@@ -129,6 +129,8 @@ def explain_pick(
 
 
 def _cooldown(record: health.Health) -> str:
-    error = f": {record.last_error}" if record.last_error else ""
     until = record.cooldown_until.strftime("%H:%M:%S %Z").strip()
+    if record.drained:
+        return f"{record.last_error}, until {until}"
+    error = f": {record.last_error}" if record.last_error else ""
     return f"{record.consecutive_failures} failure(s) in a row{error}, until {until}"
