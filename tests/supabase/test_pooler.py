@@ -10,11 +10,11 @@ import uuid
 import psycopg
 import pytest
 
-from tests.fleet.test_monitor import RunningMonitor
 from tests.polling import wait_until
 from tests.support.concurrency import together
 from tests.support.databases import run_sql
 from tests.support.factories import add_seed_servers, add_server, add_user
+from tests.support.monitor import RunningMonitor
 from tests.support.pgbouncer import PgBouncerNotFound, ThrowawayPgBouncer
 from waha_db.database import conninfo, create_engine
 

@@ -37,6 +37,9 @@ def run_sql(target: Target, statement: str, parameters: Sequence[Any] | None = N
         cursor = target.execute(statement, parameters)
         return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
     if isinstance(target, sa.Connection):
+        # The driver is always handed parameters here, so a statement without any has its % escaped.
+        if not parameters:
+            statement = statement.replace("%", "%%")
         result = target.exec_driver_sql(statement, tuple(parameters) if parameters else None)
         return [tuple(row) for row in result] if result.returns_rows else []
     if isinstance(target, sa.Engine):
@@ -121,6 +124,17 @@ def servers(target: Target) -> list[dict]:
         "SELECT to_jsonb(s) - 'created_at' - 'updated_at' FROM public.waha_servers AS s ORDER BY id",
     )
     return [row[0] for row in rows]
+
+
+def stored_health(target: Target, server_id: Any) -> tuple | None:
+    """A server's waha_server_health row: (consecutive_failures, last_error, cooling down, ever succeeded)."""
+    rows = run_sql(
+        target,
+        "SELECT consecutive_failures, last_error, cooldown_until IS NOT NULL, last_success_at IS NOT NULL"
+        " FROM public.waha_server_health WHERE server_id = %s",
+        (server_id,),
+    )
+    return rows[0] if rows else None
 
 
 # Newer pg_dump releases wrap the dump in \restrict lines holding a random key.

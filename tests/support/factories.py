@@ -14,11 +14,15 @@ The legacy V1 waha_config's DDL is waha_db.checks.legacy's (the one copy `verify
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
+
 from tests.support.databases import Target, has_auth_users, run_sql
+from waha_db.fleet.servers import Server
 
 # The user a legacy V1 database's server is converted for, in every test that converts one.
 LEGACY_OWNER = "7d3c6f0e-2a4b-4c8d-9e1f-0a1b2c3d4e5f"
@@ -63,6 +67,89 @@ def add_session(target: Target, user_id: uuid.UUID | str, server_id: Any, name: 
     """
     values = {"user_id": user_id, "waha_server_id": server_id, "session_name": name}
     return insert_row(target, "public.waha_sessions", {**values, **columns})
+
+
+# The user of the fleet's tests that need one fixed id (in their expected output).
+FLEET_USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
+
+
+def add_waha_server(target: Target, user_id: uuid.UUID | str, url: str, name: str | None = None, **columns: Any) -> Any:
+    """A waha_servers row at `url` (a fake WAHA on 127.0.0.1) that a probe tries once, for 1 s.
+
+    Named after its URL unless `name` is given; `columns` set any other column (api_key,
+    prioridade, sessions_ativas, a longer timeout...).
+    """
+    return add_server(
+        target, user_id, name or f"waha {url}", **{"timeout": 1, "retry_attempts": 0, **columns, "api_url": url}
+    )
+
+
+def add_servers(
+    target: Target, user_id: uuid.UUID | str, urls: list[str], name: str = "waha-{number:02d}", **columns: Any
+) -> list[Any]:
+    """A fleet of `user_id`: one server per URL (add_waha_server), named by the `name` template; their ids."""
+    return [
+        add_waha_server(target, user_id, url, name.format(number=number), **columns) for number, url in enumerate(urls)
+    ]
+
+
+# The largest values timeout and retry_attempts took before revision 0011 bounded them.
+OLD_MAXIMUM = 2_147_483_647
+
+# Rows older than revision 0011 may hold what its rules refuse: this drops its CHECKs on
+# timeout, retry_attempts and api_url (where present), so a test can write such rows. The
+# rules' triggers are bypassed by the writer itself: `SET [LOCAL] session_replication_role = replica`.
+AS_BEFORE_0011 = """
+DO $$
+DECLARE rule record;
+BEGIN
+    FOR rule IN SELECT conname FROM pg_catalog.pg_constraint
+                WHERE conrelid = 'public.waha_servers'::regclass AND contype = 'c'
+                  AND pg_catalog.pg_get_constraintdef(oid) ~ '(timeout|retry_attempts|api_url)'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE public.waha_servers DROP CONSTRAINT %I', rule.conname);
+    END LOOP;
+END $$
+"""
+
+
+def add_servers_before_0011(engine: sa.Engine, user_id: uuid.UUID | str, urls: list[str], **columns: Any) -> list[Any]:
+    """add_servers (a probe of 5 s unless told) with values revision 0011 refuses (OLD_MAXIMUM...), as rows
+    written before it may hold them: in one transaction of `engine`, which the bypass of the triggers stays within.
+    """
+    with engine.begin() as connection:
+        run_sql(connection, AS_BEFORE_0011)
+        run_sql(connection, "SET LOCAL session_replication_role = replica")
+        return add_servers(connection, user_id, urls, "server {number}", **{"timeout": 5, **columns})
+
+
+# The `created_at` of server_row's servers of age 0.
+EPOCH = dt.datetime(2025, 10, 28, tzinfo=dt.timezone.utc)
+
+
+def server_row(
+    name: str, priority: int, active_sessions: int, capacity: int, *, active: bool = True, age: int = 0
+) -> Server:
+    """A waha_servers row as the library reads it (a `Server`), without a database: what the pure parts screen."""
+    return Server(
+        id=uuid.uuid4(),
+        user_id=uuid.UUID(int=1),
+        nome=name,
+        api_url=f"https://{name.lower()}.example",
+        api_key=None,
+        descricao=None,
+        ativo=active,
+        webhook_url=None,
+        webhook_secret=None,
+        timeout=30,
+        retry_attempts=3,
+        rate_limit=100,
+        prioridade=priority,
+        max_sessions=capacity,
+        sessions_ativas=active_sessions,
+        created_at=EPOCH - dt.timedelta(days=age),
+        updated_at=EPOCH,
+    )
 
 
 def add_legacy_config(target: Target, **columns: Any) -> None:
