@@ -12,10 +12,10 @@ import uuid
 
 import psycopg
 
-from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
 from tests.support.cli import run_cli
 from tests.support.factories import FLEET_USER, add_waha_server
+from tests.support.network import free_port
 from waha_db.database import conninfo
 
 USER = str(FLEET_USER)

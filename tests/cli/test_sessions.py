@@ -8,10 +8,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.fleet.fake_waha import free_port
 from tests.support.cli import run_cli
 from tests.support.databases import run_sql
 from tests.support.factories import FLEET_USER, add_waha_server
+from tests.support.network import free_port
 from waha_db.cli import main
 from waha_db.database import conninfo
 

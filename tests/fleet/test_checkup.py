@@ -15,19 +15,11 @@ import sqlalchemy as sa
 from tests.support.databases import stored_health
 from tests.support.factories import FLEET_USER as USER
 from tests.support.factories import add_waha_server
-from waha_db.database import create_engine
 from waha_db.fleet import health
 from waha_db.fleet.checkup import read_health, read_worker
 from waha_db.fleet.probe import DRAINED_REASON, UNHEALTHY_REASON, AnswerFailure, describe_probe, read_version
 from waha_db.fleet.transport import Limits
 from waha_db.fleet.workers import shared_worker_warnings
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.fleet.fake_waha import free_port
 from tests.support.cli import run_cli
 from tests.support.factories import FLEET_USER, add_waha_server
+from tests.support.network import free_port
 
 USER = str(FLEET_USER)
-
-
-@pytest.fixture
-def url(fresh_database):
-    return fresh_database("head")
 
 
 def add_fleet(url, urls, *, ativo=True):

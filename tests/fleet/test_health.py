@@ -8,19 +8,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.fake_waha import free_port
 from tests.support.databases import stored_health
 from tests.support.factories import FLEET_USER as USER
 from tests.support.factories import add_waha_server
-from waha_db.database import create_engine
+from tests.support.network import free_port
 from waha_db.fleet import health
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

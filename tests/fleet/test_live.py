@@ -14,9 +14,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.fake_waha import free_port
 from tests.support.factories import add_user, add_waha_server
 from tests.support.live import HOUR, add_row, counter, found, reconcile, sessions
+from tests.support.network import free_port
 from waha_db.database import create_engine
 from waha_db.fleet.live import KINDS, LiveReconcileError, reconcile_live
 

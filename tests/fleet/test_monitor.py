@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
 from tests.support.factories import FLEET_USER as USER
 from tests.support.factories import add_waha_server
 from tests.support.monitor import RunningMonitor
+from tests.support.network import free_port
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import create_engine
 from waha_db.fleet import monitor as fleet_monitor
@@ -24,13 +24,6 @@ def failures(engine, server_id):
             sa.text("SELECT consecutive_failures FROM public.waha_server_health WHERE server_id = :id"),
             {"id": server_id},
         ).scalar()
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
 
 
 def test_monitor_prints_one_line_per_state_change(engine, fake_waha):

@@ -5,21 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
 import sqlalchemy as sa
 
 from tests.support.factories import OLD_MAXIMUM, add_servers_before_0011
-from waha_db.database import create_engine
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet.health import RoundOptions
 from waha_db.fleet.transport import Limits
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
 
 
 def health_of(engine, server_ids):

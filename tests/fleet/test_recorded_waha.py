@@ -16,21 +16,8 @@ from tests.fleet.replay_waha import RecordedWaha
 from tests.support.factories import FLEET_USER as USER
 from tests.support.factories import add_waha_server
 from waha_db import cli
-from waha_db.database import create_engine
 from waha_db.fleet import health
 from waha_db.fleet.live import reconcile_live
-
-
-@pytest.fixture
-def url(fresh_database):
-    return fresh_database("head")
-
-
-@pytest.fixture
-def engine(url):
-    engine = create_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def test_servers_test_reads_the_recorded_server_and_falls_back_where_it_refuses_health(engine):
