@@ -1,11 +1,12 @@
-"""The README cannot drift from the CLI: its command table against the real `--help`, its `verify`
-output against a real `waha-db verify`.
+"""The README and the docs cannot drift from the CLI or the tree: docs/COMMANDS.md's command table
+against the real `--help`, the README's `verify` output against a real `waha-db verify`, and
+every relative link and file path they give against the files of the repository.
 
 Compared, not generated (cog would write these parts instead): the table's second column is
 prose no `--help` holds, and verify's output carries timings and a port that would change the
 README on every run. So the test reads both and fails with what differs: a command or option
 the table names that the CLI lacks, a command the CLI has that the table omits, a check
-renamed, added, removed or moved.
+renamed, added, removed or moved, a link to a file or heading that is not there.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from click.testing import CliRunner
 
 from waha_db import cli
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+COMMANDS = ROOT / "docs" / "COMMANDS.md"
 WAHA_DB = str(Path(sys.executable).with_name("waha-db"))
 _OPTION = re.compile(r"--[a-z][a-z0-9-]*")
 
@@ -59,15 +62,17 @@ def cli_commands(path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     return found
 
 
-def table_rows() -> list[str]:
-    """The first cell of each row of the README's table of commands."""
-    text = README.read_text(encoding="utf-8")
-    table = text[text.index("## Commands") :]
-    table = table[: table.index("\n## ", 1)]
+def table_rows(text: str | None = None) -> list[str]:
+    """The first cell of each row of the table of commands (docs/COMMANDS.md, section "The table")."""
+    if text is None:
+        text = COMMANDS.read_text(encoding="utf-8")
+    table = text[text.index("\n## The table\n") + 1 :]
+    end = table.find("\n## ", 1)
+    table = table if end < 0 else table[:end]
     return [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| `waha-db ")]
 
 
-def table_commands() -> dict[tuple[str, ...], set[str]]:
+def table_commands(text: str | None = None) -> dict[tuple[str, ...], set[str]]:
     """Each command the table names, with the options it names for it.
 
     A cell holds one or more code spans: `waha-db servers update ID [...]`, then `enable ID`
@@ -75,7 +80,7 @@ def table_commands() -> dict[tuple[str, ...], set[str]]:
     command before).
     """
     named: dict[tuple[str, ...], set[str]] = {}
-    for cell in table_rows():
+    for cell in table_rows(text):
         command: tuple[str, ...] = ()
         for span in re.findall(r"`([^`]+)`", cell):
             words = span.split()
@@ -93,22 +98,40 @@ def table_commands() -> dict[tuple[str, ...], set[str]]:
     return named
 
 
-def test_every_command_and_option_in_the_readme_table_exists():
+def unknown_in_table(text: str | None = None) -> list[str]:
+    """What the table names that the CLI lacks: a group taken for a command, an option a command lacks."""
     problems = []
-    for command, named_options in table_commands().items():
+    for command, named_options in table_commands(text).items():
         if subcommands(*command):
             problems.append(f"`waha-db {' '.join(command)}` is a group, not a command")
             continue
         unknown = named_options - options(*command)
         if unknown:
             problems.append(f"`waha-db {' '.join(command)}` has no option {', '.join(sorted(unknown))}")
-    assert problems == []
+    return problems
 
 
-def test_every_command_of_the_cli_is_in_the_readme_table():
-    listed = set(table_commands())
-    missing = [" ".join(command) for command in cli_commands() if command not in listed]
-    assert missing == [], "commands the README's table does not name"
+def missing_from_table(text: str | None = None) -> list[str]:
+    """The commands of the CLI the table does not name."""
+    listed = set(table_commands(text))
+    return [" ".join(command) for command in cli_commands() if command not in listed]
+
+
+def test_every_command_and_option_in_the_commands_table_exists():
+    assert unknown_in_table() == []
+
+
+def test_every_command_of_the_cli_is_in_the_commands_table():
+    assert missing_from_table() == [], "commands the table of docs/COMMANDS.md does not name"
+
+
+def test_the_table_checks_fail_on_drift():
+    """A row removed, an option the CLI lacks: each is caught."""
+    text = COMMANDS.read_text(encoding="utf-8")
+    without_history = "\n".join(line for line in text.splitlines() if not line.startswith("| `waha-db history"))
+    assert missing_from_table(without_history) == ["history"]
+    renamed = text.replace("`waha-db status [--json] [--check]`", "`waha-db status [--json] [--strict]`")
+    assert unknown_in_table(renamed) == ["`waha-db status` has no option --strict"]
 
 
 def test_the_table_reader_sees_commands_options_and_the_group_shorthands():
@@ -165,3 +188,67 @@ def test_readme_verify_output_has_the_shape_of_a_real_run():
     done = subprocess.run([WAHA_DB, "verify"], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert verify_shape(readme_verify_block()) == verify_shape(done.stdout)
+
+
+# --- links and file paths ---------------------------------------------------------------------
+
+DOCUMENTS = [README, ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_LINK_TARGET = re.compile(r"\]\([^)\s]+\)")
+# A path of the repository named in the text (`tests/lifecycle/test_catalog.py`), not a template
+# (`migrations/versions/NNNN_<what>.py`) nor a path of another tree (`DIR/supabase/...`).
+_REPO_PATH = re.compile(r"(?<![\w/.$<-])((?:toolkit|tests|tools|docs|migrations|sql|\.ci)/[\w./-]*)(?![<\w./-])")
+_FENCE = re.compile(r"^\s*```")
+
+
+def headings_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown text (lower case, punctuation dropped)."""
+    anchors = set()
+    fenced = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def broken_references(document: Path, text: str) -> list[str]:
+    """Every relative link of `text` (read as `document`) to a missing file or heading, and every
+    path of the repository it names that does not exist."""
+    problems = []
+    for target in _LINK.findall(text):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        if not linked.exists():
+            problems.append(f"{document.name}: link {target} points to no file")
+        elif anchor and linked.suffix == ".md":
+            if anchor not in headings_anchors(linked.read_text(encoding="utf-8")):
+                problems.append(f"{document.name}: link {target}: {linked.name} has no such heading")
+    for named in _REPO_PATH.findall(_LINK_TARGET.sub("]", text)):  # a link's target is checked above
+        if not (ROOT / named.rstrip(".")).exists():
+            problems.append(f"{document.name}: {named} does not exist")
+    return problems
+
+
+def test_every_link_and_path_in_the_readme_and_docs_resolves():
+    problems = [p for document in DOCUMENTS for p in broken_references(document, document.read_text(encoding="utf-8"))]
+    assert problems == []
+
+
+def test_the_link_check_catches_a_missing_file_heading_or_path():
+    text = (
+        "[gone](docs/GONE.md) [no heading](docs/COMMANDS.md#no-such-heading) `tests/nowhere.py` "
+        "[fine](docs/COMMANDS.md#the-table) [web](https://example.com/x.md) `migrations/versions/NNNN_<what>.py`"
+    )
+    assert broken_references(README, text) == [
+        "README.md: link docs/GONE.md points to no file",
+        "README.md: link docs/COMMANDS.md#no-such-heading: COMMANDS.md has no such heading",
+        "README.md: tests/nowhere.py does not exist",
+    ]
+    assert "3-taking-turns-waha-db-and-the-supabase-cli" in headings_anchors(
+        "## 3. Taking turns: waha-db and the Supabase CLI"
+    )

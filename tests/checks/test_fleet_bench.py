@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+import waha_db
 from waha_db.checks.fake_fleet import kinds_for
-from waha_db.checks.fleet_bench import render, run_fleet_benchmark, single_budget
+from waha_db.checks.fleet_bench import FleetBenchError, render, run_fleet_benchmark, single_budget
 
 
 def test_kinds_are_shared_out_as_asked():
@@ -29,3 +34,17 @@ def test_a_small_fleet_is_measured_against_its_ideal():
     assert monitor.statements <= 6 and reconcile.statements <= 6
     assert monitor.peak_mib > 10
     assert "| 20 | `monitor --once` |" in render(result)
+
+
+def test_the_toolkit_of_a_checkout_is_measured():
+    toolkit = Path(waha_db.__file__).resolve().parents[1]  # this checkout's toolkit/, its command line a package
+
+    result = run_fleet_benchmark(sizes=(10,), timeout=1, retry_attempts=0, toolkit=toolkit, limit=120)
+
+    assert result.toolkit == str(toolkit)
+    assert [figures.status for figures in result.figures] == [0, 1]  # reconcile: one server could not be read
+
+
+def test_a_folder_without_waha_db_is_refused_before_anything_starts(tmp_path):
+    with pytest.raises(FleetBenchError, match="holds no waha_db package"):
+        run_fleet_benchmark(sizes=(10,), toolkit=tmp_path)

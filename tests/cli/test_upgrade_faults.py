@@ -252,7 +252,7 @@ def person(monkeypatch):
             return True
 
     reader = Person()
-    monkeypatch.setattr("waha_db.cli._can_ask", lambda: True)
+    monkeypatch.setattr("waha_db.cli.edge.can_ask", lambda: True)
     monkeypatch.setattr(click, "confirm", reader.confirm)
     return reader
 

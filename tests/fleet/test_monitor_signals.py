@@ -21,7 +21,10 @@ from tests.polling import wait_until
 from tests.support.factories import OLD_MAXIMUM, add_servers_before_0011
 from waha_db.database import create_engine
 
-STOPS_WITHIN = 2.5  # seconds from the signal to the exit; the design target is a tenth of a second
+# Seconds from the signal to the exit. The design target is a tenth of a second; what this guards
+# against is a monitor that waits for its hanging probes (minutes at these timeouts), so the bound
+# leaves room for a loaded machine, where the interpreter's own exit has taken up to 3 s.
+STOPS_WITHIN = 5.0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

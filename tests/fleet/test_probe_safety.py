@@ -14,10 +14,10 @@ import httpcore
 import pytest
 
 from tests.fleet.fake_waha import SERVER_TEXT
-from waha_db.fleet.live import SESSIONS_PATH
-from waha_db.fleet.live_compare import read_sessions
+from waha_db.fleet.asking import get_json, request_url
+from waha_db.fleet.live_waha import SESSIONS_PATH, read_sessions
 from waha_db.fleet.policy import NetworkPolicy, PolicyError, category, parse_policy, policy_from_environment
-from waha_db.fleet.probe import VERSION_PATH, get_json, probe_server, request_url
+from waha_db.fleet.probe import VERSION_PATH, probe_server
 
 HOSTILE = "/admin/delete-everything?confirm=yes#"
 

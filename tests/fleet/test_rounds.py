@@ -7,7 +7,8 @@ import time
 import uuid
 
 from tests.support.network import free_port
-from waha_db.fleet.probe import VERSION_PATH, Target, ask_many, budget, read_version
+from waha_db.fleet.asking import Target, ask_many, budget
+from waha_db.fleet.probe import VERSION_PATH, read_version
 from waha_db.fleet.rounds import fair_order
 from waha_db.fleet.transport import Limits
 

@@ -51,7 +51,7 @@ def _has_unencoded_at(database_url: str) -> bool:
     return "@" in (host or "")
 
 
-def parse_url(database_url: str) -> URL:
+def parse_url(database_url: str | URL) -> URL:
     """A SQLAlchemy URL on the psycopg 3 driver, from any accepted PostgreSQL URL form.
 
     A URL with an unencoded `@` in its password is refused before anything reads its host.
@@ -76,12 +76,13 @@ def parse_url(database_url: str) -> URL:
 def display_url(url: URL | str) -> str:
     """The URL with its password replaced by `***`."""
     if isinstance(url, str):
-        if _has_unencoded_at(url):
-            return mask_password(url)
+        text = url
+        if _has_unencoded_at(text):
+            return mask_password(text)
         try:
-            url = make_url(url)
+            url = make_url(text)
         except Exception:
-            return mask_password(url)
+            return mask_password(text)
     if "password" not in url.query:
         return url.render_as_string(hide_password=True)
     # libpq takes a password as a query option too; rendered, `***` would be percent-encoded.
@@ -130,7 +131,7 @@ def conninfo(url: URL | str) -> str:
 # PgBouncer before 1.21) the next transaction may run on another server connection, which
 # has no such statement: "prepared statement "_pg3_0" does not exist". waha-db runs few
 # statements per command, so it never prepares them, whatever the URL points at.
-DRIVER_CONNECT_ARGS = {"connect_timeout": 10, "prepare_threshold": None}
+DRIVER_CONNECT_ARGS: dict[str, object] = {"connect_timeout": 10, "prepare_threshold": None}
 DEFAULT_APPLICATION_NAME = "waha-db"
 
 
@@ -411,6 +412,8 @@ def server_version(connection: sa.Connection) -> tuple[int, str]:
     safe on a connection that Alembic has yet to begin its transaction on.
     """
     parts = connection.dialect.server_version_info
+    if parts is None:  # set by the dialect on its first connection, which a Connection has made
+        raise RuntimeError("the server's version is unknown: no connection has been made yet")
     text = ".".join(str(part) for part in parts)
     return version_number(text), text
 

@@ -672,7 +672,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def run_benchmark(
-    database_url: str | None = None,
+    database_url: str | sa.URL | None = None,
     *,
     table_servers: tuple[int, ...] = TABLE_SERVERS,
     user_servers: tuple[int, ...] = USER_SERVERS,

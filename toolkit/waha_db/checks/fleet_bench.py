@@ -182,7 +182,7 @@ def run_fleet_benchmark(
     progress=lambda message: None,
 ) -> FleetBenchResult:
     """Measure `monitor --once` and `sessions reconcile --live` at each fleet size, on a throwaway PostgreSQL."""
-    if toolkit is not None and not (toolkit / "waha_db" / "cli.py").is_file():
+    if toolkit is not None and not (toolkit / "waha_db" / "__init__.py").is_file():
         raise FleetBenchError(f"{toolkit} holds no waha_db package: give the folder that holds waha_db/ (a toolkit/)")
     if not 0 <= hang_share + refuse_share <= 1:
         raise FleetBenchError("the hanging and refusing shares must add up to between 0 and 1")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -77,7 +78,7 @@ class CounterDrift:
         """The counter misses sessions that are in waha_sessions: certainly wrong."""
         return self.counter < self.occupying
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "server_id": str(self.server_id), "user_id": str(self.user_id), "below": self.below}
 
 
@@ -89,7 +90,7 @@ class Correction:
     before: int
     after: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "server_id": str(self.server_id), "user_id": str(self.user_id)}
 
 
@@ -106,7 +107,7 @@ class ReconcileReport:
         corrected = {correction.server_id for correction in self.corrections}
         return [drift for drift in self.drifts if drift.server_id not in corrected]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
             "drifts": [drift.as_dict() for drift in self.drifts],

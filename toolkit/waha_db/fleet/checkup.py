@@ -32,22 +32,17 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 
+from waha_db.fleet.asking import DEFAULT_BACKOFF_SECONDS, Tally, Target, ask, ask_round, unanswered
 from waha_db.fleet.policy import NetworkPolicy
 from waha_db.fleet.probe import (
-    DEFAULT_BACKOFF_SECONDS,
     HEALTH_ERROR,
     HEALTH_OK,
     HEALTH_SHUTTING_DOWN,
     VERSION_PATH,
     Probe,
-    Tally,
-    Target,
-    ask,
-    ask_round,
     printable,
     probe_from_answer,
     read_version,
-    unanswered,
 )
 from waha_db.fleet.reasons import AnswerFailure
 from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS

@@ -14,8 +14,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
+from waha_db.fleet.health import Health, recorded_health
 from waha_db.fleet.identity import TIERS_MERGED, WahaIdentity, capacity_warning
-from waha_db.fleet.servers import Server
+from waha_db.fleet.servers import Listing, Server
 
 SUMMARY_ABOVE = 20
 FAILING_NAMED = 10
@@ -43,17 +46,13 @@ class FleetSummary:
 
 def summarize(
     servers: Sequence[Server],
-    health: Mapping[uuid.UUID, object],
+    health: Mapping[uuid.UUID, Health],
     identities: Mapping[uuid.UUID, WahaIdentity],
     now: dt.datetime,
 ) -> FleetSummary:
-    """Counts by state of a user's servers (`health`: waha_db.fleet.health.Health by server id)."""
+    """Counts by state of a user's servers (`health`: their recorded health by server id)."""
     failing = [server for server in servers if server.id in health and health[server.id].failing]
-    cooling = [
-        server
-        for server in failing
-        if health[server.id].cooldown_until is not None and health[server.id].cooldown_until > now
-    ]
+    cooling = [server for server in failing if _cools_down(health[server.id], now)]
     active = [server for server in servers if server.ativo]
     return FleetSummary(
         servers=len(servers),
@@ -71,6 +70,17 @@ def summarize(
             f"{server.nome} ({health[server.id].last_error or 'failing'})" for server in failing[:FAILING_NAMED]
         ),
     )
+
+
+def read_summary(connection: sa.Connection, listing: Listing) -> FleetSummary:
+    """The summary of a user's listing: the servers' recorded health, and cooldowns as of the database's now."""
+    now = connection.execute(sa.text("SELECT pg_catalog.now()")).scalar_one()
+    recorded = recorded_health(connection, [server.id for server in listing.servers])
+    return summarize(listing.servers, recorded, listing.identities, now)
+
+
+def _cools_down(health: Health, now: dt.datetime) -> bool:
+    return health.cooldown_until is not None and health.cooldown_until > now
 
 
 def render_summary(user_id: uuid.UUID, summary: FleetSummary) -> str:

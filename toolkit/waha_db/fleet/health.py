@@ -20,22 +20,17 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.errors import UserError
+from waha_db.fleet.asking import DEFAULT_BACKOFF_SECONDS, Target
 from waha_db.fleet.checkup import check_many
 from waha_db.fleet.identity import WahaIdentity, capacity_warning, record_identities
 from waha_db.fleet.policy import NetworkPolicy, policy_from_environment
-from waha_db.fleet.probe import (
-    DEFAULT_BACKOFF_SECONDS,
-    DRAINED_PREFIX,
-    Probe,
-    Target,
-    describe_probe,
-    display_api_url,
-)
+from waha_db.fleet.probe import DRAINED_PREFIX, Probe, describe_probe, display_api_url
 from waha_db.fleet.rounds import DEFAULT_DEADLINE_SECONDS, fair_order
 from waha_db.fleet.servers import Server, server_columns, server_from_row
 from waha_db.fleet.transport import Limits, trusted_context
@@ -333,7 +328,7 @@ def test_servers(
 
 
 # pytest would collect test_servers as a test through `from waha_db.fleet.health import *`-style imports.
-test_servers.__test__ = False
+test_servers.__dict__["__test__"] = False
 
 
 # --------------------------------------------------------------------------
@@ -372,7 +367,7 @@ def describe_checked(item: Checked) -> list[str]:
     ]
 
 
-def checked_as_json(item: Checked) -> dict:
+def checked_as_json(item: Checked) -> dict[str, Any]:
     """One `servers test --json` entry (never the api_key)."""
     health = item.health
     return {

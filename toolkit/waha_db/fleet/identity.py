@@ -33,7 +33,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -114,14 +114,14 @@ class WahaIdentity:
         text = describe_waha(self.version, self.engine, self.tier)
         return text + (f", worker {self.worker_id}" if self.worker_id else "")
 
-    def _said(self) -> tuple:
+    def _said(self) -> tuple[str, str | None, str | None, str | None]:
         return (self.version, self.engine, self.tier, self.worker_id)
 
     def same_as(self, other: WahaIdentity | None) -> bool:
         """Whether `other` says the same (the time it was said aside)."""
         return other is not None and self._said() == other._said()
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "engine": self.engine,
@@ -134,8 +134,16 @@ class WahaIdentity:
 _COLUMNS = "waha_version, waha_engine, waha_tier, identified_at, waha_worker_id"
 
 
-def _identity(row) -> WahaIdentity | None:
-    return None if row is None or row.waha_version is None else WahaIdentity(*row[-5:])
+def _identity(row: sa.Row[Any]) -> WahaIdentity | None:
+    if row is None or row.waha_version is None:
+        return None
+    return WahaIdentity(
+        version=row.waha_version,
+        engine=row.waha_engine,
+        tier=row.waha_tier,
+        identified_at=row.identified_at,
+        worker_id=row.waha_worker_id,
+    )
 
 
 # The version through report_waha_server_version (0009) and, where GET /api/server/status
@@ -169,7 +177,7 @@ def record_identities(
     )
     found: dict[uuid.UUID, WahaIdentity] = {}
 
-    def report(items) -> None:
+    def report(items: Sequence[tuple[uuid.UUID, Probe]]) -> None:
         rows = connection.execute(
             sa.text(_VERSIONS_SQL),
             {
@@ -181,7 +189,10 @@ def record_identities(
                 "workers": [probe.worker_id for _, probe in items],
             },
         ).all()
-        found.update((row.server_id, _identity(row)) for row in rows)
+        for row in rows:
+            identity = _identity(row)
+            if identity is not None:
+                found[row.server_id] = identity
 
     for start in range(0, len(wanted), batch):
         items = wanted[start : start + batch]
@@ -208,7 +219,8 @@ def recorded_identities(connection: sa.Connection, server_ids: Sequence[uuid.UUI
         ),
         {"ids": list(server_ids)},
     ).all()
-    return {row.server_id: _identity(row) for row in rows}
+    identities = ((row.server_id, _identity(row)) for row in rows)
+    return {server_id: identity for server_id, identity in identities if identity is not None}
 
 
 def session_limit(identity: WahaIdentity | None) -> SessionLimit:

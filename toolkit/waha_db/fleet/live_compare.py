@@ -1,10 +1,5 @@
-"""The pure half of `sessions reconcile --live`: WAHA's answer read, and compared with a server's rows.
-
-WAHA answers `GET {api_url}/api/sessions?all=true` with every session it has:
-`name`, `status`, `me` (the signed-in phone: `id` like `5511999990001@c.us`,
-`pushName`) and, on newer releases, `assignedWorker` (the WAHA_WORKER_ID of the
-worker that runs it, when servers share one session store) and, since WAHA 2026,
-`timestamps.activity` (ms since the epoch: when the session last did something).
+"""The pure half of `sessions reconcile --live`: a server's rows compared with the sessions WAHA lists
+(read by waha_db.fleet.live_waha).
 
 The differences found on a server, in the order they are listed (`KINDS`):
 - unknown_session: WAHA has a session the database does not know (started from
@@ -49,16 +44,16 @@ than STOPPED, FAILED or DISCONNECTED, any case).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import math
 import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from waha_db.fleet.allocation import occupies
-from waha_db.fleet.checkup import worker_name
-from waha_db.fleet.reasons import AnswerFailure
+from waha_db.fleet.live_waha import WahaSession
 from waha_db.fleet.servers import Server
 
 KINDS = (
@@ -76,103 +71,8 @@ KINDS = (
 
 # The CHECK waha_sessions_session_name_waha_rule of the database (WAHA's own rule).
 SESSION_NAME_RULE = r"[A-Za-z0-9_-]{1,54}"
-# A WhatsApp chat id of a phone: digits, an optional device (NOWEB's `:12`), a phone domain.
-PHONE_CHAT_ID = re.compile(r"(\d{1,20})(?::\d+)?@(?:c\.us|s\.whatsapp\.net)")
-PROFILE_NAME_LENGTH = 255  # waha_sessions.profile_name varchar(255)
-STATUS_LENGTH = 50  # waha_sessions.status varchar(50)
 WORKING = "WORKING"
 DEFAULT_SILENT_AFTER = dt.timedelta(minutes=30)
-# timestamps.activity is read as ms since the epoch between these (anything else is no activity).
-_ACTIVITY_RANGE_MS = (946684800000, 4102444800000)  # 2000-01-01 .. 2100-01-01
-
-
-# --------------------------------------------------------------------------
-# WAHA's side: GET /api/sessions?all=true
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WahaSession:
-    """A session as WAHA lists it."""
-
-    name: str
-    status: str
-    phone_number: str | None = None  # the digits of `me.id`, when it is a phone's chat id
-    profile_name: str | None = None  # `me.pushName`
-    engine: str | None = None
-    assigned_worker: str | None = None
-    activity_at: dt.datetime | None = None  # `timestamps.activity` (WAHA 2026)
-
-    def as_json(self) -> dict:
-        return {
-            "status": self.status,
-            "phone_number": self.phone_number,
-            "profile_name": self.profile_name,
-            "engine": self.engine,
-            "assigned_worker": self.assigned_worker,
-            "activity_at": None if self.activity_at is None else self.activity_at.isoformat(),
-        }
-
-
-def _text(value: object, length: int | None = None) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return value.strip()[:length] if length else value.strip()
-
-
-def _phone(chat_id: object) -> str | None:
-    """`5511999990001@c.us` -> `5511999990001`; None for anything else (a @lid is not a phone number)."""
-    found = PHONE_CHAT_ID.fullmatch(chat_id) if isinstance(chat_id, str) else None
-    return found.group(1) if found else None
-
-
-def _engine(value: object) -> str | None:
-    """WAHA gives the engine as a name, or as an object `{"engine": "NOWEB", ...}`."""
-    if isinstance(value, dict):
-        value = value.get("engine")
-    return _text(value)
-
-
-def _activity(timestamps: object) -> dt.datetime | None:
-    """`timestamps.activity` (ms since the epoch) as a time; None when absent or not a plausible time."""
-    value = timestamps.get("activity") if isinstance(timestamps, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    if not _ACTIVITY_RANGE_MS[0] <= value <= _ACTIVITY_RANGE_MS[1]:
-        return None
-    return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc)
-
-
-def read_sessions(answer: object) -> tuple[WahaSession, ...]:
-    """The sessions of WAHA's answer to /api/sessions, by name; AnswerFailure when it is not WAHA's."""
-    if not isinstance(answer, list):
-        raise AnswerFailure("not a WAHA server: /api/sessions did not answer a list of sessions", retry=False)
-    sessions: dict[str, WahaSession] = {}
-    for position, entry in enumerate(answer):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        status = _text(entry.get("status")) if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name or status is None or len(status) > STATUS_LENGTH:
-            raise AnswerFailure(
-                f"not a WAHA answer: entry {position} of /api/sessions has no session name or status", retry=False
-            )
-        if name in sessions:
-            raise AnswerFailure("not a WAHA answer: /api/sessions lists one session name twice", retry=False)
-        me = entry.get("me") if isinstance(entry.get("me"), dict) else {}
-        sessions[name] = WahaSession(
-            name=name,
-            status=status,
-            phone_number=_phone(me.get("id")),
-            profile_name=_text(me.get("pushName"), PROFILE_NAME_LENGTH),
-            engine=_engine(entry.get("engine")),
-            assigned_worker=worker_name(entry.get("assignedWorker")),
-            activity_at=_activity(entry.get("timestamps")),
-        )
-    return tuple(sorted(sessions.values(), key=lambda session: session.name))
-
-
-# --------------------------------------------------------------------------
-# The database's side, and the comparison
-# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -186,7 +86,7 @@ class SessionRow:
     profile_name: str | None
     updated_at: dt.datetime
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "session_id": str(self.id),
             "status": self.status,
@@ -207,8 +107,8 @@ class Difference:
     kind: str
     session_name: str | None
     session_id: uuid.UUID | None
-    database: dict | None
-    waha: dict | None
+    database: dict[str, Any] | None
+    waha: dict[str, Any] | None
     detail: str
     action: str
     fixable: bool
@@ -218,7 +118,7 @@ class Difference:
         """A session another worker runs, with no row here: as it should be, noted rather than a difference."""
         return self.kind == "other_worker" and self.session_id is None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "session_name": self.session_name,
@@ -307,16 +207,182 @@ def _written(session: WahaSession) -> str:
 def _other_worker(session: WahaSession, this_worker: str | None) -> Difference:
     here = f"worker {this_worker}" if this_worker else "no worker"
     return Difference(
-        "other_worker",
-        session.name,
-        None,
-        None,
-        session.as_json(),
-        f"WAHA: {_words(session.status, session.phone_number, session.profile_name)}, run by worker "
+        kind="other_worker",
+        session_name=session.name,
+        session_id=None,
+        database=None,
+        waha=session.as_json(),
+        detail=f"WAHA: {_words(session.status, session.phone_number, session.profile_name)}, run by worker "
         f"{session.assigned_worker}; this server is {here} (servers sharing one session store list each other's)",
-        "left alone: not this server's session, so never inserted, counted or stopped here",
-        False,
+        action="left alone: not this server's session, so never inserted, counted or stopped here",
+        fixable=False,
     )
+
+
+def _row_of_other_worker(row: SessionRow, session: WahaSession, this_worker: str | None) -> Difference:
+    """A row of this server for a session another worker runs: noted, never written."""
+    other = _other_worker(session, this_worker)
+    return dataclasses.replace(
+        other,
+        session_id=row.id,
+        database=row.as_json(),
+        detail=f"database: {row.status} on this server; " + other.detail,
+        action="left alone: the row is not written or stopped (it counts as the database's rows count); "
+        f"it belongs on the server whose worker is {session.assigned_worker}: move it there "
+        "(`waha-db servers list --user ID` shows each server's worker)",
+    )
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One way a row differs from WAHA's session, before it is known whether --apply may write it."""
+
+    kind: str
+    detail: str
+    action: str
+
+
+def _row_changes(row: SessionRow, session: WahaSession | None) -> tuple[list[_Change], RowUpdate]:
+    """How one row of this server differs from WAHA's session of its name (None: WAHA has none), and the write
+    that brings it in line."""
+    changes: list[_Change] = []
+    update = RowUpdate(row.id)
+    if session is None:
+        if occupies(row.status):
+            changes.append(
+                _Change(
+                    kind="missing_session",
+                    detail=f"database: {row.status}, occupying a slot; WAHA does not have it",
+                    action="mark it STOPPED (the row stays, as history)",
+                )
+            )
+            update = RowUpdate(row.id, status="STOPPED")
+        return changes, update
+    if row.status.upper() != session.status.upper():
+        frees = occupies(row.status) and not occupies(session.status)
+        takes = occupies(session.status) and not occupies(row.status)
+        effect = " (it frees its slot)" if frees else " (it takes a slot)" if takes else ""
+        changes.append(
+            _Change(
+                kind="stopped_on_waha" if frees else "status",
+                detail=f"database: {row.status}; WAHA: {session.status}",
+                action=f"write WAHA's status {session.status}{effect}"
+                + (", and last_connected_at = now()" if session.status == WORKING else ""),
+            )
+        )
+        update = RowUpdate(row.id, status=session.status, connected=session.status == WORKING)
+    phone = session.phone_number if session.phone_number != _digits(row.phone_number) else None
+    profile = session.profile_name if session.profile_name not in (None, row.profile_name) else None
+    if phone or profile:
+        changes.append(
+            _Change(
+                kind="profile",
+                detail=f"database: {_who(row.phone_number, row.profile_name) or 'no phone number, no profile name'}; "
+                f"WAHA's me: {_who(session.phone_number, session.profile_name)}",
+                action="write WAHA's "
+                + " and ".join(n for n, v in (("phone number", phone), ("profile name", profile)) if v),
+            )
+        )
+        update = dataclasses.replace(update, phone_number=phone, profile_name=profile)
+    return changes, update
+
+
+def _row_differences(
+    row: SessionRow, session: WahaSession | None, changes: list[_Change], settling: bool
+) -> list[Difference]:
+    """The changes of a row as differences: each one fixable, or all of them settling (left alone)."""
+    waha = session.as_json() if session else None
+    if changes and settling:
+        return [
+            Difference(
+                kind="settling",
+                session_name=row.session_name,
+                session_id=row.id,
+                database=row.as_json(),
+                waha=waha,
+                detail="; ".join(f"{change.kind}: {change.detail}" for change in changes),
+                action="left alone: the row was written moments ago (the app may still be creating or updating the "
+                "session on WAHA); the next run decides",
+                fixable=False,
+            )
+        ]
+    return [
+        Difference(
+            kind=change.kind,
+            session_name=row.session_name,
+            session_id=row.id,
+            database=row.as_json(),
+            waha=waha,
+            detail=change.detail,
+            action=change.action,
+            fixable=True,
+        )
+        for change in changes
+    ]
+
+
+def _silent(session: WahaSession, row: SessionRow | None, silence: Silence) -> Difference:
+    return Difference(
+        kind="silent",
+        session_name=session.name,
+        session_id=row.id if row else None,
+        database=row.as_json() if row else None,
+        waha=session.as_json(),
+        detail=silence.detail(session),
+        action="left alone (a report only): it may have stopped receiving anything; look at it in WAHA's "
+        "dashboard, and restart it on the WAHA server if it stays silent",
+        fixable=False,
+    )
+
+
+def _unknown_session(server: Server, session: WahaSession, recordable: bool) -> Difference:
+    return Difference(
+        kind="unknown_session",
+        session_name=session.name,
+        session_id=None,
+        database=None,
+        waha=session.as_json(),
+        detail=f"WAHA: {_words(session.status, session.phone_number, session.profile_name)}; the database does not know it",
+        action=f"insert it for the server's user ({server.user_id}) with {_written(session)}"
+        if recordable
+        else f"left alone: its name breaks the database's rule for session names (^{SESSION_NAME_RULE}$); "
+        "rename it on the WAHA server"
+        + (" (it occupies a slot there, so it is counted)" if occupies(session.status) else ""),
+        fixable=recordable,
+    )
+
+
+def _counter_differences(server: Server, occupying: int) -> list[Difference]:
+    """The server's counter against the sessions WAHA runs, and its capacity."""
+    differences = []
+    if server.sessions_ativas != occupying:
+        differences.append(
+            Difference(
+                kind="counter",
+                session_name=None,
+                session_id=None,
+                database={"sessions_ativas": server.sessions_ativas},
+                waha={"sessions_ativas": occupying},
+                detail=f"sessions_ativas is {server.sessions_ativas}; the sessions WAHA runs make it {occupying}",
+                action=f"set sessions_ativas to the occupying sessions ({occupying})",
+                fixable=True,
+            )
+        )
+    if occupying > server.max_sessions:
+        differences.append(
+            Difference(
+                kind="over_capacity",
+                session_name=None,
+                session_id=None,
+                database={"max_sessions": server.max_sessions},
+                waha={"sessions_ativas": occupying},
+                detail=f"{occupying} occupying sessions on a server with max_sessions {server.max_sessions}",
+                action=f"left alone: raise max_sessions (waha-db servers update {server.id} --max-sessions {occupying}) "
+                "or stop sessions on the WAHA server",
+                fixable=False,
+            )
+        )
+    return differences
 
 
 def compare(
@@ -339,13 +405,13 @@ def compare(
     session is silent (None: not looked for).
     """
     rows = list(rows)
+    rows_by_name = {row.session_name: row for row in rows}
     on_waha = {session.name: session for session in waha}
     theirs = {
         name
         for name, session in on_waha.items()
         if session.assigned_worker is not None and session.assigned_worker != this_worker
     }
-    known = {row.session_name for row in rows}
     differences: list[Difference] = []
     updates: list[RowUpdate] = []
     inserts: list[WahaSession] = []
@@ -353,171 +419,42 @@ def compare(
     beyond_rows = 0
 
     for row in rows:
-        session = on_waha.get(row.session_name)
         if row.session_name in theirs:
-            session = on_waha[row.session_name]
-            other = _other_worker(session, this_worker)
-            differences.append(
-                Difference(
-                    other.kind,
-                    row.session_name,
-                    row.id,
-                    row.as_json(),
-                    other.waha,
-                    f"database: {row.status} on this server; " + other.detail,
-                    "left alone: the row is not written or stopped (it counts as the database's rows count); "
-                    f"it belongs on the server whose worker is {session.assigned_worker}: move it there "
-                    "(`waha-db servers list --user ID` shows each server's worker)",
-                    False,
-                )
-            )
+            differences.append(_row_of_other_worker(row, on_waha[row.session_name], this_worker))
             occupying += occupies(row.status)
             continue
-        found: list[tuple[str, str, str]] = []  # (kind, detail, action)
-        update = RowUpdate(row.id)
-        if session is None:
-            if occupies(row.status):
-                found.append(
-                    (
-                        "missing_session",
-                        f"database: {row.status}, occupying a slot; WAHA does not have it",
-                        "mark it STOPPED (the row stays, as history)",
-                    )
-                )
-                update = RowUpdate(row.id, status="STOPPED")
-        else:
-            if row.status.upper() != session.status.upper():
-                frees = occupies(row.status) and not occupies(session.status)
-                takes = occupies(session.status) and not occupies(row.status)
-                effect = " (it frees its slot)" if frees else " (it takes a slot)" if takes else ""
-                found.append(
-                    (
-                        "stopped_on_waha" if frees else "status",
-                        f"database: {row.status}; WAHA: {session.status}",
-                        f"write WAHA's status {session.status}{effect}"
-                        + (", and last_connected_at = now()" if session.status == WORKING else ""),
-                    )
-                )
-                update = RowUpdate(row.id, status=session.status, connected=session.status == WORKING)
-            phone = session.phone_number if session.phone_number != _digits(row.phone_number) else None
-            profile = session.profile_name if session.profile_name not in (None, row.profile_name) else None
-            if phone or profile:
-                found.append(
-                    (
-                        "profile",
-                        f"database: {_who(row.phone_number, row.profile_name) or 'no phone number, no profile name'}; "
-                        f"WAHA's me: {_who(session.phone_number, session.profile_name)}",
-                        "write WAHA's "
-                        + " and ".join(n for n, v in (("phone number", phone), ("profile name", profile)) if v),
-                    )
-                )
-                update = RowUpdate(update.session_id, update.status, phone, profile, update.connected)
+        session = on_waha.get(row.session_name)
+        changes, update = _row_changes(row, session)
         settling = row.updated_at >= settled_before or (writable is not None and row.id not in writable)
-        if found and settling:
-            differences.append(
-                Difference(
-                    "settling",
-                    row.session_name,
-                    row.id,
-                    row.as_json(),
-                    session.as_json() if session else None,
-                    "; ".join(f"{kind}: {detail}" for kind, detail, _ in found),
-                    "left alone: the row was written moments ago (the app may still be creating or updating the "
-                    "session on WAHA); the next run decides",
-                    False,
-                )
-            )
-        else:
-            differences.extend(
-                Difference(
-                    kind,
-                    row.session_name,
-                    row.id,
-                    row.as_json(),
-                    session.as_json() if session else None,
-                    detail,
-                    action,
-                    True,
-                )
-                for kind, detail, action in found
-            )
-            if found:
-                updates.append(update)
+        differences.extend(_row_differences(row, session, changes, settling))
+        if changes and not settling:
+            updates.append(update)
         final_status = row.status if settling or update.status is None else update.status
         occupying += occupies(final_status)
 
-    rows_by_name = {row.session_name: row for row in rows}
     for session in on_waha.values():
         if session.name in theirs:
-            if session.name not in known:
+            if session.name not in rows_by_name:
                 differences.append(_other_worker(session, this_worker))
             continue
         if silence is not None and silence.silent(session):
-            listed = rows_by_name.get(session.name)
-            differences.append(
-                Difference(
-                    "silent",
-                    session.name,
-                    listed.id if listed else None,
-                    listed.as_json() if listed else None,
-                    session.as_json(),
-                    silence.detail(session),
-                    "left alone (a report only): it may have stopped receiving anything; look at it in WAHA's "
-                    "dashboard, and restart it on the WAHA server if it stays silent",
-                    False,
-                )
-            )
-        if session.name in known:
+            differences.append(_silent(session, rows_by_name.get(session.name), silence))
+        if session.name in rows_by_name:
             continue
         recordable = re.fullmatch(SESSION_NAME_RULE, session.name) is not None
-        differences.append(
-            Difference(
-                "unknown_session",
-                session.name,
-                None,
-                None,
-                session.as_json(),
-                f"WAHA: {_words(session.status, session.phone_number, session.profile_name)}; the database does not know it",
-                f"insert it for the server's user ({server.user_id}) with {_written(session)}"
-                if recordable
-                else f"left alone: its name breaks the database's rule for session names (^{SESSION_NAME_RULE}$); "
-                "rename it on the WAHA server"
-                + (" (it occupies a slot there, so it is counted)" if occupies(session.status) else ""),
-                recordable,
-            )
-        )
+        differences.append(_unknown_session(server, session, recordable))
         occupying += occupies(session.status)
         if recordable:
             inserts.append(session)
         else:
             beyond_rows += occupies(session.status)
 
-    if server.sessions_ativas != occupying:
-        differences.append(
-            Difference(
-                "counter",
-                None,
-                None,
-                {"sessions_ativas": server.sessions_ativas},
-                {"sessions_ativas": occupying},
-                f"sessions_ativas is {server.sessions_ativas}; the sessions WAHA runs make it {occupying}",
-                f"set sessions_ativas to the occupying sessions ({occupying})",
-                True,
-            )
-        )
-    if occupying > server.max_sessions:
-        differences.append(
-            Difference(
-                "over_capacity",
-                None,
-                None,
-                {"max_sessions": server.max_sessions},
-                {"sessions_ativas": occupying},
-                f"{occupying} occupying sessions on a server with max_sessions {server.max_sessions}",
-                f"left alone: raise max_sessions (waha-db servers update {server.id} --max-sessions {occupying}) "
-                "or stop sessions on the WAHA server",
-                False,
-            )
-        )
+    differences.extend(_counter_differences(server, occupying))
     differences.sort(key=lambda d: (KINDS.index(d.kind), d.session_name or ""))
-    return Comparison(tuple(differences), tuple(updates), tuple(inserts), occupying, beyond_rows)
+    return Comparison(
+        differences=tuple(differences),
+        updates=tuple(updates),
+        inserts=tuple(inserts),
+        occupying=occupying,
+        beyond_rows=beyond_rows,
+    )

@@ -1,10 +1,95 @@
-"""`sessions reconcile --live` in plain words: a block per server, then a summary line (waha_db.fleet.live)."""
+"""The report of `sessions reconcile --live` (waha_db.fleet.live): what each server said and how its rows
+differ, and that report in plain words, a block per server, then a summary line."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from waha_db.fleet.allocation import occupies
-from waha_db.fleet.live import LiveReport
+from waha_db.fleet.live_compare import DEFAULT_SILENT_AFTER, KINDS, Comparison
+from waha_db.fleet.live_waha import WahaSession
 from waha_db.fleet.probe import display_api_url
+from waha_db.fleet.servers import Server
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """One server: what WAHA said (or why it could not be read), and how the database differs."""
+
+    server: Server
+    error: str | None = None  # WAHA could not be read: skipped, nothing changed
+    attempts: int = 0
+    waha_sessions: tuple[WahaSession, ...] = ()
+    comparison: Comparison | None = None
+    applied: bool = False  # the comparison is the one --apply made under lock, and its fixable differences are done
+    skipped: str | None = None  # read, but --apply could not change it (why)
+    worker_id: str | None = None  # this server's WAHA worker, when its sessions name workers
+
+    @property
+    def in_line(self) -> bool:
+        """Read, and nothing differs (other workers' sessions, left out, are as they should be)."""
+        return self.comparison is not None and all(d.left_out for d in self.comparison.differences)
+
+    def as_json(self) -> dict[str, Any]:
+        comparison = self.comparison
+        return {
+            "server_id": str(self.server.id),
+            "nome": self.server.nome,
+            "user_id": str(self.server.user_id),
+            "api_url": display_api_url(self.server.api_url),
+            "reachable": self.error is None,
+            "error": self.error,
+            "attempts": self.attempts,
+            "worker_id": self.worker_id,
+            "max_sessions": self.server.max_sessions,
+            "sessions_ativas": self.server.sessions_ativas,
+            "waha_sessions": [{"name": session.name} | session.as_json() for session in self.waha_sessions],
+            "occupying": None if comparison is None else comparison.occupying,
+            "differences": []
+            if comparison is None
+            else [difference.as_json() for difference in comparison.differences],
+            "applied": self.applied,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class LiveReport:
+    servers: list[ServerReport]
+    applied: bool
+    grace_seconds: float
+    silent_after_minutes: float = DEFAULT_SILENT_AFTER.total_seconds() / 60
+
+    @property
+    def problems(self) -> list[ServerReport]:
+        """The servers that could not be read, or not brought in line by --apply."""
+        return [item for item in self.servers if item.error is not None or item.skipped is not None]
+
+    def problems_line(self) -> str:
+        """`2 of 5 server(s) not reconciled: Lento (timed out after 1 s), ...`, for the error line."""
+        names = ", ".join(f"{item.server.nome} ({item.error or item.skipped})" for item in self.problems)
+        return f"{len(self.problems)} of {len(self.servers)} server(s) not reconciled: {names}"
+
+    def summary(self) -> dict[str, Any]:
+        differences = [d for item in self.servers if item.comparison for d in item.comparison.differences]
+        return {
+            "servers": len(self.servers),
+            "in_line": sum(item.in_line for item in self.servers),
+            "unreachable": sum(item.error is not None for item in self.servers),
+            "skipped": sum(item.skipped is not None for item in self.servers),
+            "differences": {kind: sum(d.kind == kind for d in differences) for kind in KINDS},
+            "fixable": sum(d.fixable for d in differences),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "grace_seconds": self.grace_seconds,
+            "silent_after_minutes": self.silent_after_minutes,
+            "servers": [item.as_json() for item in self.servers],
+            "summary": self.summary(),
+        }
 
 
 def render_live_report(report: LiveReport) -> str:

@@ -18,11 +18,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 import sqlalchemy as sa
 
 from waha_db.database import database_message
 from waha_db.errors import UserError
+from waha_db.fleet.asking import DEFAULT_BACKOFF_SECONDS
 from waha_db.fleet.health import (
     Health,
     RoundOptions,
@@ -34,7 +37,7 @@ from waha_db.fleet.health import (
     recorded_health,
 )
 from waha_db.fleet.identity import WahaIdentity, capacity_warning, recorded_identities
-from waha_db.fleet.probe import DEFAULT_BACKOFF_SECONDS, Probe, describe_probe, display_api_url
+from waha_db.fleet.probe import Probe, describe_probe, display_api_url
 from waha_db.fleet.servers import Server
 from waha_db.fleet.workers import shared_workers
 
@@ -254,9 +257,9 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
 
     Returns a function that puts the previous handlers back. Main thread only.
     """
-    previous = {}
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

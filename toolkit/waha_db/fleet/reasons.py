@@ -30,10 +30,11 @@ class AnswerFailure(Exception):
 
 def _causes(exc: BaseException) -> Iterable[BaseException]:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
 
 
 # OpenSSL's own reasons (fixed words of the library, never the peer's text), as they read in a report.

@@ -6,8 +6,12 @@ the user's servers and the health recorded for them (pure, tested without a serv
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,7 +42,7 @@ class Pick:
         reasons = f" ({'; '.join(self.not_candidates)})" if self.not_candidates else " (the user has no servers)"
         return f"no server of user {user_id} has free capacity{reasons}"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "server": self.server.as_json() if self.server else None,
             "reasons": self.reasons,
@@ -46,7 +50,7 @@ class Pick:
         }
 
 
-def best_server(connection: sa.Connection, user_id: uuid.UUID, excluded: list[uuid.UUID] = ()) -> Pick:
+def best_server(connection: sa.Connection, user_id: uuid.UUID, excluded: Sequence[uuid.UUID] = ()) -> Pick:
     """The database's pick (get_available_waha_server), explained from the user's servers and their health."""
     rows = connection.execute(
         sa.text(f"SELECT {SERVER_COLUMNS} FROM public.get_available_waha_server(:user_id, CAST(:excluded AS uuid[]))"),
@@ -100,7 +104,7 @@ def explain_pick(
     if not rivals:
         reasons.append("the only active server with free capacity")
 
-    def rank(server: Server):
+    def rank(server: Server) -> tuple[bool, dt.datetime | None, int, Fraction, int, dt.datetime]:
         record = cooling.get(server.id)
         return (
             record is not None,
@@ -129,6 +133,7 @@ def explain_pick(
 
 
 def _cooldown(record: health.Health) -> str:
+    assert record.cooldown_until is not None, "a server cooling down has a cooldown end"
     until = record.cooldown_until.strftime("%H:%M:%S %Z").strip()
     if record.drained:
         return f"{record.last_error}, until {until}"

@@ -10,10 +10,11 @@ from the constraint's name, instead of a raw SQL error.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from fractions import Fraction
+from typing import Any
 
 import psycopg.errors
 import sqlalchemy as sa
@@ -117,7 +118,7 @@ class Server:
         state = f"active, {self.sessions_ativas}/{self.max_sessions} sessions" if self.ativo else "disabled"
         return f"{self.nome} ({self.api_url}), priority {self.prioridade}, {state}; id {self.id}"
 
-    def as_json(self, *, show_secrets: bool = False) -> dict:
+    def as_json(self, *, show_secrets: bool = False) -> dict[str, Any]:
         data = {
             key: (
                 value.isoformat()
@@ -144,11 +145,11 @@ def server_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{field.name}" for field in fields(Server))
 
 
-def server_from_row(row) -> Server:
+def server_from_row(row: sa.Row[Any]) -> Server:
     return Server(**{field.name: row._mapping[field.name] for field in fields(Server)})
 
 
-def _servers(rows) -> list[Server]:
+def _servers(rows: Iterable[sa.Row[Any]]) -> list[Server]:
     return [server_from_row(row) for row in rows]
 
 
@@ -164,7 +165,7 @@ def _rule_error(error: sa.exc.DBAPIError) -> ServerError:
         return ServerRuleError(NAME_LENGTH_RULE)
     if isinstance(original, psycopg.errors.NotNullViolation):
         column = getattr(diag, "column_name", None)
-        option = {v: k for k, v in COLUMNS.items()}.get(column, column)
+        option = {v: k for k, v in COLUMNS.items()}.get(column, column) if isinstance(column, str) else column
         return ServerRuleError(f"{option} is required")
     return ServerError(database_message(error))
 
@@ -193,9 +194,11 @@ def get_server(connection: sa.Connection, server_id: uuid.UUID) -> Server:
     return rows[0]
 
 
-def add_server(connection: sa.Connection, user_id: uuid.UUID, **values) -> Server:
+def add_server(connection: sa.Connection, user_id: uuid.UUID, **values: object) -> Server:
     """Insert a server; options left out (None) take the database's defaults."""
-    columns = {"user_id": user_id} | {COLUMNS[key]: value for key, value in values.items() if value is not None}
+    columns: dict[str, object] = {"user_id": user_id} | {
+        COLUMNS[key]: value for key, value in values.items() if value is not None
+    }
     names = ", ".join(columns)
     placeholders = ", ".join(f":{name}" for name in columns)
     try:
@@ -211,7 +214,7 @@ def add_server(connection: sa.Connection, user_id: uuid.UUID, **values) -> Serve
     return server_from_row(row)
 
 
-def update_server(connection: sa.Connection, server_id: uuid.UUID, **values) -> Server:
+def update_server(connection: sa.Connection, server_id: uuid.UUID, **values: object) -> Server:
     """Change the given fields (None leaves a field as it is)."""
     changes = {COLUMNS[key]: value for key, value in values.items() if value is not None}
     if not changes:
@@ -229,6 +232,7 @@ def update_server(connection: sa.Connection, server_id: uuid.UUID, **values) -> 
         raise _rule_error(error) from None
     if row is None:
         get_server(connection, server_id)  # raises ServerNotFound
+        raise ServerError(f"WAHA server {server_id} was not changed: the database let no row of it be updated")
     return server_from_row(row)
 
 
@@ -237,9 +241,10 @@ def set_active(connection: sa.Connection, server_id: uuid.UUID, active: bool) ->
 
 
 def session_count(connection: sa.Connection, server_id: uuid.UUID) -> int:
-    return connection.execute(
+    count: int = connection.execute(
         sa.text("SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = :id"), {"id": server_id}
     ).scalar_one()
+    return count
 
 
 def remove_server(
@@ -287,7 +292,7 @@ class Listing:
     def render(self) -> str:
         return render_server_list(self.servers, identities=self.identities)
 
-    def as_json(self) -> list[dict]:
+    def as_json(self) -> list[dict[str, Any]]:
         """Each server (secrets masked), what it last reported being (`waha`), and its warning."""
         return [
             server.as_json()

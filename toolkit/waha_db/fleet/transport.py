@@ -21,7 +21,7 @@ import ipaddress
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 import certifi
@@ -96,7 +96,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.policy = policy
         self._backend = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         addresses = await resolve(host, port)
         for address in addresses:
             reason = self.policy.refusal(address)
@@ -112,7 +119,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 failure = error
         raise failure
 
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):  # pragma: no cover - never used
+    async def connect_unix_socket(  # pragma: no cover - never used
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.AsyncNetworkStream:
         raise TargetRefused("unix socket, never probed")
 
     async def sleep(self, seconds: float) -> None:

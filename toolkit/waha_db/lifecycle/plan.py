@@ -27,8 +27,12 @@ class Change(Protocol):
     """What the CLI shows of a planned change (an upgrade, a downgrade, an adoption) before asking."""
 
     problems: list[str]
-    question: str  # asked before running, e.g. "Upgrade to 0007?"
-    action: str  # what --yes does without asking, e.g. "upgrade"
+
+    @property
+    def question(self) -> str: ...  # asked before running, e.g. "Upgrade to 0007?"
+
+    @property
+    def action(self) -> str: ...  # what --yes does without asking, e.g. "upgrade"
 
     @property
     def nothing_to_do(self) -> bool: ...
