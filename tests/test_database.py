@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from tests.support.databases import run_sql
 from waha_db import database
 from waha_db.database import conninfo, display_url, mask_password, parse_url
 
@@ -30,12 +31,12 @@ def test_an_ipv6_host_is_bracketed():
 
 
 def test_psycopg_connects_to_a_database_whose_name_has_a_space(cluster):
-    cluster.run_sql("postgres", 'CREATE DATABASE "waha cli conninfo"')
+    run_sql(cluster.url("postgres"), 'CREATE DATABASE "waha cli conninfo"')
     try:
         with psycopg.connect(conninfo(cluster.url("waha cli conninfo"))) as connection:
             assert connection.execute("SELECT current_database()").fetchone() == ("waha cli conninfo",)
     finally:
-        cluster.run_sql("postgres", 'DROP DATABASE "waha cli conninfo"')
+        run_sql(cluster.url("postgres"), 'DROP DATABASE "waha cli conninfo"')
 
 
 # --- the server's version ------------------------------------------------------------------------

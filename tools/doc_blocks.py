@@ -11,7 +11,11 @@ server's version differ from run to run (a pid named in a pg_terminate_backend()
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,3 +118,21 @@ def check_document(path: Path, tool: str, output: str) -> list[str]:
     if not blocks:
         return [f"{path} quotes no block of {tool} (<!-- transcript: {tool} --> before a fence)"]
     return [f"{path.name}: {problem}" for block in blocks for problem in mismatches(block, output)]
+
+
+def run_and_check(document: Path, tool: str, transcript: Callable[[], object], repository: Path) -> int:
+    """A transcript tool's `--check`: run `transcript` with its output captured and compare the blocks of
+    `document`; on a mismatch print the run and the problems. The exit status: 0 when every block holds."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        transcript()
+    problems = check_document(document, tool, printed.getvalue())
+    if problems:
+        print(printed.getvalue())
+        print("\n".join(problems), file=sys.stderr)
+        print(
+            f"{document.relative_to(repository)} differs from the run above: update the quoted blocks.", file=sys.stderr
+        )
+        return 1
+    print(f"{document.relative_to(repository)}: every block quoted from {tool} matches the run")
+    return 0

@@ -40,8 +40,6 @@ Usage, from the repository root (all items by default; about 3 minutes):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import pty
 import select
@@ -63,7 +61,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from tests.support.other_servers import HotStandby  # noqa: E402
-from tools.doc_blocks import check_document  # noqa: E402
+from tools.doc_blocks import run_and_check  # noqa: E402
 from waha_db.checks.legacy import LEGACY_V1_SQL  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 from waha_db.database import conninfo  # noqa: E402
@@ -624,19 +622,7 @@ def main() -> int:
     if not arguments.check:
         transcript(arguments.items)
         return 0
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        transcript(arguments.items)
-    problems = check_document(DOCUMENT, TOOL, printed.getvalue())
-    if problems:
-        print(printed.getvalue())
-        print("\n".join(problems), file=sys.stderr)
-        print(
-            f"{DOCUMENT.relative_to(REPOSITORY)} differs from the run above: update the quoted blocks.", file=sys.stderr
-        )
-        return 1
-    print(f"{DOCUMENT.relative_to(REPOSITORY)}: every block quoted from {TOOL} matches the run")
-    return 0
+    return run_and_check(DOCUMENT, TOOL, lambda: transcript(arguments.items), REPOSITORY)
 
 
 if __name__ == "__main__":

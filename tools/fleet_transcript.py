@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -32,28 +31,13 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fleet.fake_waha import FakeWaha  # noqa: E402
+from tests.support.factories import AS_BEFORE_0011, OLD_MAXIMUM, add_waha_server  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 from waha_db.database import conninfo  # noqa: E402
 
 WAHA_DB = str(Path(sys.executable).with_name("waha-db"))
-OLD_MAXIMUM = 2_147_483_647
 ALICE = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 MALLORY = "5e1a7d3c-9b2f-4e6a-8c0d-1f2e3a4b5c6d"
-
-# Rows older than revision 0011 may hold what its rules refuse: drop its CHECKs (where present) to write them.
-AS_BEFORE_0011 = """
-DO $$
-DECLARE rule record;
-BEGIN
-    FOR rule IN SELECT conname FROM pg_catalog.pg_constraint
-                WHERE conrelid = 'public.waha_servers'::regclass AND contype = 'c'
-                  AND pg_catalog.pg_get_constraintdef(oid) ~ '(timeout|retry_attempts|api_url)'
-    LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE public.waha_servers DROP CONSTRAINT %I', rule.conname);
-    END LOOP;
-END $$;
-SET session_replication_role = replica;
-"""
 
 
 def run(environment: dict, *arguments: str) -> None:
@@ -61,14 +45,6 @@ def run(environment: dict, *arguments: str) -> None:
     done = subprocess.run([WAHA_DB, *arguments], env=environment, capture_output=True, text=True)
     print((done.stdout + done.stderr).rstrip())
     print(f"[exit {done.returncode}]\n")
-
-
-def add_server(connection, user: str, name: str, url: str, *, timeout=2, retries=0) -> uuid.UUID:
-    return connection.execute(
-        "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts) "
-        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (user, name, url, timeout, retries),
-    ).fetchone()[0]
 
 
 def main() -> None:
@@ -85,11 +61,13 @@ def main() -> None:
 
         try:
             with psycopg.connect(conninfo(url), autocommit=True) as connection:
+                # Rows older than revision 0011 may hold what its rules refuse: its CHECKs dropped, its triggers bypassed.
                 connection.execute(AS_BEFORE_0011)
+                connection.execute("SET session_replication_role = replica")
                 print("## 1. Where a hostile api_url sends the probe\n")
                 target = fake()
                 hostile = f"{target.url}/admin/delete-everything?confirm=yes#"
-                server_id = add_server(connection, MALLORY, "hostile", hostile)
+                server_id = add_waha_server(connection, MALLORY, hostile, "hostile", timeout=2)
                 print(f"api_url = {hostile}\n")
                 run(environment, "servers", "test", str(server_id))
                 run(environment, "sessions", "reconcile", "--live", "--user", MALLORY)
@@ -100,7 +78,7 @@ def main() -> None:
                 connection.execute("DELETE FROM public.waha_servers WHERE id = %s", (server_id,))
 
                 denied = fake()
-                server_id = add_server(connection, MALLORY, "loopback", denied.url)
+                server_id = add_waha_server(connection, MALLORY, denied.url, "loopback", timeout=2)
                 run(dict(environment, WAHA_DB_PROBE_DENY="loopback"), "servers", "test", str(server_id))
                 print(
                     f"the loopback fake received {denied.connections} connection(s), {len(denied.requests)} request(s)\n"
@@ -111,8 +89,10 @@ def main() -> None:
                 shared = fake()
                 shared.run_session("loja-1", phone="5511999990001", push_name="Loja 1")
                 shared.run_session("loja-2", phone="5511999990002", push_name="Loja 2")
-                add_server(connection, ALICE, "Principal", shared.url)
-                add_server(connection, MALLORY, "copy of Alice's", shared.url.replace("http://", "HTTP://") + "/")
+                add_waha_server(connection, ALICE, shared.url, "Principal", timeout=2)
+                add_waha_server(
+                    connection, MALLORY, shared.url.replace("http://", "HTTP://") + "/", "copy of Alice's", timeout=2
+                )
                 run(environment, "sessions", "reconcile", "--live", "--apply", "--yes")
                 rows = connection.execute(
                     "SELECT user_id, count(*) FROM public.waha_sessions GROUP BY 1 ORDER BY 1"
@@ -124,16 +104,16 @@ def main() -> None:
                 print("## 3. monitor --once: eight hanging servers at the old maxima, and another user's server\n")
                 hanging = fake("hang")
                 for number in range(8):
-                    add_server(
+                    add_waha_server(
                         connection,
                         MALLORY,
-                        f"hang-{number}",
                         f"{hanging.url}/{number}",
+                        f"hang-{number}",
                         timeout=OLD_MAXIMUM,
-                        retries=OLD_MAXIMUM,
+                        retry_attempts=OLD_MAXIMUM,
                     )
                 healthy = fake()
-                other = add_server(connection, ALICE, "Alice's", healthy.url)
+                other = add_waha_server(connection, ALICE, healthy.url, "Alice's", timeout=2)
                 for arguments in (("monitor", "--once"), ("monitor", "--once", "--deadline", "10")):
                     started = time.monotonic()
                     run(environment, *arguments)

@@ -25,8 +25,6 @@ plpgsql_check, PgBouncer). Usage, from the repository root:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shlex
@@ -46,7 +44,7 @@ import psycopg  # noqa: E402
 from tests.fleet.fake_waha import FakeWaha  # noqa: E402
 from tests.support.pgbouncer import ThrowawayPgBouncer  # noqa: E402
 from tests.support.supabase_cli import SupabaseCli, install_pgtap, pg_prove  # noqa: E402
-from tools.doc_blocks import check_document  # noqa: E402
+from tools.doc_blocks import run_and_check  # noqa: E402
 from waha_db.checks.legacy import LEGACY_V1_SQL  # noqa: E402
 from waha_db.checks.pgtemp import ThrowawayPostgres  # noqa: E402
 from waha_db.checks.supabase import install_auth_stub  # noqa: E402
@@ -286,19 +284,7 @@ def main() -> int:
     if not arguments.check:
         transcript()
         return 0
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        transcript()
-    problems = check_document(DOCUMENT, TOOL, printed.getvalue())
-    if problems:
-        print(printed.getvalue())
-        print("\n".join(problems), file=sys.stderr)
-        print(
-            f"{DOCUMENT.relative_to(REPOSITORY)} differs from the run above: update the quoted blocks.", file=sys.stderr
-        )
-        return 1
-    print(f"{DOCUMENT.relative_to(REPOSITORY)}: every block quoted from {TOOL} matches the run")
-    return 0
+    return run_and_check(DOCUMENT, TOOL, transcript, REPOSITORY)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import re
-import subprocess
 import uuid
 
 import pytest
 
-from tests.conftest import LEGACY_OWNER
+from tests.support.databases import pg_dump_schema
+from tests.support.factories import LEGACY_OWNER
 from waha_db.checks import suite
 from waha_db.checks.legacy import LEGACY_APP_TABLE, LEGACY_V1_SQL
-from waha_db.database import conninfo
-
-_DUMP_NOISE = re.compile(r"^\\(un)?restrict \S+$", re.M)
 
 
 class DumpedDatabase(suite.Database):
@@ -31,23 +27,13 @@ class DumpedDatabase(suite.Database):
         super().__init__(url, label, owner=owner)
 
     def schema(self) -> str:
-        done = subprocess.run(
-            [self.pg_dump, "--schema-only", "--exclude-table=public.alembic_version", "-d", conninfo(self.url)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        return _DUMP_NOISE.sub("", done.stdout)
+        return pg_dump_schema(self.pg_dump, self.url, "--exclude-table=public.alembic_version")
 
     def differences(self, expected, actual, expected_label, actual_label) -> list[str]:
         diff = difflib.unified_diff(
             expected.splitlines(), actual.splitlines(), expected_label, actual_label, lineterm="", n=0
         )
         return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-
-
-KINDS = ("empty", "supabase_empty", "legacy")
 
 
 @pytest.fixture(params=["catalog", "pg_dump"])
@@ -66,8 +52,10 @@ def checked_database(cluster, fresh_database, oracle):
     made = []
 
     def make(kind: str) -> suite.Database:
-        url = fresh_database("supabase_empty" if kind == "supabase_empty" else "empty")
-        cluster.run_sql(url.database, LEGACY_V1_SQL if kind == "legacy" else LEGACY_APP_TABLE)
+        url = fresh_database(
+            "supabase_empty" if kind == "supabase_empty" else "empty",
+            LEGACY_V1_SQL if kind == "legacy" else LEGACY_APP_TABLE,
+        )
         owner = uuid.UUID(LEGACY_OWNER) if kind == "legacy" else None
         if oracle == "pg_dump":
             database = DumpedDatabase(url, kind, owner=owner, pg_dump=str(cluster.server.bin_dir / "pg_dump"))

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from tests.support.databases import run_sql
 from waha_db import cli
 from waha_db.checks import bench, suite
 from waha_db.checks.legacy import LEGACY_APP_TABLE
@@ -170,7 +171,7 @@ def test_benchmark_refuses_a_database_that_holds_servers(fresh_database):
 
 def test_benchmark_refuses_an_application_database_and_changes_nothing(cluster, fresh_database, bench_command):
     url = fresh_database("empty")
-    cluster.run_sql(url.database, LEGACY_APP_TABLE)
+    run_sql(url, LEGACY_APP_TABLE)
     database = suite.Database(url)
     try:
         result = bench_command(
@@ -241,7 +242,7 @@ def test_a_supabase_database_is_refused_before_anything_is_written(fresh_databas
 def test_a_client_that_cannot_connect_stops_the_allocation_run_with_its_error(cluster, fresh_database):
     url = fresh_database("head")
     role = "bench_two_connections"
-    cluster.run_sql("postgres", f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
+    run_sql(cluster.url("postgres"), f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
     try:
         outcome: list[BaseException] = []
 
@@ -260,7 +261,7 @@ def test_a_client_that_cannot_connect_stops_the_allocation_run_with_its_error(cl
         assert len(outcome) == 1 and isinstance(outcome[0], psycopg.OperationalError)
         assert "too many connections for role" in str(outcome[0])
     finally:
-        cluster.run_sql("postgres", f"DROP ROLE {role}")
+        run_sql(cluster.url("postgres"), f"DROP ROLE {role}")
 
 
 def figures(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.conftest import sql
+from tests.support.databases import run_sql
 from waha_db.checks import suite
 
 
 def security_problems(url, *tampering: str) -> list[str]:
     """What verify's security check reports on the database at `url` after `tampering` (committed: the clone is the test's own)."""
     for statement in tampering:
-        sql(url, statement)
+        run_sql(url, statement)
     database = suite.Database(url)
     try:
         suite.check_security_rules(database)

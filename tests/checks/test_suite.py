@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.checks.conftest import KINDS
+from tests.support.databases import run_sql
 from waha_db.checks import suite
 from waha_db.lifecycle import revisions
+
+# The kinds of checked_database (tests/checks/conftest.py).
+KINDS = ("empty", "supabase_empty", "legacy")
 
 # The legacy conversion check brings its own V1 table: it needs a database without one.
 CASES = [
@@ -75,7 +78,7 @@ def test_stairway_reports_a_downgrade_that_does_not_undo_its_upgrade(fresh_datab
 def test_downgrade_to_base_reports_an_object_left_behind(checked_database, cluster):
     database = checked_database("empty")
     database.head()
-    cluster.run_sql(database.url.database, "CREATE FUNCTION public.waha_stray() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    run_sql(database.url, "CREATE FUNCTION public.waha_stray() RETURNS int LANGUAGE sql AS 'SELECT 1'")
     with pytest.raises(suite.CheckFailed) as failure:
         suite.check_downgrade_to_base(database)
     assert any("waha_stray" in line for line in failure.value.details)
@@ -84,7 +87,7 @@ def test_downgrade_to_base_reports_an_object_left_behind(checked_database, clust
 def test_downgrade_to_base_reports_rows_of_the_application_that_changed(checked_database, cluster):
     database = checked_database("empty")
     database.head()
-    cluster.run_sql(database.url.database, "DELETE FROM public.campaigns WHERE name = 'Natal'")
+    run_sql(database.url, "DELETE FROM public.campaigns WHERE name = 'Natal'")
     with pytest.raises(suite.CheckFailed) as failure:
         suite.check_downgrade_to_base(database)
     assert failure.value.details == ["rows of public.campaigns differ from before the upgrade"]
@@ -94,8 +97,8 @@ def test_seed_examples_report_a_selection_that_breaks_the_seeds_order(fresh_data
     url = fresh_database("head")
     # Priority turned upside down (the levels walked from the bottom, and the fallback's
     # order): the seed's Principal (10) would lose to Backup (5).
-    cluster.run_sql(
-        url.database,
+    run_sql(
+        url,
         "UPDATE pg_catalog.pg_proc "
         "SET prosrc = replace(replace(prosrc, 'prioridade DESC', 'prioridade ASC'), 'level DESC', 'level ASC') "
         "WHERE proname = 'get_available_waha_server'",

@@ -7,85 +7,52 @@ import json
 import psycopg
 import pytest
 
-from tests.cli.conftest import sql
-from tests.cli.test_upgrade import revision_of
+from tests.support.databases import revision_of, run_sql
+from tests.support.factories import add_user, hand_made_v21
 from waha_db.database import conninfo
 from waha_db.lifecycle import revisions
 
-# What a DBA following the seed's table lists would have typed (no CHECKs, timestamp columns, a plain FK).
-HAND_MADE_V21 = """
-CREATE TABLE public.waha_servers (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), user_id uuid NOT NULL, nome varchar(255) NOT NULL,
-    api_url text NOT NULL, api_key text, descricao text, ativo boolean DEFAULT true, webhook_url text,
-    webhook_secret text, timeout integer DEFAULT 30, retry_attempts integer DEFAULT 3, rate_limit integer DEFAULT 100,
-    prioridade integer DEFAULT 0, max_sessions integer DEFAULT 50, sessions_ativas integer DEFAULT 0,
-    created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT now(),
-    UNIQUE (user_id, api_url)
-);
-CREATE TABLE public.waha_sessions (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), user_id uuid NOT NULL,
-    waha_server_id uuid NOT NULL REFERENCES public.waha_servers (id) ON DELETE CASCADE,
-    session_name varchar(255) NOT NULL, status varchar(50) DEFAULT 'STOPPED', phone_number varchar(20),
-    profile_name varchar(255), qr_code text, last_connected_at timestamp,
-    created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT now(),
-    UNIQUE (waha_server_id, session_name)
-);
-INSERT INTO public.waha_servers (id, user_id, nome, api_url, prioridade, max_sessions, sessions_ativas)
-VALUES ('11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222', 'Servidor Principal',
-        'https://waha1.seudominio.example', %(priority)s, 50, 1);
-INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status)
-VALUES ('22222222-2222-4222-8222-222222222222', '11111111-1111-4111-8111-111111111111', 'sessao-cliente-001', 'connecting');
-"""
 
-
-@pytest.fixture
-def hand_made(cluster, fresh_database):
-    def make(priority: int = 10):
-        url = fresh_database("empty")
-        cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", str(priority)))
-        return url
-
-    return make
-
-
-def test_status_says_a_hand_made_database_is_adoptable(waha_db, hand_made):
-    result = waha_db(hand_made(), "status", "--json")
+def test_status_says_a_hand_made_database_is_adoptable(waha_db, fresh_database):
+    result = waha_db(fresh_database("empty", hand_made_v21()), "status", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["state"] == "hand_made" and report["details"] == [] and report["next"] == "waha-db adopt"
 
 
-def test_adopt_refuses_without_a_terminal(waha_db, hand_made):
-    url = hand_made()
+def test_adopt_refuses_without_a_terminal(waha_db, fresh_database):
+    url = fresh_database("empty", hand_made_v21())
     result = waha_db(url, "adopt")
     assert result.exit_code == 1
     assert "adoption plan:" in result.output and "no terminal to ask on" in result.output
     assert revision_of(url) is None
 
 
-def test_adopt_keeps_every_row_and_reaches_head_without_drift(waha_db, hand_made):
-    url = hand_made()
+def test_adopt_keeps_every_row_and_reaches_head_without_drift(waha_db, fresh_database):
+    url = fresh_database("empty", hand_made_v21())
     result = waha_db(url, "adopt", "--yes")
     assert result.exit_code == 0, result.output
     assert revision_of(url) == revisions.head()
-    assert sql(url, "SELECT nome, sessions_ativas FROM public.waha_servers") == [("Servidor Principal", 1)]
-    assert sql(url, "SELECT session_name, status FROM public.waha_sessions") == [("sessao-cliente-001", "connecting")]
+    assert run_sql(url, "SELECT nome, sessions_ativas FROM public.waha_servers") == [("Servidor Principal", 1)]
+    assert run_sql(url, "SELECT session_name, status FROM public.waha_sessions") == [
+        ("sessao-cliente-001", "connecting")
+    ]
     assert waha_db(url, "status", "--check").exit_code == 0
 
 
-def test_adopt_lists_the_problems_and_changes_nothing(waha_db, hand_made):
-    url = hand_made(priority=42)
+def test_adopt_lists_the_problems_and_changes_nothing(waha_db, fresh_database):
+    url = fresh_database("empty", hand_made_v21(42))
     status = json.loads(waha_db(url, "status", "--json").output)
     assert status["state"] == "hand_made" and any("prioridade" in problem for problem in status["details"])
     result = waha_db(url, "adopt", "--yes")
     assert result.exit_code == 1
     assert "cannot adopt:" in result.output and "prioridade" in result.output
     assert revision_of(url) is None
-    assert sql(url, "SELECT prioridade FROM public.waha_servers") == [(42,)]
+    assert run_sql(url, "SELECT prioridade FROM public.waha_servers") == [(42,)]
 
 
-def test_adopting_a_database_that_never_had_waha_config_never_mentions_it(waha_db, hand_made):
-    url = hand_made()
+def test_adopting_a_database_that_never_had_waha_config_never_mentions_it(waha_db, fresh_database):
+    url = fresh_database("empty", hand_made_v21())
     result = waha_db(url, "adopt", "--yes")
     assert result.exit_code == 0, result.output
     assert "waha_config" not in result.output
@@ -115,10 +82,10 @@ ADMIN = '{"sub": "33333333-3333-4333-8333-333333333333", "role": "admin"}'
 
 
 @pytest.fixture
-def app_built_on_it(cluster, fresh_database):
+def app_built_on_it(fresh_database):
     url = fresh_database("supabase_empty")
-    cluster.run_sql(url.database, "INSERT INTO auth.users (id) VALUES ('22222222-2222-4222-8222-222222222222')")
-    cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", "10") + APP_OBJECTS)
+    add_user(url, "22222222-2222-4222-8222-222222222222")
+    run_sql(url, hand_made_v21() + APP_OBJECTS)
     return url
 
 
@@ -140,23 +107,25 @@ def test_adopt_keeps_the_apps_trigger_policy_and_realtime_publication(waha_db, a
     assert "  + keep waha_sessions in publication supabase_realtime" in result.output
     assert "  + keep REPLICA IDENTITY FULL of waha_sessions" in result.output
     assert revision_of(url) == revisions.head()
-    assert sql(url, "SELECT pubname, tablename FROM pg_publication_tables") == [("supabase_realtime", "waha_sessions")]
-    assert sql(url, "SELECT relreplident FROM pg_class WHERE oid = 'public.waha_sessions'::regclass") == [("f",)]
+    assert run_sql(url, "SELECT pubname, tablename FROM pg_publication_tables") == [
+        ("supabase_realtime", "waha_sessions")
+    ]
+    assert run_sql(url, "SELECT relreplident FROM pg_class WHERE oid = 'public.waha_sessions'::regclass") == [("f",)]
     assert servers_an_admin_reads(url) == 1, "the app's policy still lets an admin read every server"
-    sql(url, "UPDATE public.waha_servers SET descricao = 'audited'")
-    assert sql(url, "SELECT table_name, operation FROM public.audit_log") == [("waha_servers", "UPDATE")]
-    assert sql(url, "SELECT nome FROM public.waha_servers") == [("Servidor Principal",)]
+    run_sql(url, "UPDATE public.waha_servers SET descricao = 'audited'")
+    assert run_sql(url, "SELECT table_name, operation FROM public.audit_log") == [("waha_servers", "UPDATE")]
+    assert run_sql(url, "SELECT nome FROM public.waha_servers") == [("Servidor Principal",)]
 
 
-def test_adopt_says_drop_for_what_the_rebuild_does_not_make_again(waha_db, hand_made):
-    url = hand_made()
-    sql(url, "CREATE INDEX idx_waha_servers_user_id ON public.waha_servers (user_id)")
-    sql(
+def test_adopt_says_drop_for_what_the_rebuild_does_not_make_again(waha_db, fresh_database):
+    url = fresh_database("empty", hand_made_v21())
+    run_sql(url, "CREATE INDEX idx_waha_servers_user_id ON public.waha_servers (user_id)")
+    run_sql(
         url,
         "CREATE FUNCTION public.waha_set_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "NEW.updated_at := now(); RETURN NEW; END $$",
     )
-    sql(
+    run_sql(
         url,
         "CREATE TRIGGER update_waha_servers_updated_at BEFORE UPDATE ON public.waha_servers "
         "FOR EACH ROW EXECUTE FUNCTION public.waha_set_updated_at()",
@@ -170,16 +139,16 @@ def test_adopt_says_drop_for_what_the_rebuild_does_not_make_again(waha_db, hand_
         "as V2.1's own trigger does"
     ) in result.output
     assert "  + drop hand-made constraint public.waha_sessions.waha_sessions_waha_server_id_fkey: " in result.output
-    assert sql(url, "SELECT to_regclass('public.idx_waha_servers_user_id')") == [(None,)]
+    assert run_sql(url, "SELECT to_regclass('public.idx_waha_servers_user_id')") == [(None,)]
     assert waha_db(url, "status", "--check").exit_code == 0
 
 
 def test_adopt_refuses_when_it_could_not_put_the_table_back_in_a_publication(waha_db, app_built_on_it):
     url = app_built_on_it
-    sql(url, "CREATE ROLE waha_adopter LOGIN")
-    sql(url, f'GRANT CREATE ON DATABASE "{url.database}" TO waha_adopter')
-    sql(url, "GRANT USAGE ON SCHEMA auth TO waha_adopter; GRANT SELECT ON auth.users TO waha_adopter")
-    sql(
+    run_sql(url, "CREATE ROLE waha_adopter LOGIN")
+    run_sql(url, f'GRANT CREATE ON DATABASE "{url.database}" TO waha_adopter')
+    run_sql(url, "GRANT USAGE ON SCHEMA auth TO waha_adopter; GRANT SELECT ON auth.users TO waha_adopter")
+    run_sql(
         url,
         "ALTER TABLE public.waha_servers OWNER TO waha_adopter; ALTER TABLE public.waha_sessions OWNER TO waha_adopter",
     )
@@ -191,11 +160,11 @@ def test_adopt_refuses_when_it_could_not_put_the_table_back_in_a_publication(wah
             "which takes its owner (postgres); run `waha-db adopt` as postgres"
         ) in result.output
         assert revision_of(url) is None
-        assert sql(url, "SELECT tablename FROM pg_publication_tables") == [("waha_sessions",)]
+        assert run_sql(url, "SELECT tablename FROM pg_publication_tables") == [("waha_sessions",)]
     finally:
-        sql(
+        run_sql(
             url, "ALTER TABLE public.waha_servers OWNER TO postgres; ALTER TABLE public.waha_sessions OWNER TO postgres"
         )
-        sql(url, f'REVOKE ALL ON DATABASE "{url.database}" FROM waha_adopter')
-        sql(url, "REVOKE ALL ON SCHEMA auth FROM waha_adopter; REVOKE ALL ON auth.users FROM waha_adopter")
-        sql(url, "DROP ROLE waha_adopter")
+        run_sql(url, f'REVOKE ALL ON DATABASE "{url.database}" FROM waha_adopter')
+        run_sql(url, "REVOKE ALL ON SCHEMA auth FROM waha_adopter; REVOKE ALL ON auth.users FROM waha_adopter")
+        run_sql(url, "DROP ROLE waha_adopter")

@@ -9,20 +9,14 @@ import uuid
 
 import pytest
 
-from tests.cli.conftest import PASSWORD
+from tests.support.databases import PASSWORD, run_sql
+from tests.support.network import free_port
 
 SECRET = "s3cret-Pa55word"
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 with nothing listening (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_unreachable_server_is_one_line_without_the_password(waha_db):
-    port = closed_port()
+    port = free_port()
     result = waha_db(f"postgresql://app:{SECRET}@127.0.0.1:{port}/appdb", "status")
     assert result.exit_code == 1
     assert SECRET not in result.output
@@ -90,7 +84,7 @@ def test_usage_error_exits_2(waha_db):
 
 
 def test_console_script_reports_a_refused_connection_in_one_line():
-    port = closed_port()
+    port = free_port()
     done = subprocess.run(
         [
             sys.executable,
@@ -112,7 +106,7 @@ def test_console_script_reports_a_refused_connection_in_one_line():
 @pytest.mark.parametrize("where", ["bench --database-url", "--database-url bench"])
 def test_bench_on_an_unreachable_server_is_one_line_without_the_password(waha_db, where):
     """bench connects with plain psycopg, whose errors read as the SQLAlchemy ones do."""
-    port = closed_port()
+    port = free_port()
     url = f"postgresql://app:{SECRET}@127.0.0.1:{port}/appdb"
     result = waha_db(None, "bench", "--database-url", url) if where.startswith("bench") else waha_db(url, "bench")
     assert result.exit_code == 1
@@ -132,7 +126,7 @@ def test_bench_refused_by_the_database_says_what_it_refused(waha_db, cluster, fr
     """
     url = fresh_database("empty")
     role = f"waha_cli_{uuid.uuid4().hex[:8]}"
-    cluster.run_sql("postgres", f"CREATE ROLE {role} LOGIN")
+    run_sql(cluster.url("postgres"), f"CREATE ROLE {role} LOGIN")
     result = waha_db(None, "bench", "--database-url", url.set(username=role).render_as_string(hide_password=False))
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == "Error: the database refused: permission denied for schema public"

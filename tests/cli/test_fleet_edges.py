@@ -8,10 +8,13 @@ import json
 
 import pytest
 
-from tests.cli.conftest import sql
-from tests.cli.test_health import USER, add_server, run
-from tests.fleet.fake_waha import free_port
+from tests.support.cli import run_cli
+from tests.support.databases import run_sql
+from tests.support.factories import FLEET_USER, add_user, add_waha_server
+from tests.support.network import free_port
 from waha_db.lifecycle.status import not_upgraded
+
+USER = str(FLEET_USER)
 
 NOT_UPGRADED = [
     ("servers", "list", "--user", USER),
@@ -26,7 +29,7 @@ NOT_UPGRADED = [
 
 @pytest.mark.parametrize("command", NOT_UPGRADED, ids=lambda command: " ".join(command[:2]))
 def test_a_fleet_command_on_a_database_not_upgraded_says_to_upgrade(fresh_database, command):
-    result = run(fresh_database("empty"), *command)
+    result = run_cli(fresh_database("empty"), *command)
     assert result.exit_code == 1
     assert result.output.startswith(
         "Error: this database has no WAHA V2.1 schema yet (no waha_servers table): run `waha-db upgrade` first"
@@ -36,19 +39,19 @@ def test_a_fleet_command_on_a_database_not_upgraded_says_to_upgrade(fresh_databa
 
 def test_a_fleet_command_on_tables_made_by_hand_says_to_adopt(fresh_database):
     url = fresh_database("empty")
-    sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
-    result = run(url, "servers", "list", "--user", USER)
+    run_sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
+    result = run_cli(url, "servers", "list", "--user", USER)
     assert result.exit_code == 1
     assert "V2.1 tables were made by hand and are not managed yet: run `waha-db adopt` first" in result.output
 
 
-def test_a_role_that_may_not_read_alembic_version_still_runs_the_fleet_commands(fresh_database, user_of):
+def test_a_role_that_may_not_read_alembic_version_still_runs_the_fleet_commands(fresh_database):
     url = fresh_database("supabase_head")
-    sql(url, "DO $$ BEGIN CREATE ROLE waha_admin LOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
-    sql(url, "GRANT service_role TO waha_admin")
+    run_sql(url, "DO $$ BEGIN CREATE ROLE waha_admin LOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
+    run_sql(url, "GRANT service_role TO waha_admin")
     admin = url.set(username="waha_admin")
-    assert sql(admin, "SELECT has_table_privilege('public.alembic_version', 'SELECT')") == [(False,)]
-    result = run(admin, "servers", "list", "--user", str(user_of(url)))
+    assert run_sql(admin, "SELECT has_table_privilege('public.alembic_version', 'SELECT')") == [(False,)]
+    result = run_cli(admin, "servers", "list", "--user", str(add_user(url)))
     assert result.exit_code == 0, result.output
 
 
@@ -68,7 +71,7 @@ def test_whether_a_fleet_command_can_run_is_said_from_two_facts(facts, says):
 
 @pytest.mark.parametrize("option", ["--timeout", "--priority", "--max-sessions", "--retries", "--rate-limit"])
 def test_a_number_beyond_the_databases_integers_is_a_worded_usage_error(url, option):
-    result = run(
+    result = run_cli(
         url, "servers", "add", "--user", USER, "--name", "X", "--url", "https://x.example", option, "99999999999"
     )
     assert result.exit_code == 2
@@ -76,13 +79,13 @@ def test_a_number_beyond_the_databases_integers_is_a_worded_usage_error(url, opt
         f"Invalid value for '{option}': 99999999999 is out of range: waha_servers stores a whole number up to 2147483647"
         in result.output
     )
-    assert sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
 
 
 def test_servers_list_json_writes_every_timestamp_in_iso_8601(url):
-    add_server(url, "Principal", "https://waha1.example.test")
-    sql(url, "SELECT public.report_waha_server_version(id, '2024.10.8', 'WEBJS', 'PLUS') FROM public.waha_servers")
-    result = run(url, "servers", "list", "--user", USER, "--json")
+    add_waha_server(url, USER, "https://waha1.example.test", "Principal")
+    run_sql(url, "SELECT public.report_waha_server_version(id, '2024.10.8', 'WEBJS', 'PLUS') FROM public.waha_servers")
+    result = run_cli(url, "servers", "list", "--user", USER, "--json")
     assert result.exit_code == 0, result.output
     (server,) = json.loads(result.output)
     stamps = {key: value for key, value in [*server.items(), *server["waha"].items()] if key.endswith("_at")}
@@ -92,9 +95,9 @@ def test_servers_list_json_writes_every_timestamp_in_iso_8601(url):
 
 
 def test_a_live_apply_where_no_server_could_be_read_says_nothing_was_applied(url):
-    add_server(url, "Morto", f"http://127.0.0.1:{free_port()}")
-    add_server(url, "Outro", f"http://127.0.0.1:{free_port()}")
-    result = run(url, "sessions", "reconcile", "--live", "--apply", "--yes")
+    add_waha_server(url, USER, f"http://127.0.0.1:{free_port()}", "Morto")
+    add_waha_server(url, USER, f"http://127.0.0.1:{free_port()}", "Outro")
+    result = run_cli(url, "sessions", "reconcile", "--live", "--apply", "--yes")
     assert result.exit_code == 1
     summary = result.output.splitlines()[-2]
     assert (

@@ -11,38 +11,22 @@ import threading
 import uuid
 
 import psycopg
-from click.testing import CliRunner
 
-from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
-from waha_db import cli
+from tests.support.cli import run_cli
+from tests.support.factories import FLEET_USER, add_waha_server
+from tests.support.network import free_port
 from waha_db.database import conninfo
 
-USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
-
-
-def run(url, *args):
-    full = ["--database-url", url.render_as_string(hide_password=False), *args]
-    return CliRunner().invoke(cli.main, full, catch_exceptions=False)
-
-
-def add_server(url, name, api_url, *, prioridade=0, api_key=None, max_sessions=50):
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        return connection.execute(
-            """
-            INSERT INTO public.waha_servers (user_id, nome, api_url, api_key, prioridade, max_sessions, timeout, retry_attempts)
-            VALUES (%s, %s, %s, %s, %s, %s, 1, 0) RETURNING id
-            """,
-            (USER, name, api_url, api_key, prioridade, max_sessions),
-        ).fetchone()[0]
+USER = str(FLEET_USER)
 
 
 def test_servers_test_shows_reachable_latency_and_version(url, fake_waha):
     # A WAHA Core 2024 server set up as it should be: a single session. It refuses /health (422).
     waha = fake_waha("needs_key", api_key="key1", version="2024.10.1", engine="WEBJS")
-    server_id = add_server(url, "Principal", waha.url, api_key="key1", max_sessions=1)
+    server_id = add_waha_server(url, USER, waha.url, "Principal", api_key="key1", max_sessions=1)
 
-    result = run(url, "servers", "test", str(server_id))
+    result = run_cli(url, "servers", "test", str(server_id))
 
     assert result.exit_code == 0, result.output
     first, second = result.output.splitlines()
@@ -53,10 +37,10 @@ def test_servers_test_shows_reachable_latency_and_version(url, fake_waha):
 
 
 def test_servers_test_for_a_user_reports_the_failure_and_exits_1(url, fake_waha):
-    add_server(url, "Principal", f"http://127.0.0.1:{free_port()}", prioridade=10)
-    add_server(url, "Backup", fake_waha("healthy").url, prioridade=5)
+    add_waha_server(url, USER, f"http://127.0.0.1:{free_port()}", "Principal", prioridade=10)
+    add_waha_server(url, USER, fake_waha("healthy").url, "Backup", prioridade=5)
 
-    result = run(url, "servers", "test", "--user", USER)
+    result = run_cli(url, "servers", "test", "--user", USER)
 
     assert result.exit_code == 1
     lines = result.output.splitlines()
@@ -67,9 +51,9 @@ def test_servers_test_for_a_user_reports_the_failure_and_exits_1(url, fake_waha)
 
 
 def test_servers_test_json_has_the_outcome_and_the_health(url, fake_waha):
-    server_id = add_server(url, "Principal", fake_waha("error_500").url, api_key="never-printed")
+    server_id = add_waha_server(url, USER, fake_waha("error_500").url, "Principal", api_key="never-printed")
 
-    result = run(url, "servers", "test", str(server_id), "--json")
+    result = run_cli(url, "servers", "test", str(server_id), "--json")
 
     assert result.exit_code == 1
     document = result.output[: result.output.rindex("]") + 1]
@@ -82,7 +66,7 @@ def test_servers_test_json_has_the_outcome_and_the_health(url, fake_waha):
 
 
 def test_servers_test_needs_an_id_or_a_user(url):
-    result = run(url, "servers", "test")
+    result = run_cli(url, "servers", "test")
 
     assert result.exit_code == 2
     assert "give either a server ID or --user UUID" in result.output
@@ -91,7 +75,7 @@ def test_servers_test_needs_an_id_or_a_user(url):
 def test_servers_test_of_an_unknown_id_says_so(url):
     missing = uuid.uuid4()
 
-    result = run(url, "servers", "test", str(missing))
+    result = run_cli(url, "servers", "test", str(missing))
 
     assert result.exit_code == 1
     assert f"Error: no WAHA server with id {missing}" in result.output
@@ -99,25 +83,25 @@ def test_servers_test_of_an_unknown_id_says_so(url):
 
 def test_servers_best_moves_to_backup_and_back(url, fake_waha):
     principal = fake_waha("healthy")
-    principal_id = add_server(url, "Principal", principal.url, prioridade=10, max_sessions=100)
-    add_server(url, "Backup", fake_waha("healthy").url, prioridade=5)
+    principal_id = add_waha_server(url, USER, principal.url, "Principal", prioridade=10, max_sessions=100)
+    add_waha_server(url, USER, fake_waha("healthy").url, "Backup", prioridade=5)
 
     principal.mode = "close"
-    assert run(url, "servers", "test", str(principal_id)).exit_code == 1
-    failover = run(url, "servers", "best", "--user", USER).output
+    assert run_cli(url, "servers", "test", str(principal_id)).exit_code == 1
+    failover = run_cli(url, "servers", "best", "--user", USER).output
     assert failover.startswith("best: Backup ")
     assert "healthy, while Principal is cooling down (1 failure(s) in a row" in failover
     assert "higher priority" not in failover
 
     principal.mode = "healthy"
-    assert run(url, "servers", "test", str(principal_id)).exit_code == 0
-    assert run(url, "servers", "best", "--user", USER).output.startswith("best: Principal ")
+    assert run_cli(url, "servers", "test", str(principal_id)).exit_code == 0
+    assert run_cli(url, "servers", "best", "--user", USER).output.startswith("best: Principal ")
 
 
 def test_monitor_once_prints_the_state_change(url, fake_waha):
-    server_id = add_server(url, "Principal", fake_waha("not_json").url)
+    server_id = add_waha_server(url, USER, fake_waha("not_json").url, "Principal")
 
-    result = run(url, "monitor", "--once")
+    result = run_cli(url, "monitor", "--once")
 
     assert result.exit_code == 0, result.output
     assert f"Principal ({server_id}) " in result.output
@@ -131,7 +115,7 @@ def health_recorded(url) -> bool:
 
 def test_monitor_stops_cleanly_on_sigterm(url, fake_waha):
     """A round every 60 s: SIGTERM lands in the wait after the first round, however slow that round was."""
-    add_server(url, "Principal", fake_waha("healthy").url)
+    add_waha_server(url, USER, fake_waha("healthy").url, "Principal")
     environment = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
     process = subprocess.Popen(
         [sys.executable, "-c", "from waha_db.cli import main; main()", "monitor", "--interval", "60"],
@@ -167,14 +151,14 @@ def fix_for(server_id) -> str:
 
 
 def test_servers_list_shows_what_servers_test_learnt(url, fake_waha):
-    principal = add_server(
-        url, "Principal", fake_waha(version="2025.1.2", engine="NOWEB", tier="PLUS").url, prioridade=10
+    principal = add_waha_server(
+        url, USER, fake_waha(version="2025.1.2", engine="NOWEB", tier="PLUS").url, "Principal", prioridade=10
     )
-    add_server(url, "Never tested", fake_waha().url)
-    assert run(url, "servers", "test", str(principal)).exit_code == 0
+    add_waha_server(url, USER, fake_waha().url, "Never tested")
+    assert run_cli(url, "servers", "test", str(principal)).exit_code == 0
 
-    screen = run(url, "servers", "list", "--user", USER).output.splitlines()
-    listed = json.loads(run(url, "servers", "list", "--user", USER, "--json").output)
+    screen = run_cli(url, "servers", "list", "--user", USER).output.splitlines()
+    listed = json.loads(run_cli(url, "servers", "list", "--user", USER, "--json").output)
 
     assert screen[3].startswith("│ 🟢 Principal")
     assert screen[6] == "│    WAHA 2025.1.2 (NOWEB, PLUS)" + " " * 25 + "│"
@@ -187,11 +171,13 @@ def test_servers_list_shows_what_servers_test_learnt(url, fake_waha):
 
 
 def test_a_core_server_with_room_for_many_sessions_is_flagged_until_fixed(url, fake_waha):
-    core = add_server(url, "Core", fake_waha(version="2024.10.1", engine="WEBJS", tier="CORE").url, max_sessions=50)
+    core = add_waha_server(
+        url, USER, fake_waha(version="2024.10.1", engine="WEBJS", tier="CORE").url, "Core", max_sessions=50
+    )
 
-    tested = run(url, "servers", "test", str(core))
-    listed = run(url, "servers", "list", "--user", USER)
-    as_json = json.loads(run(url, "servers", "list", "--user", USER, "--json").output)
+    tested = run_cli(url, "servers", "test", str(core))
+    listed = run_cli(url, "servers", "list", "--user", USER)
+    as_json = json.loads(run_cli(url, "servers", "list", "--user", USER, "--json").output)
 
     assert tested.exit_code == 0
     warning = tested.output.splitlines()[2]
@@ -200,29 +186,29 @@ def test_a_core_server_with_room_for_many_sessions_is_flagged_until_fixed(url, f
     assert listed.output.splitlines()[-1] == warning.strip()
     assert fix_for(core) in as_json[0]["warning"]
 
-    assert run(url, "servers", "update", str(core), "--max-sessions", "1").exit_code == 0
-    assert "warning" not in run(url, "servers", "list", "--user", USER).output
-    assert "warning" not in run(url, "servers", "test", str(core)).output
+    assert run_cli(url, "servers", "update", str(core), "--max-sessions", "1").exit_code == 0
+    assert "warning" not in run_cli(url, "servers", "list", "--user", USER).output
+    assert "warning" not in run_cli(url, "servers", "test", str(core)).output
 
 
 def test_a_failed_probe_keeps_the_last_known_answer(url, fake_waha):
     waha = fake_waha(version="2025.1.2", engine="WEBJS", tier="PLUS")
-    server = add_server(url, "Principal", waha.url)
-    run(url, "servers", "test", str(server))
+    server = add_waha_server(url, USER, waha.url, "Principal")
+    run_cli(url, "servers", "test", str(server))
 
     waha.mode = "error_500"
-    assert run(url, "servers", "test", str(server)).exit_code == 1
+    assert run_cli(url, "servers", "test", str(server)).exit_code == 1
 
-    assert "WAHA 2025.1.2 (WEBJS, PLUS)" in run(url, "servers", "list", "--user", USER).output
+    assert "WAHA 2025.1.2 (WEBJS, PLUS)" in run_cli(url, "servers", "list", "--user", USER).output
 
 
 # --- WAHA by version: the Core image runs many sessions since 2026.6.1; /health; workers ----------------
 
 
 def test_a_2026_core_server_runs_many_sessions_and_is_not_told_otherwise(url, fake_waha):
-    core = add_server(url, "Core 2026", fake_waha(version="2026.9.1", tier="CORE").url, max_sessions=50)
+    core = add_waha_server(url, USER, fake_waha(version="2026.9.1", tier="CORE").url, "Core 2026", max_sessions=50)
 
-    result = run(url, "servers", "test", str(core))
+    result = run_cli(url, "servers", "test", str(core))
 
     assert result.exit_code == 0, result.output
     probed, recorded = result.output.splitlines()
@@ -231,9 +217,9 @@ def test_a_2026_core_server_runs_many_sessions_and_is_not_told_otherwise(url, fa
 
 
 def test_a_2025_core_server_is_told_it_runs_one_session(url, fake_waha):
-    core = add_server(url, "Core 2025", fake_waha(version="2025.11.3", tier="CORE").url, max_sessions=50)
+    core = add_waha_server(url, USER, fake_waha(version="2025.11.3", tier="CORE").url, "Core 2025", max_sessions=50)
 
-    result = run(url, "servers", "test", str(core))
+    result = run_cli(url, "servers", "test", str(core))
 
     assert result.exit_code == 0, result.output
     probed, recorded, warning = result.output.splitlines()
@@ -244,9 +230,9 @@ def test_a_2025_core_server_is_told_it_runs_one_session(url, fake_waha):
 
 
 def test_servers_test_says_a_server_shutting_down_is_drained_not_failed(url, fake_waha):
-    leaving = add_server(url, "Leaving", fake_waha(health="shutting_down").url)
+    leaving = add_waha_server(url, USER, fake_waha(health="shutting_down").url, "Leaving")
 
-    result = run(url, "servers", "test", str(leaving))
+    result = run_cli(url, "servers", "test", str(leaving))
 
     assert result.exit_code == 0, result.output
     probed, recorded = result.output.splitlines()
@@ -258,11 +244,11 @@ def test_servers_test_says_a_server_shutting_down_is_drained_not_failed(url, fak
 
 
 def test_servers_test_flags_two_servers_of_a_user_that_report_one_worker(url, fake_waha):
-    add_server(url, "First", fake_waha(worker="worker-a").url)
-    add_server(url, "Second", fake_waha(worker="worker-a").url)
+    add_waha_server(url, USER, fake_waha(worker="worker-a").url, "First")
+    add_waha_server(url, USER, fake_waha(worker="worker-a").url, "Second")
 
-    result = run(url, "servers", "test", "--user", USER)
-    listed = run(url, "servers", "list", "--user", USER)
+    result = run_cli(url, "servers", "test", "--user", USER)
+    listed = run_cli(url, "servers", "list", "--user", USER)
 
     assert result.exit_code == 0, result.output
     warning = result.output.splitlines()[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.support.databases import upgrade
 from waha_db.lifecycle import migrate, revisions
 
 HEAD = revisions.head()
@@ -18,9 +19,9 @@ def test_history_lists_every_revision_oldest_first_with_head_marked(waha_db):
     assert lines[-1].startswith(f"  {HEAD}  ") and lines[-1].endswith("(head)")
 
 
-def test_history_marks_the_current_revision(waha_db, fresh_database, cluster):
+def test_history_marks_the_current_revision(waha_db, fresh_database):
     url = fresh_database("empty")
-    cluster.migrate(url.database, "0003")
+    upgrade(url, "0003")
     lines = waha_db(url, "history").output.splitlines()
     assert [line for line in lines if line.startswith("*")] == [next(line for line in lines if " 0003 " in line)]
     assert lines[2].endswith("(current)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.cli.conftest import sql
+from tests.support.databases import run_sql
+from tests.support.factories import add_server, add_user
 from waha_db.database import conninfo
 
 SEED_GRANTS = (
@@ -32,7 +33,7 @@ def authenticated_may_truncate(url) -> bool:
 
 def test_the_seeds_grant_all_lets_a_signed_in_user_truncate_until_repair_revokes_it(waha_db, fresh_database):
     url = fresh_database("supabase_head")
-    sql(url, SEED_GRANTS)
+    run_sql(url, SEED_GRANTS)
     assert authenticated_may_truncate(url)
     result = waha_db(url, "repair", "--yes")
     assert result.exit_code == 0, result.output
@@ -44,7 +45,7 @@ def test_the_seeds_grant_all_lets_a_signed_in_user_truncate_until_repair_revokes
 
 def test_repair_asks_first_and_changes_nothing_without_a_yes(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, SEED_GRANTS)
+    run_sql(url, SEED_GRANTS)
     result = waha_db(url, "repair")
     assert result.exit_code == 1 and "no terminal to ask on" in result.output
     assert authenticated_may_truncate(url)
@@ -59,33 +60,30 @@ def test_repair_of_a_database_without_drift_has_nothing_to_do(waha_db, fresh_dat
 
 def test_repair_runs_nothing_when_part_of_the_drift_needs_a_person(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
-    sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
+    run_sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    run_sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
     result = waha_db(url, "repair", "--yes")
     assert result.exit_code == 1
     assert "changed column public.waha_servers.timeout" in result.output and "nothing was changed" in result.output
-    assert sql(url, "SELECT to_regclass('public.waha_servers_ativo_idx')") == [(None,)]
+    assert run_sql(url, "SELECT to_regclass('public.waha_servers_ativo_idx')") == [(None,)]
 
 
 def test_repair_drops_a_policy_head_does_not_have(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "CREATE POLICY everyone_reads ON public.waha_servers FOR SELECT TO authenticated USING (true)")
+    run_sql(url, "CREATE POLICY everyone_reads ON public.waha_servers FOR SELECT TO authenticated USING (true)")
     result = waha_db(url, "repair", "--yes")
     assert result.exit_code == 0, result.output
     assert "DROP POLICY everyone_reads ON public.waha_servers;" in result.output
     assert waha_db(url, "status", "--check").exit_code == 0
 
 
-def same_url_twice(url, user_of) -> str | None:
+def same_url_twice(url) -> str | None:
     """Add one server under two spellings of its URL; the SQLSTATE of the refusal (None: accepted), rolled back."""
-    user = user_of(url)
     with psycopg.connect(conninfo(url)) as connection:
         try:
+            user = add_user(connection)
             for spelling in ("https://waha.example.test", "HTTPS://waha.example.test:443/"):
-                connection.execute(
-                    "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, %s, %s)",
-                    (user, spelling, spelling),
-                )
+                add_server(connection, user, spelling, api_url=spelling)
         except psycopg.errors.UniqueViolation as error:
             return error.sqlstate
         finally:
@@ -94,10 +92,10 @@ def same_url_twice(url, user_of) -> str | None:
 
 
 @pytest.mark.parametrize("kind", ["head", "supabase_head"])
-def test_repair_creates_a_dropped_function_before_the_index_that_calls_it(waha_db, fresh_database, user_of, kind):
+def test_repair_creates_a_dropped_function_before_the_index_that_calls_it(waha_db, fresh_database, kind):
     url = fresh_database(kind)
-    sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")  # the 0010 unique index goes with it
-    assert same_url_twice(url, user_of) is None
+    run_sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")  # the 0010 unique index goes with it
+    assert same_url_twice(url) is None
     status = waha_db(url, "status").output
     assert "missing index public.waha_servers.waha_servers_user_id_normalized_api_url_key" in status
     assert "next: waha-db repair" in status
@@ -105,18 +103,18 @@ def test_repair_creates_a_dropped_function_before_the_index_that_calls_it(waha_d
     assert result.exit_code == 0, result.output
     statements = result.output.split("statements that restore head's definitions:")[1]
     assert statements.index("FUNCTION public.waha_normalized_url") < statements.index("CREATE UNIQUE INDEX")
-    assert same_url_twice(url, user_of) == "23505"
+    assert same_url_twice(url) == "23505"
     assert waha_db(url, "status", "--check").exit_code == 0, waha_db(url, "status").output
 
 
 @pytest.mark.parametrize("kind", ["head", "supabase_head"])
 def test_a_function_repair_creates_gets_no_privilege_head_does_not_give(waha_db, fresh_database, kind):
     url = fresh_database(kind)
-    sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")
+    run_sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")
     result = waha_db(url, "repair", "--yes")
     assert result.exit_code == 0, result.output
     assert "REVOKE ALL ON FUNCTION public.waha_normalized_url(url text) FROM PUBLIC;" in result.output
-    grantees = sql(
+    grantees = run_sql(
         url,
         "SELECT CASE acl.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(acl.grantee) END FROM pg_proc p, "
         "aclexplode(p.proacl) AS acl WHERE p.oid = 'public.waha_normalized_url(text)'::regprocedure "
@@ -127,7 +125,7 @@ def test_a_function_repair_creates_gets_no_privilege_head_does_not_give(waha_db,
 
 def test_repair_drops_an_extra_policy_whose_name_holds_spaces(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, 'CREATE POLICY "Admins read all" ON public.waha_servers FOR SELECT TO authenticated USING (true)')
+    run_sql(url, 'CREATE POLICY "Admins read all" ON public.waha_servers FOR SELECT TO authenticated USING (true)')
     assert "next: waha-db repair" in waha_db(url, "status").output
     result = waha_db(url, "repair", "--yes")
     assert result.exit_code == 0, result.output
@@ -136,8 +134,8 @@ def test_repair_drops_an_extra_policy_whose_name_holds_spaces(waha_db, fresh_dat
 
 def test_alembic_version_open_to_anon_is_drift_that_repair_closes(waha_db, fresh_database):
     url = fresh_database("supabase_head")
-    sql(url, "GRANT SELECT, UPDATE, DELETE ON public.alembic_version TO anon")
-    sql(url, "ALTER TABLE public.alembic_version DISABLE ROW LEVEL SECURITY")
+    run_sql(url, "GRANT SELECT, UPDATE, DELETE ON public.alembic_version TO anon")
+    run_sql(url, "ALTER TABLE public.alembic_version DISABLE ROW LEVEL SECURITY")
     status = waha_db(url, "status", "--check")
     assert status.exit_code == 1
     assert "unexpected grants on public.alembic_version: 'anon: DELETE, SELECT, UPDATE'" in status.output

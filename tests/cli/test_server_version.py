@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from alembic.util import CommandError
 
-from tests.cli.conftest import server_version, sql
+from tests.support.databases import run_sql, server_version
 from waha_db import database
 from waha_db.database import create_engine
 from waha_db.lifecycle import migrate
@@ -36,7 +36,9 @@ def test_every_command_on_a_database_refuses_a_server_too_old_before_anything(
     assert result.exit_code == 1
     assert f"Error: {server_too_old}" in result.output
     assert "Nothing was done. Upgrade the server to PostgreSQL" in result.output
-    assert sql(url, "SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = 'public'::regnamespace") == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = 'public'::regnamespace") == [
+        (0,)
+    ]
 
 
 def test_plain_alembic_refuses_a_server_too_old_and_changes_nothing(fresh_database, server_too_old):
@@ -48,7 +50,7 @@ def test_plain_alembic_refuses_a_server_too_old_and_changes_nothing(fresh_databa
             migrate.upgrade(engine)
     finally:
         engine.dispose()
-    assert sql(url, "SELECT to_regclass('public.alembic_version')") == [(None,)]
+    assert run_sql(url, "SELECT to_regclass('public.alembic_version')") == [(None,)]
 
 
 def test_verify_refuses_throwaway_binaries_too_old_before_starting_them(waha_db, cluster, server_too_old):

@@ -3,47 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from tests.cli.conftest import sql
-
-SEED_SERVERS = (
-    (
-        "--name",
-        "Servidor Principal",
-        "--url",
-        "https://waha1.seudominio.example",
-        "--api-key",
-        "sua-api-key",
-        "--description",
-        "Servidor principal de produção",
-        "--priority",
-        "10",
-        "--max-sessions",
-        "50",
-    ),
-    (
-        "--name",
-        "Servidor Backup",
-        "--url",
-        "https://waha2.seudominio.example",
-        "--priority",
-        "5",
-        "--max-sessions",
-        "30",
-    ),
-    (
-        "--name",
-        "Servidor de Teste",
-        "--url",
-        "https://waha-test.seudominio.example",
-        "--inactive",
-        "--max-sessions",
-        "10",
-    ),
-)
+from tests.support.databases import run_sql
+from tests.support.factories import add_seed_servers, add_user
 
 
 @pytest.fixture(params=["head", "supabase_head"])
@@ -52,8 +16,8 @@ def url(request, fresh_database):
 
 
 @pytest.fixture
-def user(url, user_of):
-    return str(user_of(url))
+def user(url):
+    return str(add_user(url))
 
 
 @pytest.fixture
@@ -62,19 +26,10 @@ def plain_url(fresh_database):
     return fresh_database("head")
 
 
-def add_seed_servers(waha_db, url, user) -> dict[str, str]:
-    ids = {}
-    for options in SEED_SERVERS:
-        result = waha_db(url, "servers", "add", "--user", user, *options)
-        assert result.exit_code == 0, result.output
-        ids[options[1]] = re.search(r"id ([0-9a-f-]{36})", result.output).group(1)
-    return ids
-
-
 def test_list_renders_the_seeds_screen(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
-    sql(url, "UPDATE public.waha_servers SET sessions_ativas = 15 WHERE id = %s", (ids["Servidor Principal"],))
-    sql(url, "UPDATE public.waha_servers SET sessions_ativas = 8 WHERE id = %s", (ids["Servidor Backup"],))
+    run_sql(url, "UPDATE public.waha_servers SET sessions_ativas = 15 WHERE id = %s", (ids["Servidor Principal"],))
+    run_sql(url, "UPDATE public.waha_servers SET sessions_ativas = 8 WHERE id = %s", (ids["Servidor Backup"],))
     result = waha_db(url, "servers", "list", "--user", user)
     assert result.exit_code == 0, result.output
     lines = [line.strip("│ ").rstrip() for line in result.output.splitlines()]
@@ -137,13 +92,13 @@ def test_list_json_masks_secrets(waha_db, url, user):
         (("--webhook-url", "not-a-url"), "webhook URL must be an http:// or https:// URL"),
     ],
 )
-def test_add_refuses_bad_values_with_the_rule_in_words(waha_db, plain_url, user_of, options, rule):
-    url, user = plain_url, str(user_of(plain_url))
+def test_add_refuses_bad_values_with_the_rule_in_words(waha_db, plain_url, options, rule):
+    url, user = plain_url, str(add_user(plain_url))
     result = waha_db(url, "servers", "add", "--user", user, "--name", "X", "--url", "https://x.example", *options)
     assert result.exit_code == 1
     assert result.output == f"Error: {rule}" + result.output.split(rule, 1)[1]
     assert "violates" not in result.output and "SQL" not in result.output
-    assert sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers") == [(0,)]
 
 
 @pytest.mark.parametrize(
@@ -178,8 +133,8 @@ def test_a_refused_add_leaves_no_secret_in_the_server_log(waha_db, url, user, cl
         ("N" * 256, "https://x.example", "name must be at most 255 characters"),
     ],
 )
-def test_add_refuses_bad_name_or_url(waha_db, plain_url, user_of, name, server_url, rule):
-    url, user = plain_url, str(user_of(plain_url))
+def test_add_refuses_bad_name_or_url(waha_db, plain_url, name, server_url, rule):
+    url, user = plain_url, str(add_user(plain_url))
     result = waha_db(url, "servers", "add", "--user", user, "--name", name, "--url", server_url)
     assert result.exit_code == 1
     assert f"Error: {rule}" in result.output
@@ -205,7 +160,7 @@ def test_update_changes_only_what_is_given(waha_db, url, user):
     backup = ids["Servidor Backup"]
     result = waha_db(url, "servers", "update", backup, "--priority", "8", "--description", "agora preferido")
     assert result.exit_code == 0, result.output
-    assert sql(
+    assert run_sql(
         url, "SELECT prioridade, descricao, max_sessions, nome FROM public.waha_servers WHERE id = %s", (backup,)
     ) == [(8, "agora preferido", 30, "Servidor Backup")]
     refused = waha_db(url, "servers", "update", backup, "--priority", "42")
@@ -222,17 +177,17 @@ def test_disable_and_enable(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
     principal = ids["Servidor Principal"]
     assert waha_db(url, "servers", "disable", principal).exit_code == 0
-    assert sql(url, "SELECT ativo FROM public.waha_servers WHERE id = %s", (principal,)) == [(False,)]
+    assert run_sql(url, "SELECT ativo FROM public.waha_servers WHERE id = %s", (principal,)) == [(False,)]
     assert "Servidor Backup" in waha_db(url, "servers", "best", "--user", user).output.splitlines()[0]
     assert waha_db(url, "servers", "enable", principal).exit_code == 0
-    assert sql(url, "SELECT ativo FROM public.waha_servers WHERE id = %s", (principal,)) == [(True,)]
+    assert run_sql(url, "SELECT ativo FROM public.waha_servers WHERE id = %s", (principal,)) == [(True,)]
 
 
 def test_remove_with_sessions_is_refused_with_the_count(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
     principal = ids["Servidor Principal"]
     for name in ("sessao-cliente-001", "sessao-cliente-002"):
-        sql(
+        run_sql(
             url,
             "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, %s, %s)",
             (user, principal, name),
@@ -240,7 +195,7 @@ def test_remove_with_sessions_is_refused_with_the_count(waha_db, url, user):
     result = waha_db(url, "servers", "remove", principal)
     assert result.exit_code == 1
     assert "still has 2 sessions" in result.output and "servers disable" in result.output
-    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (principal,)) == [(1,)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (principal,)) == [(1,)]
 
 
 def test_remove_without_sessions(waha_db, url, user):
@@ -248,7 +203,7 @@ def test_remove_without_sessions(waha_db, url, user):
     result = waha_db(url, "servers", "remove", ids["Servidor de Teste"], "--yes")
     assert result.exit_code == 0, result.output
     assert "removes Servidor de Teste (https://" in result.output
-    assert sql(url, "SELECT nome FROM public.waha_servers ORDER BY nome") == [
+    assert run_sql(url, "SELECT nome FROM public.waha_servers ORDER BY nome") == [
         ("Servidor Backup",),
         ("Servidor Principal",),
     ]
@@ -260,16 +215,16 @@ def test_remove_asks_first_like_every_command_that_changes_data(waha_db, url, us
     answered_no = waha_db(url, "servers", "remove", ids["Servidor de Teste"], input="n\n")
     assert "Remove this server? [y/N]" in answered_no.output and answered_no.exit_code == 1
     assert unasked.exit_code == 1
-    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(1,)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(1,)]
     assert waha_db(url, "servers", "remove", ids["Servidor de Teste"], input="y\n").exit_code == 0
-    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(0,)]
 
 
 def test_remove_without_a_terminal_needs_yes(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
     result = waha_db(url, "servers", "remove", ids["Servidor de Teste"])
     assert result.exit_code == 1 and "pass --yes to remove it without asking" in result.output
-    assert sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(1,)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (ids["Servidor de Teste"],)) == [(1,)]
 
 
 def test_update_without_an_option_changes_nothing_and_says_so(waha_db, url, user):
@@ -301,12 +256,12 @@ def test_best_shows_the_pick_and_why(waha_db, url, user):
 
 def test_best_on_equal_priority_explains_the_load(waha_db, url, user):
     ids = add_seed_servers(waha_db, url, user)
-    sql(
+    run_sql(
         url,
         "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 20 WHERE id = %s",
         (ids["Servidor Principal"],),
     )
-    sql(
+    run_sql(
         url,
         "UPDATE public.waha_servers SET prioridade = 10, sessions_ativas = 6 WHERE id = %s",
         (ids["Servidor Backup"],),
@@ -327,7 +282,7 @@ def test_best_with_exclusion_is_the_apps_fallback(waha_db, url, user):
 
 def test_best_when_no_server_has_capacity(waha_db, url, user):
     add_seed_servers(waha_db, url, user)
-    sql(url, "UPDATE public.waha_servers SET sessions_ativas = max_sessions WHERE ativo")
+    run_sql(url, "UPDATE public.waha_servers SET sessions_ativas = max_sessions WHERE ativo")
     result = waha_db(url, "servers", "best", "--user", user)
     assert result.exit_code == 1
     assert (

@@ -8,11 +8,14 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.cli.conftest import sql
-from tests.cli.test_health import USER, add_server, run
-from tests.fleet.fake_waha import free_port
+from tests.support.cli import run_cli
+from tests.support.databases import run_sql
+from tests.support.factories import FLEET_USER, add_waha_server
+from tests.support.network import free_port
 from waha_db.cli import main
 from waha_db.database import conninfo
+
+USER = str(FLEET_USER)
 
 
 def broken_counters(url):
@@ -66,7 +69,7 @@ def test_reconcile_reports_then_applies_only_what_the_rule_allows(fresh_database
 
 
 def add_old_row(url, server, name, status):
-    sql(
+    run_sql(
         url,
         "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status, updated_at)"
         " VALUES (%s, %s, %s, %s, now() - interval '1 hour')",
@@ -80,19 +83,21 @@ def drifted(url, fake_waha):
     waha = fake_waha("needs_key", api_key="key1", tier="PLUS")
     waha.run_session("loja-01")
     waha.run_session("painel-01", "SCAN_QR_CODE")
-    server = add_server(url, "Principal", waha.url, api_key="key1", prioridade=10)
-    sql(url, "UPDATE public.waha_servers SET sessions_ativas = 5 WHERE id = %s", (server,))
+    server = add_waha_server(url, USER, waha.url, "Principal", api_key="key1", prioridade=10)
+    run_sql(url, "UPDATE public.waha_servers SET sessions_ativas = 5 WHERE id = %s", (server,))
     add_old_row(url, server, "loja-01", "WORKING")
     add_old_row(url, server, "loja-03", "WORKING")
     return server
 
 
 def statuses(url, server):
-    return dict(sql(url, "SELECT session_name, status FROM public.waha_sessions WHERE waha_server_id = %s", (server,)))
+    return dict(
+        run_sql(url, "SELECT session_name, status FROM public.waha_sessions WHERE waha_server_id = %s", (server,))
+    )
 
 
 def test_the_report_lists_each_difference_with_what_apply_would_do_and_changes_nothing(url, drifted):
-    result = run(url, "sessions", "reconcile", "--live")
+    result = run_cli(url, "sessions", "reconcile", "--live")
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -110,27 +115,27 @@ def test_the_report_lists_each_difference_with_what_apply_would_do_and_changes_n
 
 
 def test_apply_without_a_terminal_is_refused_unless_yes(url, drifted):
-    refused = run(url, "sessions", "reconcile", "--live", "--apply")
+    refused = run_cli(url, "sessions", "reconcile", "--live", "--apply")
 
     assert refused.exit_code == 1
     assert "not confirmed: there is no terminal to ask on, so nothing was done; pass --yes" in refused.output
     assert statuses(url, drifted) == {"loja-01": "WORKING", "loja-03": "WORKING"}
 
-    applied = run(url, "sessions", "reconcile", "--live", "--apply", "--yes")
+    applied = run_cli(url, "sessions", "reconcile", "--live", "--apply", "--yes")
 
     assert applied.exit_code == 0, applied.output
     assert "done: mark it STOPPED (the row stays, as history)" in applied.output
     assert applied.output.splitlines()[-1].endswith("; applied to 1 server(s), one transaction each (0 skipped)")
     assert statuses(url, drifted) == {"loja-01": "WORKING", "loja-03": "STOPPED", "painel-01": "SCAN_QR_CODE"}
-    assert sql(url, "SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (drifted,)) == [(2,)]
-    assert run(url, "sessions", "reconcile", "--live").output.splitlines()[2] == "  in line with WAHA"
+    assert run_sql(url, "SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (drifted,)) == [(2,)]
+    assert run_cli(url, "sessions", "reconcile", "--live").output.splitlines()[2] == "  in line with WAHA"
 
 
 def test_an_unreachable_server_is_skipped_and_exits_1(url, drifted):
-    dead = add_server(url, "Morto", f"http://127.0.0.1:{free_port()}")
+    dead = add_waha_server(url, USER, f"http://127.0.0.1:{free_port()}", "Morto")
     add_old_row(url, dead, "loja-30", "WORKING")
 
-    result = run(url, "sessions", "reconcile", "--live", "--apply", "--yes")
+    result = run_cli(url, "sessions", "reconcile", "--live", "--apply", "--yes")
 
     assert result.exit_code == 1
     assert "  unreachable: connection refused; skipped: nothing read, nothing changed" in result.output
@@ -140,7 +145,7 @@ def test_an_unreachable_server_is_skipped_and_exits_1(url, drifted):
 
 
 def test_the_json_output_is_the_same_twice_and_names_the_kinds(url, drifted):
-    first, second = (run(url, "sessions", "reconcile", "--live", "--json") for _ in range(2))
+    first, second = (run_cli(url, "sessions", "reconcile", "--live", "--json") for _ in range(2))
 
     assert first.exit_code == 0 and first.output == second.output
     [server] = json.loads(first.output)["servers"]
@@ -152,7 +157,7 @@ def test_the_json_output_is_the_same_twice_and_names_the_kinds(url, drifted):
 
 
 def test_scope_options_without_live_are_a_usage_error(url):
-    result = run(url, "sessions", "reconcile", "--user", USER)
+    result = run_cli(url, "sessions", "reconcile", "--user", USER)
 
     assert result.exit_code == 2
     assert "--user, --grace and --silent-after go with --live" in result.output
@@ -161,14 +166,14 @@ def test_scope_options_without_live_are_a_usage_error(url):
 def test_a_named_server_of_another_user_is_refused(url, drifted):
     other = "11111111-2222-4333-8444-555555555555"
 
-    result = run(url, "sessions", "reconcile", "--live", "--user", other, "--server", str(drifted))
+    result = run_cli(url, "sessions", "reconcile", "--live", "--user", other, "--server", str(drifted))
 
     assert result.exit_code == 1
     assert f"Error: server {drifted} is not a server of user {other}" in result.output
 
 
 def test_a_user_without_active_servers_is_told_so(url):
-    result = run(url, "sessions", "reconcile", "--live", "--user", USER)
+    result = run_cli(url, "sessions", "reconcile", "--live", "--user", USER)
 
     assert result.exit_code == 0
     assert (

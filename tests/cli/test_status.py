@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.conftest import server_version, sql
+from tests.support.databases import run_sql, server_version, upgrade
 from waha_db.lifecycle import revisions
 
 HEAD = revisions.head()
@@ -38,9 +38,9 @@ def test_legacy_database_names_the_server_to_convert(waha_db, legacy_url):
     assert "next: waha-db upgrade --owner UUID" in result.output
 
 
-def test_managed_database_with_pending_revisions(waha_db, fresh_database, cluster):
+def test_managed_database_with_pending_revisions(waha_db, fresh_database):
     url = fresh_database("empty")
-    cluster.migrate(url.database, "0003")
+    upgrade(url, "0003")
     result = waha_db(url, "status", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -56,7 +56,7 @@ def migrate_revisions_after(revision: str) -> list[str]:
 
 def test_unknown_revision_is_said_and_fails_check(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
     result = waha_db(url, "status", "--check")
     assert result.exit_code == 1
     assert "at revision 9999, unknown to this waha-db" in result.output
@@ -64,9 +64,9 @@ def test_unknown_revision_is_said_and_fails_check(waha_db, fresh_database):
 
 def test_drift_names_what_differs_and_fails_check(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
-    sql(url, "DROP POLICY waha_sessions_delete_own ON public.waha_sessions")
-    sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
+    run_sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    run_sql(url, "DROP POLICY waha_sessions_delete_own ON public.waha_sessions")
+    run_sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
     result = waha_db(url, "status", "--check")
     assert result.exit_code == 1
     assert "drifted" in result.output
@@ -77,7 +77,7 @@ def test_drift_names_what_differs_and_fails_check(waha_db, fresh_database):
 
 def test_hand_made_schema_points_to_adopt(waha_db, fresh_database):
     url = fresh_database("empty")
-    sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
+    run_sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
     result = waha_db(url, "status", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -93,14 +93,14 @@ def test_status_names_the_server_version(waha_db, fresh_database):
 
 def test_one_difference_is_said_in_the_singular(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    run_sql(url, "DROP INDEX public.waha_servers_ativo_idx")
     assert f"state: at head ({HEAD}) but drifted from it: 1 difference\n" in waha_db(url, "status").output
 
 
 def test_a_function_indented_anew_shows_the_indentation_that_differs(waha_db, fresh_database):
     url = fresh_database("head")
-    ((definition,),) = sql(url, "SELECT pg_get_functiondef('public.release_waha_session(uuid)'::regprocedure)")
-    sql(url, definition.replace("\n        DECLARE\n", "\n\tDECLARE\n", 1))  # re-indented by hand
+    ((definition,),) = run_sql(url, "SELECT pg_get_functiondef('public.release_waha_session(uuid)'::regprocedure)")
+    run_sql(url, definition.replace("\n        DECLARE\n", "\n\tDECLARE\n", 1))  # re-indented by hand
     output = waha_db(url, "status").output
     (line,) = [line for line in output.splitlines() if "changed function public.release_waha_session" in line]
     number = definition.splitlines().index("        DECLARE") + 1

@@ -15,10 +15,9 @@ import re
 
 import pytest
 
-from tests.cli.conftest import sql
-from tests.cli.test_adopt_command import HAND_MADE_V21
-from tests.conftest import LEGACY_OWNER
-from tests.support.other_servers import HotStandby, run_sql
+from tests.support.databases import run_sql, upgrade
+from tests.support.factories import LEGACY_OWNER, add_legacy_config, hand_made_v21
+from tests.support.other_servers import HotStandby
 from waha_db.checks.legacy import LEGACY_V1_SQL, LEGACY_V1_TABLE
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import create_engine
@@ -63,30 +62,24 @@ def follow(waha_db, url) -> dict:
         if not fixes:
             return report
         for statement in fixes:
-            sql(url, statement)
+            run_sql(url, statement)
         result = waha_db(url, *command_of(status_of(waha_db, url)))
     assert result.exit_code == 0, result.output
     assert status_of(waha_db, url)["at_head"], status_of(waha_db, url)
     return report
 
 
-def legacy(cluster, fresh_database, *statements: str):
-    url = fresh_database("empty")
-    cluster.run_sql(url.database, LEGACY_V1_SQL + ";".join(statements))
-    return url
-
-
 def test_empty(waha_db, fresh_database):
     assert follow(waha_db, fresh_database("empty"))["next"] == "waha-db upgrade"
 
 
-def test_legacy_with_a_server_to_convert(waha_db, cluster, fresh_database):
-    assert follow(waha_db, legacy(cluster, fresh_database))["next"] == "waha-db upgrade --owner UUID"
+def test_legacy_with_a_server_to_convert(waha_db, fresh_database):
+    assert follow(waha_db, fresh_database("empty", LEGACY_V1_SQL))["next"] == "waha-db upgrade --owner UUID"
 
 
-def test_legacy_with_nothing_to_convert(waha_db, cluster, fresh_database):
-    url = fresh_database("empty")
-    cluster.run_sql(url.database, LEGACY_V1_TABLE + "INSERT INTO public.waha_config (id) VALUES (1)")
+def test_legacy_with_nothing_to_convert(waha_db, fresh_database):
+    url = fresh_database("empty", LEGACY_V1_TABLE)
+    add_legacy_config(url)
     assert follow(waha_db, url)["next"] == "waha-db upgrade"
 
 
@@ -99,15 +92,15 @@ def test_legacy_with_nothing_to_convert(waha_db, cluster, fresh_database):
     ],
     ids=["url-without-scheme-and-negative-timeout", "bigint-out-of-range", "text-not-a-number"],
 )
-def test_legacy_with_values_v21_refuses(waha_db, cluster, fresh_database, values):
-    report = follow(waha_db, legacy(cluster, fresh_database, values))
+def test_legacy_with_values_v21_refuses(waha_db, fresh_database, values):
+    report = follow(waha_db, fresh_database("empty", LEGACY_V1_SQL, values))
     assert report["next"] == "correct the database as said above, then `waha-db upgrade --owner UUID`"
 
 
-def test_bigint_out_of_range_is_said_so_and_the_fix_names_its_column(waha_db, cluster, fresh_database):
-    url = legacy(
-        cluster,
-        fresh_database,
+def test_bigint_out_of_range_is_said_so_and_the_fix_names_its_column(waha_db, fresh_database):
+    url = fresh_database(
+        "empty",
+        LEGACY_V1_SQL,
         "ALTER TABLE public.waha_config ALTER COLUMN timeout TYPE bigint; UPDATE public.waha_config SET timeout = 99999999999",
     )
     refusal = status_of(waha_db, url)["refusal"]
@@ -116,24 +109,22 @@ def test_bigint_out_of_range_is_said_so_and_the_fix_names_its_column(waha_db, cl
     assert fixes_in(refusal) == ["UPDATE public.waha_config SET timeout = 30 WHERE id = 1;"]
 
 
-def test_hand_made_and_adoptable(waha_db, cluster, fresh_database):
-    url = fresh_database("empty")
-    cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", "10"))
+def test_hand_made_and_adoptable(waha_db, fresh_database):
+    url = fresh_database("empty", hand_made_v21())
     assert follow(waha_db, url)["next"] == "waha-db adopt"
 
 
-def test_hand_made_and_not_adoptable(waha_db, cluster, fresh_database):
-    url = fresh_database("empty")
-    cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", "42"))
+def test_hand_made_and_not_adoptable(waha_db, fresh_database):
+    url = fresh_database("empty", hand_made_v21(42))
     report = status_of(waha_db, url)
     result = waha_db(url, *command_of(report))
     assert result.exit_code == 1
     assert report["details"] and all(problem in result.output for problem in report["details"])
 
 
-def test_managed_with_revisions_pending(waha_db, cluster, fresh_database):
+def test_managed_with_revisions_pending(waha_db, fresh_database):
     url = fresh_database("empty")
-    cluster.migrate(url.database, "0003")
+    upgrade(url, "0003")
     assert follow(waha_db, url)["next"] == "waha-db upgrade"
 
 
@@ -144,32 +135,32 @@ def test_at_head_there_is_nothing_next(waha_db, fresh_database):
 
 def test_drifted_by_a_dropped_index(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+    run_sql(url, "DROP INDEX public.waha_servers_ativo_idx")
     assert follow(waha_db, url)["next"] == "waha-db repair"
 
 
 @pytest.mark.parametrize("kind", ["head", "supabase_head"])
 def test_drifted_by_a_dropped_function_and_the_index_that_calls_it(waha_db, fresh_database, kind):
     url = fresh_database(kind)
-    sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")
+    run_sql(url, "DROP FUNCTION public.waha_normalized_url(text) CASCADE")
     assert follow(waha_db, url)["next"] == "waha-db repair"
 
 
-def test_a_push_that_skipped_0010_is_foreseen_and_its_fix_shown(waha_db, fresh_database, cluster):
+def test_a_push_that_skipped_0010_is_foreseen_and_its_fix_shown(waha_db, fresh_database):
     url = fresh_database("supabase_empty")
-    cluster.migrate(url.database, "0009")
-    sql(url, "UPDATE public.alembic_version SET version_num = '0010'")  # recorded, never applied
+    upgrade(url, "0009")
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '0010'")  # recorded, never applied
     report = follow(waha_db, url)
     assert report["refusal"].startswith("alembic_version says revision 0010, but what revision 0010 makes is missing")
     assert "UPDATE public.alembic_version SET version_num = '0009';" in report["refusal"]
-    sql(url, "UPDATE public.alembic_version SET version_num = '0009'")  # the fix the refusal gives
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '0009'")  # the fix the refusal gives
     assert follow(waha_db, url)["next"] == "waha-db upgrade"
 
 
 def test_drifted_by_the_seeds_grant_all(waha_db, fresh_database):
     url = fresh_database("supabase_head")
-    sql(url, "GRANT ALL ON public.waha_servers TO authenticated, service_role")  # the seed's "Atualizar permissões"
-    sql(url, "GRANT ALL ON public.waha_sessions TO authenticated, service_role")
+    run_sql(url, "GRANT ALL ON public.waha_servers TO authenticated, service_role")  # the seed's "Atualizar permissões"
+    run_sql(url, "GRANT ALL ON public.waha_sessions TO authenticated, service_role")
     report = follow(waha_db, url)
     assert report["next"] == "waha-db repair"
     assert "  REVOKE ALL ON TABLE public.waha_sessions FROM authenticated;" in report["details"]
@@ -178,7 +169,7 @@ def test_drifted_by_the_seeds_grant_all(waha_db, fresh_database):
 
 def test_drifted_in_a_way_only_a_person_can_undo(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
+    run_sql(url, "ALTER TABLE public.waha_servers ALTER COLUMN timeout SET DEFAULT 60")
     report = follow(waha_db, url)
     assert report["state"] == "drifted" and "by hand" in report["next"]
     assert "changed column public.waha_servers.timeout" in report["refusal"]
@@ -186,14 +177,14 @@ def test_drifted_in_a_way_only_a_person_can_undo(waha_db, fresh_database):
 
 def test_unknown_revision(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
     report = follow(waha_db, url)
     assert "pip install --upgrade waha-db" in report["next"]
 
 
 @pytest.fixture
-def downgraded_below_the_conversion(waha_db, cluster, fresh_database):
-    url = legacy(cluster, fresh_database)
+def downgraded_below_the_conversion(waha_db, fresh_database):
+    url = fresh_database("empty", LEGACY_V1_SQL)
     for args in (("upgrade", "--owner", LEGACY_OWNER), ("downgrade", "0004")):
         assert waha_db(url, *args, "--yes").exit_code == 0
     return url
@@ -206,10 +197,10 @@ def test_downgraded_below_the_conversion_with_the_converted_server_kept(waha_db,
 
 def test_downgraded_then_waha_config_changed(waha_db, downgraded_below_the_conversion):
     url = downgraded_below_the_conversion
-    sql(url, "UPDATE public.waha_config SET api_url = 'https://new-legacy.example', api_key = 'rotated-key'")
+    run_sql(url, "UPDATE public.waha_config SET api_url = 'https://new-legacy.example', api_key = 'rotated-key'")
     report = follow(waha_db, url)
     assert report["next"] == "correct the database as said above, then `waha-db upgrade`"
-    assert sql(url, "SELECT user_id::text, api_url, api_key FROM public.waha_servers") == [
+    assert run_sql(url, "SELECT user_id::text, api_url, api_key FROM public.waha_servers") == [
         (LEGACY_OWNER, "https://new-legacy.example", "rotated-key")
     ]
 
@@ -223,8 +214,8 @@ def test_an_upgrade_after_a_rollback_with_another_owner_is_refused_and_changes_n
     assert result.exit_code == 1
     assert f"which belongs to user {LEGACY_OWNER}, not to the owner given ({other})" in result.output
     assert "run the upgrade without an owner" in result.output
-    assert sql(url, "SELECT version_num FROM public.alembic_version") == [("0004",)]
-    assert sql(url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
+    assert run_sql(url, "SELECT version_num FROM public.alembic_version") == [("0004",)]
+    assert run_sql(url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
 
 
 # --- a database that accepts no writes, and roles the owner may not create ---------------------------------
@@ -234,15 +225,15 @@ READ_ONLY = "ALTER DATABASE {database} SET default_transaction_read_only = on"
 
 
 @pytest.mark.parametrize("kind", ["empty", "legacy", "drifted", "hand_made"])
-def test_a_read_only_database(waha_db, cluster, fresh_database, kind):
+def test_a_read_only_database(waha_db, fresh_database, kind):
     url = fresh_database("head" if kind == "drifted" else "empty")
     if kind == "legacy":
-        cluster.run_sql(url.database, LEGACY_V1_SQL)
+        run_sql(url, LEGACY_V1_SQL)
     elif kind == "drifted":
-        sql(url, "DROP INDEX public.waha_servers_ativo_idx")
+        run_sql(url, "DROP INDEX public.waha_servers_ativo_idx")
     elif kind == "hand_made":
-        cluster.run_sql(url.database, HAND_MADE_V21.replace("%(priority)s", "10"))
-    sql(url, READ_ONLY.format(database=f'"{url.database}"'))
+        run_sql(url, hand_made_v21())
+    run_sql(url, READ_ONLY.format(database=f'"{url.database}"'))
     report = follow(waha_db, url)
     assert "this database is read-only: default_transaction_read_only is on for database" in report["refusal"]
     assert report["next"].startswith("correct the ")
@@ -281,7 +272,7 @@ def standby(primary):
     [
         ("empty", ()),
         ("head", ("DROP INDEX public.waha_servers_ativo_idx",)),
-        ("empty", (HAND_MADE_V21.replace("%(priority)s", "10"),)),
+        ("empty", (hand_made_v21(),)),
     ],
     ids=["empty", "drifted", "hand-made"],
 )

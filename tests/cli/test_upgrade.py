@@ -5,20 +5,13 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.cli.conftest import sql
-from tests.conftest import LEGACY_OWNER
+from tests.support.databases import revision_of, run_sql
+from tests.support.factories import LEGACY_OWNER
 from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.database import conninfo
 from waha_db.lifecycle import revisions
 
 HEAD = revisions.head()
-
-
-def revision_of(url) -> str | None:
-    if not sql(url, "SELECT to_regclass('public.alembic_version') IS NOT NULL")[0][0]:
-        return None
-    rows = sql(url, "SELECT version_num FROM public.alembic_version")
-    return rows[0][0] if rows else None
 
 
 def test_upgrade_with_yes_takes_an_empty_database_to_head(waha_db, fresh_database):
@@ -71,7 +64,7 @@ def test_upgrade_refuses_a_legacy_row_without_owner(waha_db, legacy_url):
     )
     assert "`waha-db upgrade --owner UUID`" in result.output
     assert revision_of(legacy_url) is None
-    assert sql(legacy_url, "SELECT api_url FROM public.waha_config") == [("https://waha.legacy.example",)]
+    assert run_sql(legacy_url, "SELECT api_url FROM public.waha_config") == [("https://waha.legacy.example",)]
 
 
 def test_upgrade_refuses_a_malformed_owner(waha_db, legacy_url):
@@ -88,16 +81,15 @@ def test_upgrade_plan_names_the_owner_and_converts(waha_db, legacy_url):
         f"legacy waha_config: 1 server(s) (https://waha.legacy.example) will become 'Servidor Padrão' of user {LEGACY_OWNER}"
         in result.output
     )
-    assert sql(legacy_url, "SELECT user_id::text, nome, prioridade FROM public.waha_servers") == [
+    assert run_sql(legacy_url, "SELECT user_id::text, nome, prioridade FROM public.waha_servers") == [
         (LEGACY_OWNER, "Servidor Padrão", 10)
     ]
     # The rest of the app is untouched.
-    assert sql(legacy_url, "SELECT name FROM public.campaigns ORDER BY id") == [("Black Friday",), ("Natal",)]
+    assert run_sql(legacy_url, "SELECT name FROM public.campaigns ORDER BY id") == [("Black Friday",), ("Natal",)]
 
 
 def test_upgrade_refuses_a_hand_made_schema_and_points_to_adopt(waha_db, fresh_database):
-    url = fresh_database("empty")
-    sql(url, "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
+    url = fresh_database("empty", "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY, user_id uuid NOT NULL)")
     result = waha_db(url, "upgrade", "--yes")
     assert result.exit_code == 1
     assert "waha-db adopt" in result.output
@@ -125,16 +117,15 @@ def test_upgrade_sql_refuses_a_malformed_owner(waha_db):
     assert "is not a UUID" in result.output
 
 
-def test_upgrade_gives_up_on_a_held_lock_after_lock_timeout(waha_db, legacy_url, cluster):
-    cluster.migrate(legacy_url.database, "0004")
+def test_upgrade_gives_up_on_a_held_lock_after_lock_timeout(waha_db, legacy_at_0004):
     # A long transaction of the application that read waha_config and is still open.
-    with psycopg.connect(conninfo(legacy_url)) as app:
+    with psycopg.connect(conninfo(legacy_at_0004)) as app:
         app.execute("SELECT * FROM public.waha_config")
-        result = waha_db(legacy_url, "upgrade", "--yes", "--owner", LEGACY_OWNER, "--lock-timeout", "0.3")
+        result = waha_db(legacy_at_0004, "upgrade", "--yes", "--owner", LEGACY_OWNER, "--lock-timeout", "0.3")
         app.rollback()
     assert result.exit_code == 1
     assert "could not lock" in result.output and "0.3 s" in result.output
-    assert revision_of(legacy_url) == "0004"
+    assert revision_of(legacy_at_0004) == "0004"
 
 
 def test_upgrade_sql_to_an_unknown_revision_is_one_line(waha_db):
@@ -175,12 +166,11 @@ def test_owner_in_capitals_is_accepted_and_shown_as_the_migrations_write_it(waha
     result = waha_db(legacy_url, "upgrade", "--yes", "--owner", LEGACY_OWNER.upper())
     assert result.exit_code == 0, result.output
     assert f"of user {LEGACY_OWNER}," in result.output
-    assert sql(legacy_url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
+    assert run_sql(legacy_url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
 
 
-def test_owner_who_is_not_in_auth_users_is_refused(waha_db, fresh_database, cluster):
-    url = fresh_database("supabase_empty")
-    cluster.run_sql(url.database, LEGACY_V1_SQL)
+def test_owner_who_is_not_in_auth_users_is_refused(waha_db, fresh_database):
+    url = fresh_database("supabase_empty", LEGACY_V1_SQL)
     result = waha_db(url, "upgrade", "--yes", "--owner", LEGACY_OWNER)
     assert result.exit_code == 1
     assert f"the owner of the legacy WAHA server, {LEGACY_OWNER}, is not a user in auth.users" in result.output
@@ -192,7 +182,7 @@ def test_owner_who_is_not_in_auth_users_is_refused(waha_db, fresh_database, clus
 
 def test_upgrade_of_a_database_at_an_unknown_revision_is_refused_and_says_to_upgrade_waha_db(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
+    run_sql(url, "UPDATE public.alembic_version SET version_num = '9999'")
     result = waha_db(url, "upgrade", "--yes")
     assert result.exit_code == 1
     assert "current revision: 9999" in result.output

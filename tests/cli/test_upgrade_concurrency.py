@@ -16,50 +16,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.cli.conftest import sql
-from tests.conftest import LEGACY_OWNER
 from tests.polling import wait_until
+from tests.support.databases import run_sql
+from tests.support.factories import LEGACY_OWNER
+from tests.support.processes import backend_of, finish, start_waha_db
 from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import locks, migrate, revisions
 
-WAHA_DB = str(Path(sys.executable).with_name("waha-db"))
 HEAD = revisions.head()
 OTHER_OWNER = "11111111-2222-4333-8444-555555555555"
-
-
-def start_waha_db(url, *args: str) -> subprocess.Popen:
-    environment = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
-    return subprocess.Popen(
-        [WAHA_DB, "--database-url", conninfo(url), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=environment,
-    )
-
-
-def finish(process: subprocess.Popen) -> str:
-    try:
-        return process.communicate(timeout=120)[0]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def backend_of(
-    url, application_name: str, *, waiting: str | None = None, other_than: int = 0, running: str = ""
-) -> int | None:
-    """The pid of a backend of the named application in this database: waiting on `waiting` events, if given,
-    its last statement holding `running`."""
-    rows = sql(
-        url,
-        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s "
-        "AND (%s::text IS NULL OR wait_event_type = %s) AND pid <> %s AND strpos(query, %s) > 0",
-        (url.database, application_name, waiting, waiting, other_than, running),
-    )
-    return rows[0][0] if rows else None
 
 
 TRYING_THE_LOCK = "pg_try_advisory_xact_lock"
@@ -96,7 +61,7 @@ def test_a_second_upgrade_waits_for_the_first_then_plans_and_finds_nothing_to_do
     assert f"for the migrations' lock, held by pid {first_pid} (application_name 'waha-db upgrade'" in output
     assert f"nothing to do: the database is at {HEAD}" in output
     assert "revisions to apply" not in output and OTHER_OWNER not in output and "upgraded to" not in output
-    assert sql(legacy_url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
+    assert run_sql(legacy_url, "SELECT user_id::text FROM public.waha_servers") == [(LEGACY_OWNER,)]
 
 
 def test_a_run_that_never_gets_the_migrations_lock_names_its_holder_and_makes_no_plan(legacy_url, first_run):
@@ -108,7 +73,7 @@ def test_a_run_that_never_gets_the_migrations_lock_names_its_holder_and_makes_no
     assert f"pid {first_pid} (application_name 'waha-db upgrade'" in output
     assert f"SELECT pg_catalog.pg_terminate_backend({first_pid});" in output
     assert "revisions to apply" not in output and "current revision" not in output
-    assert sql(legacy_url, "SELECT to_regclass('public.alembic_version')") == [(None,)]
+    assert run_sql(legacy_url, "SELECT to_regclass('public.alembic_version')") == [(None,)]
 
 
 def test_plain_alembic_names_its_connection_and_waits_for_the_migrations_lock_in_plain_sight(legacy_url, first_run):
@@ -131,16 +96,10 @@ def test_plain_alembic_names_its_connection_and_waits_for_the_migrations_lock_in
     output = finish(alembic)
     assert alembic.returncode == 0, output
     assert f"for the migrations' lock, held by pid {first_pid}" in output
-    assert sql(legacy_url, "SELECT version_num FROM public.alembic_version") == [(HEAD,)]
+    assert run_sql(legacy_url, "SELECT version_num FROM public.alembic_version") == [(HEAD,)]
 
 
 # --- an application transaction in the way -------------------------------------------------------------
-
-
-@pytest.fixture
-def legacy_at_0004(legacy_url, cluster):
-    cluster.migrate(legacy_url.database, "0004")
-    return legacy_url
 
 
 def test_an_upgrade_that_gives_up_prints_nothing_of_what_its_rolled_back_attempts_did(waha_db, legacy_at_0004):
@@ -154,7 +113,7 @@ def test_an_upgrade_that_gives_up_prints_nothing_of_what_its_rolled_back_attempt
     assert f"pid {holder}" in result.output
     assert "converted now" not in result.output and "notice:" not in result.output
     assert "was not kept waiting" not in result.output
-    assert sql(legacy_at_0004, "SELECT version_num FROM public.alembic_version") == [("0004",)]
+    assert run_sql(legacy_at_0004, "SELECT version_num FROM public.alembic_version") == [("0004",)]
 
 
 def test_an_upgrade_retries_while_the_application_holds_a_lock_and_then_says_what_happened(legacy_at_0004):

@@ -17,27 +17,16 @@ import click
 import psycopg
 import pytest
 
-from tests.cli.conftest import sql
-from tests.cli.test_upgrade_concurrency import backend_of, finish, start_waha_db
-from tests.conftest import LEGACY_OWNER
 from tests.polling import wait_until
-from tests.support.other_servers import run_sql
+from tests.support.databases import revision_of, run_sql, upgrade
+from tests.support.factories import LEGACY_OWNER
+from tests.support.processes import backend_of, finish, start_waha_db
 from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import conninfo
 from waha_db.lifecycle import revisions
 
 HEAD = revisions.head()
-
-
-@pytest.fixture
-def legacy_at_0004(legacy_url, cluster):
-    cluster.migrate(legacy_url.database, "0004")
-    return legacy_url
-
-
-def revision_of(url) -> str | None:
-    return sql(url, "SELECT version_num FROM public.alembic_version")[0][0]
 
 
 def waiting_on_a_lock(url) -> int | None:
@@ -55,8 +44,10 @@ class Application:
     """
 
     def __init__(self, url, clients: int = 8) -> None:
-        sql(url, "DO $$ BEGIN CREATE ROLE authenticator LOGIN NOINHERIT; EXCEPTION WHEN duplicate_object THEN END $$")
-        sql(url, "GRANT authenticated TO authenticator")
+        run_sql(
+            url, "DO $$ BEGIN CREATE ROLE authenticator LOGIN NOINHERIT; EXCEPTION WHEN duplicate_object THEN END $$"
+        )
+        run_sql(url, "GRANT authenticated TO authenticator")
         self.url = url.set(username="authenticator")
         self.stop = threading.Event()
         self.pids: list[int] = []
@@ -94,13 +85,13 @@ def sleeper(legacy_at_0004):
     sleeping.start()
     wait_until(
         lambda: (
-            sql(legacy_at_0004, "SELECT state FROM pg_stat_activity WHERE pid = %s", (connection.info.backend_pid,))
+            run_sql(legacy_at_0004, "SELECT state FROM pg_stat_activity WHERE pid = %s", (connection.info.backend_pid,))
             == [("active",)]
         ),
         "the blocker sleeping",
     )
     yield connection.info.backend_pid
-    sql(legacy_at_0004, "SELECT pg_cancel_backend(%s)", (connection.info.backend_pid,))
+    run_sql(legacy_at_0004, "SELECT pg_cancel_backend(%s)", (connection.info.backend_pid,))
     sleeping.join(30)
     connection.close()
 
@@ -168,7 +159,7 @@ def test_an_upgrade_terminated_by_an_administrator_says_so_and_that_nothing_chan
     url = held_waha_config
     upgrade = start_waha_db(url, "upgrade", "--yes", "--owner", LEGACY_OWNER, "--lock-timeout", "60")
     wait_until(lambda: waiting_on_a_lock(url), "the upgrade waiting for waha_config")
-    sql(url, "SELECT pg_terminate_backend(%s)", (waiting_on_a_lock(url),))
+    run_sql(url, "SELECT pg_terminate_backend(%s)", (waiting_on_a_lock(url),))
     output = finish(upgrade)
     assert upgrade.returncode == 1, output
     error = output[output.index("Error: ") :].strip()
@@ -220,7 +211,7 @@ def _accepts_connections(url) -> bool:
 
 def test_a_statement_timeout_on_status_is_named_not_a_connection_failure(waha_db, fresh_database):
     url = fresh_database("head")
-    sql(url, f'ALTER DATABASE "{url.database}" SET statement_timeout = 1')
+    run_sql(url, f'ALTER DATABASE "{url.database}" SET statement_timeout = 1')
     result = waha_db(url, "status")
     assert result.exit_code == 1
     assert result.output.startswith(
@@ -235,7 +226,7 @@ def test_a_statement_timeout_on_status_is_named_not_a_connection_failure(waha_db
 
 def open_transactions(url) -> list[tuple]:
     """The backends of this database, other than the asking one, in a transaction or holding the migrations' lock."""
-    return sql(
+    return run_sql(
         url,
         "SELECT a.pid, a.application_name, a.state FROM pg_stat_activity a WHERE a.datname = %s "
         "AND a.pid <> pg_backend_pid() AND (a.xact_start IS NOT NULL OR EXISTS "
@@ -268,7 +259,7 @@ def person(monkeypatch):
 
 def test_no_transaction_and_no_lock_stay_open_while_a_person_reads_the_plan(waha_db, fresh_database, person):
     url = fresh_database("empty")
-    sql(url, f'ALTER DATABASE "{url.database}" SET idle_in_transaction_session_timeout = 500')
+    run_sql(url, f'ALTER DATABASE "{url.database}" SET idle_in_transaction_session_timeout = 500')
     person.url, person.reading = url, 1.5
     result = waha_db(url, "upgrade")
     assert person.saw_open == []
@@ -276,12 +267,10 @@ def test_no_transaction_and_no_lock_stay_open_while_a_person_reads_the_plan(waha
     assert revision_of(url) == HEAD
 
 
-def test_a_plan_that_no_longer_holds_after_the_question_is_refused_saying_what_changed(
-    waha_db, fresh_database, cluster, person
-):
+def test_a_plan_that_no_longer_holds_after_the_question_is_refused_saying_what_changed(waha_db, fresh_database, person):
     url = fresh_database("empty")
     person.url = url
-    person.meanwhile = lambda: cluster.migrate(url.database, "0004")  # another run, while the person read
+    person.meanwhile = lambda: upgrade(url, "0004")  # another run, while the person read
     result = waha_db(url, "upgrade")
     assert result.exit_code == 1
     assert "the database changed after the plan was shown" in result.output
@@ -291,10 +280,10 @@ def test_a_plan_that_no_longer_holds_after_the_question_is_refused_saying_what_c
     assert revision_of(url) == "0004"
 
 
-def test_a_plan_carried_out_by_another_run_meanwhile_leaves_nothing_to_do(waha_db, fresh_database, cluster, person):
+def test_a_plan_carried_out_by_another_run_meanwhile_leaves_nothing_to_do(waha_db, fresh_database, person):
     url = fresh_database("empty")
     person.url = url
-    person.meanwhile = lambda: cluster.migrate(url.database)
+    person.meanwhile = lambda: upgrade(url)
     result = waha_db(url, "upgrade")
     assert result.exit_code == 0, result.output
     assert "another run carried it out meanwhile: nothing to do" in result.output

@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 import psycopg
 from alembic.util import CommandError
 
-from tests.cli.conftest import server_version, sql
+from tests.support.databases import run_sql, server_version
 from waha_db.checks import verify as verification
 from waha_db.lifecycle import catalog, migrate
 
@@ -22,14 +22,14 @@ def test_verify_refuses_a_database_that_is_not_empty(waha_db, fresh_database):
     assert result.exit_code == 1
     assert "is not empty (schema public holds " in result.output and "relation alembic_version" in result.output
     assert "would destroy data" in result.output
-    assert sql(url, "SELECT count(*) FROM public.alembic_version") == [(1,)]
+    assert run_sql(url, "SELECT count(*) FROM public.alembic_version") == [(1,)]
 
 
 def test_verify_refuses_a_legacy_database(waha_db, legacy_url):
     result = waha_db(legacy_url, "verify")
     assert result.exit_code == 1
     assert "relation campaigns" in result.output
-    assert sql(legacy_url, "SELECT count(*) FROM public.campaigns") == [(2,)]
+    assert run_sql(legacy_url, "SELECT count(*) FROM public.campaigns") == [(2,)]
 
 
 def test_verify_on_an_empty_supabase_like_database_passes_and_leaves_it_empty(waha_db, fresh_database):
@@ -39,7 +39,7 @@ def test_verify_on_an_empty_supabase_like_database_passes_and_leaves_it_empty(wa
     assert [check["name"] for check in report["checks"] if not check["passed"]] == []
     assert result.exit_code == 0
     assert len(report["checks"]) == 11
-    assert sql(url, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == [(0,)]
 
 
 def test_verify_reports_what_differs_when_a_check_fails(waha_db, fresh_database, tmp_path, monkeypatch):

@@ -298,15 +298,6 @@ class FakeWaha:
         self.stop()
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (connection refused)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="A fake WAHA server on 127.0.0.1, for demonstrations.")
     parser.add_argument("--port", type=int, required=True)

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from tests.fleet.fake_waha import FakeWaha
+from tests.support.factories import add_user, add_waha_server
+from tests.support.live import add_row
 from waha_db.fleet.live import reconcile_live
 
 NO_SLOT = "WAH10"
@@ -131,51 +133,41 @@ class _App:
             return victim
 
 
-def _old_row(connection, user, server, name, status):
-    connection.execute(
-        sa.text(
-            "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status, created_at, updated_at) "
-            "VALUES (:user, :server, :name, :status, now() - interval '1 hour', now() - interval '1 hour')"
-        ),
-        {"user": user, "server": server, "name": name, "status": status},
-    )
-
-
 def _setup(
     engine: sa.Engine, fakes: list[FakeWaha], extras: list[FakeWaha], max_sessions: int
 ) -> tuple[uuid.UUID, dict[uuid.UUID, FakeWaha]]:
-    user = uuid.uuid4()
     with engine.begin() as connection:
-        if connection.execute(sa.text("SELECT to_regclass('auth.users') IS NOT NULL")).scalar_one():
-            connection.execute(sa.text("INSERT INTO auth.users (id) VALUES (:id)"), {"id": user})
-        ids = []
-        for number, (fake, counter) in enumerate(zip(fakes, (5, 8, 6), strict=True)):
-            ids.append(
-                connection.execute(
-                    sa.text(
-                        "INSERT INTO public.waha_servers (user_id, nome, api_url, max_sessions, sessions_ativas, timeout, "
-                        "retry_attempts) VALUES (:user, :name, :url, :max, :counter, 5, 1) RETURNING id"
-                    ),
-                    {"user": user, "name": f"race-{number}", "url": fake.url, "max": max_sessions, "counter": counter},
-                ).scalar_one()
+        user = add_user(connection)
+        ids = [
+            add_waha_server(
+                connection,
+                user,
+                fake.url,
+                f"race-{number}",
+                max_sessions=max_sessions,
+                sessions_ativas=counter,
+                timeout=5,
+                retry_attempts=1,
             )
+            for number, (fake, counter) in enumerate(zip(fakes, (5, 8, 6), strict=True))
+        ]
         first, second, third = ids
         # race-0: 3 known sessions, and 2 more that only WAHA knows, hand-counted in the counter (5).
         for name in ("a1", "a2", "a3"):
-            _old_row(connection, user, first, name, "WORKING")
+            add_row(connection, user, first, name, "WORKING")
             fakes[0].run_session(name)
         fakes[0].run_session("dash-1")
         fakes[0].run_session("dash-2")
         # race-1: 8 rows counted; WAHA runs 5, reports 2 FAILED, lost 1.
         for number in range(8):
-            _old_row(connection, user, second, f"b{number}", "WORKING")
+            add_row(connection, user, second, f"b{number}", "WORKING")
             if number < 5:
                 fakes[1].run_session(f"b{number}")
             elif number < 7:
                 fakes[1].run_session(f"b{number}", "FAILED")
         # race-2: a counter of 6 for 2 sessions.
         for name in ("c1", "c2"):
-            _old_row(connection, user, third, name, "WORKING")
+            add_row(connection, user, third, name, "WORKING")
             fakes[2].run_session(name)
         extra_ids = connection.execute(
             sa.text(

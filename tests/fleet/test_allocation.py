@@ -8,6 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from tests.support.factories import add_server, add_session, add_user
 from waha_db.database import create_engine
 from waha_db.fleet.allocation import (
     CounterDrift,
@@ -31,30 +32,11 @@ def connection(v21_module_url):
         engine.dispose()
 
 
-def add_user(connection) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    if connection.execute(sa.text("SELECT to_regclass('auth.users') IS NOT NULL")).scalar_one():
-        connection.execute(sa.text("INSERT INTO auth.users (id) VALUES (:id)"), {"id": user_id})
-    return user_id
-
-
-def add_server(connection, user_id, name, counter, statuses=()):
+def add_counted_server(connection, user_id, name, counter, statuses=()):
     """A server whose counter says `counter`, with one session per status."""
-    server_id = connection.execute(
-        sa.text(
-            "INSERT INTO public.waha_servers (user_id, nome, api_url, sessions_ativas) "
-            "VALUES (:user, :name, :url, :counter) RETURNING id"
-        ),
-        {"user": user_id, "name": name, "url": f"https://{name}.waha.example", "counter": counter},
-    ).scalar_one()
+    server_id = add_server(connection, user_id, name, sessions_ativas=counter)
     for number, status in enumerate(statuses):
-        connection.execute(
-            sa.text(
-                "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status) "
-                "VALUES (:user, :server, :name, :status)"
-            ),
-            {"user": user_id, "server": server_id, "name": f"{name}-{number}", "status": status},
-        )
+        add_session(connection, user_id, server_id, f"{name}-{number}", status=status)
     return server_id
 
 
@@ -69,7 +51,7 @@ def counters(connection, user_id) -> dict[str, int]:
 def test_agreeing_counters_report_nothing(connection):
     user = add_user(connection)
     # FAILED and disconnected (any case) occupy no slot; WORKING and connecting do.
-    add_server(connection, user, "alpha", 2, ["WORKING", "connecting", "FAILED", "disconnected", "Stopped"])
+    add_counted_server(connection, user, "alpha", 2, ["WORKING", "connecting", "FAILED", "disconnected", "Stopped"])
 
     report = reconcile(connection)
 
@@ -79,9 +61,9 @@ def test_agreeing_counters_report_nothing(connection):
 
 def test_every_difference_is_reported_and_report_only_changes_nothing(connection):
     user = add_user(connection)
-    below = add_server(connection, user, "below", 1, ["WORKING", "WORKING", "SCAN_QR_CODE"])
-    above = add_server(connection, user, "above", 5, ["WORKING"])
-    add_server(connection, user, "agrees", 1, ["WORKING"])
+    below = add_counted_server(connection, user, "below", 1, ["WORKING", "WORKING", "SCAN_QR_CODE"])
+    above = add_counted_server(connection, user, "above", 5, ["WORKING"])
+    add_counted_server(connection, user, "agrees", 1, ["WORKING"])
 
     report = reconcile(connection)
 
@@ -96,8 +78,8 @@ def test_every_difference_is_reported_and_report_only_changes_nothing(connection
 
 def test_apply_corrects_counters_below_their_sessions_and_keeps_hand_counted_ones(connection):
     user = add_user(connection)
-    add_server(connection, user, "below", 1, ["WORKING", "WORKING", "SCAN_QR_CODE"])
-    above = add_server(connection, user, "above", 5, ["WORKING"])
+    add_counted_server(connection, user, "below", 1, ["WORKING", "WORKING", "SCAN_QR_CODE"])
+    above = add_counted_server(connection, user, "above", 5, ["WORKING"])
 
     report = reconcile(connection, apply=True)
 
@@ -109,8 +91,8 @@ def test_apply_corrects_counters_below_their_sessions_and_keeps_hand_counted_one
 
 def test_apply_corrects_a_named_server_above_its_sessions(connection):
     user = add_user(connection)
-    above = add_server(connection, user, "above", 5, ["WORKING"])
-    add_server(connection, user, "also-above", 4)
+    above = add_counted_server(connection, user, "above", 5, ["WORKING"])
+    add_counted_server(connection, user, "also-above", 4)
 
     report = reconcile(connection, apply=True, servers=[above])
 
@@ -120,7 +102,7 @@ def test_apply_corrects_a_named_server_above_its_sessions(connection):
 
 def test_naming_an_unknown_server_is_refused_before_any_change(connection):
     user = add_user(connection)
-    add_server(connection, user, "below", 0, ["WORKING"])
+    add_counted_server(connection, user, "below", 0, ["WORKING"])
     missing = uuid.uuid4()
 
     with pytest.raises(ReconcileError, match=str(missing)):
@@ -145,7 +127,7 @@ def test_correction_during_concurrent_allocations_counts_every_session(fresh_dat
     try:
         with engine.begin() as setup:
             user = add_user(setup)
-            server = add_server(setup, user, "busy", 0, ["WORKING"] * 5)  # counter misses 5 sessions
+            server = add_counted_server(setup, user, "busy", 0, ["WORKING"] * 5)  # counter misses 5 sessions
             setup.execute(sa.text("UPDATE public.waha_servers SET max_sessions = 500 WHERE id = :id"), {"id": server})
 
         def allocate(worker):

@@ -12,20 +12,14 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.test_health import USER, add_server, stored_health
-from waha_db.database import create_engine
+from tests.support.databases import stored_health
+from tests.support.factories import FLEET_USER as USER
+from tests.support.factories import add_waha_server
 from waha_db.fleet import health
 from waha_db.fleet.checkup import read_health, read_worker
 from waha_db.fleet.probe import DRAINED_REASON, UNHEALTHY_REASON, AnswerFailure, describe_probe, read_version
 from waha_db.fleet.transport import Limits
 from waha_db.fleet.workers import shared_worker_warnings
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -92,7 +86,7 @@ def test_a_status_answer_that_does_not_tell_is_no_answer(status, answer):
 
 def test_a_2026_server_that_answers_ok_is_healthy_and_says_so(connection, fake_waha):
     waha = fake_waha(worker="worker-a")
-    server = add_server(connection, "principal", waha.url)
+    server = add_waha_server(connection, USER, waha.url, "principal")
 
     [item] = check(connection, server)
 
@@ -107,8 +101,8 @@ def test_a_2026_server_that_answers_ok_is_healthy_and_says_so(connection, fake_w
 
 def test_a_server_shutting_down_is_drained_ranked_last_and_back_when_it_answers_ok(connection, fake_waha):
     leaving, staying = fake_waha(health="shutting_down"), fake_waha()
-    drained = add_server(connection, "leaving", leaving.url, prioridade=10)
-    add_server(connection, "staying", staying.url, prioridade=0)
+    drained = add_waha_server(connection, USER, leaving.url, "leaving", prioridade=10)
+    add_waha_server(connection, USER, staying.url, "staying", prioridade=0)
 
     [item] = check(connection, drained)
 
@@ -127,7 +121,7 @@ def test_a_server_shutting_down_is_drained_ranked_last_and_back_when_it_answers_
 
 
 def test_a_server_whose_own_health_check_fails_is_failing(connection, fake_waha):
-    server = add_server(connection, "principal", fake_waha(tier="PLUS", health="error").url)
+    server = add_waha_server(connection, USER, fake_waha(tier="PLUS", health="error").url, "principal")
 
     [item] = check(connection, server)
 
@@ -145,7 +139,7 @@ def test_a_server_whose_own_health_check_fails_is_failing(connection, fake_waha)
     ],
 )
 def test_where_health_is_refused_or_absent_the_version_decides(connection, fake_waha, options):
-    server = add_server(connection, "principal", fake_waha(**options).url)
+    server = add_waha_server(connection, USER, fake_waha(**options).url, "principal")
 
     [item] = check(connection, server)
 
@@ -154,7 +148,7 @@ def test_where_health_is_refused_or_absent_the_version_decides(connection, fake_
 
 def test_a_server_that_does_not_answer_its_version_is_asked_nothing_more(connection, fake_waha):
     waha = fake_waha("error_500")
-    server = add_server(connection, "principal", waha.url, retry_attempts=1)
+    server = add_waha_server(connection, USER, waha.url, "principal", retry_attempts=1)
 
     check(connection, server, backoff=0)
 
@@ -165,9 +159,11 @@ def test_a_server_that_does_not_answer_its_version_is_asked_nothing_more(connect
 
 
 def test_the_worker_id_is_recorded_and_an_empty_or_missing_one_is_none(connection, fake_waha):
-    named = add_server(connection, "named", fake_waha(worker="worker-a").url)
-    empty = add_server(connection, "empty", fake_waha(worker="").url)
-    absent = add_server(connection, "absent", fake_waha(worker="worker-x", absent=("/api/server/status",)).url)
+    named = add_waha_server(connection, USER, fake_waha(worker="worker-a").url, "named")
+    empty = add_waha_server(connection, USER, fake_waha(worker="").url, "empty")
+    absent = add_waha_server(
+        connection, USER, fake_waha(worker="worker-x", absent=("/api/server/status",)).url, "absent"
+    )
 
     checked = check(connection, named, empty, absent)
 
@@ -182,7 +178,7 @@ def test_the_worker_id_is_recorded_and_an_empty_or_missing_one_is_none(connectio
 
 def test_a_worker_that_cannot_be_read_keeps_the_one_recorded(connection, fake_waha):
     waha = fake_waha(worker="worker-a")
-    server = add_server(connection, "principal", waha.url)
+    server = add_waha_server(connection, USER, waha.url, "principal")
     check(connection, server)
 
     waha.endpoint_modes["/api/server/status"] = "error_500"
@@ -193,10 +189,10 @@ def test_a_worker_that_cannot_be_read_keeps_the_one_recorded(connection, fake_wa
 
 
 def test_two_active_servers_of_a_user_with_one_worker_are_flagged(connection, fake_waha):
-    first = add_server(connection, "first", fake_waha(worker="worker-a").url)
-    second = add_server(connection, "second", fake_waha(worker="worker-a").url)
-    add_server(connection, "other", fake_waha(worker="worker-b").url)
-    strangers = add_server(connection, "a stranger's", fake_waha(worker="worker-a").url, user=uuid.uuid4())
+    first = add_waha_server(connection, USER, fake_waha(worker="worker-a").url, "first")
+    second = add_waha_server(connection, USER, fake_waha(worker="worker-a").url, "second")
+    add_waha_server(connection, USER, fake_waha(worker="worker-b").url, "other")
+    strangers = add_waha_server(connection, uuid.uuid4(), fake_waha(worker="worker-a").url, "a stranger's")
     health.test_servers(connection, health.load_servers(connection, user_id=USER))
     check(connection, strangers)
 
@@ -215,7 +211,7 @@ def test_two_active_servers_of_a_user_with_one_worker_are_flagged(connection, fa
 
 def test_the_extra_requests_keep_to_the_per_host_limit(connection, fake_waha):
     waha = fake_waha("slow", delay=0.3)
-    servers = [add_server(connection, f"row {number}", waha.url, user=uuid.uuid4(), timeout=5) for number in range(4)]
+    servers = [add_waha_server(connection, uuid.uuid4(), waha.url, f"row {number}", timeout=5) for number in range(4)]
 
     checked = check(connection, *servers, options=health.RoundOptions(limits=Limits(concurrency=50, per_host=2)))
 
@@ -225,7 +221,7 @@ def test_the_extra_requests_keep_to_the_per_host_limit(connection, fake_waha):
 
 def test_a_deadline_during_the_extra_requests_keeps_what_the_version_said(connection, fake_waha):
     waha = fake_waha(worker="worker-a", endpoint_modes={"/health": "hang"})
-    server = add_server(connection, "principal", waha.url, timeout=30)
+    server = add_waha_server(connection, USER, waha.url, "principal", timeout=30)
 
     [item] = check(connection, server, options=health.RoundOptions(deadline=1.5))
 

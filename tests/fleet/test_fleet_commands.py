@@ -4,49 +4,33 @@ from __future__ import annotations
 
 import json
 
-import psycopg
-import pytest
-from click.testing import CliRunner
+from tests.support.cli import run_cli
+from tests.support.factories import FLEET_USER, add_waha_server
+from tests.support.network import free_port
 
-from tests.fleet.fake_waha import free_port
-from waha_db import cli
-from waha_db.database import conninfo
-
-USER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
+USER = str(FLEET_USER)
 
 
-@pytest.fixture
-def url(fresh_database):
-    return fresh_database("head")
-
-
-def run(url, *args, env=None):
-    full = ["--database-url", url.render_as_string(hide_password=False), *args]
-    return CliRunner().invoke(cli.main, full, catch_exceptions=False, env=env)
-
-
-def add_servers(url, urls, *, ativo=True):
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        return [
-            connection.execute(
-                "INSERT INTO public.waha_servers (user_id, nome, api_url, ativo, max_sessions, sessions_ativas, "
-                "timeout, retry_attempts) VALUES (%s, %s, %s, %s, 2, %s, 1, 0) RETURNING id",
-                (USER, f"waha-{number:02d}", api_url, ativo, number % 3),
-            ).fetchone()[0]
-            for number, api_url in enumerate(urls)
-        ]
+def add_fleet(url, urls, *, ativo=True):
+    """Servers waha-00, waha-01... of USER at `urls`, two slots each, their counters 0, 1, 2, 0...: a third full."""
+    return [
+        add_waha_server(
+            url, USER, api_url, f"waha-{number:02d}", ativo=ativo, max_sessions=2, sessions_ativas=number % 3
+        )
+        for number, api_url in enumerate(urls)
+    ]
 
 
 def test_servers_list_of_a_large_fleet_is_a_summary_by_state(url, fake_waha):
     waha = fake_waha("healthy")
     refusing = f"http://127.0.0.1:{free_port()}"
-    add_servers(url, [f"{waha.url}/{n}" for n in range(20)] + [f"{refusing}/{n}" for n in range(3)])
-    add_servers(url, [f"{waha.url}/never/{n}" for n in range(2)], ativo=False)
-    assert run(url, "servers", "test", "--user", USER).exit_code == 1
+    add_fleet(url, [f"{waha.url}/{n}" for n in range(20)] + [f"{refusing}/{n}" for n in range(3)])
+    add_fleet(url, [f"{waha.url}/never/{n}" for n in range(2)], ativo=False)
+    assert run_cli(url, "servers", "test", "--user", USER).exit_code == 1
 
-    summary = run(url, "servers", "list", "--user", USER).output.splitlines()
-    every_card = run(url, "servers", "list", "--user", USER, "--all").output
-    listed = json.loads(run(url, "servers", "list", "--user", USER, "--json").output)
+    summary = run_cli(url, "servers", "list", "--user", USER).output.splitlines()
+    every_card = run_cli(url, "servers", "list", "--user", USER, "--all").output
+    listed = json.loads(run_cli(url, "servers", "list", "--user", USER, "--json").output)
 
     assert summary[0] == (f"user {USER}: 25 WAHA servers (a summary; --all prints every server, --json every field)")
     assert summary[1:4] == [
@@ -60,15 +44,15 @@ def test_servers_list_of_a_large_fleet_is_a_summary_by_state(url, fake_waha):
 
 
 def test_a_few_servers_are_still_listed_as_cards(url, fake_waha):
-    add_servers(url, [fake_waha("healthy").url])
+    add_fleet(url, [fake_waha("healthy").url])
 
-    assert "Meus Servidores WAHA" in run(url, "servers", "list", "--user", USER).output
+    assert "Meus Servidores WAHA" in run_cli(url, "servers", "list", "--user", USER).output
 
 
 def test_monitor_once_prints_its_round_line_and_the_policy(url, fake_waha):
-    add_servers(url, [fake_waha("healthy").url, f"http://127.0.0.1:{free_port()}"])
+    add_fleet(url, [fake_waha("healthy").url, f"http://127.0.0.1:{free_port()}"])
 
-    result = run(url, "monitor", "--once")
+    result = run_cli(url, "monitor", "--once")
 
     [round_line] = [line for line in result.output.splitlines() if " round: " in line]
     assert round_line.split(" ", 1)[1].startswith("round: 2 servers probed, 1 healthy, 1 failing, ")
@@ -77,12 +61,12 @@ def test_monitor_once_prints_its_round_line_and_the_policy(url, fake_waha):
 
 def test_the_operators_deny_list_applies_to_every_command(url, fake_waha):
     waha = fake_waha("healthy")
-    [server] = add_servers(url, [waha.url])
+    [server] = add_fleet(url, [waha.url])
     denied = {"WAHA_DB_PROBE_DENY": "loopback"}
 
-    monitored = run(url, "monitor", "--once", env=denied)
-    tested = run(url, "servers", "test", str(server), env=denied)
-    reconciled = run(url, "sessions", "reconcile", "--live", "--user", USER, env=denied)
+    monitored = run_cli(url, "monitor", "--once", env=denied)
+    tested = run_cli(url, "servers", "test", str(server), env=denied)
+    reconciled = run_cli(url, "sessions", "reconcile", "--live", "--user", USER, env=denied)
 
     assert "refused by the network policy (loopback address, denied by WAHA_DB_PROBE_DENY): not probed" in tested.output
     assert "healthy -> failing: refused by the network policy (loopback address" in monitored.output
@@ -92,9 +76,9 @@ def test_the_operators_deny_list_applies_to_every_command(url, fake_waha):
 
 def test_an_unreadable_deny_list_is_one_error_line_before_anything_is_asked(url, fake_waha):
     waha = fake_waha("healthy")
-    add_servers(url, [waha.url])
+    add_fleet(url, [waha.url])
 
-    result = run(url, "monitor", "--once", env={"WAHA_DB_PROBE_DENY": "intranet"})
+    result = run_cli(url, "monitor", "--once", env={"WAHA_DB_PROBE_DENY": "intranet"})
 
     assert result.exit_code == 1
     assert result.output.startswith("Error: WAHA_DB_PROBE_DENY='intranet': intranet is not a kind of address")

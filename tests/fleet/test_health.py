@@ -8,57 +8,17 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.fake_waha import free_port
-from waha_db.database import create_engine
+from tests.support.databases import stored_health
+from tests.support.factories import FLEET_USER as USER
+from tests.support.factories import add_waha_server
+from tests.support.network import free_port
 from waha_db.fleet import health
-
-USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
 def connection(engine):
     with health.autocommit_connection(engine) as connection:
         yield connection
-
-
-def add_server(
-    connection, name, url, *, user=USER, api_key=None, prioridade=0, timeout=1, retry_attempts=0, ativo=True
-):
-    return connection.execute(
-        sa.text(
-            """
-            INSERT INTO public.waha_servers (user_id, nome, api_url, api_key, prioridade, timeout, retry_attempts, ativo)
-            VALUES (:user, :name, :url, :api_key, :prioridade, :timeout, :retry_attempts, :ativo) RETURNING id
-            """
-        ),
-        dict(
-            user=user,
-            name=name,
-            url=url,
-            api_key=api_key,
-            prioridade=prioridade,
-            timeout=timeout,
-            retry_attempts=retry_attempts,
-            ativo=ativo,
-        ),
-    ).scalar()
-
-
-def stored_health(connection, server_id):
-    return connection.execute(
-        sa.text(
-            "SELECT consecutive_failures, last_error, cooldown_until IS NOT NULL, last_success_at IS NOT NULL"
-            " FROM public.waha_server_health WHERE server_id = :id"
-        ),
-        {"id": server_id},
-    ).one_or_none()
 
 
 def test_each_outcome_is_recorded_in_plain_words(connection, fake_waha):
@@ -68,17 +28,17 @@ def test_each_outcome_is_recorded_in_plain_words(connection, fake_waha):
     broken = fake_waha("error_500")
     closing = fake_waha("close")
     servers = {
-        "healthy": add_server(connection, "healthy", healthy.url),
-        "keyed": add_server(connection, "keyed", keyed.url, api_key="right-key"),
+        "healthy": add_waha_server(connection, USER, healthy.url, "healthy"),
+        "keyed": add_waha_server(connection, USER, keyed.url, "keyed", api_key="right-key"),
         # The same fake by another name: one URL per server for a user, however it is written.
-        "wrong key": add_server(
-            connection, "wrong key", keyed.url.replace("127.0.0.1", "localhost"), api_key="wrong-key"
+        "wrong key": add_waha_server(
+            connection, USER, keyed.url.replace("127.0.0.1", "localhost"), "wrong key", api_key="wrong-key"
         ),
-        "hanging": add_server(connection, "hanging", hanging.url),
-        "broken": add_server(connection, "broken", broken.url),
-        "closing": add_server(connection, "closing", closing.url),
-        "refused": add_server(connection, "refused", f"http://127.0.0.1:{free_port()}"),
-        "unknown name": add_server(connection, "unknown name", "https://waha-gone.example"),
+        "hanging": add_waha_server(connection, USER, hanging.url, "hanging"),
+        "broken": add_waha_server(connection, USER, broken.url, "broken"),
+        "closing": add_waha_server(connection, USER, closing.url, "closing"),
+        "refused": add_waha_server(connection, USER, f"http://127.0.0.1:{free_port()}", "refused"),
+        "unknown name": add_waha_server(connection, USER, "https://waha-gone.example", "unknown name"),
     }
 
     checked = health.test_servers(connection, health.load_servers(connection, user_id=USER), backoff=0)
@@ -110,7 +70,7 @@ def test_each_outcome_is_recorded_in_plain_words(connection, fake_waha):
 def test_the_rows_retry_attempts_are_used(connection, fake_waha):
     """(The row's timeout shows in the `hanging` outcome above: "timed out after 1 s".)"""
     broken = fake_waha("error_500")
-    server = add_server(connection, "broken", broken.url, retry_attempts=2)
+    server = add_waha_server(connection, USER, broken.url, "broken", retry_attempts=2)
 
     [item] = health.test_servers(connection, health.load_servers(connection, server_ids=[server]), backoff=0)
 
@@ -119,7 +79,7 @@ def test_the_rows_retry_attempts_are_used(connection, fake_waha):
 
 
 def test_a_server_is_tested_by_id_even_when_disabled(connection, fake_waha):
-    server = add_server(connection, "off", fake_waha("healthy").url, ativo=False)
+    server = add_waha_server(connection, USER, fake_waha("healthy").url, "off", ativo=False)
 
     assert health.load_servers(connection, user_id=USER) == []
     [item] = health.test_servers(connection, health.load_servers(connection, server_ids=[server]))
@@ -136,7 +96,7 @@ def test_unknown_server_id_is_an_error_naming_it(connection):
 
 def test_repeated_failures_grow_the_cooldown_and_a_success_resets_it(connection, fake_waha):
     fake = fake_waha("error_500")
-    server = add_server(connection, "principal", fake.url)
+    server = add_waha_server(connection, USER, fake.url, "principal")
     servers = health.load_servers(connection, server_ids=[server])
 
     cooldowns = []
@@ -153,8 +113,8 @@ def test_repeated_failures_grow_the_cooldown_and_a_success_resets_it(connection,
 
 def test_a_report_refused_for_one_server_does_not_stop_the_others(engine, connection, fake_waha):
     fake = fake_waha("healthy")
-    first = add_server(connection, "first", fake.url)
-    second = add_server(connection, "second", fake.url.replace("127.0.0.1", "localhost"))
+    first = add_waha_server(connection, USER, fake.url, "first")
+    second = add_waha_server(connection, USER, fake.url.replace("127.0.0.1", "localhost"), "second")
     servers = health.load_servers(connection, server_ids=[first, second])
     connection.execute(sa.text("DELETE FROM public.waha_servers WHERE id = :id"), {"id": first})
 
@@ -167,7 +127,7 @@ def test_a_report_refused_for_one_server_does_not_stop_the_others(engine, connec
 
 def test_json_entry_never_contains_the_api_key(connection, fake_waha):
     fake = fake_waha("needs_key", api_key="s3cr3t-key")
-    server = add_server(connection, "keyed", fake.url, api_key="s3cr3t-key")
+    server = add_waha_server(connection, USER, fake.url, "keyed", api_key="s3cr3t-key")
 
     [item] = health.test_servers(connection, health.load_servers(connection, server_ids=[server]))
     text = repr(health.checked_as_json(item))
@@ -184,10 +144,10 @@ def test_describe_health_says_how_long_the_cooldown_lasts():
 
 
 def test_user_health_tells_which_servers_cool_down(connection, fake_waha):
-    down = add_server(connection, "down", f"http://127.0.0.1:{free_port()}")
-    up = add_server(connection, "up", fake_waha("healthy").url)
-    add_server(connection, "never tested", fake_waha("healthy").url)
-    strangers = add_server(connection, "a stranger's", f"http://127.0.0.1:{free_port()}", user=uuid.uuid4())
+    down = add_waha_server(connection, USER, f"http://127.0.0.1:{free_port()}", "down")
+    up = add_waha_server(connection, USER, fake_waha("healthy").url, "up")
+    add_waha_server(connection, USER, fake_waha("healthy").url, "never tested")
+    strangers = add_waha_server(connection, uuid.uuid4(), f"http://127.0.0.1:{free_port()}", "a stranger's")
     health.test_servers(connection, health.load_servers(connection, server_ids=[down, up, strangers]))
     now = connection.execute(sa.text("SELECT now()")).scalar()
 

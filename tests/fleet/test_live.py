@@ -14,11 +14,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.fake_waha import free_port
+from tests.support.factories import add_user, add_waha_server
+from tests.support.live import HOUR, add_row, counter, found, reconcile, sessions
+from tests.support.network import free_port
 from waha_db.database import create_engine
 from waha_db.fleet.live import KINDS, LiveReconcileError, reconcile_live
-
-HOUR = dt.timedelta(hours=1)
 
 
 @pytest.fixture
@@ -30,89 +30,7 @@ def engine(v21_module_url):
 
 @pytest.fixture
 def user(engine) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    with engine.begin() as connection:
-        if connection.execute(sa.text("SELECT to_regclass('auth.users') IS NOT NULL")).scalar_one():
-            connection.execute(sa.text("INSERT INTO auth.users (id) VALUES (:id)"), {"id": user_id})
-    return user_id
-
-
-def add_server(
-    engine, user, url, *, name=None, counter=0, max_sessions=50, api_key=None, ativo=True, timeout=2
-) -> uuid.UUID:
-    with engine.begin() as connection:
-        return connection.execute(
-            sa.text(
-                "INSERT INTO public.waha_servers (user_id, nome, api_url, api_key, ativo, max_sessions, sessions_ativas, "
-                "timeout, retry_attempts) VALUES (:user, :name, :url, :key, :ativo, :max, :counter, :timeout, 0) RETURNING id"
-            ),
-            {
-                "user": user,
-                "name": name or f"waha {url}",
-                "url": url,
-                "key": api_key,
-                "ativo": ativo,
-                "max": max_sessions,
-                "counter": counter,
-                "timeout": timeout,
-            },
-        ).scalar_one()
-
-
-def add_row(engine, user, server, name, status, phone=None, profile=None, *, age=HOUR) -> uuid.UUID:
-    """A session row written `age` ago (by default long before any grace)."""
-    with engine.begin() as connection:
-        return connection.execute(
-            sa.text(
-                "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status, phone_number, "
-                "profile_name, created_at, updated_at) "
-                "VALUES (:user, :server, :name, :status, :phone, :profile, now() - :age, now() - :age) RETURNING id"
-            ),
-            {
-                "user": user,
-                "server": server,
-                "name": name,
-                "status": status,
-                "phone": phone,
-                "profile": profile,
-                "age": age,
-            },
-        ).scalar_one()
-
-
-def sessions(engine, server) -> dict[str, tuple]:
-    """name -> (user_id, status, phone_number, profile_name, last_connected_at is set)."""
-    with engine.connect() as connection:
-        return {
-            row.session_name: (row.user_id, row.status, row.phone_number, row.profile_name, row.connected)
-            for row in connection.execute(
-                sa.text(
-                    "SELECT session_name, user_id, status, phone_number, profile_name, last_connected_at IS NOT NULL "
-                    "AS connected FROM public.waha_sessions WHERE waha_server_id = :id"
-                ),
-                {"id": server},
-            )
-        }
-
-
-def counter(engine, server) -> int:
-    with engine.connect() as connection:
-        return connection.execute(
-            sa.text("SELECT sessions_ativas FROM public.waha_servers WHERE id = :id"), {"id": server}
-        ).scalar_one()
-
-
-def reconcile(engine, user, **options):
-    with engine.connect() as connection:
-        return reconcile_live(connection, user_id=user, backoff=0, **options)
-
-
-def found(report) -> list[tuple[str, str | None]]:
-    return [
-        (d.kind, d.session_name)
-        for item in report.servers
-        for d in (item.comparison.differences if item.comparison else ())
-    ]
+    return add_user(engine)
 
 
 # --- each kind of difference: found, then fixed by apply ------------------------------------------
@@ -121,7 +39,7 @@ def found(report) -> list[tuple[str, str | None]]:
 def test_a_session_only_waha_knows_is_inserted_for_the_servers_user(engine, user, fake_waha):
     waha = fake_waha(tier="PLUS")
     waha.run_session("painel-01", "WORKING", phone="5511999990009", push_name="Painel")
-    server = add_server(engine, user, waha.url, counter=1)  # counted by hand
+    server = add_waha_server(engine, user, waha.url, sessions_ativas=1, timeout=2)  # counted by hand
 
     assert found(reconcile(engine, user)) == [("unknown_session", "painel-01")]
     assert sessions(engine, server) == {}
@@ -139,8 +57,8 @@ def test_a_name_the_user_already_occupies_elsewhere_skips_that_server_and_says_w
     first.run_session("loja", "WORKING")
     second.run_session("loja", "WORKING")
     second.run_session("caixa", "WORKING")
-    server_a = add_server(engine, user, first.url, counter=1)
-    server_b = add_server(engine, user, second.url)
+    server_a = add_waha_server(engine, user, first.url, sessions_ativas=1, timeout=2)
+    server_b = add_waha_server(engine, user, second.url, timeout=2)
     add_row(engine, user, server_a, "loja", "WORKING")
 
     report = reconcile(engine, user, apply=True)
@@ -154,7 +72,7 @@ def test_a_name_the_user_already_occupies_elsewhere_skips_that_server_and_says_w
 
 def test_an_occupying_row_waha_does_not_have_is_marked_stopped_and_kept(engine, user, fake_waha):
     waha = fake_waha()
-    server = add_server(engine, user, waha.url, counter=1)
+    server = add_waha_server(engine, user, waha.url, sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "loja-03", "WORKING", "5511999990003", "Loja 3")
     add_row(engine, user, server, "loja-00", "STOPPED")
 
@@ -171,7 +89,7 @@ def test_an_occupying_row_waha_does_not_have_is_marked_stopped_and_kept(engine, 
 def test_a_row_waha_reports_failed_frees_its_slot(engine, user, fake_waha):
     waha = fake_waha()
     waha.run_session("loja-04", "FAILED")
-    server = add_server(engine, user, waha.url, counter=1)
+    server = add_waha_server(engine, user, waha.url, sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "loja-04", "WORKING")
 
     assert found(reconcile(engine, user)) == [("stopped_on_waha", "loja-04"), ("counter", None)]
@@ -185,7 +103,7 @@ def test_a_status_difference_takes_wahas_status_and_working_sets_last_connected_
     waha = fake_waha()
     waha.run_session("loja-02", "WORKING")
     waha.run_session("loja-10", "SCAN_QR_CODE")
-    server = add_server(engine, user, waha.url, counter=1)
+    server = add_waha_server(engine, user, waha.url, sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "loja-02", "connecting")
     add_row(engine, user, server, "loja-10", "STOPPED")
 
@@ -203,7 +121,7 @@ def test_the_phone_number_and_profile_name_follow_wahas_me(engine, user, fake_wa
     waha = fake_waha()
     waha.run_session("loja-05", "WORKING", phone="5511988880005", push_name="Loja 5")
     waha.run_session("loja-06", "STOPPED")  # no `me`: the phone stays
-    server = add_server(engine, user, waha.url, counter=1)
+    server = add_waha_server(engine, user, waha.url, sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "loja-05", "WORKING", "5511999990005", "Loja Cinco")
     add_row(engine, user, server, "loja-06", "STOPPED", "5511999990006", "Loja 6")
 
@@ -217,7 +135,7 @@ def test_the_phone_number_and_profile_name_follow_wahas_me(engine, user, fake_wa
 @pytest.mark.parametrize("drifted", [0, 7])
 def test_the_counter_becomes_the_occupying_sessions(engine, user, fake_waha, drifted):
     waha = fake_waha()
-    server = add_server(engine, user, waha.url, counter=drifted)
+    server = add_waha_server(engine, user, waha.url, sessions_ativas=drifted, timeout=2)
     for name in ("a", "b", "c"):
         waha.run_session(name)
         add_row(engine, user, server, name, "WORKING")
@@ -230,7 +148,7 @@ def test_the_counter_becomes_the_occupying_sessions(engine, user, fake_waha, dri
 
 def test_a_session_allocated_moments_ago_is_settling_until_the_grace_is_over(engine, user, fake_waha):
     waha = fake_waha()
-    server = add_server(engine, user, waha.url)
+    server = add_waha_server(engine, user, waha.url, timeout=2)
     with engine.begin() as connection:
         connection.execute(sa.text("SELECT public.allocate_waha_session(:user, 'loja-07')"), {"user": user})
 
@@ -246,7 +164,7 @@ def test_more_sessions_on_waha_than_max_sessions_is_reported_and_counted_as_they
     waha = fake_waha(tier="CORE")
     waha.run_session("default")
     waha.run_session("extra")
-    server = add_server(engine, user, waha.url, max_sessions=1, counter=1)
+    server = add_waha_server(engine, user, waha.url, max_sessions=1, sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "default", "WORKING")
 
     report = reconcile(engine, user, apply=True)
@@ -270,7 +188,7 @@ def test_more_sessions_on_waha_than_max_sessions_is_reported_and_counted_as_they
 )
 def test_a_server_that_cannot_be_read_is_reported_and_nothing_changes(engine, user, fake_waha, mode, error):
     url = f"http://127.0.0.1:{free_port()}" if mode == "dead" else fake_waha(mode, api_key="right", delay=3).url
-    server = add_server(engine, user, url, counter=2, api_key="wrong", timeout=1)
+    server = add_waha_server(engine, user, url, api_key="wrong", timeout=1, sessions_ativas=2)
     add_row(engine, user, server, "loja-30", "WORKING")
     add_row(engine, user, server, "loja-31", "STARTING")
     before = sessions(engine, server)
@@ -285,7 +203,7 @@ def test_a_server_that_cannot_be_read_is_reported_and_nothing_changes(engine, us
 
 def test_only_gets_with_the_api_key_reach_waha(engine, user, fake_waha):
     waha = fake_waha("needs_key", api_key="key1")
-    server = add_server(engine, user, waha.url, api_key="key1", counter=1)
+    server = add_waha_server(engine, user, waha.url, api_key="key1", sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "loja-03", "WORKING")
 
     reconcile(engine, user, apply=True)
@@ -297,7 +215,7 @@ def test_only_gets_with_the_api_key_reach_waha(engine, user, fake_waha):
 
 def test_a_server_locked_by_another_transaction_is_skipped_after_the_lock_timeout(engine, user, fake_waha):
     waha = fake_waha()
-    server = add_server(engine, user, waha.url, counter=3)
+    server = add_waha_server(engine, user, waha.url, sessions_ativas=3, timeout=2)
     with engine.connect() as blocker:
         blocker.execute(sa.text("SELECT 1 FROM public.waha_servers WHERE id = :id FOR UPDATE"), {"id": server})
 
@@ -313,8 +231,8 @@ def test_a_server_locked_by_another_transaction_is_skipped_after_the_lock_timeou
 
 
 def test_the_scope_is_the_users_active_servers_or_the_named_ones(engine, user, fake_waha):
-    active = add_server(engine, user, fake_waha().url)
-    disabled = add_server(engine, user, fake_waha().url, ativo=False)
+    active = add_waha_server(engine, user, fake_waha().url, timeout=2)
+    disabled = add_waha_server(engine, user, fake_waha().url, ativo=False, timeout=2)
 
     assert [item.server.id for item in reconcile(engine, user).servers] == [active]
     with engine.connect() as connection:
@@ -323,7 +241,7 @@ def test_the_scope_is_the_users_active_servers_or_the_named_ones(engine, user, f
 
 
 def test_naming_another_users_server_or_an_unknown_one_is_refused(engine, user, fake_waha):
-    users_server = add_server(engine, user, fake_waha().url)
+    users_server = add_waha_server(engine, user, fake_waha().url, timeout=2)
     someone_else = uuid.uuid4()
     missing = uuid.uuid4()
     with engine.connect() as connection:
@@ -340,9 +258,9 @@ def test_the_json_report_is_stable_and_has_the_documented_fields(engine, user, f
     waha = fake_waha(worker="w1")
     waha.run_session("loja-01", "WORKING", phone="5511999990001", push_name="Loja 1")
     waha.run_session("painel", "SCAN_QR_CODE")
-    server = add_server(engine, user, waha.url, name="Principal", counter=4)
+    server = add_waha_server(engine, user, waha.url, "Principal", sessions_ativas=4, timeout=2)
     add_row(engine, user, server, "loja-01", "STARTING")
-    add_server(engine, user, f"http://127.0.0.1:{free_port()}", name="Reserva")
+    add_waha_server(engine, user, f"http://127.0.0.1:{free_port()}", "Reserva", timeout=2)
 
     first, second = (json.dumps(reconcile(engine, user).as_json()) for _ in range(2))
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.fleet.test_servers import server as screen_server
 from tests.fleet.waha_shapes import ACTIVITY_MS, session_info_2026
+from tests.support.factories import server_row as screen_server
 from waha_db.fleet.live_compare import KINDS, RowUpdate, SessionRow, Silence, compare
 from waha_db.fleet.live_waha import WahaSession, read_sessions
 from waha_db.fleet.probe import AnswerFailure

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.test_live import add_server
+from tests.support.factories import add_user, add_waha_server
 from waha_db.database import create_engine
 from waha_db.fleet.live import reconcile_live
 from waha_db.fleet.live_report import render_live_report
@@ -18,14 +16,6 @@ def engine(v21_module_url):
     engine = create_engine(v21_module_url)
     yield engine
     engine.dispose()
-
-
-def new_user(engine) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    with engine.begin() as connection:
-        if connection.execute(sa.text("SELECT to_regclass('auth.users') IS NOT NULL")).scalar_one():
-            connection.execute(sa.text("INSERT INTO auth.users (id) VALUES (:id)"), {"id": user_id})
-    return user_id
 
 
 def sessions_of(engine, user_id) -> list[str]:
@@ -39,15 +29,15 @@ def sessions_of(engine, user_id) -> list[str]:
 
 
 def test_a_url_registered_by_two_users_is_skipped_and_neither_gets_its_sessions(engine, fake_waha):
-    victim, intruder = new_user(engine), new_user(engine)
+    victim, intruder = add_user(engine), add_user(engine)
     shared = fake_waha("healthy")
     shared.run_session("loja-1", phone="5511999990001", push_name="Loja 1")
     own = fake_waha("healthy")
     own.run_session("mine")
-    add_server(engine, victim, shared.url)
+    add_waha_server(engine, victim, shared.url, timeout=2)
     # The same WAHA, written differently: the normalized URL (revision 0010) is what counts.
-    intruder_server = add_server(engine, intruder, shared.url.replace("http://", "HTTP://") + "/")
-    add_server(engine, intruder, own.url)
+    intruder_server = add_waha_server(engine, intruder, shared.url.replace("http://", "HTTP://") + "/", timeout=2)
+    add_waha_server(engine, intruder, own.url, timeout=2)
 
     with engine.connect() as connection:
         report = reconcile_live(connection, user_id=intruder, apply=True, grace=0, backoff=0)

@@ -14,10 +14,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.test_live import add_row, counter, found, sessions
-from tests.fleet.test_live import add_server as add_live_server
+from tests.support.factories import add_user, add_waha_server
+from tests.support.live import add_row, counter, found, reconcile, sessions
 from waha_db.database import create_engine
-from waha_db.fleet.live import WORKER_UNKNOWN, reconcile_live
+from waha_db.fleet.live import WORKER_UNKNOWN
 from waha_db.fleet.live_report import render_live_report
 
 MINUTE_MS = 60_000
@@ -32,20 +32,7 @@ def engine(v21_module_url):
 
 @pytest.fixture
 def user(engine) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    with engine.begin() as connection:
-        if connection.execute(sa.text("SELECT to_regclass('auth.users') IS NOT NULL")).scalar_one():
-            connection.execute(sa.text("INSERT INTO auth.users (id) VALUES (:id)"), {"id": user_id})
-    return user_id
-
-
-def reconcile(engine, user, **options):
-    with engine.connect() as connection:
-        return reconcile_live(connection, user_id=user, backoff=0, **options)
-
-
-def add_server(engine, user, url, name, **options):
-    return add_live_server(engine, user, url, name=name, **options)
+    return add_user(engine)
 
 
 def share_a_store(fake_waha, *workers: str):
@@ -77,8 +64,8 @@ def test_workers_sharing_a_store_each_get_their_own_sessions_and_leave_the_other
     run("loja-a", "WORKING", "worker-a", phone="5511999990001", push_name="Loja A")
     run("loja-b", "WORKING", "worker-b", phone="5511999990002", push_name="Loja B")
     run("caixa-b", "SCAN_QR_CODE", "worker-b")
-    server_a = add_server(engine, user, waha_a.url, "A")
-    server_b = add_server(engine, user, waha_b.url, "B")
+    server_a = add_waha_server(engine, user, waha_a.url, "A", timeout=2)
+    server_b = add_waha_server(engine, user, waha_b.url, "B", timeout=2)
 
     report = reconcile(engine, user, apply=True)
 
@@ -111,7 +98,7 @@ def test_workers_sharing_a_store_each_get_their_own_sessions_and_leave_the_other
 def test_a_row_for_a_session_another_worker_runs_is_neither_stopped_nor_written(engine, user, fake_waha):
     (waha_a,), run = share_a_store(fake_waha, "worker-a")
     run("moved", "WORKING", "worker-b")
-    server_a = add_server(engine, user, waha_a.url, "A", counter=1)
+    server_a = add_waha_server(engine, user, waha_a.url, "A", sessions_ativas=1, timeout=2)
     add_row(engine, user, server_a, "moved", "STARTING")
     before = updated_at(engine, server_a)
 
@@ -125,7 +112,7 @@ def test_a_row_for_a_session_another_worker_runs_is_neither_stopped_nor_written(
 def test_a_server_whose_worker_does_not_answer_is_skipped_when_its_sessions_name_workers(engine, user, fake_waha):
     waha = fake_waha(worker="worker-a", endpoint_modes={"/api/server/status": "error_500"})
     waha.run_session("loja", "WORKING")
-    server = add_server(engine, user, waha.url, "A")
+    server = add_waha_server(engine, user, waha.url, "A", timeout=2)
 
     [item] = reconcile(engine, user, apply=True).servers
 
@@ -136,7 +123,7 @@ def test_a_server_whose_worker_does_not_answer_is_skipped_when_its_sessions_name
 def test_a_list_that_names_no_worker_costs_no_second_request(engine, user, fake_waha):
     waha = fake_waha()
     waha.run_session("loja", "WORKING")
-    add_server(engine, user, waha.url, "A")
+    add_waha_server(engine, user, waha.url, "A", timeout=2)
 
     reconcile(engine, user)
 
@@ -146,8 +133,8 @@ def test_a_list_that_names_no_worker_costs_no_second_request(engine, user, fake_
 def test_two_servers_of_a_user_reporting_one_worker_are_skipped(engine, user, fake_waha):
     (first, second), run = share_a_store(fake_waha, "worker-a", "worker-a")
     run("loja", "WORKING", "worker-a")
-    server_1 = add_server(engine, user, first.url, "Um")
-    server_2 = add_server(engine, user, second.url, "Dois")
+    server_1 = add_waha_server(engine, user, first.url, "Um", timeout=2)
+    server_2 = add_waha_server(engine, user, second.url, "Dois", timeout=2)
 
     report = reconcile(engine, user, apply=True)
 
@@ -165,7 +152,7 @@ def test_a_working_session_silent_for_longer_than_the_threshold_is_reported_and_
     now_ms = time.time() * 1000
     waha.run_session("quieta", "WORKING", activity_ms=now_ms - 95 * MINUTE_MS)
     waha.run_session("ativa", "WORKING", activity_ms=now_ms - 5 * MINUTE_MS)
-    server = add_server(engine, user, waha.url, "A", counter=2)
+    server = add_waha_server(engine, user, waha.url, "A", sessions_ativas=2, timeout=2)
     add_row(engine, user, server, "quieta", "WORKING")
     add_row(engine, user, server, "ativa", "WORKING")
     before = updated_at(engine, server)
@@ -183,7 +170,7 @@ def test_a_working_session_silent_for_longer_than_the_threshold_is_reported_and_
 def test_without_an_activity_from_waha_nothing_is_inferred(engine, user, fake_waha):
     waha = fake_waha(version="2025.11.3")  # WAHA 2025 sends no timestamps
     waha.run_session("quieta", "WORKING")
-    server = add_server(engine, user, waha.url, "A", counter=1)
+    server = add_waha_server(engine, user, waha.url, "A", sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "quieta", "WORKING")
 
     assert found(reconcile(engine, user, silent_after=dt.timedelta(minutes=0.001))) == []
@@ -197,7 +184,7 @@ def test_a_session_whose_name_breaks_the_rule_is_left_alone_and_counted(engine, 
     waha.run_session("loja.antiga", "WORKING")
     waha.run_session("loja-1", "WORKING")
     waha.run_session("loja velha", "STOPPED")
-    server = add_server(engine, user, waha.url, "A", max_sessions=2)
+    server = add_waha_server(engine, user, waha.url, "A", max_sessions=2, timeout=2)
 
     reconcile(engine, user, apply=True)
 
@@ -211,7 +198,7 @@ def test_a_session_whose_name_breaks_the_rule_is_left_alone_and_counted(engine, 
 def test_an_lid_session_is_inserted_without_a_phone_number_and_the_report_says_so(engine, user, fake_waha):
     waha = fake_waha()
     waha.run_session("lid-01", "WORKING", phone="1234567", push_name="Loja")["me"]["id"] = "1234567@lid"
-    server = add_server(engine, user, waha.url, "A")
+    server = add_waha_server(engine, user, waha.url, "A", timeout=2)
 
     report = reconcile(engine, user, apply=True)
 
@@ -223,7 +210,7 @@ def test_an_lid_session_is_inserted_without_a_phone_number_and_the_report_says_s
 def test_a_status_that_differs_only_in_case_is_not_rewritten(engine, user, fake_waha):
     waha = fake_waha()
     waha.run_session("loja", "WORKING")
-    server = add_server(engine, user, waha.url, "A", counter=1)
+    server = add_waha_server(engine, user, waha.url, "A", sessions_ativas=1, timeout=2)
     add_row(engine, user, server, "loja", "working")
     before = updated_at(engine, server)
 

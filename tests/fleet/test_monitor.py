@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
-from tests.fleet.fake_waha import free_port
 from tests.polling import wait_until
+from tests.support.factories import FLEET_USER as USER
+from tests.support.factories import add_waha_server
+from tests.support.monitor import RunningMonitor
+from tests.support.network import free_port
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import create_engine
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.lifecycle import migrate
 
-USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
-# Generous bounds: they only cut short a test that would otherwise hang; a loaded
-# CI machine can stall a process for a second or two.
-STOP_WITHIN = 15.0
 PROBE_TIMEOUT = 5  # seconds: a healthy fake answers at once, but never fails a probe for being slow
-
-
-def add_server(engine, name, url, *, ativo=True, max_sessions=50):
-    with engine.begin() as connection:
-        return connection.execute(
-            sa.text(
-                "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts, ativo, max_sessions)"
-                " VALUES (:user, :name, :url, :timeout, 0, :ativo, :max_sessions) RETURNING id"
-            ),
-            {
-                "user": USER,
-                "name": name,
-                "url": url,
-                "timeout": PROBE_TIMEOUT,
-                "ativo": ativo,
-                "max_sessions": max_sessions,
-            },
-        ).scalar()
 
 
 def failures(engine, server_id):
@@ -48,64 +26,12 @@ def failures(engine, server_id):
         ).scalar()
 
 
-class RunningMonitor:
-    """health.monitor in a daemon thread, its lines collected; a context manager.
-
-    Leaving the block always sets `stop` and joins the thread, so a failed
-    assertion (a `wait_until` that timed out) cannot leave a monitor looping and
-    pytest waiting for it at exit.
-    """
-
-    def __init__(self, engine, **options) -> None:
-        self.lines: list[str] = []
-        self.stop = threading.Event()
-        self.stats = None
-        self.error = None
-        options.setdefault("interval", 0.05)
-        options.setdefault("backoff", 0)
-
-        def run():
-            try:
-                self.stats = fleet_monitor.monitor(engine, stop=self.stop, emit=self.lines.append, **options)
-            except BaseException as exc:  # surfaced by finish()
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="monitor-under-test", daemon=True)
-
-    def __enter__(self) -> RunningMonitor:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        self.thread.join(STOP_WITHIN)
-
-    def lines_with(self, text: str) -> list[str]:
-        return [line for line in self.lines if text in line]
-
-    def finish(self) -> fleet_monitor.MonitorStats:
-        """Stop the monitor and return its stats; it must stop promptly (it only waits on `stop`)."""
-        self.stop.set()
-        self.thread.join(STOP_WITHIN)
-        assert not self.thread.is_alive(), f"the monitor did not stop within {STOP_WITHIN} s of being asked to"
-        if self.error is not None:
-            raise self.error
-        return self.stats
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
-
-
 def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
     principal = fake_waha("healthy")
     backup = fake_waha("healthy")
-    principal_id = add_server(engine, "Principal", principal.url)
-    backup_id = add_server(engine, "Backup", backup.url)
-    add_server(engine, "Teste", "http://127.0.0.1:9/never-probed", ativo=False)
+    principal_id = add_waha_server(engine, USER, principal.url, "Principal", timeout=PROBE_TIMEOUT)
+    backup_id = add_waha_server(engine, USER, backup.url, "Backup", timeout=PROBE_TIMEOUT)
+    add_waha_server(engine, USER, "http://127.0.0.1:9/never-probed", "Teste", timeout=PROBE_TIMEOUT, ativo=False)
     with RunningMonitor(engine) as monitor:
         wait_until(lambda: failures(engine, principal_id) == 0, "the first successful check")
 
@@ -130,7 +56,7 @@ def test_monitor_prints_one_line_per_state_change(engine, fake_waha):
 
 
 def test_monitor_once_runs_one_cycle_and_returns(engine, fake_waha):
-    server_id = add_server(engine, "Principal", fake_waha("close").url)
+    server_id = add_waha_server(engine, USER, fake_waha("close").url, "Principal", timeout=PROBE_TIMEOUT)
 
     stats = fleet_monitor.monitor(engine, once=True, emit=lambda line: None, backoff=0)
 
@@ -155,7 +81,7 @@ def test_monitor_survives_a_database_restart(fake_waha):
         database = postgres.create_database("monitored")
         engine = create_engine(postgres.url(database))
         migrate.upgrade(engine, "head")
-        server_id = add_server(engine, "Principal", fake.url)
+        server_id = add_waha_server(engine, USER, fake.url, "Principal", timeout=PROBE_TIMEOUT)
         # The monitor stops before the server does, however the block is left.
         with RunningMonitor(engine, reconnect_delay=0.05, max_reconnect_delay=0.2) as monitor:
             wait_until(lambda: failures(engine, server_id) == 0, "the first successful check")
@@ -179,7 +105,7 @@ def test_monitor_survives_a_database_restart(fake_waha):
 
 def test_monitor_says_what_a_server_is_when_it_is_first_seen_and_when_it_changes(engine, fake_waha):
     waha = fake_waha(version="2024.10.1", engine="WEBJS", tier="CORE")
-    server = add_server(engine, "Principal", waha.url, max_sessions=10)
+    server = add_waha_server(engine, USER, waha.url, "Principal", timeout=PROBE_TIMEOUT, max_sessions=10)
 
     def one_round() -> list[str]:
         lines: list[str] = []
@@ -209,8 +135,8 @@ def test_monitor_says_what_a_server_is_when_it_is_first_seen_and_when_it_changes
 
 def test_monitor_tells_a_drain_from_a_failure_and_a_shared_worker_once(engine, fake_waha):
     leaving, twin = fake_waha(worker="worker-a"), fake_waha(worker="worker-a")
-    principal = add_server(engine, "Principal", leaving.url)
-    copy = add_server(engine, "Copy", twin.url)
+    principal = add_waha_server(engine, USER, leaving.url, "Principal", timeout=PROBE_TIMEOUT)
+    copy = add_waha_server(engine, USER, twin.url, "Copy", timeout=PROBE_TIMEOUT)
     summaries = []
 
     def one_round() -> list[str]:

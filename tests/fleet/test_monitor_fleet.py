@@ -5,53 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
 import sqlalchemy as sa
 
-from waha_db.database import create_engine
+from tests.support.factories import OLD_MAXIMUM, add_servers_before_0011
 from waha_db.fleet import monitor as fleet_monitor
 from waha_db.fleet.health import RoundOptions
 from waha_db.fleet.transport import Limits
-
-# The largest values the columns took before revision 0011 bounded them.
-OLD_MAXIMUM = 2_147_483_647
-
-
-@pytest.fixture
-def engine(fresh_database):
-    engine = create_engine(fresh_database("head"))
-    yield engine
-    engine.dispose()
-
-
-def add_servers(engine, user, urls, *, timeout=5, retry_attempts=0):
-    """Servers as rows that predate revision 0011 may be: CHECKs on timeout and retries, and user triggers, bypassed."""
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("""
-                DO $$
-                DECLARE rule record;
-                BEGIN
-                    FOR rule IN SELECT conname FROM pg_catalog.pg_constraint
-                                WHERE conrelid = 'public.waha_servers'::regclass AND contype = 'c'
-                                  AND pg_catalog.pg_get_constraintdef(oid) ~ '(timeout|retry_attempts)'
-                    LOOP
-                        EXECUTE pg_catalog.format('ALTER TABLE public.waha_servers DROP CONSTRAINT %I', rule.conname);
-                    END LOOP;
-                END $$
-            """)
-        )
-        connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        return [
-            connection.execute(
-                sa.text(
-                    "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts) "
-                    "VALUES (:user, :name, :url, :timeout, :retries) RETURNING id"
-                ),
-                {"user": user, "name": f"server {number}", "url": url, "timeout": timeout, "retries": retry_attempts},
-            ).scalar_one()
-            for number, url in enumerate(urls)
-        ]
 
 
 def health_of(engine, server_ids):
@@ -88,11 +47,11 @@ def test_a_round_records_its_outcomes_in_a_few_statements_whatever_the_fleets_si
     broken = fake_waha("error_500")
     users = [uuid.uuid4() for _ in range(3)]
     for user in users:
-        add_servers(engine, user, [f"{waha.url}/{user}/{n}" for n in range(10)] + [f"{broken.url}/{user}"])
+        add_servers_before_0011(engine, user, [f"{waha.url}/{user}/{n}" for n in range(10)] + [f"{broken.url}/{user}"])
 
     small, [first] = statements_of_one_round(engine)
     for user in users:
-        add_servers(engine, user, [f"{waha.url}/{user}/more/{n}" for n in range(30)])
+        add_servers_before_0011(engine, user, [f"{waha.url}/{user}/more/{n}" for n in range(30)])
     large, [second] = statements_of_one_round(engine)
 
     assert (first.probed, first.healthy, first.failing) == (33, 30, 3)
@@ -105,14 +64,10 @@ def test_eight_hanging_servers_at_the_old_maxima_do_not_stall_another_users_serv
     hanging = fake_waha("hang")
     healthy = fake_waha("healthy")
     attacker, other = uuid.uuid4(), uuid.uuid4()
-    stalled = add_servers(
-        engine,
-        attacker,
-        [f"{hanging.url}/{n}" for n in range(8)],
-        timeout=OLD_MAXIMUM,
-        retry_attempts=OLD_MAXIMUM,
+    stalled = add_servers_before_0011(
+        engine, attacker, [f"{hanging.url}/{n}" for n in range(8)], timeout=OLD_MAXIMUM, retry_attempts=OLD_MAXIMUM
     )
-    [victim] = add_servers(engine, other, [healthy.url])
+    [victim] = add_servers_before_0011(engine, other, [healthy.url])
     summaries: list[fleet_monitor.RoundSummary] = []
 
     started = time.monotonic()

@@ -17,8 +17,8 @@ import uuid
 
 import pytest
 
-from tests.fleet.test_monitor_fleet import OLD_MAXIMUM, add_servers
 from tests.polling import wait_until
+from tests.support.factories import OLD_MAXIMUM, add_servers_before_0011
 from waha_db.database import create_engine
 
 # Seconds from the signal to the exit. The design target is a tenth of a second; what this guards
@@ -32,7 +32,9 @@ def test_a_signal_stops_the_monitor_mid_round_within_seconds(fresh_database, fak
     url = fresh_database("head")
     engine = create_engine(url)
     hanging = fake_waha("hang")
-    add_servers(engine, uuid.uuid4(), [f"{hanging.url}/{n}" for n in range(8)], timeout=OLD_MAXIMUM, retry_attempts=3)
+    add_servers_before_0011(
+        engine, uuid.uuid4(), [f"{hanging.url}/{n}" for n in range(8)], timeout=OLD_MAXIMUM, retry_attempts=3
+    )
     engine.dispose()
     environment = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
     process = subprocess.Popen(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.fleet.fake_waha import SERVER_TEXT, free_port
+from tests.fleet.fake_waha import SERVER_TEXT
+from tests.support.network import free_port
 from waha_db.fleet.probe import describe_probe, probe_server
 
 

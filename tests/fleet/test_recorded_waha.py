@@ -8,47 +8,21 @@ feature then), says `worker.id` "" at /api/server/status, and lists its one sess
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tests.fleet.replay_waha import RecordedWaha
+from tests.support.factories import FLEET_USER as USER
+from tests.support.factories import add_waha_server
 from waha_db import cli
-from waha_db.database import create_engine
 from waha_db.fleet import health
 from waha_db.fleet.live import reconcile_live
-
-USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
-
-
-@pytest.fixture
-def url(fresh_database):
-    return fresh_database("head")
-
-
-@pytest.fixture
-def engine(url):
-    engine = create_engine(url)
-    yield engine
-    engine.dispose()
-
-
-def add_server(engine, api_url, *, max_sessions=1, counter=0) -> uuid.UUID:
-    with engine.begin() as connection:
-        return connection.execute(
-            sa.text(
-                "INSERT INTO public.waha_servers (user_id, nome, api_url, api_key, max_sessions, sessions_ativas, "
-                "timeout, retry_attempts) VALUES (:user, 'Core', :url, 'testkey123', :max, :counter, 5, 0) RETURNING id"
-            ),
-            {"user": USER, "url": api_url, "max": max_sessions, "counter": counter},
-        ).scalar_one()
 
 
 def test_servers_test_reads_the_recorded_server_and_falls_back_where_it_refuses_health(engine):
     with RecordedWaha() as waha:
-        server = add_server(engine, waha.url)
+        server = add_waha_server(engine, USER, waha.url, "Core", api_key="testkey123", timeout=5, max_sessions=1)
         with health.autocommit_connection(engine) as connection:
             [item] = health.test_servers(connection, health.load_servers(connection, server_ids=[server]))
         requests = list(waha.requests)
@@ -64,7 +38,7 @@ def test_servers_test_reads_the_recorded_server_and_falls_back_where_it_refuses_
 
 def test_servers_test_on_the_command_line_warns_about_the_recorded_core_with_room_for_many(url, engine):
     with RecordedWaha() as waha:
-        server = add_server(engine, waha.url, max_sessions=50)
+        server = add_waha_server(engine, USER, waha.url, "Core", api_key="testkey123", timeout=5, max_sessions=50)
         result = CliRunner().invoke(
             cli.main, ["--database-url", url.render_as_string(hide_password=False), "servers", "test", str(server)]
         )
@@ -83,7 +57,16 @@ def test_servers_test_on_the_command_line_warns_about_the_recorded_core_with_roo
 )
 def test_the_live_reconcile_reads_the_recorded_sessions(engine, listing, status, occupying):
     with RecordedWaha(listing) as waha:
-        server = add_server(engine, waha.url, counter=1 - occupying)
+        server = add_waha_server(
+            engine,
+            USER,
+            waha.url,
+            "Core",
+            api_key="testkey123",
+            timeout=5,
+            max_sessions=1,
+            sessions_ativas=1 - occupying,
+        )
         with engine.connect() as connection:
             report = reconcile_live(connection, user_id=USER, apply=True)
         requests = list(waha.requests)

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 
-from tests.fleet.fake_waha import free_port
+from tests.support.network import free_port
 from waha_db.fleet.asking import Target, ask_many, budget
 from waha_db.fleet.probe import VERSION_PATH, read_version
 from waha_db.fleet.rounds import fair_order

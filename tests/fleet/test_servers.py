@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+from tests.support.factories import EPOCH
+from tests.support.factories import server_row as server
 from waha_db.fleet.health import Health
 from waha_db.fleet.selection import explain_pick
-from waha_db.fleet.servers import Server, render_server_list
-
-EPOCH = datetime(2025, 10, 28, tzinfo=timezone.utc)
-
-
-def server(
-    name: str, priority: int, active_sessions: int, capacity: int, *, active: bool = True, age: int = 0
-) -> Server:
-    return Server(
-        id=uuid.uuid4(),
-        user_id=uuid.UUID(int=1),
-        nome=name,
-        api_url=f"https://{name.lower()}.example",
-        api_key=None,
-        descricao=None,
-        ativo=active,
-        webhook_url=None,
-        webhook_secret=None,
-        timeout=30,
-        retry_attempts=3,
-        rate_limit=100,
-        prioridade=priority,
-        max_sessions=capacity,
-        sessions_ativas=active_sessions,
-        created_at=EPOCH - timedelta(days=age),
-        updated_at=EPOCH,
-    )
+from waha_db.fleet.servers import render_server_list
 
 
 def test_equal_priority_and_load_is_decided_by_free_slots():

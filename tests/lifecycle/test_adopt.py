@@ -9,7 +9,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, database_state, run_sql, upgrade
+from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW
+from tests.support.databases import database_state, run_sql, upgrade
 from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import adopt as adoption
 from waha_db.lifecycle import migrate, state

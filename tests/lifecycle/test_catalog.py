@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tests.cli.conftest import server_version, sql
+from tests.support.databases import run_sql, server_version
 from waha_db.database import create_engine
 from waha_db.lifecycle import catalog
 
@@ -119,7 +119,7 @@ HEAD_GRANTS = "authenticated: DELETE, INSERT, SELECT, UPDATE; service_role: ALL"
 
 
 def drift_after(url: sa.URL, statement: str) -> list[str]:
-    sql(url, statement)
+    run_sql(url, statement)
     return detect(url)
 
 
@@ -237,7 +237,7 @@ def test_what_only_newer_servers_can_express_is_judged_where_it_exists(fresh_dat
     url = fresh_database("head")
     if server_version(url)[0] // 10000 < since:
         with pytest.raises(psycopg.Error):
-            sql(url, statement)
+            run_sql(url, statement)
         assert detect(url) == []
     else:
         assert drift_after(url, statement) == expected

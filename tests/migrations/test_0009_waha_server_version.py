@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
+from tests.support.factories import add_server, add_user
 from waha_db.database import create_engine
 from waha_db.lifecycle import migrate
 
@@ -27,16 +26,8 @@ def test_downgrade_gives_back_the_health_table_of_0007_with_its_rows(fresh_datab
     try:
         migrate.upgrade(engine, "0007")
         with engine.begin() as connection:
-            user = uuid.uuid4()
-            if connection.execute(sa.text("SELECT to_regclass('auth.users') IS NOT NULL")).scalar_one():
-                connection.execute(sa.text("INSERT INTO auth.users (id) VALUES (:id)"), {"id": user})
-            server = connection.execute(
-                sa.text(
-                    "INSERT INTO public.waha_servers (user_id, nome, api_url) "
-                    "VALUES (:user, 'Principal', 'https://waha1.example') RETURNING id"
-                ),
-                {"user": user},
-            ).scalar_one()
+            user = add_user(connection)
+            server = add_server(connection, user, "Principal", api_url="https://waha1.example")
             connection.execute(sa.text("SELECT public.report_waha_server_failure(:id, 'timed out')"), {"id": server})
             before = connection.execute(sa.text(COLUMNS)).scalar(), connection.execute(sa.text(HEALTH_STATE)).one()
 

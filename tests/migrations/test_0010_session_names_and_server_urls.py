@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from tests.migrations.upgrade_support import database_state, downgrade, run_sql, upgrade
+from tests.support.databases import database_state, downgrade, run_sql, upgrade
+from tests.support.factories import add_server
 from waha_db.lifecycle import revisions
 from waha_db.lifecycle.migrate import MigrationError
 
@@ -27,19 +28,12 @@ def below(fresh_database):
     return url
 
 
-def add_server(url, url_text: str) -> str:
-    return run_sql(
-        url,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url) VALUES (%s, %s, %s) RETURNING id::text",
-        USER,
-        url_text,
-        url_text,
-    )[0][0]
-
-
 def test_one_server_under_two_urls_is_listed_and_nothing_changes(below):
-    first, second = add_server(below, "http://h:1/"), add_server(below, "HTTP://H:1")
-    add_server(below, "https://h:1")  # another scheme: another server
+    first, second = (
+        add_server(below, USER, "http://h:1/", api_url="http://h:1/"),
+        add_server(below, USER, "HTTP://H:1", api_url="HTTP://H:1"),
+    )
+    add_server(below, USER, "https://h:1", api_url="https://h:1")  # another scheme: another server
     before = database_state(below)
     with pytest.raises(MigrationError) as refused:
         upgrade(below)
@@ -53,12 +47,15 @@ def test_one_server_under_two_urls_is_listed_and_nothing_changes(below):
 
 
 def test_two_occupying_sessions_of_one_name_are_listed_and_nothing_changes(below):
-    alpha, beta = add_server(below, "https://alpha.example"), add_server(below, "https://beta.example")
+    alpha, beta = (
+        add_server(below, USER, "https://alpha.example", api_url="https://alpha.example"),
+        add_server(below, USER, "https://beta.example", api_url="https://beta.example"),
+    )
     insert = (
         "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name, status) VALUES (%s, %s, 'c1_1', %s)"
     )
-    run_sql(below, insert, USER, alpha, "WORKING")
-    run_sql(below, insert, USER, beta, "connecting")
+    run_sql(below, insert, (USER, alpha, "WORKING"))
+    run_sql(below, insert, (USER, beta, "connecting"))
     before = database_state(below)
     with pytest.raises(MigrationError) as refused:
         upgrade(below)
@@ -67,7 +64,7 @@ def test_two_occupying_sessions_of_one_name_are_listed_and_nothing_changes(below
     assert f"user {USER}, session c1_1:" in message and "WORKING" in message and "connecting" in message
     assert "release_waha_session" in message
     assert database_state(below) == before
-    run_sql(below, "UPDATE public.waha_sessions SET status = 'STOPPED' WHERE waha_server_id = %s", beta)
+    run_sql(below, "UPDATE public.waha_sessions SET status = 'STOPPED' WHERE waha_server_id = %s", (beta,))
     upgrade(below)
     assert run_sql(below, "SELECT version_num FROM public.alembic_version") == [(revisions.head(),)]
 
@@ -83,9 +80,9 @@ def test_two_occupying_sessions_of_one_name_are_listed_and_nothing_changes(below
 )
 def test_the_normalized_url_is_the_same_for_one_server_written_differently(fresh_database, written, same_as):
     url = fresh_database("head")
-    assert run_sql(url, "SELECT public.waha_normalized_url(%s) = public.waha_normalized_url(%s)", written, same_as) == [
-        (True,)
-    ]
+    assert run_sql(
+        url, "SELECT public.waha_normalized_url(%s) = public.waha_normalized_url(%s)", (written, same_as)
+    ) == [(True,)]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +90,7 @@ def test_the_normalized_url_is_the_same_for_one_server_written_differently(fresh
 )
 def test_the_normalized_url_keeps_apart_what_differs(fresh_database, one, other):
     url = fresh_database("head")
-    assert run_sql(url, "SELECT public.waha_normalized_url(%s) = public.waha_normalized_url(%s)", one, other) == [
+    assert run_sql(url, "SELECT public.waha_normalized_url(%s) = public.waha_normalized_url(%s)", (one, other)) == [
         (False,)
     ]
 

@@ -11,15 +11,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.migrations.upgrade_support import (
-    V1_FULL,
-    database_state,
-    downgrade,
-    psql,
-    run_alembic,
-    run_sql,
-    upgrade,
-)
+from tests.migrations.upgrade_support import V1_FULL, psql, run_alembic
+from tests.support.databases import database_state, downgrade, run_sql, upgrade
+from tests.support.factories import add_server, add_user
 from waha_db import cli
 from waha_db.database import conninfo
 from waha_db.lifecycle import revisions
@@ -154,28 +148,28 @@ def test_closed_on_plain_postgresql_and_an_upgraded_legacy_database(fresh_databa
 @pytest.fixture
 def below(fresh_database):
     url = fresh_database("supabase_empty")
-    run_sql(url, "INSERT INTO auth.users (id) VALUES (%s)", USER)
+    add_user(url, USER)
     upgrade(url, BELOW)
     return url
 
 
-def add_server(url, name: str, api_url: str, **columns) -> str:
-    values = {"user_id": USER, "nome": name, "api_url": api_url, **columns}
-    names = ", ".join(values)
-    placeholders = ", ".join(["%s"] * len(values))
-    return run_sql(
-        url, f"INSERT INTO public.waha_servers ({names}) VALUES ({placeholders}) RETURNING id::text", *values.values()
-    )[0][0]
-
-
 def test_rows_the_new_rules_refuse_are_listed_with_their_fix_and_nothing_changes(below):
     probe_trap = add_server(
-        below, "trap", "http://127.0.0.1:55459/admin/delete-everything?confirm=yes#", timeout=999, retry_attempts=50
+        below,
+        USER,
+        "trap",
+        api_url="http://127.0.0.1:55459/admin/delete-everything?confirm=yes#",
+        timeout=999,
+        retry_attempts=50,
     )
     hooked = add_server(
-        below, "hooked", "https://waha.example/api", webhook_url="https://hooks.example/w?token=t0k3n#hook-frag"
+        below,
+        USER,
+        "hooked",
+        api_url="https://waha.example/api",
+        webhook_url="https://hooks.example/w?token=t0k3n#hook-frag",
     )
-    add_server(below, "fine", "https://fine.example", timeout=120, retry_attempts=10)
+    add_server(below, USER, "fine", api_url="https://fine.example", timeout=120, retry_attempts=10)
     before = database_state(below)
 
     with pytest.raises(DataRefused) as refused:
@@ -215,7 +209,7 @@ def test_rows_the_new_rules_refuse_are_listed_with_their_fix_and_nothing_changes
 
 
 def test_the_offline_script_refuses_the_same_rows(cluster, below):
-    add_server(below, "trap", "https://waha.example/?x=1", timeout=999)
+    add_server(below, USER, "trap", api_url="https://waha.example/?x=1", timeout=999)
     done = psql(cluster, below, input=offline_sql("head", start=BELOW))
     assert done.returncode != 0
     assert "waha_servers holds 1 server(s) that the new rules refuse" in done.stderr
@@ -302,8 +296,10 @@ def test_downgrade_drops_the_rules_and_keeps_alembic_version_closed(fresh_databa
         "UNION ALL SELECT count(*) FROM pg_catalog.pg_proc WHERE proname LIKE 'waha\\_check\\_%%\\_row' "
         "UNION ALL SELECT count(*) FROM pg_catalog.pg_constraint WHERE conname ~ '(without_(userinfo|query|fragment)|at_most_[0-9]+)_check$'",
     ) == [(0,), (0,), (0,)]
-    run_sql(url, "INSERT INTO auth.users (id) VALUES (%s)", USER)
-    add_server(url, "long", "https://waha.example/?x=1", timeout=999)  # revision 0010's rules take it again
+    add_user(url, USER)
+    add_server(
+        url, USER, "long", api_url="https://waha.example/?x=1", timeout=999
+    )  # revision 0010's rules take it again
     run_sql(url, "DELETE FROM public.waha_servers")
     upgrade(url)
     assert closed_to_the_api(url)

@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from tests.fleet.waha_shapes import session_status_event_2026
-from tests.migrations.upgrade_support import database_state, downgrade, run_sql, upgrade
+from tests.support.databases import database_state, downgrade, run_sql, upgrade
+from tests.support.factories import add_server, add_user
 from waha_db.lifecycle import revisions
 
 REVISION = "0012"
@@ -17,18 +18,12 @@ BELOW = revisions.previous(REVISION)
 USER = uuid.UUID("0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44")
 
 
-def fill(url) -> str:
+def fill(url) -> uuid.UUID:
     """A user's server with a failure on record and one STARTING session; the server's id."""
-    if run_sql(url, "SELECT to_regclass('auth.users') IS NOT NULL")[0][0]:
-        run_sql(url, "INSERT INTO auth.users (id) VALUES (%s)", USER)
-    server = run_sql(
-        url,
-        "INSERT INTO public.waha_servers (user_id, nome, api_url, max_sessions) "
-        "VALUES (%s, 'Principal', 'https://waha1.example', 5) RETURNING id::text",
-        USER,
-    )[0][0]
-    run_sql(url, "SELECT public.report_waha_server_failure(%s, 'timed out')", server)
-    run_sql(url, "SELECT public.allocate_waha_session(%s, 'cli-1')", USER)
+    add_user(url, USER)
+    server = add_server(url, USER, "Principal", api_url="https://waha1.example", max_sessions=5)
+    run_sql(url, "SELECT public.report_waha_server_failure(%s, 'timed out')", (server,))
+    run_sql(url, "SELECT public.allocate_waha_session(%s, 'cli-1')", (USER,))
     return server
 
 
@@ -43,10 +38,9 @@ def test_down_gives_back_the_database_below_and_up_again_works(fresh_database, k
     outcome = run_sql(
         url,
         "SELECT outcome FROM public.record_waha_session_event(%s, %s::jsonb)",
-        server,
-        json.dumps(session_status_event_2026("cli-1", "WORKING", phone="5511999990001", push_name="Loja")),
+        (server, json.dumps(session_status_event_2026("cli-1", "WORKING", phone="5511999990001", push_name="Loja"))),
     )
-    worker = run_sql(url, "SELECT waha_worker_id FROM public.report_waha_server_worker(%s, 'worker-a')", server)
+    worker = run_sql(url, "SELECT waha_worker_id FROM public.report_waha_server_worker(%s, 'worker-a')", (server,))
     memory = run_sql(url, "SELECT count(*) FROM public.waha_session_last_event")
     status = run_sql(url, "SELECT status FROM public.waha_sessions")
     downgrade(url, BELOW)

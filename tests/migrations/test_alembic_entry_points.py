@@ -16,31 +16,24 @@ hand-made schema (upgrades only).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 
-from tests.conftest import LEGACY_OWNER
+from tests.support.databases import recorded_revisions
+from tests.support.factories import LEGACY_OWNER
+from tests.support.network import free_port
 from waha_db.checks.legacy import LEGACY_V1_SQL
-from waha_db.database import conninfo, create_engine
+from waha_db.database import create_engine
 from waha_db.lifecycle import migrate, revisions
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def version_of(url) -> list:
-    with psycopg.connect(conninfo(url)) as connection:
-        if connection.execute("SELECT pg_catalog.to_regclass('public.alembic_version')").fetchone()[0] is None:
-            return []
-        return [row[0] for row in connection.execute("SELECT version_num FROM public.alembic_version")]
 
 
 def repository_config() -> Config:
@@ -71,7 +64,7 @@ def test_alembic_command_line_with_x_database_url_upgrades_to_head(fresh_databas
     )
     assert done.returncode == 0, done.stderr
     assert "Running upgrade  -> 0001" in done.stderr
-    assert version_of(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
@@ -81,7 +74,7 @@ def test_database_url_environment_variable_in_any_accepted_scheme(fresh_database
 
     command.upgrade(repository_config(), "head")
 
-    assert version_of(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
 
 
 def test_handed_in_engine_is_used(fresh_database, monkeypatch):
@@ -94,7 +87,7 @@ def test_handed_in_engine_is_used(fresh_database, monkeypatch):
         command.upgrade(config, "head")
     finally:
         engine.dispose()
-    assert version_of(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
 
 
 def test_handed_in_connection_is_used(fresh_database, monkeypatch):
@@ -109,7 +102,7 @@ def test_handed_in_connection_is_used(fresh_database, monkeypatch):
             command.upgrade(config, "head")
     finally:
         engine.dispose()
-    assert version_of(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
 
 
 @pytest.mark.parametrize("caller_ends_with", ["commit", "rollback"])
@@ -130,19 +123,12 @@ def test_handed_in_connection_inside_the_callers_transaction_is_left_to_the_call
             getattr(connection, caller_ends_with)()
     finally:
         engine.dispose()
-    assert version_of(url) == (["0003"] if caller_ends_with == "commit" else [])
+    assert recorded_revisions(url) == (["0003"] if caller_ends_with == "commit" else [])
 
 
 # --- what the `alembic` command prints when it cannot start -------------------------------------
 
 SECRET = "s3cret-Pa55word"
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 with nothing listening (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def alembic(*arguments: str) -> subprocess.CompletedProcess:
@@ -163,7 +149,7 @@ def failed_lines(done: subprocess.CompletedProcess) -> list[str]:
 
 
 def test_alembic_command_on_an_unreachable_server_is_one_failed_line_without_the_password():
-    port = closed_port()
+    port = free_port()
     done = alembic("-x", f"database_url=postgresql://app:{SECRET}@127.0.0.1:{port}/appdb", "upgrade", "head")
     assert done.returncode != 0
     assert SECRET not in done.stdout + done.stderr
@@ -197,10 +183,7 @@ def test_alembic_command_with_a_malformed_url_is_one_failed_line_without_the_pas
 @pytest.fixture
 def hand_made_url(fresh_database):
     """A database with waha_servers made by hand and no alembic_version."""
-    url = fresh_database("empty")
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        connection.execute("CREATE TABLE public.waha_servers (id uuid PRIMARY KEY)")
-    return url
+    return fresh_database("empty", "CREATE TABLE public.waha_servers (id uuid PRIMARY KEY)")
 
 
 def test_alembic_command_upgrade_refuses_a_hand_made_schema_but_current_works(hand_made_url):
@@ -212,7 +195,7 @@ def test_alembic_command_upgrade_refuses_a_hand_made_schema_but_current_works(ha
     ]
     current = alembic("-x", database_url, "current")
     assert current.returncode == 0, current.stdout + current.stderr
-    assert version_of(hand_made_url) == []
+    assert recorded_revisions(hand_made_url) == []
 
 
 def run_env(url, command_name: str | None, destination: str | None) -> None:
@@ -254,15 +237,13 @@ def test_a_caller_that_names_no_command_is_guarded_when_it_moves_the_revision(ha
         command.current(config)  # not refused
     finally:
         engine.dispose()
-    assert version_of(hand_made_url) == []
+    assert recorded_revisions(hand_made_url) == []
 
 
 def test_a_caller_that_names_no_command_gets_the_checks_before_the_conversion(fresh_database, monkeypatch):
     """A legacy row changed after a rollback is refused, not silently kept, under plain alembic.command too."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    url = fresh_database("empty")
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        connection.execute(LEGACY_V1_SQL)
+    url = fresh_database("empty", LEGACY_V1_SQL)
     engine = create_engine(url)
     config = repository_config()
     config.attributes["connection"] = engine
@@ -278,4 +259,4 @@ def test_a_caller_that_names_no_command_gets_the_checks_before_the_conversion(fr
         assert "api_url" in str(refused.value)
     finally:
         engine.dispose()
-    assert version_of(url) == ["0004"]
+    assert recorded_revisions(url) == ["0004"]

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.migrations.upgrade_support import (
-    CAMPAIGNS,
-    OWNER,
-    V1_FULL,
-    V1_ROW,
-    database_state,
-    downgrade,
-    run_alembic,
-    run_sql,
-    servers,
-    upgrade,
-)
+from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, run_alembic
+from tests.support.databases import database_state, downgrade, run_sql, servers, upgrade
 from waha_db.lifecycle.migrate import LegacyConversionRefused
 from waha_db.lifecycle.revisions import head as head_revision
 
 
 def legacy(fresh_database, *sql: str):
-    url = fresh_database("empty")
-    run_sql(url, ";\n".join([*sql, CAMPAIGNS]))
-    return url
+    """A legacy V1 database made of `sql` (a variant of waha_config), beside the application's own table."""
+    return fresh_database("empty", *sql, CAMPAIGNS)
 
 
 def converted_id(url) -> str:
@@ -180,7 +169,7 @@ def test_refuses_an_owner_unknown_to_supabase_auth(fresh_database):
     ):
         upgrade(url, owner=OWNER)
     assert database_state(url) == before
-    run_sql(url, "INSERT INTO auth.users (id) VALUES (%s)", OWNER)
+    run_sql(url, "INSERT INTO auth.users (id) VALUES (%s)", (OWNER,))
     upgrade(url, owner=OWNER)
     assert the_server(url)["user_id"] == OWNER
 

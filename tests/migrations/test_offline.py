@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from tests.migrations.upgrade_support import (
-    CAMPAIGNS,
-    OWNER,
-    V1_FULL,
-    V1_ROW,
-    database_state,
-    psql,
-    run_sql,
-    schema_dump,
-    servers,
-    upgrade,
-)
+from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, psql, schema_dump
+from tests.support.databases import database_state, run_sql, servers, upgrade
 from waha_db.lifecycle.migrate import offline_sql
 from waha_db.lifecycle.model import HTTP_URL
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrations.upgrade_support import database_state, psql, run_sql, upgrade
+from tests.migrations.upgrade_support import psql
+from tests.support.databases import database_state, run_sql, upgrade
 from waha_db.database import conninfo
 from waha_db.lifecycle import revisions
 from waha_db.lifecycle.migrate import FULL_SCHEMA_PATH, offline_sql

@@ -12,9 +12,7 @@ a connection inside the test's transaction).
 
 from __future__ import annotations
 
-import psycopg
 import pytest
-import sqlalchemy as sa
 from alembic.config import Config
 from pytest_alembic.config import Config as PytestAlembicConfig
 from pytest_alembic.executor import CommandExecutor
@@ -27,9 +25,10 @@ from pytest_alembic.tests import (  # noqa: F401  (collected by pytest: they run
 from pytest_alembic.tests.experimental import test_downgrade_leaves_no_trace  # noqa: F401
 from pytest_alembic.tests.experimental.downgrade_leaves_no_trace import WrappingConnection
 
-from tests.conftest import LEGACY_OWNER
+from tests.support.databases import recorded_revisions
+from tests.support.factories import LEGACY_OWNER
 from waha_db.checks.legacy import LEGACY_V1_SQL
-from waha_db.database import conninfo, create_engine
+from waha_db.database import create_engine
 from waha_db.lifecycle import migrate, revisions
 
 
@@ -58,13 +57,6 @@ def alembic_engine(request, fresh_database, monkeypatch):
 # connect() gives back a connection inside the caller's transaction.
 
 
-def version_of(url: sa.URL) -> list[str]:
-    with psycopg.connect(conninfo(url)) as connection:
-        if connection.execute("SELECT pg_catalog.to_regclass('public.alembic_version')").fetchone()[0] is None:
-            return []
-        return [row[0] for row in connection.execute("SELECT version_num FROM public.alembic_version")]
-
-
 def executor_for(alembic_config: Config, connection, **attributes) -> CommandExecutor:
     executor = CommandExecutor.from_config(PytestAlembicConfig(alembic_config=alembic_config))
     executor.configure(connection=connection, **attributes)
@@ -74,14 +66,12 @@ def executor_for(alembic_config: Config, connection, **attributes) -> CommandExe
 def test_upgrade_to_heads_runs_the_checks_before_the_conversion(fresh_database, alembic_config, monkeypatch):
     """A legacy row changed after a rollback is refused, not silently kept, when the destination is "heads"."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    url = fresh_database("empty")
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        connection.execute(LEGACY_V1_SQL)
+    url = fresh_database("empty", LEGACY_V1_SQL)
     engine = create_engine(url)
     try:
         executor = executor_for(alembic_config, engine, owner=LEGACY_OWNER)
         executor.upgrade("heads")
-        assert version_of(url) == [revisions.head()]
+        assert recorded_revisions(url) == [revisions.head()]
         executor.downgrade("0004")
         with engine.begin() as connection:
             connection.exec_driver_sql("UPDATE public.waha_config SET api_url = 'https://new-legacy.example'")
@@ -91,7 +81,7 @@ def test_upgrade_to_heads_runs_the_checks_before_the_conversion(fresh_database, 
         assert "api_url" in str(refused.value)
     finally:
         engine.dispose()
-    assert version_of(url) == ["0004"]
+    assert recorded_revisions(url) == ["0004"]
 
 
 @pytest.mark.parametrize("caller_ends_with", ["commit", "rollback"])
@@ -110,8 +100,8 @@ def test_connection_of_the_callers_transaction_handed_over_as_an_engine(
             assert connection.exec_driver_sql("SELECT version_num FROM public.alembic_version").scalar() == (
                 revisions.head()
             )
-            assert version_of(url) == []  # not committed: the transaction is the caller's
+            assert recorded_revisions(url) == []  # not committed: the transaction is the caller's
             getattr(connection, caller_ends_with)()
     finally:
         engine.dispose()
-    assert version_of(url) == ([revisions.head()] if caller_ends_with == "commit" else [])
+    assert recorded_revisions(url) == ([revisions.head()] if caller_ends_with == "commit" else [])

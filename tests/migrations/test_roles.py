@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from tests.migrations.upgrade_support import run_sql
+from tests.support.databases import downgrade, run_sql, upgrade
 from waha_db.checks.pgtemp import ThrowawayPostgres
 from waha_db.database import create_engine
 from waha_db.lifecycle import migrate, revisions
@@ -110,14 +110,10 @@ def test_upgrade_without_the_right_to_create_the_roles_stops_and_names_them(bare
     ) == [(None, None)]
 
 
-def test_roles_are_kept_at_base(cluster, fresh_database):
+def test_roles_are_kept_at_base(fresh_database):
     url = fresh_database("empty")
-    cluster.migrate(url.database, "head")
-    engine = create_engine(url)
-    try:
-        migrate.downgrade(engine, "base")
-    finally:
-        engine.dispose()
+    upgrade(url, "head")
+    downgrade(url, "base")
     assert run_sql(url, ROLES_SQL) == [("authenticated", False, False, False), ("service_role", False, True, False)]
 
 

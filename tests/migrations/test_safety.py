@@ -8,18 +8,9 @@ import time
 import psycopg
 import pytest
 
-from tests.migrations.upgrade_support import (
-    CAMPAIGNS,
-    OWNER,
-    V1_FULL,
-    V1_ROW,
-    database_state,
-    run_sql,
-    servers,
-    start_alembic,
-    upgrade,
-)
+from tests.migrations.upgrade_support import CAMPAIGNS, OWNER, V1_FULL, V1_ROW, start_alembic
 from tests.polling import wait_until
+from tests.support.databases import database_state, run_sql, servers, upgrade
 from waha_db.database import conninfo, create_engine
 from waha_db.lifecycle import migrate
 from waha_db.lifecycle.migrate import LegacyConversionRefused, LockTimeout
@@ -58,15 +49,6 @@ def test_two_upgrades_started_together_both_succeed_and_build_once(fresh_databas
     ]
     assert run_sql(url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert len(servers(url)) == 1
-
-
-@pytest.fixture
-def legacy_at_0004(fresh_database):
-    """A legacy database upgraded to 0004: the conversion (which alters waha_config) is pending."""
-    url = fresh_database("empty")
-    run_sql(url, V1_FULL + V1_ROW + CAMPAIGNS)
-    upgrade(url, "0004", owner=OWNER)
-    return url
 
 
 def test_migration_that_cannot_get_its_lock_gives_up_within_its_limit_and_says_who_holds_it(legacy_at_0004):

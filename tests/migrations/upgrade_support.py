@@ -1,88 +1,29 @@
-"""Helpers of the upgrade-path tests: legacy V1 databases, psql and pg_dump, snapshots.
+"""Helpers of the upgrade-path tests: the parts of legacy V1 databases, psql, pg_dump and the `alembic` command.
 
 Legacy databases are built as the wild has them (V1 variants), on a fresh empty
 clone; "unchanged" is proven with a snapshot of the whole catalog plus every row of
-every user table, taken before and after.
+every user table, taken before and after (tests/support/databases.py: database_state).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
 
+from tests.support.databases import pg_dump_schema
 from waha_db.checks.legacy import LEGACY_APP_TABLE, LEGACY_V1_ROW, LEGACY_V1_TABLE
-from waha_db.database import conninfo, create_engine
-from waha_db.lifecycle import migrate
-from waha_db.lifecycle.catalog import catalog_snapshot
+from waha_db.database import conninfo
 
 OWNER = "0b6f3c1e-8a9d-4d57-9a51-3c1f0e2b7a44"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
-# The parts of a legacy V1 database (one copy, in tests/conftest.py): the full
+# The parts of a legacy V1 database (one copy, in waha_db.checks.legacy): the full
 # waha_config table, its row, and the application's campaigns table.
 V1_FULL, V1_ROW, CAMPAIGNS = LEGACY_V1_TABLE, LEGACY_V1_ROW, LEGACY_APP_TABLE
-
-
-def run_sql(url: sa.URL, sql: str, *params) -> list[tuple]:
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        cursor = connection.execute(sql, params or None)
-        return cursor.fetchall() if cursor.description else []
-
-
-def upgrade(url: sa.URL, revision: str = "head", **settings) -> None:
-    engine = create_engine(url)
-    try:
-        migrate.upgrade(engine, revision, **settings)
-    finally:
-        engine.dispose()
-
-
-def downgrade(url: sa.URL, revision: str, **settings) -> None:
-    engine = create_engine(url)
-    try:
-        migrate.downgrade(engine, revision, **settings)
-    finally:
-        engine.dispose()
-
-
-def database_state(url: sa.URL) -> dict:
-    """The catalog snapshot plus every row of every table outside PostgreSQL's schemas."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            state = {"catalog": catalog_snapshot(connection), "rows": {}}
-            tables = (
-                connection.exec_driver_sql(
-                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_catalog.pg_tables "
-                    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
-                )
-                .scalars()
-                .all()
-            )
-            for table in tables:
-                state["rows"][table] = sorted(
-                    str(row)
-                    for row in connection.exec_driver_sql(f"SELECT to_jsonb(t)::text FROM {table} AS t").scalars()
-                )
-            state["roles"] = sorted(connection.exec_driver_sql("SELECT rolname FROM pg_catalog.pg_roles").scalars())
-            return state
-    finally:
-        engine.dispose()
-
-
-def servers(url: sa.URL) -> list[dict]:
-    """waha_servers rows as dicts, timestamps left out (they are now() of each run)."""
-    rows = run_sql(
-        url,
-        "SELECT to_jsonb(s) - 'created_at' - 'updated_at' FROM public.waha_servers AS s ORDER BY id",
-    )
-    return [row[0] for row in rows]
 
 
 def psql(cluster, database_url: sa.URL, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
@@ -105,19 +46,9 @@ def psql(cluster, database_url: sa.URL, *args: str, input: str | None = None) ->
     )
 
 
-_DUMP_NOISE = re.compile(r"^\\(un)?restrict \S+$", re.M)
-
-
 def schema_dump(cluster, url: sa.URL) -> str:
-    """pg_dump --schema-only, normalised only for the database name (and pg_dump's random \\restrict key)."""
-    done = subprocess.run(
-        [str(cluster.server.bin_dir / "pg_dump"), "--schema-only", "-d", conninfo(url)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return _DUMP_NOISE.sub("", done.stdout).replace(url.database, "DBNAME")
+    """pg_dump --schema-only, normalised for the database name too."""
+    return pg_dump_schema(cluster.server.bin_dir / "pg_dump", url).replace(url.database, "DBNAME")
 
 
 def _alembic(url: sa.URL, args: tuple[str, ...]) -> dict:

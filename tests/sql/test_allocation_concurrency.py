@@ -7,22 +7,19 @@ must commit to be seen by the other connections.
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
 import pytest
 
-from tests.sql.conftest import add_server, has_auth_users
-from waha_db.database import conninfo
+from tests.support.concurrency import accounting, connect, slow_down_sessions, together
+from tests.support.factories import add_server, add_user
+from tests.support.waha_calls import OCCUPYING
 
 WORKERS = 8
-OCCUPYING = "upper(session_row.status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')"
 
 
 @dataclass
@@ -32,62 +29,6 @@ class Call:
     ended: float
     server_id: uuid.UUID | None = None
     sqlstate: str | None = None
-
-
-def connect(url, acting_user=None):
-    """An autocommit connection; a statement stuck for a minute fails instead of hanging the suite."""
-    connection = psycopg.connect(conninfo(url), autocommit=True, options="-c statement_timeout=60s")
-    if acting_user is not None:
-        connection.execute("SET ROLE authenticated")
-        connection.execute(
-            "SELECT set_config('request.jwt.claims', %s, false)", (json.dumps({"sub": str(acting_user)}),)
-        )
-    return connection
-
-
-def add_user(connection):
-    user_id = uuid.uuid4()
-    if has_auth_users(connection):
-        connection.execute("INSERT INTO auth.users (id) VALUES (%s)", (user_id,))
-    return user_id
-
-
-def slow_down_session_inserts(connection, seconds=0.002):
-    """Widen the race window: every session insert takes `seconds` longer.
-
-    Between choosing a server and committing, a concurrent call now almost surely
-    waits on the same server row, the case where a `SELECT ... FOR UPDATE` flow
-    gives up while other servers still have room.
-    """
-    connection.execute(
-        f"""
-        CREATE FUNCTION public.test_slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_catalog.pg_sleep({seconds}); RETURN NEW; END $$;
-        CREATE TRIGGER test_slow_insert BEFORE INSERT ON public.waha_sessions
-            FOR EACH ROW EXECUTE FUNCTION public.test_slow_insert();
-        """
-    )
-
-
-def together(workers, work):
-    """Run work(index, barrier) in `workers` threads released at once; re-raise their errors.
-
-    A worker that fails before the barrier breaks it, so the others stop waiting
-    for it (BrokenBarrierError) instead of hanging; the barrier's timeout covers
-    any other way of never arriving.
-    """
-    barrier = threading.Barrier(workers, timeout=60)
-
-    def guarded(index):
-        try:
-            return work(index, barrier)
-        except BaseException:
-            barrier.abort()
-            raise
-
-    with ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(guarded, index) for index in range(workers)]
-        return [future.result() for future in futures]
 
 
 def allocate_concurrently(url, user_id, *, workers, calls_per_worker, acting_user=None):
@@ -111,21 +52,6 @@ def allocate_concurrently(url, user_id, *, workers, calls_per_worker, acting_use
     return [call for calls in together(workers, work) for call in calls]
 
 
-def accounting(connection):
-    """Per server: (nome, max_sessions, sessions_ativas, occupying sessions)."""
-    return {
-        row[0]: row[1:]
-        for row in connection.execute(
-            f"""
-            SELECT server.nome, server.max_sessions, server.sessions_ativas,
-                   (SELECT count(*) FROM public.waha_sessions AS session_row
-                    WHERE session_row.waha_server_id = server.id AND {OCCUPYING})
-            FROM public.waha_servers AS server
-            """
-        )
-    }
-
-
 @pytest.mark.parametrize("kind", ["head", "supabase_head"])
 def test_contended_allocation_fills_capacity_exactly_and_never_beyond(fresh_database, kind):
     """8 workers x 40 calls = 320 against 31 free slots on three servers of different priorities.
@@ -141,7 +67,7 @@ def test_contended_allocation_fills_capacity_exactly_and_never_beyond(fresh_data
         add_server(admin, user, "backup-b", prioridade=5, max_sessions=13)
         add_server(admin, user, "inactive", prioridade=10, max_sessions=50, ativo=False)
         add_server(admin, stranger, "strangers", prioridade=10, max_sessions=50)
-        slow_down_session_inserts(admin)
+        slow_down_sessions(admin, "INSERT", 0.002)
 
         calls = allocate_concurrently(
             url, user, workers=WORKERS, calls_per_worker=40, acting_user=user if kind == "supabase_head" else None
@@ -252,7 +178,7 @@ def test_one_name_allocated_at_once_by_every_worker_is_one_session_on_one_slot(f
         user = add_user(admin)
         add_server(admin, user, "alpha", prioridade=10, max_sessions=3)
         add_server(admin, user, "beta", prioridade=10, max_sessions=3)
-        slow_down_session_inserts(admin)
+        slow_down_sessions(admin, "INSERT", 0.002)
         if released_before:
             (released,) = admin.execute("SELECT id FROM public.allocate_waha_session(%s, 'c1_1')", (user,)).fetchone()
             admin.execute("SELECT public.release_waha_session(%s)", (released,))

@@ -24,8 +24,9 @@ from fractions import Fraction
 import psycopg
 import pytest
 
-from tests.conftest import conninfo
-from tests.sql.conftest import CHECK_VIOLATION, add_server
+from tests.support.assertions import CHECK_VIOLATION
+from tests.support.factories import add_server, add_user
+from waha_db.database import conninfo
 
 PLAN_CACHE_MODES = ("force_custom_plan", "force_generic_plan")
 
@@ -74,7 +75,7 @@ def expected_pick(servers: list[Server], excluded: list | None, now: datetime.da
 HUGE = 2**31 - 1  # the largest max_sessions
 
 
-def random_fleet(tx, add_user, seed: int, users: int) -> tuple[dict[uuid.UUID, list[Server]], datetime.datetime]:
+def random_fleet(tx, seed: int, users: int) -> tuple[dict[uuid.UUID, list[Server]], datetime.datetime]:
     """`users` users with 1-30 servers each, drawn so that ties and edge cases are frequent."""
     draw = random.Random(seed)
     now = tx.execute("SELECT now()").fetchone()[0]
@@ -82,7 +83,7 @@ def random_fleet(tx, add_user, seed: int, users: int) -> tuple[dict[uuid.UUID, l
     cooldown_ends = [now + datetime.timedelta(seconds=seconds) for seconds in (-60, 30, 60, 600)]
     fleets: dict[uuid.UUID, list[Server]] = {}
     for _ in range(users):
-        user = add_user()
+        user = add_user(tx)
         levels = draw.sample(range(11), draw.randint(1, 4))
         fleets[user] = []
         for _ in range(draw.randint(1, 30)):
@@ -136,8 +137,8 @@ def exclusions(draw: random.Random, fleet: list[Server]) -> list[list | None]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_the_pick_equals_the_whole_fleet_sorted_by_the_rules_on_random_fleets(tx, add_user, seed):
-    fleets, now = random_fleet(tx, add_user, seed, users=60)
+def test_the_pick_equals_the_whole_fleet_sorted_by_the_rules_on_random_fleets(tx, seed):
+    fleets, now = random_fleet(tx, seed, users=60)
     draw = random.Random(seed)
     asked = [(user, excluded) for user, fleet in fleets.items() for excluded in exclusions(draw, fleet)]
 
@@ -156,8 +157,8 @@ def test_the_pick_equals_the_whole_fleet_sorted_by_the_rules_on_random_fleets(tx
 
 
 @pytest.mark.parametrize("seed", [4, 5])
-def test_allocation_takes_the_slot_the_rules_give_on_random_fleets(tx, add_user, seed):
-    fleets, now = random_fleet(tx, add_user, seed, users=20)
+def test_allocation_takes_the_slot_the_rules_give_on_random_fleets(tx, seed):
+    fleets, now = random_fleet(tx, seed, users=20)
 
     wrong = []
     for user, fleet in fleets.items():
@@ -173,11 +174,11 @@ def test_allocation_takes_the_slot_the_rules_give_on_random_fleets(tx, add_user,
     assert not wrong, "\n".join(wrong)
 
 
-def test_a_lone_server_is_picked_at_every_priority_the_table_accepts(tx, add_user):
+def test_a_lone_server_is_picked_at_every_priority_the_table_accepts(tx):
     """The levels walked cover the priority range; widening the range without the selection fails here."""
     accepted = []
     for prioridade in range(-5, 16):
-        user = add_user()
+        user = add_user(tx)
         try:
             with tx.transaction():
                 server = add_server(tx, user, prioridade=prioridade)

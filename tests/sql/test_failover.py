@@ -6,7 +6,9 @@ asks the selection) on every V2.1 kind, in a rolled-back transaction.
 
 from __future__ import annotations
 
-from tests.sql.conftest import acting_as, add_server
+from tests.support.assertions import acting_as
+from tests.support.factories import add_server, add_user
+from tests.support.waha_calls import allocate, report_failure, report_success
 
 
 def best(tx, user, excluded=None):
@@ -17,24 +19,16 @@ def best(tx, user, excluded=None):
     return None if row is None else row[0]
 
 
-def allocate(tx, user, session_name):
-    return tx.execute(
-        """
-        SELECT server.nome
-        FROM public.allocate_waha_session(%s, %s) AS session_row
-        JOIN public.waha_servers AS server ON server.id = session_row.waha_server_id
-        """,
-        (user, session_name),
-    ).fetchone()[0]
+def allocated_on(tx, user, session_name):
+    """The name of the server allocate_waha_session put the session on."""
+    _, server = allocate(tx, user, session_name)
+    return tx.execute("SELECT nome FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0]
 
 
 def fail(tx, server_id, times=1):
+    """`times` failures reported in a row."""
     for _ in range(times):
-        tx.execute("SELECT public.report_waha_server_failure(%s, 'connection refused')", (server_id,))
-
-
-def succeed(tx, server_id):
-    tx.execute("SELECT public.report_waha_server_success(%s)", (server_id,))
+        report_failure(tx, server_id)
 
 
 def seed_servers(tx, user):
@@ -44,16 +38,16 @@ def seed_servers(tx, user):
     return principal, backup
 
 
-def test_principal_is_chosen_while_healthy(tx, add_user):
-    user = add_user()
+def test_principal_is_chosen_while_healthy(tx):
+    user = add_user(tx)
     principal, _ = seed_servers(tx, user)
-    succeed(tx, principal)
+    report_success(tx, principal)
 
     assert best(tx, user) == "Principal"
 
 
-def test_backup_is_chosen_while_principal_cools_down(tx, add_user):
-    user = add_user()
+def test_backup_is_chosen_while_principal_cools_down(tx):
+    user = add_user(tx)
     principal, _ = seed_servers(tx, user)
 
     fail(tx, principal)
@@ -61,18 +55,18 @@ def test_backup_is_chosen_while_principal_cools_down(tx, add_user):
     assert best(tx, user) == "Backup"
 
 
-def test_principal_is_chosen_again_after_a_success(tx, add_user):
-    user = add_user()
+def test_principal_is_chosen_again_after_a_success(tx):
+    user = add_user(tx)
     principal, _ = seed_servers(tx, user)
     fail(tx, principal, times=3)
 
-    succeed(tx, principal)
+    report_success(tx, principal)
 
     assert best(tx, user) == "Principal"
 
 
-def test_principal_is_offered_again_once_its_cooldown_has_ended(tx, add_user):
-    user = add_user()
+def test_principal_is_offered_again_once_its_cooldown_has_ended(tx):
+    user = add_user(tx)
     principal, _ = seed_servers(tx, user)
     fail(tx, principal)
 
@@ -84,8 +78,8 @@ def test_principal_is_offered_again_once_its_cooldown_has_ended(tx, add_user):
     assert best(tx, user) == "Principal"
 
 
-def test_when_every_server_cools_down_the_earliest_cooldown_end_is_offered(tx, add_user):
-    user = add_user()
+def test_when_every_server_cools_down_the_earliest_cooldown_end_is_offered(tx):
+    user = add_user(tx)
     principal, backup = seed_servers(tx, user)
     fail(tx, principal, times=1)  # 30 s
     fail(tx, backup, times=3)  # 120 s
@@ -96,16 +90,16 @@ def test_when_every_server_cools_down_the_earliest_cooldown_end_is_offered(tx, a
     assert best(tx, user) == "Backup"
 
 
-def test_a_cooling_server_is_still_offered_when_the_healthy_ones_are_excluded(tx, add_user):
-    user = add_user()
+def test_a_cooling_server_is_still_offered_when_the_healthy_ones_are_excluded(tx):
+    user = add_user(tx)
     principal, backup = seed_servers(tx, user)
     fail(tx, principal)
 
     assert best(tx, user, [backup]) == "Principal"
 
 
-def test_cooldown_never_makes_a_full_or_inactive_server_eligible(tx, add_user):
-    user = add_user()
+def test_cooldown_never_makes_a_full_or_inactive_server_eligible(tx):
+    user = add_user(tx)
     principal, _ = seed_servers(tx, user)
     add_server(tx, user, "Cheio", prioridade=10, max_sessions=1, sessions_ativas=1)
     add_server(tx, user, "Desativado", prioridade=10, ativo=False)
@@ -114,8 +108,8 @@ def test_cooldown_never_makes_a_full_or_inactive_server_eligible(tx, add_user):
     assert best(tx, user) == "Backup"
 
 
-def test_the_seeds_order_holds_among_healthy_servers(tx, add_user):
-    user = add_user()
+def test_the_seeds_order_holds_among_healthy_servers(tx):
+    user = add_user(tx)
     principal = add_server(tx, user, "Principal", prioridade=10, max_sessions=100)
     # Among the healthy ones: priority first, then the lower load, then more free slots.
     add_server(tx, user, "Cheio-70", prioridade=5, max_sessions=10, sessions_ativas=7)
@@ -137,31 +131,31 @@ def test_the_seeds_order_holds_among_healthy_servers(tx, add_user):
     assert picks == ["Leve-20-grande", "Leve-20", "Cheio-70", "Baixa", "Principal"]
 
 
-def test_allocation_falls_back_to_backup_while_principal_cools_down(tx, add_user):
-    user = add_user()
+def test_allocation_falls_back_to_backup_while_principal_cools_down(tx):
+    user = add_user(tx)
     principal, _ = seed_servers(tx, user)
     fail(tx, principal)
 
-    assert allocate(tx, user, "loja-01") == "Backup"
+    assert allocated_on(tx, user, "loja-01") == "Backup"
 
-    succeed(tx, principal)
-    assert allocate(tx, user, "loja-02") == "Principal"
+    report_success(tx, principal)
+    assert allocated_on(tx, user, "loja-02") == "Principal"
 
 
-def test_allocation_uses_a_cooling_server_when_no_healthy_one_has_room(tx, add_user):
-    user = add_user()
+def test_allocation_uses_a_cooling_server_when_no_healthy_one_has_room(tx):
+    user = add_user(tx)
     principal = add_server(tx, user, "Principal", prioridade=10, max_sessions=5)
     add_server(tx, user, "Backup", prioridade=5, max_sessions=1)
     fail(tx, principal)
 
-    assert [allocate(tx, user, f"loja-{n}") for n in range(3)] == ["Backup", "Principal", "Principal"]
+    assert [allocated_on(tx, user, f"loja-{n}") for n in range(3)] == ["Backup", "Principal", "Principal"]
 
 
-def test_failover_works_for_a_signed_in_user(tx, add_user):
-    user = add_user()
+def test_failover_works_for_a_signed_in_user(tx):
+    user = add_user(tx)
     principal, _ = seed_servers(tx, user)
 
     with acting_as(tx, "authenticated", user):
         fail(tx, principal)
         assert best(tx, user) == "Backup"
-        assert allocate(tx, user, "loja-01") == "Backup"
+        assert allocated_on(tx, user, "loja-01") == "Backup"

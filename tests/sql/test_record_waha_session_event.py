@@ -14,21 +14,15 @@ from psycopg.types.json import Jsonb
 
 from tests.fleet import waha_shapes
 from tests.fleet.waha_shapes import SessionStatusEvent, session_status_event_2025, session_status_event_2026
-from tests.sql.conftest import acting_as, add_server, add_session, assert_refused, row_counts
+from tests.support.assertions import acting_as, assert_refused, row_counts
+from tests.support.factories import add_server, add_session, add_user
+from tests.support.waha_calls import allocate, occupying, record_event, sessions_ativas
 
 OCCUPYING_NAME_KEY = "waha_sessions_user_id_session_name_occupying_key"
 
 
-def record(tx, server_id, event) -> tuple:
-    """(outcome, session_id, session_status) of one event."""
-    return tx.execute(
-        "SELECT outcome, session_id, session_status FROM public.record_waha_session_event(%s, %s)",
-        (server_id, Jsonb(event)),
-    ).fetchone()
-
-
 def outcome(tx, server_id, event) -> str:
-    return record(tx, server_id, event)[0]
+    return record_event(tx, server_id, event)[0]
 
 
 def event(name, status, *, event_id=None, timestamp=None, phone=None, push_name=None) -> dict:
@@ -50,31 +44,15 @@ def session(tx, server_id, name) -> tuple:
     ).fetchone()
 
 
-def counter(tx, server_id) -> int:
-    return tx.execute("SELECT sessions_ativas FROM public.waha_servers WHERE id = %s", (server_id,)).fetchone()[0]
-
-
-def occupying(tx, server_id) -> int:
-    return tx.execute(
-        "SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = %s"
-        " AND upper(status) NOT IN ('STOPPED', 'FAILED', 'DISCONNECTED')",
-        (server_id,),
-    ).fetchone()[0]
-
-
-def allocate(tx, user_id, name) -> tuple:
-    return tx.execute("SELECT id, waha_server_id FROM public.allocate_waha_session(%s, %s)", (user_id, name)).fetchone()
-
-
 def ms_ago(tx, seconds: float) -> int:
     """The database's now() minus `seconds`, in ms since the epoch, as WAHA writes timestamps."""
     return tx.execute("SELECT (extract(epoch FROM now()) * 1000)::bigint - %s", (int(seconds * 1000),)).fetchone()[0]
 
 
 @pytest.fixture
-def loja(tx, add_user):
+def loja(tx):
     """A user with one server of 5 slots, and their session cli-1 allocated on it (STARTING, one slot)."""
-    user = add_user()
+    user = add_user(tx)
     server = add_server(tx, user, "loja", max_sessions=5)
     session_id, _ = allocate(tx, user, "cli-1")
     return user, server, session_id
@@ -90,27 +68,27 @@ def test_a_2026_working_event_writes_status_phone_profile_and_last_connected_at(
     body["me"] = {"id": "5511999990001@c.us", "pushName": "Loja 1", "lid": "123123@lid"}
     SessionStatusEvent.model_validate(body)  # WAHA 2026's shape, as waha-py types it
 
-    assert record(tx, server, body) == ("applied", session_id, "WORKING")
+    assert record_event(tx, server, body) == ("applied", session_id, "WORKING")
     status, phone, profile, connected_at = session(tx, server, "cli-1")
     assert (status, phone, profile) == ("WORKING", "5511999990001", "Loja 1")
     assert connected_at == tx.execute("SELECT to_timestamp(%s / 1000.0)", (sent_at,)).fetchone()[0]
-    assert counter(tx, server) == occupying(tx, server) == 1, "STARTING to WORKING: the same slot"
+    assert sessions_ativas(tx, server) == occupying(tx, server) == 1, "STARTING to WORKING: the same slot"
 
 
 def test_an_event_without_me_forgets_no_phone_and_a_lid_is_no_phone(tx, loja):
     _, server, _ = loja
-    record(tx, server, event("cli-1", "WORKING", phone="5511999990001", push_name="Loja 1"))
-    record(tx, server, event("cli-1", "STOPPED"))
+    record_event(tx, server, event("cli-1", "WORKING", phone="5511999990001", push_name="Loja 1"))
+    record_event(tx, server, event("cli-1", "STOPPED"))
     lid = event("cli-1", "WORKING")
     lid["me"] = {"id": "123123@lid", "pushName": "Loja Nova"}
-    record(tx, server, lid)
+    record_event(tx, server, lid)
 
     assert session(tx, server, "cli-1")[:3] == ("WORKING", "5511999990001", "Loja Nova")
 
 
 def test_a_future_timestamp_is_not_a_future_connection(tx, loja):
     _, server, _ = loja
-    record(tx, server, event("cli-1", "WORKING", event_id="evt_a", timestamp=ms_ago(tx, -3600)))
+    record_event(tx, server, event("cli-1", "WORKING", event_id="evt_a", timestamp=ms_ago(tx, -3600)))
 
     assert session(tx, server, "cli-1")[3] == tx.execute("SELECT now()").fetchone()[0]
 
@@ -125,9 +103,9 @@ def test_the_same_event_delivered_twice_changes_nothing_the_second_time(tx, loja
     # The app releases the session: STOPPED, its slot free.
     assert tx.execute("SELECT public.release_waha_session(%s)", (session_id,)).fetchone()[0]
 
-    assert record(tx, server, working) == ("duplicate", session_id, "STOPPED")
+    assert record_event(tx, server, working) == ("duplicate", session_id, "STOPPED")
     assert session(tx, server, "cli-1")[0] == "STOPPED"
-    assert counter(tx, server) == occupying(tx, server) == 0
+    assert sessions_ativas(tx, server) == occupying(tx, server) == 0
 
 
 def test_an_event_older_than_the_last_applied_changes_nothing(tx, loja):
@@ -136,8 +114,8 @@ def test_an_event_older_than_the_last_applied_changes_nothing(tx, loja):
     stopped = event("cli-1", "STOPPED", event_id="evt_01kc5qz9zzbbbbbbbbbbbbbbbb", timestamp=ms_ago(tx, 60))
 
     assert outcome(tx, server, stopped) == "applied"
-    assert record(tx, server, started) == ("late", session_id, "STOPPED")
-    assert counter(tx, server) == occupying(tx, server) == 0
+    assert record_event(tx, server, started) == ("late", session_id, "STOPPED")
+    assert sessions_ativas(tx, server) == occupying(tx, server) == 0
 
 
 def test_2025_events_are_ordered_by_their_timestamp(tx, loja):
@@ -146,7 +124,7 @@ def test_2025_events_are_ordered_by_their_timestamp(tx, loja):
     newer = session_status_event_2025("cli-1", "FAILED", event_id="evt_01b", timestamp=1765000001000)
 
     assert [outcome(tx, server, item) for item in (newer, older, newer)] == ["applied", "late", "duplicate"]
-    assert session(tx, server, "cli-1")[0] == "FAILED" and counter(tx, server) == 0
+    assert session(tx, server, "cli-1")[0] == "FAILED" and sessions_ativas(tx, server) == 0
 
 
 @pytest.mark.parametrize("order", ["in order", "reversed"])
@@ -160,7 +138,7 @@ def test_events_of_one_millisecond_end_as_the_greater_id_whatever_the_order(tx, 
     outcomes = [outcome(tx, server, item) for item in deliveries]
 
     assert outcomes == (["applied", "applied"] if order == "in order" else ["applied", "late"])
-    assert session(tx, server, "cli-1")[0] == "WORKING" and counter(tx, server) == occupying(tx, server) == 1
+    assert session(tx, server, "cli-1")[0] == "WORKING" and sessions_ativas(tx, server) == occupying(tx, server) == 1
 
 
 def test_without_ids_one_timestamp_is_one_event(tx, loja):
@@ -171,9 +149,9 @@ def test_without_ids_one_timestamp_is_one_event(tx, loja):
     assert outcome(tx, server, event("cli-1", "STOPPED", timestamp=moment + 1)) == "applied"
 
 
-def test_the_recorded_2024_webhooks_without_id_or_timestamp_are_applied_as_they_come(tx, add_user):
+def test_the_recorded_2024_webhooks_without_id_or_timestamp_are_applied_as_they_come(tx):
     """WAHA Core 2024.10.8's own deliveries: STARTING (001, 024), STOPPED (025), STARTING (026)."""
-    user = add_user()
+    user = add_user(tx)
     server = add_server(tx, user, "core", max_sessions=1)
     session_id, _ = allocate(tx, user, "default")
     deliveries = ["001", "024", "025", "026", "025"]  # the last one delivered again: nothing tells it apart
@@ -181,7 +159,7 @@ def test_the_recorded_2024_webhooks_without_id_or_timestamp_are_applied_as_they_
     seen = []
     for number in deliveries:
         _headers, body = waha_shapes.recorded_webhook(number)
-        seen.append((record(tx, server, body), counter(tx, server), occupying(tx, server)))
+        seen.append((record_event(tx, server, body), sessions_ativas(tx, server), occupying(tx, server)))
 
     assert seen == [
         (("applied", session_id, "STARTING"), 1, 1),
@@ -203,8 +181,8 @@ def test_passkey_statuses_occupy_a_slot(tx, loja):
 
     counters = []
     for step in steps:
-        record(tx, server, event("cli-1", step))
-        counters.append((counter(tx, server), occupying(tx, server)))
+        record_event(tx, server, event("cli-1", step))
+        counters.append((sessions_ativas(tx, server), occupying(tx, server)))
 
     assert counters == [(1, 1), (1, 1), (1, 1), (0, 0), (1, 1), (0, 0)]
 
@@ -212,10 +190,10 @@ def test_passkey_statuses_occupy_a_slot(tx, loja):
 def test_the_callers_lock_timeout_is_given_back(tx, loja):
     _, server, _ = loja
     tx.execute("SET LOCAL lock_timeout = '7s'")
-    record(tx, server, event("cli-1", "STOPPED"))  # gives back a slot: the server's row is waited for briefly
+    record_event(tx, server, event("cli-1", "STOPPED"))  # gives back a slot: the server's row is waited for briefly
 
     assert tx.execute("SHOW lock_timeout").fetchone() == ("7s",)
-    assert counter(tx, server) == 0
+    assert sessions_ativas(tx, server) == 0
 
 
 # --- sessions the database does not know -------------------------------------------------------
@@ -223,8 +201,8 @@ def test_the_callers_lock_timeout_is_given_back(tx, loja):
 
 def test_an_unknown_session_is_inserted_for_the_servers_user_as_reconcile_does(tx, loja):
     user, server, _ = loja
-    painel = record(tx, server, event("painel-01", "WORKING", phone="5511999990009", push_name="Painel"))
-    arquivo = record(tx, server, event("arquivo", "STOPPED"))
+    painel = record_event(tx, server, event("painel-01", "WORKING", phone="5511999990009", push_name="Painel"))
+    arquivo = record_event(tx, server, event("arquivo", "STOPPED"))
 
     assert painel[0] == "inserted" and arquivo[0] == "inserted"
     rows = tx.execute(
@@ -237,25 +215,25 @@ def test_an_unknown_session_is_inserted_for_the_servers_user_as_reconcile_does(t
         (arquivo[1], user, "STOPPED", None, None, False),
         (painel[1], user, "WORKING", "5511999990009", "Painel", True),
     ]
-    assert counter(tx, server) == occupying(tx, server) == 2, "cli-1 and painel-01"
+    assert sessions_ativas(tx, server) == occupying(tx, server) == 2, "cli-1 and painel-01"
     assert outcome(tx, server, event("painel-01", "WORKING", phone="5511999990009")) == "applied"
 
 
 @pytest.mark.parametrize("name", ["nome inválido!", "x" * 55, "", "a/b"])
 def test_an_unknown_session_whose_name_breaks_the_rule_is_left_alone(tx, loja, name):
     _, server, _ = loja
-    before = row_counts(tx), counter(tx, server)
+    before = row_counts(tx), sessions_ativas(tx, server)
 
-    assert record(tx, server, event(name, "WORKING", event_id="evt_x", timestamp=ms_ago(tx, 1))) == (
+    assert record_event(tx, server, event(name, "WORKING", event_id="evt_x", timestamp=ms_ago(tx, 1))) == (
         "invalid_name",
         None,
         None,
     )
-    assert (row_counts(tx), counter(tx, server)) == before
+    assert (row_counts(tx), sessions_ativas(tx, server)) == before
 
 
-def test_a_name_its_user_occupies_on_another_server_is_wah21_and_changes_nothing(tx, add_user):
-    user = add_user()
+def test_a_name_its_user_occupies_on_another_server_is_wah21_and_changes_nothing(tx):
+    user = add_user(tx)
     primary = add_server(tx, user, "primary", prioridade=10)
     backup = add_server(tx, user, "backup", prioridade=0)
     allocate(tx, user, "c1")  # occupies on primary
@@ -270,7 +248,7 @@ def test_a_name_its_user_occupies_on_another_server_is_wah21_and_changes_nothing
             sqlstate="WAH21",
         )
         assert f"already occupies that name on WAHA server {primary}" in str(error)
-    assert (counter(tx, primary), counter(tx, backup)) == (2, 0)
+    assert (sessions_ativas(tx, primary), sessions_ativas(tx, backup)) == (2, 0)
     assert outcome(tx, backup, event("c1", "STOPPED")) == "inserted", "a stopped one may stay on both"
 
 
@@ -299,8 +277,8 @@ def test_what_is_not_a_session_status_event_is_22023(tx, loja, body):
     assert_refused(tx, "SELECT public.record_waha_session_event(%s, %s)", (server, Jsonb(body)), sqlstate="22023")
 
 
-def test_the_servers_user_and_service_role_may_record_nobody_else(tx, add_user):
-    ana, bruno = add_user(), add_user()
+def test_the_servers_user_and_service_role_may_record_nobody_else(tx):
+    ana, bruno = add_user(tx), add_user(tx)
     brunos = add_server(tx, bruno, "bruno")
     sent = event("cli-1", "WORKING", event_id="evt_1", timestamp=ms_ago(tx, 5))
 
@@ -313,11 +291,11 @@ def test_the_servers_user_and_service_role_may_record_nobody_else(tx, add_user):
         assert tx.execute("SELECT count(*) FROM public.waha_session_last_event").fetchone()[0] == 0
     with acting_as(tx, "service_role"):
         assert outcome(tx, brunos, event("cli-1", "STOPPED", event_id="evt_2", timestamp=ms_ago(tx, 1))) == "applied"
-    assert counter(tx, brunos) == 0
+    assert sessions_ativas(tx, brunos) == 0
 
 
-def test_a_user_cannot_write_the_memory_of_a_strangers_session(tx, add_user):
-    ana, bruno = add_user(), add_user()
+def test_a_user_cannot_write_the_memory_of_a_strangers_session(tx):
+    ana, bruno = add_user(tx), add_user(tx)
     brunos = add_server(tx, bruno, "bruno")
     add_session(tx, bruno, brunos, "cli-1")
 
@@ -365,7 +343,7 @@ def test_the_memory_is_one_row_per_session_and_goes_with_it(tx, loja):
     _, server, session_id = loja
     start = ms_ago(tx, 600)
     for number in range(50):
-        record(tx, server, event("cli-1", "WORKING" if number % 2 else "STOPPED", event_id=f"evt_{number:03d}",
+        record_event(tx, server, event("cli-1", "WORKING" if number % 2 else "STOPPED", event_id=f"evt_{number:03d}",
                                  timestamp=start + number))  # fmt: skip
 
     def memory():
@@ -389,14 +367,14 @@ def test_a_deleted_session_comes_back_with_its_next_event(tx, loja):
     tx.execute("SELECT public.release_waha_session(%s)", (session_id,))
     tx.execute("DELETE FROM public.waha_sessions WHERE id = %s", (session_id,))
 
-    inserted = record(tx, server, event("cli-1", "WORKING", event_id="evt_9", timestamp=ms_ago(tx, 1)))
+    inserted = record_event(tx, server, event("cli-1", "WORKING", event_id="evt_9", timestamp=ms_ago(tx, 1)))
 
     assert inserted[0] == "inserted" and inserted[1] != session_id
-    assert counter(tx, server) == occupying(tx, server) == 1
+    assert sessions_ativas(tx, server) == occupying(tx, server) == 1
 
 
 def test_a_session_name_that_differs_only_in_case_is_another_session(tx, loja):
     """WAHA compares names exactly, as the database does."""
     _, server, _ = loja
     assert outcome(tx, server, event("CLI-1", "STARTING")) == "inserted"
-    assert counter(tx, server) == occupying(tx, server) == 2
+    assert sessions_ativas(tx, server) == occupying(tx, server) == 2

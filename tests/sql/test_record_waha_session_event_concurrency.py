@@ -20,31 +20,13 @@ import time
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from tests.fleet.waha_shapes import session_status_event_2026
-from tests.sql.conftest import add_server
-from tests.sql.test_allocation_concurrency import accounting, add_user, connect, slow_down_session_inserts, together
+from tests.support.concurrency import accounting, connect, slow_down_sessions, together
+from tests.support.factories import add_server, add_user
+from tests.support.waha_calls import record_event
 
 STATUSES = ["STARTING", "WORKING", "PASSKEY_REQUIRED", "STOPPED", "FAILED", "SCAN_QR_CODE"]
-
-
-def record(connection, server_id, body):
-    return connection.execute(
-        "SELECT outcome FROM public.record_waha_session_event(%s, %s)", (server_id, Jsonb(body))
-    ).fetchone()[0]
-
-
-def slow_down_session_updates(connection, seconds=0.005):
-    """Every UPDATE of a session takes `seconds` longer: the row stays locked while the server's is wanted."""
-    connection.execute(
-        f"""
-        CREATE FUNCTION public.test_slow_update() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_catalog.pg_sleep({seconds}); RETURN NEW; END $$;
-        CREATE TRIGGER test_slow_update BEFORE UPDATE ON public.waha_sessions
-            FOR EACH ROW EXECUTE FUNCTION public.test_slow_update();
-        """
-    )
 
 
 def test_one_event_delivered_many_times_at_once_is_applied_once(fresh_database):
@@ -59,7 +41,7 @@ def test_one_event_delivered_many_times_at_once_is_applied_once(fresh_database):
         def work(index, barrier):
             with connect(url) as connection:
                 barrier.wait()
-                return [record(connection, server, body) for _ in range(3)]
+                return [record_event(connection, server, body)[0] for _ in range(3)]
 
         outcomes = [outcome for calls in together(8, work) for outcome in calls]
 
@@ -89,7 +71,7 @@ def test_an_event_never_deadlocks_with_an_allocation_holding_the_server(fresh_da
 
         def deliver():
             with connect(url) as connection:
-                result["outcome"] = record(connection, server, session_status_event_2026("cli-1", "WORKING"))
+                result["outcome"] = record_event(connection, server, session_status_event_2026("cli-1", "WORKING"))[0]
 
         thread = threading.Thread(target=deliver)
         thread.start()
@@ -121,7 +103,7 @@ def test_a_server_held_for_long_makes_the_event_fail_with_55p03_having_changed_n
 
         started = time.monotonic()
         with pytest.raises(psycopg.Error) as caught:
-            record(admin, server, session_status_event_2026("cli-1", "WORKING"))
+            record_event(admin, server, session_status_event_2026("cli-1", "WORKING"))[0]
         waited = time.monotonic() - started
         holder.execute("ROLLBACK")
 
@@ -148,8 +130,8 @@ def test_events_allocations_and_releases_at_once_keep_every_counter_exact(fresh_
         user = add_user(admin)
         servers = [add_server(admin, user, "primary", prioridade=10, max_sessions=3)]
         servers.append(add_server(admin, user, "backup", prioridade=0, max_sessions=3))
-        slow_down_session_inserts(admin)
-        slow_down_session_updates(admin)
+        slow_down_sessions(admin, "INSERT", 0.002)
+        slow_down_sessions(admin, "UPDATE", 0.005)
         acting = user if kind == "supabase_head" else None
         names = {worker: [f"w{worker}-{number}" for number in range(3)] for worker in range(4)}
         clock = itertools.count(1_765_000_000_000, 7)
@@ -196,7 +178,7 @@ def test_events_allocations_and_releases_at_once_keep_every_counter_exact(fresh_
                     server = servers[0] if chance.random() < 0.7 else servers[1]
                     for _ in range(2 if chance.random() < 0.2 else 1):
                         try:
-                            outcomes.append(record(connection, server, body))
+                            outcomes.append(record_event(connection, server, body)[0])
                         except psycopg.Error as error:
                             outcomes.append(error.sqlstate)
             return outcomes

@@ -19,15 +19,8 @@ import psycopg
 import pytest
 
 from tests.sql import catalog
-from tests.sql.conftest import (
-    CHECK_VIOLATION,
-    NOT_NULL_VIOLATION,
-    acting_as,
-    add_server,
-    add_session,
-    assert_refused,
-    insert_statement,
-)
+from tests.support.assertions import CHECK_VIOLATION, NOT_NULL_VIOLATION, acting_as, assert_refused
+from tests.support.factories import add_server, add_session, add_user, insert_statement
 
 # A value that breaks each CHECK of waha_servers (and no rule checked before it).
 SERVER_CHECKS = {
@@ -112,10 +105,10 @@ def test_the_cases_are_the_tables_checks(tx):
 
 
 @pytest.mark.parametrize("constraint", SERVER_CHECKS)
-def test_a_server_insert_a_check_refuses_shows_the_rule_not_the_row(tx, add_user, constraint):
+def test_a_server_insert_a_check_refuses_shows_the_rule_not_the_row(tx, constraint):
     column, value = SERVER_CHECKS[constraint]
     hidden = secrets()
-    values = server_values(add_user(), hidden, **{column: value})
+    values = server_values(add_user(tx), hidden, **{column: value})
     error = assert_refused(
         tx,
         insert_statement("public.waha_servers", values),
@@ -130,10 +123,10 @@ def test_a_server_insert_a_check_refuses_shows_the_rule_not_the_row(tx, add_user
 
 
 @pytest.mark.parametrize("constraint", SERVER_CHECKS)
-def test_a_server_update_a_check_refuses_shows_the_rule_not_the_row(tx, add_user, constraint):
+def test_a_server_update_a_check_refuses_shows_the_rule_not_the_row(tx, constraint):
     column, value = SERVER_CHECKS[constraint]
     hidden = secrets()
-    server = add_server(tx, add_user(), api_key=hidden["api_key"], webhook_secret=hidden["webhook_secret"])
+    server = add_server(tx, add_user(tx), api_key=hidden["api_key"], webhook_secret=hidden["webhook_secret"])
     error = assert_refused(
         tx,
         f"UPDATE public.waha_servers SET {column} = %s WHERE id = %s",
@@ -144,8 +137,8 @@ def test_a_server_update_a_check_refuses_shows_the_rule_not_the_row(tx, add_user
     shows_no_row(error, hidden)
 
 
-def test_every_required_column_of_waha_servers_is_refused_without_the_row(tx, add_user):
-    user = add_user()
+def test_every_required_column_of_waha_servers_is_refused_without_the_row(tx):
+    user = add_user(tx)
     for column in not_null_columns(tx, "public.waha_servers"):
         hidden = secrets()
         values = server_values(user, hidden, **{column: None})
@@ -159,9 +152,9 @@ def test_every_required_column_of_waha_servers_is_refused_without_the_row(tx, ad
         )
 
 
-def test_an_update_to_null_is_refused_without_the_row(tx, add_user):
+def test_an_update_to_null_is_refused_without_the_row(tx):
     hidden = secrets()
-    server = add_server(tx, add_user(), api_key=hidden["api_key"])
+    server = add_server(tx, add_user(tx), api_key=hidden["api_key"])
     error = assert_refused(
         tx, "UPDATE public.waha_servers SET nome = NULL WHERE id = %s", (server,), sqlstate=NOT_NULL_VIOLATION
     )
@@ -169,9 +162,9 @@ def test_an_update_to_null_is_refused_without_the_row(tx, add_user):
     assert error.diag.column_name == "nome"
 
 
-def test_updated_at_set_to_null_is_still_set_by_the_database(tx, add_user):
+def test_updated_at_set_to_null_is_still_set_by_the_database(tx):
     """The check fires after waha_servers_set_updated_at: it sees the row as it will be stored."""
-    server = add_server(tx, add_user())
+    server = add_server(tx, add_user(tx))
     tx.execute("UPDATE public.waha_servers SET updated_at = NULL, nome = 'b' WHERE id = %s", (server,))
     assert tx.execute("SELECT updated_at = now() FROM public.waha_servers WHERE id = %s", (server,)).fetchone() == (
         True,
@@ -179,8 +172,8 @@ def test_updated_at_set_to_null_is_still_set_by_the_database(tx, add_user):
 
 
 @pytest.mark.parametrize("statement", ["insert", "update"])
-def test_a_session_a_check_refuses_shows_the_rule_not_the_personal_data(tx, add_user, statement):
-    user, hidden = add_user(), secrets()
+def test_a_session_a_check_refuses_shows_the_rule_not_the_personal_data(tx, statement):
+    user, hidden = add_user(tx), secrets()
     server = add_server(tx, user)
     constraint, (column, value) = next(iter(SESSION_CHECKS.items()))
     if statement == "insert":
@@ -196,8 +189,8 @@ def test_a_session_a_check_refuses_shows_the_rule_not_the_personal_data(tx, add_
     assert column in error.diag.message_detail
 
 
-def test_every_required_column_of_waha_sessions_is_refused_without_the_personal_data(tx, add_user):
-    user = add_user()
+def test_every_required_column_of_waha_sessions_is_refused_without_the_personal_data(tx):
+    user = add_user(tx)
     server = add_server(tx, user)
     for column in not_null_columns(tx, "public.waha_sessions"):
         hidden = secrets()
@@ -230,8 +223,8 @@ ROLES = ("postgres", "service_role", "authenticated")
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_refused_rows_leave_no_secret_in_the_server_log(cluster, tx, add_user, role):
-    user, hidden = add_user(), secrets()
+def test_refused_rows_leave_no_secret_in_the_server_log(cluster, tx, role):
+    user, hidden = add_user(tx), secrets()
     server = add_server(tx, user)
     refused_rows = [
         ("public.waha_servers", server_values(user, hidden, prioridade=11)),

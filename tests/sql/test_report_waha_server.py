@@ -10,28 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import psycopg
-import pytest
-
-from tests.sql.conftest import acting_as, add_server, add_session
+from tests.support.assertions import acting_as, assert_refused
+from tests.support.factories import add_server, add_session, add_user
+from tests.support.waha_calls import report_failure, report_success
 
 SECONDS = dt.timedelta(seconds=1)
-
-
-def fail(tx, server_id, reason="connection refused"):
-    return tx.execute(
-        "SELECT consecutive_failures, cooldown_until - last_failure_at, last_error, user_id"
-        " FROM public.report_waha_server_failure(%s, %s)",
-        (server_id, reason),
-    ).fetchone()
-
-
-def succeed(tx, server_id):
-    return tx.execute(
-        "SELECT consecutive_failures, cooldown_until, last_error, last_success_at IS NOT NULL"
-        " FROM public.report_waha_server_success(%s)",
-        (server_id,),
-    ).fetchone()
 
 
 def health(tx, server_id):
@@ -41,94 +24,86 @@ def health(tx, server_id):
     ).fetchone()
 
 
-def refused(tx, statement, params, sqlstate):
-    with pytest.raises(psycopg.Error) as caught:
-        with tx.transaction():
-            tx.execute(statement, params)
-    assert caught.value.sqlstate == sqlstate, f"expected {sqlstate}, got {caught.value.sqlstate}: {caught.value}"
-    return caught.value
-
-
-def test_first_failure_records_the_reason_and_a_30_second_cooldown(tx, add_user):
-    user = add_user()
+def test_first_failure_records_the_reason_and_a_30_second_cooldown(tx):
+    user = add_user(tx)
     server = add_server(tx, user, "principal")
 
-    failures, cooldown, error, owner = fail(tx, server, "connection refused")
+    failures, cooldown, error, owner = report_failure(tx, server, "connection refused")
 
     assert (failures, cooldown, error, owner) == (1, 30 * SECONDS, "connection refused", user)
 
 
-def test_cooldown_doubles_per_failure_up_to_ten_minutes(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
+def test_cooldown_doubles_per_failure_up_to_ten_minutes(tx):
+    server = add_server(tx, add_user(tx), "principal")
 
-    cooldowns = [fail(tx, server)[1] / SECONDS for _ in range(8)]
+    cooldowns = [report_failure(tx, server)[1] / SECONDS for _ in range(8)]
 
     assert cooldowns == [30, 60, 120, 240, 480, 600, 600, 600]
     assert health(tx, server)[0] == 8
 
 
-def test_success_clears_failures_and_cooldown_and_keeps_the_last_error(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
-    fail(tx, server, "timed out after 30 s")
-    fail(tx, server, "timed out after 30 s")
+def test_success_clears_failures_and_cooldown_and_keeps_the_last_error(tx):
+    server = add_server(tx, add_user(tx), "principal")
+    report_failure(tx, server, "timed out after 30 s")
+    report_failure(tx, server, "timed out after 30 s")
 
-    assert succeed(tx, server) == (0, None, "timed out after 30 s", True)
+    assert report_success(tx, server) == (0, None, "timed out after 30 s", True)
 
 
-def test_failure_after_a_success_starts_again_at_30_seconds(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
+def test_failure_after_a_success_starts_again_at_30_seconds(tx):
+    server = add_server(tx, add_user(tx), "principal")
     for _ in range(4):
-        fail(tx, server)
-    succeed(tx, server)
+        report_failure(tx, server)
+    report_success(tx, server)
 
-    assert fail(tx, server)[:2] == (1, 30 * SECONDS)
-
-
-def test_first_report_may_be_a_success(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
-
-    assert succeed(tx, server) == (0, None, None, True)
+    assert report_failure(tx, server)[:2] == (1, 30 * SECONDS)
 
 
-def test_a_report_never_shortens_a_longer_cooldown(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
-    fail(tx, server)
+def test_first_report_may_be_a_success(tx):
+    server = add_server(tx, add_user(tx), "principal")
+
+    assert report_success(tx, server) == (0, None, None, True)
+
+
+def test_a_report_never_shortens_a_longer_cooldown(tx):
+    server = add_server(tx, add_user(tx), "principal")
+    report_failure(tx, server)
     tx.execute(
         "UPDATE public.waha_server_health SET cooldown_until = now() + interval '1 hour' WHERE server_id = %s",
         (server,),
     )
 
-    assert fail(tx, server)[1] == 3600 * SECONDS
+    assert report_failure(tx, server)[1] == 3600 * SECONDS
 
 
-def test_blank_reason_is_recorded_in_plain_words(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
+def test_blank_reason_is_recorded_in_plain_words(tx):
+    server = add_server(tx, add_user(tx), "principal")
 
-    assert fail(tx, server, "   ")[2] == "failure reported without a reason"
-    assert fail(tx, server, None)[2] == "failure reported without a reason"
+    assert report_failure(tx, server, "   ")[2] == "failure reported without a reason"
+    assert report_failure(tx, server, None)[2] == "failure reported without a reason"
 
 
 def test_report_on_an_unknown_server_is_refused_with_wah20(tx):
     missing = uuid.uuid4()
 
-    error = refused(tx, "SELECT public.report_waha_server_failure(%s, 'x')", (missing,), "WAH20")
+    error = assert_refused(tx, "SELECT public.report_waha_server_failure(%s, 'x')", (missing,), sqlstate="WAH20")
     assert str(missing) in str(error)
-    refused(tx, "SELECT public.report_waha_server_success(%s)", (missing,), "WAH20")
+    assert_refused(tx, "SELECT public.report_waha_server_success(%s)", (missing,), sqlstate="WAH20")
 
 
-def test_health_goes_with_its_server(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
-    fail(tx, server)
+def test_health_goes_with_its_server(tx):
+    server = add_server(tx, add_user(tx), "principal")
+    report_failure(tx, server)
 
     tx.execute("DELETE FROM public.waha_servers WHERE id = %s", (server,))
 
     assert health(tx, server) is None
 
 
-def test_health_follows_a_change_of_owner(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
-    fail(tx, server)
-    new_owner = add_user()
+def test_health_follows_a_change_of_owner(tx):
+    server = add_server(tx, add_user(tx), "principal")
+    report_failure(tx, server)
+    new_owner = add_user(tx)
 
     tx.execute("UPDATE public.waha_servers SET user_id = %s WHERE id = %s", (new_owner, server))
 
@@ -136,36 +111,36 @@ def test_health_follows_a_change_of_owner(tx, add_user):
     assert owner == new_owner
 
 
-def test_health_cannot_claim_another_owner_than_the_servers(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
-    stranger = add_user()
+def test_health_cannot_claim_another_owner_than_the_servers(tx):
+    server = add_server(tx, add_user(tx), "principal")
+    stranger = add_user(tx)
 
-    refused(
+    assert_refused(
         tx,
         "INSERT INTO public.waha_server_health (server_id, user_id) VALUES (%s, %s)",
         (server, stranger),
-        "23503",
+        sqlstate="23503",
     )
 
 
-def test_a_cooldown_without_failures_is_refused(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
-    succeed(tx, server)
+def test_a_cooldown_without_failures_is_refused(tx):
+    server = add_server(tx, add_user(tx), "principal")
+    report_success(tx, server)
 
-    refused(
+    assert_refused(
         tx,
         "UPDATE public.waha_server_health SET cooldown_until = now() WHERE server_id = %s",
         (server,),
-        "23514",
+        sqlstate="23514",
     )
 
 
-def test_server_with_sessions_keeps_its_sessions_when_reported(tx, add_user):
-    user = add_user()
+def test_server_with_sessions_keeps_its_sessions_when_reported(tx):
+    user = add_user(tx)
     server = add_server(tx, user, "principal", max_sessions=5, sessions_ativas=1)
     add_session(tx, user, server, "loja-01", status="WORKING")
 
-    fail(tx, server)
+    report_failure(tx, server)
 
     assert (
         tx.execute("SELECT count(*) FROM public.waha_sessions WHERE waha_server_id = %s", (server,)).fetchone()[0] == 1
@@ -175,35 +150,35 @@ def test_server_with_sessions_keeps_its_sessions_when_reported(tx, add_user):
 # --- row security -----------------------------------------------------------
 
 
-def test_user_reports_on_their_own_server(tx, add_user):
-    user = add_user()
+def test_user_reports_on_their_own_server(tx):
+    user = add_user(tx)
     server = add_server(tx, user, "principal")
 
     with acting_as(tx, "authenticated", user):
-        assert fail(tx, server)[:2] == (1, 30 * SECONDS)
-        assert succeed(tx, server)[0] == 0
+        assert report_failure(tx, server)[:2] == (1, 30 * SECONDS)
+        assert report_success(tx, server)[0] == 0
         assert health(tx, server)[0] == 0
 
 
-def test_user_cannot_report_on_a_strangers_server(tx, add_user):
-    owner, stranger = add_user(), add_user()
+def test_user_cannot_report_on_a_strangers_server(tx):
+    owner, stranger = add_user(tx), add_user(tx)
     server = add_server(tx, owner, "principal")
-    fail(tx, server, "connection refused")
+    report_failure(tx, server, "connection refused")
 
     with acting_as(tx, "authenticated", stranger):
-        refused(tx, "SELECT public.report_waha_server_success(%s)", (server,), "WAH20")
-        refused(tx, "SELECT public.report_waha_server_failure(%s, 'lies')", (server,), "WAH20")
+        assert_refused(tx, "SELECT public.report_waha_server_success(%s)", (server,), sqlstate="WAH20")
+        assert_refused(tx, "SELECT public.report_waha_server_failure(%s, 'lies')", (server,), sqlstate="WAH20")
 
     assert health(tx, server)[0] == 1
     assert health(tx, server)[2] == "connection refused"
 
 
-def test_user_sees_only_the_health_of_their_own_servers(tx, add_user):
-    owner, stranger = add_user(), add_user()
+def test_user_sees_only_the_health_of_their_own_servers(tx):
+    owner, stranger = add_user(tx), add_user(tx)
     mine = add_server(tx, owner, "mine")
     theirs = add_server(tx, stranger, "theirs")
-    fail(tx, mine)
-    fail(tx, theirs)
+    report_failure(tx, mine)
+    report_failure(tx, theirs)
 
     with acting_as(tx, "authenticated", owner):
         visible = [row[0] for row in tx.execute("SELECT server_id FROM public.waha_server_health")]
@@ -211,34 +186,34 @@ def test_user_sees_only_the_health_of_their_own_servers(tx, add_user):
     assert visible == [mine]
 
 
-def test_user_cannot_write_a_strangers_health_directly(tx, add_user):
-    owner, stranger = add_user(), add_user()
+def test_user_cannot_write_a_strangers_health_directly(tx):
+    owner, stranger = add_user(tx), add_user(tx)
     server = add_server(tx, owner, "principal")
-    fail(tx, server)
+    report_failure(tx, server)
 
     with acting_as(tx, "authenticated", stranger):
-        refused(
+        assert_refused(
             tx,
             "INSERT INTO public.waha_server_health (server_id, user_id) VALUES (%s, %s)",
             (server, owner),
-            "42501",
+            sqlstate="42501",
         )
         updated = tx.execute(
             "UPDATE public.waha_server_health SET consecutive_failures = 0, cooldown_until = NULL WHERE server_id = %s",
             (server,),
         ).rowcount
-        refused(tx, "DELETE FROM public.waha_server_health", None, "42501")
-        refused(tx, "TRUNCATE public.waha_server_health", None, "42501")
+        assert_refused(tx, "DELETE FROM public.waha_server_health", None, sqlstate="42501")
+        assert_refused(tx, "TRUNCATE public.waha_server_health", None, sqlstate="42501")
 
     assert updated == 0
     assert health(tx, server)[0] == 1
 
 
-def test_service_role_reports_on_any_server(tx, add_user):
-    server = add_server(tx, add_user(), "principal")
+def test_service_role_reports_on_any_server(tx):
+    server = add_server(tx, add_user(tx), "principal")
 
     with acting_as(tx, "service_role"):
-        assert fail(tx, server)[0] == 1
+        assert report_failure(tx, server)[0] == 1
 
 
 def test_only_authenticated_and_service_role_may_report(tx):

@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sql.conftest import (
-    FOREIGN_KEY_VIOLATION,
-    INSUFFICIENT_PRIVILEGE,
-    acting_as,
-    add_server,
-    add_session,
-    assert_refused,
-)
+from tests.support.assertions import FOREIGN_KEY_VIOLATION, INSUFFICIENT_PRIVILEGE, acting_as, assert_refused
+from tests.support.factories import add_server, add_session, add_user
 
 
 @pytest.fixture
-def two_users(tx, add_user):
+def two_users(tx):
     """Ana and Bruno, each with one server holding one session, and one spare server without sessions."""
     world = {}
     for name in ("ana", "bruno"):
-        user = add_user()
+        user = add_user(tx)
         server = add_server(tx, user, f"{name}-main", prioridade=10)
         spare = add_server(tx, user, f"{name}-spare", prioridade=1)
         session = add_session(tx, user, server, f"{name}-01")

@@ -11,12 +11,13 @@ import uuid
 
 import pytest
 
+from tests.support.factories import add_user
 from waha_db.checks import seed
 
 
 @pytest.mark.parametrize("name", list(seed.EXAMPLES))
-def test_seed_example_holds(tx, add_user, name):
-    assert seed.EXAMPLES[name](tx, add_user) == []
+def test_seed_example_holds(tx, name):
+    assert seed.EXAMPLES[name](tx, lambda: add_user(tx)) == []
 
 
 def test_with_ids_replaces_every_placeholder_and_refuses_to_leave_one():
@@ -26,9 +27,9 @@ def test_with_ids_replaces_every_placeholder_and_refuses_to_leave_one():
         seed.with_ids(seed.CREATE_SESSION, user=user)  # its 'server-uuid-aqui' needs a server
 
 
-def test_an_example_reports_what_differs(tx, add_user):
+def test_an_example_reports_what_differs(tx):
     """The examples can fail: with the seed's Principal disabled, the best server is no longer it."""
-    user = add_user()
+    user = add_user(tx)
     seed.run_seed(tx, seed.CREATE_SERVER, user=user)
     seed.run_seed(tx, seed.ADD_MORE_SERVERS, user=user)
     tx.execute(

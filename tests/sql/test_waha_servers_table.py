@@ -14,19 +14,18 @@ from pathlib import Path
 import pytest
 
 from tests.sql import catalog
-from tests.sql.conftest import (
+from tests.support.assertions import (
     CHECK_VIOLATION,
     FOREIGN_KEY_VIOLATION,
     NOT_NULL_VIOLATION,
     PAST,
     UNIQUE_VIOLATION,
-    add_server,
-    add_session,
     assert_insert_refused,
     assert_refused,
     assert_updated_at_is_set_by_the_database,
-    has_auth_users,
 )
+from tests.support.databases import has_auth_users
+from tests.support.factories import add_server, add_session, add_user
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
 
@@ -110,8 +109,8 @@ def test_indexes_of_the_seed_list_exist(tx):
     assert leading["waha_servers_prioridade_idx"] == "prioridade"
 
 
-def test_defaults_fill_what_the_insert_leaves_out(tx, add_user):
-    user = add_user()
+def test_defaults_fill_what_the_insert_leaves_out(tx):
+    user = add_user(tx)
     server = add_server(tx, user)
 
     row = tx.execute(
@@ -127,8 +126,8 @@ def test_defaults_fill_what_the_insert_leaves_out(tx, add_user):
 
 
 @pytest.mark.parametrize("prioridade", [0, 10])
-def test_priority_at_the_bounds_is_accepted(tx, add_user, prioridade):
-    server = add_server(tx, add_user(), prioridade=prioridade)
+def test_priority_at_the_bounds_is_accepted(tx, prioridade):
+    server = add_server(tx, add_user(tx), prioridade=prioridade)
     assert tx.execute("SELECT prioridade FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == prioridade
 
 
@@ -195,13 +194,13 @@ def test_priority_at_the_bounds_is_accepted(tx, add_user, prioridade):
         *breaking("nome", "waha_servers_nome_not_blank_check", "", " ", "   ", "\t\n"),
     ],
 )
-def test_value_a_check_rules_out_is_refused(tx, add_user, column, value, constraint):
-    server = a_server(add_user(), **{column: value})
+def test_value_a_check_rules_out_is_refused(tx, column, value, constraint):
+    server = a_server(add_user(tx), **{column: value})
     assert_insert_refused(tx, "public.waha_servers", server, sqlstate=CHECK_VIOLATION, constraint=constraint)
 
 
-def test_priority_cannot_be_updated_out_of_range(tx, add_user):
-    server = add_server(tx, add_user(), prioridade=5)
+def test_priority_cannot_be_updated_out_of_range(tx):
+    server = add_server(tx, add_user(tx), prioridade=5)
     assert_refused(
         tx,
         "UPDATE public.waha_servers SET prioridade = 11 WHERE id = %s",
@@ -212,8 +211,8 @@ def test_priority_cannot_be_updated_out_of_range(tx, add_user):
     assert tx.execute("SELECT prioridade FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == 5
 
 
-def test_session_counter_cannot_be_decremented_below_zero(tx, add_user):
-    server = add_server(tx, add_user())
+def test_session_counter_cannot_be_decremented_below_zero(tx):
+    server = add_server(tx, add_user(tx))
     assert_refused(
         tx,
         "UPDATE public.waha_servers SET sessions_ativas = sessions_ativas - 1 WHERE id = %s",
@@ -236,27 +235,27 @@ def test_session_counter_cannot_be_decremented_below_zero(tx, add_user):
         "https://waha.example/base/path@v2",
     ],
 )
-def test_http_and_https_api_urls_are_accepted(tx, add_user, url):
-    server = add_server(tx, add_user(), api_url=url)
+def test_http_and_https_api_urls_are_accepted(tx, url):
+    server = add_server(tx, add_user(tx), api_url=url)
     assert tx.execute("SELECT api_url FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == url
 
 
 @pytest.mark.parametrize("column", ["nome", "api_url"])
-def test_name_and_api_url_are_required(tx, add_user, column):
-    server = a_server(add_user())
+def test_name_and_api_url_are_required(tx, column):
+    server = a_server(add_user(tx))
     del server[column]
     assert_insert_refused(tx, "public.waha_servers", server, sqlstate=NOT_NULL_VIOLATION)
 
 
-def test_webhook_url_may_be_null_or_http(tx, add_user):
-    user = add_user()
+def test_webhook_url_may_be_null_or_http(tx):
+    user = add_user(tx)
     add_server(tx, user, "sem-webhook", webhook_url=None)
     add_server(tx, user, "com-webhook", webhook_url="https://app.example/api/webhook")
     assert tx.execute("SELECT count(*) FROM public.waha_servers WHERE user_id = %s", (user,)).fetchone()[0] == 2
 
 
-def test_same_url_twice_for_one_user_is_refused(tx, add_user):
-    user = add_user()
+def test_same_url_twice_for_one_user_is_refused(tx):
+    user = add_user(tx)
     add_server(tx, user, "primeiro", api_url="https://waha.example")
     assert_insert_refused(
         tx,
@@ -267,27 +266,27 @@ def test_same_url_twice_for_one_user_is_refused(tx, add_user):
     )
 
 
-def test_same_url_for_two_users_is_allowed(tx, add_user):
-    add_server(tx, add_user(), api_url="https://shared.waha.example")
-    add_server(tx, add_user(), api_url="https://shared.waha.example")
+def test_same_url_for_two_users_is_allowed(tx):
+    add_server(tx, add_user(tx), api_url="https://shared.waha.example")
+    add_server(tx, add_user(tx), api_url="https://shared.waha.example")
     count = tx.execute(
         "SELECT count(*) FROM public.waha_servers WHERE api_url = 'https://shared.waha.example'"
     ).fetchone()[0]
     assert count == 2
 
 
-def test_updated_at_is_set_by_the_database_even_when_the_update_sets_it(tx, add_user):
-    server = add_server(tx, add_user(), created_at=PAST, updated_at=PAST)
+def test_updated_at_is_set_by_the_database_even_when_the_update_sets_it(tx):
+    server = add_server(tx, add_user(tx), created_at=PAST, updated_at=PAST)
     assert_updated_at_is_set_by_the_database(tx, "public.waha_servers", server, "nome = 'renomeado'")
 
 
-def test_deleting_a_server_without_sessions_is_allowed(tx, add_user):
-    server = add_server(tx, add_user())
+def test_deleting_a_server_without_sessions_is_allowed(tx):
+    server = add_server(tx, add_user(tx))
     assert tx.execute("DELETE FROM public.waha_servers WHERE id = %s", (server,)).rowcount == 1
 
 
-def test_deleting_a_server_that_still_has_sessions_is_refused(tx, add_user):
-    user = add_user()
+def test_deleting_a_server_that_still_has_sessions_is_refused(tx):
+    user = add_user(tx)
     server = add_server(tx, user)
     add_session(tx, user, server)
     assert_refused(
@@ -299,8 +298,8 @@ def test_deleting_a_server_that_still_has_sessions_is_refused(tx, add_user):
     )
 
 
-def test_changing_the_owner_of_a_server_with_sessions_is_refused(tx, add_user):
-    owner, stranger = add_user(), add_user()
+def test_changing_the_owner_of_a_server_with_sessions_is_refused(tx):
+    owner, stranger = add_user(tx), add_user(tx)
     server = add_server(tx, owner)
     add_session(tx, owner, server)
     assert_refused(
@@ -313,16 +312,16 @@ def test_changing_the_owner_of_a_server_with_sessions_is_refused(tx, add_user):
     assert tx.execute("SELECT user_id FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == owner
 
 
-def test_changing_the_owner_of_a_server_without_sessions_is_allowed(tx, add_user):
-    owner, new_owner = add_user(), add_user()
+def test_changing_the_owner_of_a_server_without_sessions_is_allowed(tx):
+    owner, new_owner = add_user(tx), add_user(tx)
     server = add_server(tx, owner)
     tx.execute("UPDATE public.waha_servers SET user_id = %s WHERE id = %s", (new_owner, server))
     assert tx.execute("SELECT user_id FROM public.waha_servers WHERE id = %s", (server,)).fetchone()[0] == new_owner
 
 
 @pytest.mark.parametrize("tx", ["supabase_head"], indirect=True)
-def test_deleting_the_auth_user_removes_their_servers_and_sessions(tx, add_user):
-    user, other = add_user(), add_user()
+def test_deleting_the_auth_user_removes_their_servers_and_sessions(tx):
+    user, other = add_user(tx), add_user(tx)
     server = add_server(tx, user)
     add_session(tx, user, server, "loja-01")
     add_session(tx, user, server, "loja-02")

@@ -8,17 +8,16 @@ from __future__ import annotations
 import pytest
 
 from tests.sql import catalog
-from tests.sql.conftest import (
+from tests.support.assertions import (
     CHECK_VIOLATION,
     FOREIGN_KEY_VIOLATION,
     PAST,
     UNIQUE_VIOLATION,
-    add_server,
-    add_session,
     assert_refused,
     assert_updated_at_is_set_by_the_database,
-    has_auth_users,
 )
+from tests.support.databases import has_auth_users
+from tests.support.factories import add_server, add_session, add_user
 
 SPEC_COLUMNS = [
     ("id", "uuid", True, "gen_random_uuid()"),
@@ -110,8 +109,8 @@ def test_foreign_key_whose_index_has_its_columns_in_another_order_is_reported(tx
     assert catalog.unindexed_foreign_keys(tx) == [("waha_server_health", "waha_server_health_reversed_fkey")]
 
 
-def test_status_defaults_to_stopped_and_accepts_free_text(tx, add_user):
-    user = add_user()
+def test_status_defaults_to_stopped_and_accepts_free_text(tx):
+    user = add_user(tx)
     server = add_server(tx, user)
     stopped = add_session(tx, user, server, "padrao")
     connecting = add_session(tx, user, server, "nova", status="connecting")
@@ -123,15 +122,15 @@ def test_status_defaults_to_stopped_and_accepts_free_text(tx, add_user):
 
 
 @pytest.mark.parametrize("name", ["a", "loja-01", "Cliente_42", "x" * 54, "default", "A-b_9"])
-def test_names_waha_accepts_are_accepted(tx, add_user, name):
-    user = add_user()
+def test_names_waha_accepts_are_accepted(tx, name):
+    user = add_user(tx)
     session = add_session(tx, user, add_server(tx, user), name)
     assert tx.execute("SELECT session_name FROM public.waha_sessions WHERE id = %s", (session,)).fetchone()[0] == name
 
 
 @pytest.mark.parametrize("name", ["x" * 55, "", "loja 01", "loja.01", "sessão", "loja/01", " loja", "loja\n"])
-def test_names_waha_refuses_are_refused(tx, add_user, name):
-    user = add_user()
+def test_names_waha_refuses_are_refused(tx, name):
+    user = add_user(tx)
     server = add_server(tx, user)
     assert_refused(
         tx,
@@ -142,8 +141,8 @@ def test_names_waha_refuses_are_refused(tx, add_user, name):
     )
 
 
-def test_same_session_name_twice_on_one_server_is_refused(tx, add_user):
-    user = add_user()
+def test_same_session_name_twice_on_one_server_is_refused(tx):
+    user = add_user(tx)
     server = add_server(tx, user)
     add_session(tx, user, server, "loja-01")
     assert_refused(
@@ -155,15 +154,15 @@ def test_same_session_name_twice_on_one_server_is_refused(tx, add_user):
     )
 
 
-def test_same_session_name_on_two_servers_is_allowed(tx, add_user):
-    user = add_user()
+def test_same_session_name_on_two_servers_is_allowed(tx):
+    user = add_user(tx)
     add_session(tx, user, add_server(tx, user, "alpha"), "loja-01")
     add_session(tx, user, add_server(tx, user, "beta"), "loja-01")
     assert tx.execute("SELECT count(*) FROM public.waha_sessions WHERE user_id = %s", (user,)).fetchone()[0] == 2
 
 
-def test_session_on_another_users_server_is_refused(tx, add_user):
-    owner, intruder = add_user(), add_user()
+def test_session_on_another_users_server_is_refused(tx):
+    owner, intruder = add_user(tx), add_user(tx)
     server = add_server(tx, owner)
     assert_refused_by_the_owner_key(
         tx,
@@ -172,8 +171,8 @@ def test_session_on_another_users_server_is_refused(tx, add_user):
     )
 
 
-def test_session_on_a_missing_server_is_refused(tx, add_user):
-    user = add_user()
+def test_session_on_a_missing_server_is_refused(tx):
+    user = add_user(tx)
     assert_refused_by_the_owner_key(
         tx,
         "INSERT INTO public.waha_sessions (user_id, waha_server_id, session_name) VALUES (%s, gen_random_uuid(), 'orfa')",
@@ -181,8 +180,8 @@ def test_session_on_a_missing_server_is_refused(tx, add_user):
     )
 
 
-def test_moving_a_session_to_another_users_server_is_refused(tx, add_user):
-    owner, stranger = add_user(), add_user()
+def test_moving_a_session_to_another_users_server_is_refused(tx):
+    owner, stranger = add_user(tx), add_user(tx)
     session = add_session(tx, owner, add_server(tx, owner))
     strangers_server = add_server(tx, stranger)
     assert_refused_by_the_owner_key(
@@ -190,24 +189,24 @@ def test_moving_a_session_to_another_users_server_is_refused(tx, add_user):
     )
 
 
-def test_giving_a_session_to_another_user_is_refused(tx, add_user):
-    owner, stranger = add_user(), add_user()
+def test_giving_a_session_to_another_user_is_refused(tx):
+    owner, stranger = add_user(tx), add_user(tx)
     session = add_session(tx, owner, add_server(tx, owner))
     assert_refused_by_the_owner_key(
         tx, "UPDATE public.waha_sessions SET user_id = %s WHERE id = %s", (stranger, session)
     )
 
 
-def test_moving_a_session_between_own_servers_is_allowed(tx, add_user):
-    user = add_user()
+def test_moving_a_session_between_own_servers_is_allowed(tx):
+    user = add_user(tx)
     session = add_session(tx, user, add_server(tx, user, "alpha"))
     beta = add_server(tx, user, "beta")
     tx.execute("UPDATE public.waha_sessions SET waha_server_id = %s WHERE id = %s", (beta, session))
     assert tx.execute("SELECT waha_server_id FROM public.waha_sessions WHERE id = %s", (session,)).fetchone()[0] == beta
 
 
-def test_phone_number_longer_than_20_characters_is_refused(tx, add_user):
-    user = add_user()
+def test_phone_number_longer_than_20_characters_is_refused(tx):
+    user = add_user(tx)
     server = add_server(tx, user)
     assert_refused(
         tx,
@@ -217,8 +216,8 @@ def test_phone_number_longer_than_20_characters_is_refused(tx, add_user):
     )
 
 
-def test_updated_at_is_set_by_the_database_even_when_the_update_sets_it(tx, add_user):
-    user = add_user()
+def test_updated_at_is_set_by_the_database_even_when_the_update_sets_it(tx):
+    user = add_user(tx)
     session = add_session(tx, user, add_server(tx, user), created_at=PAST, updated_at=PAST)
     assert_updated_at_is_set_by_the_database(tx, "public.waha_sessions", session, "status = 'WORKING'")
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from tests.fleet import waha_shapes
-from tests.sql.conftest import add_server
-from tests.sql.test_allocation_concurrency import accounting, add_user, connect
+from tests.support.concurrency import accounting, connect
+from tests.support.factories import add_server, add_user
 from waha_db.database import conninfo
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "WEBHOOKS.md"

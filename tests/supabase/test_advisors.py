@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from tests.migrations.upgrade_support import upgrade
-from tests.supabase.conftest import pushed
+from tests.support.databases import upgrade
+from tests.support.pushes import pushed
 
 pytestmark = pytest.mark.supabase_cli
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.migrations.upgrade_support import run_sql
+from tests.support.databases import run_sql
 
 # plpgsql_check is a C extension built for one server version: Debian's for its 15, none
 # for the version wheels (16, 18), so a run on those deselects these with -m "not plpgsql_check".

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.migrations.upgrade_support import run_sql
-from tests.supabase.conftest import pushed
+from tests.support.databases import run_sql
+from tests.support.pushes import pushed
 from tests.support.supabase_cli import ToolNotFound, find_pg_prove, install_pgtap, pg_prove
 from waha_db.database import create_engine
 

@@ -10,14 +10,13 @@ import uuid
 import psycopg
 import pytest
 
-from tests.cli.test_servers import add_seed_servers
-from tests.conftest import conninfo
-from tests.fleet.test_monitor import RunningMonitor
-from tests.migrations.upgrade_support import run_sql
 from tests.polling import wait_until
-from tests.sql.test_allocation_concurrency import together
+from tests.support.concurrency import together
+from tests.support.databases import run_sql
+from tests.support.factories import add_seed_servers, add_server, add_user
+from tests.support.monitor import RunningMonitor
 from tests.support.pgbouncer import PgBouncerNotFound, ThrowawayPgBouncer
-from waha_db.database import create_engine
+from waha_db.database import conninfo, create_engine
 
 pytestmark = pytest.mark.pgbouncer
 
@@ -31,12 +30,6 @@ def pooler(cluster):
             yield bouncer
     except PgBouncerNotFound as missing:
         pytest.fail(str(missing), pytrace=False)
-
-
-def add_user(url) -> str:
-    user = str(uuid.uuid4())
-    run_sql(url, "INSERT INTO auth.users (id) VALUES (%s)", user)
-    return user
 
 
 def ok(result):
@@ -57,7 +50,7 @@ def test_waha_db_commands_work_through_the_pooler(pooler, fresh_database, waha_d
     url = pooler.url(direct.database)
     assert "upgraded to" in ok(waha_db(url, "upgrade", "--yes"))
     assert "state: at head" in ok(waha_db(url, "status", "--check"))
-    user = add_user(direct)
+    user = str(add_user(direct))
     ids = add_seed_servers(waha_db, url, user)
     principal = ids["Servidor Principal"]
     assert "Servidor Backup" in ok(waha_db(url, "servers", "list", "--user", user))
@@ -86,14 +79,7 @@ def test_monitor_runs_many_rounds_through_the_pooler(pooler, fresh_database, fak
     user = str(uuid.uuid4())
     healthy, failing = fake_waha("healthy"), fake_waha("error_500")
     for name, fake in (("Principal", healthy), ("Backup", failing)):
-        run_sql(
-            direct,
-            "INSERT INTO public.waha_servers (user_id, nome, api_url, timeout, retry_attempts) "
-            "VALUES (%s, %s, %s, 5, 0)",
-            user,
-            name,
-            fake.url,
-        )
+        add_server(direct, user, name, api_url=fake.url, timeout=5, retry_attempts=0)
     engine = create_engine(pooler.url(direct.database))
     try:
         with RunningMonitor(engine, interval=0.01) as monitor:
@@ -112,18 +98,9 @@ def test_monitor_runs_many_rounds_through_the_pooler(pooler, fresh_database, fak
 def test_selection_and_allocation_from_concurrent_clients_through_the_pooler(pooler, fresh_database):
     """Signed-in clients as Supabase's API runs them: role and JWT claims set per transaction."""
     direct = fresh_database("supabase_head")
-    user = add_user(direct)
+    user = str(add_user(direct))
     for name, priority, capacity in (("Principal", 10, 5), ("Backup A", 5, 4), ("Backup B", 5, 3)):
-        run_sql(
-            direct,
-            "INSERT INTO public.waha_servers (user_id, nome, api_url, prioridade, max_sessions)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            user,
-            name,
-            f"https://{name.lower().replace(' ', '-')}.waha.example",
-            priority,
-            capacity,
-        )
+        add_server(direct, user, name, prioridade=priority, max_sessions=capacity)
     url = pooler.url(direct.database)
     workers, calls = 6, 4  # 24 calls for 12 slots
     claims = json.dumps({"sub": user, "role": "authenticated"})

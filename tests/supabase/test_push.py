@@ -6,9 +6,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.conftest import LEGACY_OWNER, LEGACY_V1_SQL, PASSWORD
-from tests.migrations.upgrade_support import database_state, run_sql, servers, upgrade
-from tests.supabase.conftest import (
+from tests.support.databases import PASSWORD, database_state, recorded_revisions, run_sql, servers, upgrade
+from tests.support.factories import LEGACY_OWNER
+from tests.support.pushes import (
     CLI_HISTORY_SCHEMA,
     exported_workdir,
     listed_migrations,
@@ -19,13 +19,10 @@ from tests.supabase.conftest import (
     versions_of,
     without_cli_history,
 )
+from waha_db.checks.legacy import LEGACY_V1_SQL
 from waha_db.lifecycle import revisions
 
 pytestmark = pytest.mark.supabase_cli
-
-
-def alembic_version(url) -> list[str]:
-    return [row[0] for row in run_sql(url, "SELECT version_num FROM public.alembic_version")]
 
 
 def state_without_cli_history(url) -> dict:
@@ -45,7 +42,7 @@ def test_pushed_export_yields_the_schema_of_an_upgrade(supabase_cli, export, fre
     url = fresh_database(empty)
     pushed(supabase_cli, url, export)
     assert schema_of(url) == schema_of(fresh_database(upgraded))
-    assert alembic_version(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
 
 
 def test_migration_list_shows_every_file_applied(supabase_cli, export, fresh_database):
@@ -71,7 +68,7 @@ def test_cli_and_waha_db_take_turns_without_applying_anything_twice(supabase_cli
     older = exported_workdir(tmp_path / "older", head=older_head)
     url = fresh_database("supabase_empty")
     pushed(supabase_cli, url, older)
-    assert alembic_version(url) == [older_head]
+    assert recorded_revisions(url) == [older_head]
 
     upgraded = waha_db(url, "upgrade", "--yes")
     assert upgraded.exit_code == 0, upgraded.output
@@ -99,7 +96,7 @@ def test_push_completes_a_partial_waha_db_upgrade(supabase_cli, export, fresh_da
     url = fresh_database("supabase_empty")
     upgrade(url, revisions.ids()[2])
     pushed(supabase_cli, url, export)
-    assert alembic_version(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
     assert schema_of(url) == schema_of(fresh_database("supabase_head"))
 
 
@@ -118,7 +115,7 @@ def test_waha_files_older_than_the_apps_applied_migrations_go_in_with_include_al
     assert refused.returncode != 0 and "Rerun the command with --include-all flag" in refused.stdout + refused.stderr
     done = supabase_cli.run("db", "push", "--yes", "--include-all", workdir=tmp_path, url=url)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert alembic_version(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
     assert recorded_by_cli(url) == versions_of(tmp_path)
 
 
@@ -133,7 +130,7 @@ def test_a_push_with_a_file_missing_stops_at_the_gap(supabase_cli, fresh_databas
         "ERROR: waha-db revision 0004 applies on top of revision 0003, but the database is at 0002 (SQLSTATE WAH06)"
         in done.stderr
     )
-    assert alembic_version(url) == ["0002"]
+    assert recorded_revisions(url) == ["0002"]
 
 
 def test_a_push_onto_tables_made_by_hand_is_refused_before_anything_is_applied(supabase_cli, export, fresh_database):
@@ -160,14 +157,8 @@ def test_a_password_in_the_push_url_never_reaches_the_output(supabase_cli, expor
 # --- the legacy waha_config, converted through a push ------------------------------------------------
 
 
-def legacy_database(fresh_database):
-    url = fresh_database("empty")
-    run_sql(url, LEGACY_V1_SQL)
-    return url
-
-
 def test_legacy_conversion_with_the_owner_written_into_the_export(supabase_cli, fresh_database, tmp_path):
-    url = legacy_database(fresh_database)
+    url = fresh_database("empty", LEGACY_V1_SQL)
     pushed(supabase_cli, url, exported_workdir(tmp_path, owner=LEGACY_OWNER))
     upgraded = fresh_database("legacy_head")
     assert servers(url) == servers(upgraded)
@@ -177,7 +168,7 @@ def test_legacy_conversion_with_the_owner_written_into_the_export(supabase_cli, 
 
 
 def test_legacy_conversion_with_the_owner_in_the_push_url(supabase_cli, export, fresh_database):
-    url = legacy_database(fresh_database)
+    url = fresh_database("empty", LEGACY_V1_SQL)
     pushed(supabase_cli, url_with_owner(url, LEGACY_OWNER), export)
     assert servers(url) == servers(fresh_database("legacy_head"))
 
@@ -291,12 +282,12 @@ def test_a_revision_written_by_anon_makes_the_push_fail_instead_of_skipping(
     assert done.returncode != 0
     assert f"ERROR: {refusal}" in done.stderr and "(SQLSTATE WAH06)" in done.stderr
     assert "Nothing was applied." in done.stderr
-    assert alembic_version(url) == [written]
+    assert recorded_revisions(url) == [written]
     assert api_roles_on_alembic_version(url) == {"anon allowed", "authenticated allowed"}
 
     run_sql(url, "UPDATE public.alembic_version SET version_num = '0010'")
     pushed(supabase_cli, url, export)
-    assert alembic_version(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
     assert api_roles_on_alembic_version(url) == {"refused"}
     assert schema_of(url) == schema_of(fresh_database("supabase_head"))
 
@@ -317,7 +308,7 @@ def test_file_0010_skipped_on_a_written_revision_is_caught_by_file_0011(supabase
     repaired = supabase_cli.run(*repair.split()[1:], "--yes", workdir=export, remote=url)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     pushed(supabase_cli, url, export)
-    assert alembic_version(url) == [revisions.head()]
+    assert recorded_revisions(url) == [revisions.head()]
     assert schema_of(url) == schema_of(fresh_database("supabase_head"))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,20 +22,9 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from tests.polling import wait_until
+from tests.support.databases import run_sql
+from tests.support.network import free_port
 from waha_db.checks.pgtemp import ThrowawayPostgres, unprivileged_account
-from waha_db.database import conninfo
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def run_sql(url: URL, statements: str, parameters=None) -> list[tuple]:
-    with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        cursor = connection.execute(statements, parameters)
-        return cursor.fetchall() if cursor.description else []
 
 
 class HotStandby:

@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import URL
 
+from tests.support.network import free_port
 from waha_db.checks.pgtemp import unprivileged_account
 from waha_db.database import conninfo
 
@@ -43,12 +44,6 @@ def find_pgbouncer() -> str:
     if found is None:
         raise PgBouncerNotFound(INSTALL_HINT)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ThrowawayPgBouncer:
@@ -93,7 +88,7 @@ class ThrowawayPgBouncer:
         binary = find_pgbouncer()
         account = unprivileged_account()
         self._directory = Path(tempfile.mkdtemp(prefix="waha-db-pgbouncer-"))
-        self.port = _free_port()
+        self.port = free_port()
         (self._directory / "users.txt").write_text('"postgres" ""\n')
         (self._directory / "pgbouncer.ini").write_text(self.config())
         as_account = {}

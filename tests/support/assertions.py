@@ -1,15 +1,4 @@
-"""Fixtures for the behaviour of the V2.1 schema: a transaction rolled back after each test.
-
-Cloning a database costs ~0.2 s; most schema tests only need a clean slate,
-which a rolled-back transaction gives for ~5 ms. ``tx`` is a psycopg connection
-inside a transaction on a database of each V2.1 kind (fresh plain, fresh
-Supabase, upgraded legacy), cloned once per test session and left unchanged by
-every test: whatever a test writes, or SETs LOCAL (roles, JWT claims), is
-rolled back at its end.
-
-Inside ``tx``, ``with tx.transaction():`` is a savepoint, so a test can let a
-statement fail and go on.
-"""
+"""How the schema's tests act as Supabase's API does, and how they prove a statement refused changed nothing."""
 
 from __future__ import annotations
 
@@ -18,13 +7,12 @@ import datetime
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
-from waha_db.database import conninfo
-
-V21_KINDS = ("head", "supabase_head", "legacy_head")
+from tests.support.factories import insert_statement
 
 # A timestamp no test runs at: rows inserted with it show whether the database moved it.
 PAST = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
@@ -37,86 +25,8 @@ CHECK_VIOLATION = "23514"
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
-@pytest.fixture(scope="session")
-def shared_v21_databases(cluster):
-    """One clone per V2.1 kind for the whole session; tests only ever roll back in them."""
-    created: dict[str, str] = {}
-
-    def database(kind: str) -> str:
-        if kind not in created:
-            created[kind] = cluster.clone(kind)
-        return created[kind]
-
-    yield database
-    for name in created.values():
-        cluster.server.drop_database(name)
-
-
-@pytest.fixture(params=V21_KINDS)
-def tx(request, cluster, shared_v21_databases) -> Iterator[psycopg.Connection]:
-    """A connection (as the superuser `postgres`) in a transaction rolled back after the test."""
-    name = shared_v21_databases(request.param)
-    with psycopg.connect(conninfo(cluster.url(name))) as connection:
-        # The first statement opens the transaction, so later transaction() blocks are savepoints.
-        opened_in = connection.execute("SELECT pg_catalog.txid_current()").fetchone()[0]
-        yield connection
-        if connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-            still_in = connection.execute("SELECT pg_catalog.txid_current()").fetchone()[0]
-            assert still_in == opened_in, (
-                "the test committed its transaction: it must leave the shared database as it found it"
-            )
-        connection.rollback()
-
-
-@pytest.fixture
-def tx_kind(request, tx) -> str:
-    """The kind of database `tx` is on: head, supabase_head or legacy_head."""
-    return request.node.callspec.params["tx"]
-
-
-def has_auth_users(connection: psycopg.Connection) -> bool:
-    return connection.execute("SELECT pg_catalog.to_regclass('auth.users') IS NOT NULL").fetchone()[0]
-
-
-@pytest.fixture
-def add_user(tx):
-    """A factory of user ids; where auth.users exists (Supabase) they are rows of it too."""
-
-    def make() -> uuid.UUID:
-        user_id = uuid.uuid4()
-        if has_auth_users(tx):
-            tx.execute("INSERT INTO auth.users (id) VALUES (%s)", (user_id,))
-        return user_id
-
-    return make
-
-
-def insert_statement(table: str, values: dict) -> str:
-    """INSERT INTO `table` naming the columns of `values` (column -> value), one placeholder each."""
-    names = ", ".join(values)
-    placeholders = ", ".join(["%s"] * len(values))
-    return f"INSERT INTO {table} ({names}) VALUES ({placeholders})"
-
-
-def insert_row(connection: psycopg.Connection, table: str, values: dict) -> uuid.UUID:
-    """INSERT one row of `values` (column -> value) into `table`; its id."""
-    return connection.execute(insert_statement(table, values) + " RETURNING id", list(values.values())).fetchone()[0]
-
-
-def add_server(connection: psycopg.Connection, user_id: uuid.UUID, name: str = "alpha", **columns) -> uuid.UUID:
-    """A waha_servers row with a unique URL; `columns` override any other column."""
-    values = {"user_id": user_id, "nome": name, "api_url": f"https://{name}-{uuid.uuid4().hex[:8]}.waha.example"}
-    return insert_row(connection, "public.waha_servers", {**values, **columns})
-
-
-def add_session(
-    connection: psycopg.Connection, user_id: uuid.UUID, server_id: uuid.UUID, name: str = "loja-01", **columns
-) -> uuid.UUID:
-    values = {"user_id": user_id, "waha_server_id": server_id, "session_name": name}
-    return insert_row(connection, "public.waha_sessions", {**values, **columns})
-
-
 def row_counts(connection: psycopg.Connection) -> tuple[int, int]:
+    """How many rows waha_servers and waha_sessions hold (as the connection's role sees them)."""
     return connection.execute(
         "SELECT (SELECT count(*) FROM public.waha_servers), (SELECT count(*) FROM public.waha_sessions)"
     ).fetchone()
@@ -125,7 +35,7 @@ def row_counts(connection: psycopg.Connection) -> tuple[int, int]:
 def assert_refused(
     connection: psycopg.Connection,
     statement: str,
-    params=None,
+    params: Any = None,
     *,
     sqlstate: str,
     constraint: str | None = None,
@@ -184,7 +94,7 @@ def _counts_as_superuser(connection: psycopg.Connection) -> tuple[int, int]:
 @contextlib.contextmanager
 def acting_as(
     connection: psycopg.Connection, role: str, user_id: uuid.UUID | None = None, *, legacy_claim: bool = False
-):
+) -> Iterator[psycopg.Connection]:
     """The transaction runs as `role` with the JWT `sub` of `user_id`, as Supabase's API does; restored after.
 
     `legacy_claim` sets the older `request.jwt.claim.sub` instead of `request.jwt.claims`.
