@@ -252,7 +252,9 @@ class Deadline:
     def attempt_lock_timeout(self, attempt_limit: float | None = None) -> float:
         """How long the next attempt may wait for one lock: the attempt's limit, or what is left."""
         limit = self.attempt_limit if attempt_limit is None else attempt_limit
-        return round(max(0.001, min(limit, self.remaining)), 2)
+        # Rounded to the hundredth first, then at least one: a remainder under 5 ms must not round to a
+        # lock_timeout of 0, which PostgreSQL reads as "wait forever" and parse_lock_timeout refuses.
+        return max(0.01, round(min(limit, self.remaining), 2))
 
     def backoff(self, attempt: int) -> float | None:
         """The pause before attempt `attempt + 1`; None when no attempt fits in what is left."""
