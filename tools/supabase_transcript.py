@@ -180,7 +180,8 @@ def pooler_run(server: ThrowawayPostgres) -> None:
             stats = fleet_monitor.monitor(engine, interval=0.5, backoff=0, stop=stop, emit=lines.append)
             engine.dispose()
             print(
-                f"# monitor through the pooler: {stats.cycles} rounds, {stats.probes} probes recorded, "
+                # Not the rounds begun: one may begin as the stop is set, and end cancelled, recording nothing.
+                f"# monitor through the pooler: {stats.probes} probes recorded, "
                 f"{stats.state_changes} state change(s), {stats.reconnects} reconnects; lines:"
             )
             print("\n".join(f"#   {line}" for line in lines) + "\n")
