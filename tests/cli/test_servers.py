@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import click
+import psycopg
 import pytest
 
 from tests.support.databases import run_sql
 from tests.support.factories import add_seed_servers, add_user
+from waha_db import cli
+from waha_db.database import conninfo
 
 
 @pytest.fixture(params=["head", "supabase_head"])
@@ -295,3 +299,56 @@ def test_best_for_a_user_without_servers(waha_db, url, user):
     result = waha_db(url, "servers", "best", "--user", user)
     assert result.exit_code == 1
     assert "the user has no servers" in result.output
+
+
+def _answer_yes_after(monkeypatch, meanwhile):
+    """A person at the terminal who answers yes, once `meanwhile()` has run while the question waits."""
+    monkeypatch.setattr(cli.edge, "can_ask", lambda: True)
+
+    def confirm(question, default=False):
+        meanwhile()
+        return True
+
+    monkeypatch.setattr(click, "confirm", confirm)
+
+
+def test_no_lock_on_the_server_waits_for_the_person_who_reads_the_question(waha_db, url, user, monkeypatch):
+    ids = add_seed_servers(waha_db, url, user)
+    target = ids["Servidor de Teste"]
+    locked_meanwhile = []
+
+    def lock_it_as_an_allocation_would():
+        # allocate_waha_session locks the chosen server's row: NOWAIT fails (55P03) if the row is held.
+        with psycopg.connect(conninfo(url), autocommit=True) as connection:
+            with connection.transaction():
+                rows = connection.execute(
+                    "SELECT id FROM public.waha_servers WHERE id = %s FOR UPDATE NOWAIT", (target,)
+                ).fetchall()
+            busy = connection.execute(
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE application_name LIKE 'waha-db%%' "
+                "AND state LIKE 'idle in transaction%%'"
+            ).fetchone()[0]
+        locked_meanwhile.append((len(rows), busy))
+
+    _answer_yes_after(monkeypatch, lock_it_as_an_allocation_would)
+    result = waha_db(url, "servers", "remove", target)
+    assert result.exit_code == 0, result.output
+    assert locked_meanwhile == [(1, 0)]
+    assert run_sql(url, "SELECT count(*) FROM public.waha_servers WHERE id = %s", (target,)) == [(0,)]
+
+
+def test_a_server_changed_while_the_question_waits_is_not_removed(waha_db, url, user, monkeypatch):
+    ids = add_seed_servers(waha_db, url, user)
+    target = ids["Servidor de Teste"]
+
+    def update_it():
+        # Within 2 s: were the row locked while the question waits, this would wait for the answer forever.
+        with psycopg.connect(conninfo(url), autocommit=True) as connection:
+            connection.execute("SET lock_timeout = '2s'")
+            connection.execute("UPDATE public.waha_servers SET descricao = 'kept: in use' WHERE id = %s", (target,))
+
+    _answer_yes_after(monkeypatch, update_it)
+    result = waha_db(url, "servers", "remove", target)
+    assert result.exit_code == 1
+    assert "changed after it was shown" in result.output and "nothing was deleted" in result.output
+    assert run_sql(url, "SELECT descricao FROM public.waha_servers WHERE id = %s", (target,)) == [("kept: in use",)]

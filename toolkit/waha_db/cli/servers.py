@@ -215,12 +215,14 @@ def servers_remove(invocation: Invocation, server_id: uuid.UUID, yes: bool) -> N
       waha-db servers remove 3f0c6a4e-1b2d-4c8e-9f00-5a6b7c8d9e0f --yes
     """
 
-    def confirm(server: server_admin.Server) -> None:
-        click.echo(f"removes {server.line()}")
-        require_confirmation("Remove this server?", yes, "remove it")
-
+    # Read, ask, then lock and delete: no transaction (and no lock that allocations wait
+    # for) stays open while a person reads the question.
     with invocation.transaction() as connection:
-        server = server_admin.remove_server(connection, server_id, confirm=confirm)
+        shown = server_admin.removal(connection, server_id)
+    click.echo(f"removes {shown.line()}")
+    require_confirmation("Remove this server?", yes, "remove it")
+    with invocation.transaction() as connection:
+        server = server_admin.remove_server(connection, server_id, shown=shown)
     click.echo(f"removed {server.nome} ({server.api_url}); id {server.id}")
 
 

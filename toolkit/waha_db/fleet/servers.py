@@ -10,7 +10,7 @@ from the constraint's name, instead of a raw SQL error.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from fractions import Fraction
@@ -247,36 +247,51 @@ def session_count(connection: sa.Connection, server_id: uuid.UUID) -> int:
     return count
 
 
-def remove_server(
-    connection: sa.Connection, server_id: uuid.UUID, *, confirm: Callable[[Server], None] = lambda server: None
-) -> Server:
+def removal(connection: sa.Connection, server_id: uuid.UUID) -> Server:
+    """The server `remove_server` would delete, read without a lock (for the question); refused while it has sessions."""
+    server = get_server(connection, server_id)
+    _refuse_while_in_use(connection, server)
+    return server
+
+
+def remove_server(connection: sa.Connection, server_id: uuid.UUID, *, shown: Server | None = None) -> Server:
     """Delete a server that has no sessions; a server with sessions is refused with their count.
 
     The count is taken under a lock on the server's row, and the database's foreign key
-    refuses the delete anyway should a session arrive in between. `confirm` is shown
-    the server before it is deleted; it raises to keep it.
+    refuses the delete anyway should a session arrive in between. `shown` is the row as a
+    person confirmed it (`removal`, read before the question, so that no lock waits on
+    a person): a row that changed since is refused, nothing deleted.
     """
-    server = _servers(
+    locked = _servers(
         connection.execute(
             sa.text(f"SELECT {SERVER_COLUMNS} FROM public.waha_servers WHERE id = :id FOR UPDATE"), {"id": server_id}
         )
     )
-    if not server:
+    if not locked:
         get_server(connection, server_id)
-    sessions = session_count(connection, server_id)
-    if sessions:
+    server = locked[0]
+    _refuse_while_in_use(connection, server)
+    if shown is not None and server != shown:
         raise ServerError(
-            f"server {server[0].nome!r} ({server_id}) still has {sessions} session{'s' if sessions != 1 else ''}: "
-            "move or delete them first (DELETE FROM public.waha_sessions WHERE waha_server_id = ...), "
-            f"or disable the server instead with `waha-db servers disable {server_id}`"
+            f"server {server.nome!r} ({server_id}) changed after it was shown (another command, or the app, "
+            "updated it): nothing was deleted; run the command again to see it as it is now"
         )
-    confirm(server[0])
     try:
         with connection.begin_nested():
             connection.execute(sa.text("DELETE FROM public.waha_servers WHERE id = :id"), {"id": server_id})
     except sa.exc.DBAPIError as error:
         raise _rule_error(error) from None
-    return server[0]
+    return server
+
+
+def _refuse_while_in_use(connection: sa.Connection, server: Server) -> None:
+    sessions = session_count(connection, server.id)
+    if sessions:
+        raise ServerError(
+            f"server {server.nome!r} ({server.id}) still has {sessions} session{'s' if sessions != 1 else ''}: "
+            "move or delete them first (DELETE FROM public.waha_sessions WHERE waha_server_id = ...), "
+            f"or disable the server instead with `waha-db servers disable {server.id}`"
+        )
 
 
 GREEN, RED = "\N{LARGE GREEN CIRCLE}", "\N{LARGE RED CIRCLE}"
